@@ -1,0 +1,92 @@
+//! `health_check` extension: answers 200 on its path while every pipeline runs, 503
+//! otherwise (starting, stopping, or a pipeline died), as the Collector's does.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use http::StatusCode;
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const TYPE: &str = "health_check";
+pub const ALIASES: &[&str] = &["health_check"];
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseBody {
+    pub healthy: Option<String>,
+    pub unhealthy: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen address. Default `127.0.0.1:13133`.
+    pub endpoint: String,
+    /// Default `/`.
+    pub path: String,
+    pub response_body: Option<ResponseBody>,
+    /// Collector key (deprecated there); accepted, pipelines are always checked here.
+    pub check_collector_pipeline: Option<serde_json::Value>,
+    pub tls: Option<serde_json::Value>,
+    pub auth: Option<serde_json::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            endpoint: "127.0.0.1:13133".to_string(),
+            path: "/".to_string(),
+            response_body: None,
+            check_collector_pipeline: None,
+            tls: None,
+            auth: None,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if oxcol_receivers::otlp::resolve_endpoint(&self.endpoint).is_err() {
+            errors.push(format!("endpoint {:?} is not a host:port address", self.endpoint));
+        }
+        if !self.path.starts_with('/') {
+            errors.push(format!("path {:?} must start with '/'", self.path));
+        }
+        if self.tls.is_some() || self.auth.is_some() {
+            errors.push("tls and auth are not supported on health_check in this release".to_string());
+        }
+        errors
+    }
+}
+
+/// Serves the health endpoint until `shutdown`; `healthy` is flipped by the service.
+pub async fn serve(id: &str, config: &Config, healthy: Arc<AtomicBool>, shutdown: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), String> {
+    let address = oxcol_receivers::otlp::resolve_endpoint(&config.endpoint).map_err(|e| format!("extension {id}: endpoint {:?}: {e}", config.endpoint))?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| format!("extension {id}: cannot listen on {address}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let body = config.response_body.clone().unwrap_or_default();
+    let healthy_text = body.healthy.unwrap_or_else(|| r#"{"status":"Server available"}"#.to_string());
+    let unhealthy_text = body.unhealthy.unwrap_or_else(|| r#"{"status":"Server not available"}"#.to_string());
+    let router = Router::new().route(
+        &config.path,
+        get(move || {
+            let up = healthy.load(Ordering::Relaxed);
+            let (status, text) = if up { (StatusCode::OK, healthy_text.clone()) } else { (StatusCode::SERVICE_UNAVAILABLE, unhealthy_text.clone()) };
+            async move { (status, text) }
+        }),
+    );
+    let id = id.to_string();
+    tracing::info!(extension = %id, endpoint = %bound, "health check listening");
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+            tracing::error!(extension = %id, %error, "health check server stopped with an error");
+        }
+    });
+    Ok((bound, task))
+}

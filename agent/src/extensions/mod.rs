@@ -1,0 +1,3 @@
+//! Extensions: components outside pipelines (health checks now, storage later).
+
+pub mod health_check;

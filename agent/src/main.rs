@@ -1,0 +1,198 @@
+//! `oxcol`: an OpenTelemetry Collector-compatible agent.
+//!
+//! `oxcol --config FILE [--config FILE ...] [--set path=value]` runs; with no `--config`
+//! it runs the embedded default (`configs/default.yaml`). `oxcol validate`, `oxcol
+//! components` and `oxcol print-config` check, list and print.
+
+mod extensions;
+mod pipeline;
+mod registry;
+mod service;
+mod settings;
+mod telemetry;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use oxcol_config::{ConfigError, Source};
+
+#[global_allocator]
+static ALLOCATOR: oxcol_core::process::CountingAllocator = oxcol_core::process::CountingAllocator;
+
+const DEFAULT_CONFIG: &str = include_str!("../../configs/default.yaml");
+
+#[derive(Parser)]
+#[command(name = "oxcol", version, about = "An OpenTelemetry Collector-compatible agent for Go services in containers")]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Clone, Default)]
+struct ConfigArgs {
+    /// Config file (repeat to merge several, later wins). Also `file:PATH`, `env:VAR`
+    /// (the YAML is in the variable) and `yaml:TEXT`. Default: the embedded config.
+    #[arg(long = "config", global = true)]
+    configs: Vec<String>,
+    /// Override one value: `--set exporters.otlp.endpoint=host:4317` (`::` also separates).
+    #[arg(long = "set", global = true)]
+    sets: Vec<String>,
+    /// Accepted for Collector compatibility; oxcol has no feature gates yet.
+    #[arg(long = "feature-gates", global = true)]
+    feature_gates: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the config and report every problem as file:line:column: message.
+    Validate,
+    /// List every component type by kind.
+    Components,
+    /// Print the resolved config (files merged, --set applied, env expanded), secrets redacted.
+    PrintConfig,
+}
+
+fn sources(args: &ConfigArgs) -> Result<Vec<Source>, Vec<ConfigError>> {
+    if args.configs.is_empty() {
+        return Ok(vec![Source::Text { name: "<embedded default config>".to_string(), text: DEFAULT_CONFIG.to_string() }]);
+    }
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for spec in &args.configs {
+        if let Some(path) = spec.strip_prefix("file:") {
+            out.push(Source::File(path.into()));
+        } else if let Some(var) = spec.strip_prefix("env:") {
+            match std::env::var(var) {
+                Ok(text) => out.push(Source::Text { name: format!("env:{var}"), text }),
+                Err(_) => errors.push(ConfigError::new(None, format!("--config env:{var}: the environment variable {var} is not set"))),
+            }
+        } else if let Some(text) = spec.strip_prefix("yaml:") {
+            // The Collector's `yaml:` scheme uses `::` as the key separator.
+            out.push(Source::Text { name: "--config yaml:".to_string(), text: text.replace("::", ":\n  ") });
+        } else {
+            out.push(Source::File(spec.into()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn load(args: &ConfigArgs) -> Result<oxcol_config::Node, Vec<ConfigError>> {
+    let sources = sources(args)?;
+    oxcol_config::load(&sources, &args.sets, &|name| std::env::var(name).ok())
+}
+
+/// Loads, checks structure and decodes every component: all errors at once.
+fn load_checked(args: &ConfigArgs) -> Result<(settings::Settings, std::collections::HashMap<(registry::Kind, String), registry::ComponentConfig>), Vec<ConfigError>> {
+    let root = load(args)?;
+    let (settings, mut errors) = settings::read(&root);
+    // Decode components even when the structure has errors, to report everything.
+    match service::decode_all(&settings) {
+        Ok(configs) if errors.is_empty() => Ok((settings, configs)),
+        Ok(_) => Err(errors),
+        Err(mut decode_errors) => {
+            errors.append(&mut decode_errors);
+            errors.sort_by_key(|e| e.location.as_ref().map(|l| (l.source.to_string(), l.line, l.column)));
+            Err(errors)
+        }
+    }
+}
+
+fn report(errors: &[ConfigError]) {
+    for error in errors {
+        eprintln!("{error}");
+    }
+    eprintln!("{} problem{} found in the configuration", errors.len(), if errors.len() == 1 { "" } else { "s" });
+}
+
+fn main() -> ExitCode {
+    oxcol_core::process::mark_installed();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Components) => {
+            print!("{}", registry::components_listing());
+            ExitCode::SUCCESS
+        }
+        Some(Command::PrintConfig) => match load(&cli.config) {
+            Ok(root) => {
+                print!("{}", oxcol_config::to_yaml_redacted(&root));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                report(&errors);
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Validate) => match load_checked(&cli.config) {
+            Ok(_) => {
+                eprintln!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                report(&errors);
+                ExitCode::FAILURE
+            }
+        },
+        None => run(&cli.config),
+    }
+}
+
+fn run(args: &ConfigArgs) -> ExitCode {
+    let (settings, configs) = match load_checked(args) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            report(&errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init_logging(&settings.telemetry.logs);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("oxcol").build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let registry = oxcol_core::telemetry::Registry::new();
+        let running = match service::start(&settings, &configs, Arc::clone(&registry)).await {
+            Ok(running) => running,
+            Err(error) => {
+                tracing::error!("cannot start: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(pipelines = settings.pipelines.len(), "oxcol is running");
+        let died = running.pipeline_died.clone();
+        tokio::select! {
+            signal = wait_for_signal() => tracing::info!("received {signal}"),
+            _ = died.cancelled() => {
+                running.set_unhealthy();
+                tracing::error!("a pipeline died; stopping");
+            }
+        }
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

@@ -1,0 +1,134 @@
+//! Every component type oxcol has, by kind: its names, the signals it supports, and how
+//! its config is decoded and checked. Adding a component is one module in its crate plus
+//! one entry here.
+
+use oxcol_config::{decode, ConfigError};
+use oxcol_core::Signal;
+use oxcol_exporters as exporters;
+use oxcol_processors as processors;
+use oxcol_receivers as receivers;
+
+use crate::extensions::health_check;
+use crate::settings::ComponentDef;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Receiver,
+    Processor,
+    Exporter,
+    Extension,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Receiver, Kind::Processor, Kind::Exporter, Kind::Extension];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receiver",
+            Kind::Processor => "processor",
+            Kind::Exporter => "exporter",
+            Kind::Extension => "extension",
+        }
+    }
+
+    /// The top-level config section of this kind.
+    pub fn section(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receivers",
+            Kind::Processor => "processors",
+            Kind::Exporter => "exporters",
+            Kind::Extension => "extensions",
+        }
+    }
+}
+
+pub struct TypeInfo {
+    pub kind: Kind,
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub signals: &'static [Signal],
+    pub stability: &'static str,
+}
+
+const ALL_SIGNALS: &[Signal] = &[Signal::Metrics, Signal::Traces, Signal::Logs];
+
+pub const TYPES: &[TypeInfo] = &[
+    TypeInfo { kind: Kind::Receiver, name: receivers::otlp::TYPE, aliases: receivers::otlp::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
+    TypeInfo { kind: Kind::Processor, name: processors::batch::TYPE, aliases: processors::batch::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
+    TypeInfo { kind: Kind::Processor, name: processors::memory_limiter::TYPE, aliases: processors::memory_limiter::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
+    TypeInfo { kind: Kind::Exporter, name: exporters::otlp::TYPE, aliases: exporters::otlp::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
+    TypeInfo { kind: Kind::Exporter, name: exporters::otlphttp::TYPE, aliases: exporters::otlphttp::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
+    TypeInfo { kind: Kind::Exporter, name: exporters::debug::TYPE, aliases: exporters::debug::ALIASES, signals: ALL_SIGNALS, stability: "development" },
+    TypeInfo { kind: Kind::Extension, name: health_check::TYPE, aliases: health_check::ALIASES, signals: &[], stability: "beta" },
+];
+
+/// The canonical type for a name as written (aliases resolved), if oxcol has it.
+pub fn canonical_type(kind: Kind, written: &str) -> Option<&'static str> {
+    TYPES.iter().find(|t| t.kind == kind && (t.name == written || t.aliases.contains(&written))).map(|t| t.name)
+}
+
+pub fn type_names(kind: Kind) -> Vec<&'static str> {
+    TYPES.iter().filter(|t| t.kind == kind).map(|t| t.name).collect()
+}
+
+pub fn supports(kind: Kind, type_name: &str, signal: Signal) -> bool {
+    TYPES.iter().any(|t| t.kind == kind && t.name == type_name && t.signals.contains(&signal))
+}
+
+/// A decoded, validated component config.
+#[derive(Clone, Debug)]
+pub enum ComponentConfig {
+    OtlpReceiver(receivers::otlp::Config),
+    Batch(processors::batch::Config),
+    MemoryLimiter(processors::memory_limiter::Config),
+    OtlpExporter(exporters::otlp::Config),
+    OtlpHttpExporter(exporters::otlphttp::Config),
+    DebugExporter(exporters::debug::Config),
+    HealthCheck(health_check::Config),
+}
+
+fn typed<T: serde::de::DeserializeOwned>(kind: Kind, def: &ComponentDef, validate: impl Fn(&T) -> Vec<String>) -> Result<T, Vec<ConfigError>> {
+    // A component written with no value (`batch:`) decodes as all defaults.
+    let config: T = decode(&def.node).map_err(|e| vec![e])?;
+    let problems = validate(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems.into_iter().map(|p| ConfigError::at(&def.location, format!("{} {:?}: {p}", kind.name(), def.id))).collect())
+    }
+}
+
+/// Decodes and validates one component's config.
+pub fn decode_component(kind: Kind, def: &ComponentDef) -> Result<ComponentConfig, Vec<ConfigError>> {
+    match (kind, def.type_name) {
+        (Kind::Receiver, "otlp") => typed(kind, def, receivers::otlp::Config::validate).map(ComponentConfig::OtlpReceiver),
+        (Kind::Processor, "batch") => typed(kind, def, processors::batch::Config::validate).map(ComponentConfig::Batch),
+        (Kind::Processor, "memory_limiter") => typed(kind, def, processors::memory_limiter::Config::validate).map(ComponentConfig::MemoryLimiter),
+        (Kind::Exporter, "otlp") => typed(kind, def, exporters::otlp::Config::validate).map(ComponentConfig::OtlpExporter),
+        (Kind::Exporter, "otlphttp") => typed(kind, def, exporters::otlphttp::Config::validate).map(ComponentConfig::OtlpHttpExporter),
+        (Kind::Exporter, "debug") => typed(kind, def, exporters::debug::Config::validate).map(ComponentConfig::DebugExporter),
+        (Kind::Extension, "health_check") => typed(kind, def, health_check::Config::validate).map(ComponentConfig::HealthCheck),
+        (kind, other) => Err(vec![ConfigError::at(&def.location, format!("{} type {other:?} has no decoder (a bug in oxcol's registry)", kind.name()))]),
+    }
+}
+
+/// The text of `oxcol components`.
+pub fn components_listing() -> String {
+    let mut out = String::new();
+    for kind in Kind::ALL {
+        out.push_str(kind.section());
+        out.push_str(":\n");
+        for info in TYPES.iter().filter(|t| t.kind == kind) {
+            let signals: Vec<&str> = info.signals.iter().map(|s| s.name()).collect();
+            let aliases: Vec<&&str> = info.aliases.iter().filter(|a| **a != info.name).collect();
+            out.push_str(&format!("  - name: {}\n    stability: {}\n", info.name, info.stability));
+            if !signals.is_empty() {
+                out.push_str(&format!("    signals: [{}]\n", signals.join(", ")));
+            }
+            if !aliases.is_empty() {
+                out.push_str(&format!("    aliases: [{}]\n", aliases.iter().map(|a| **a).collect::<Vec<_>>().join(", ")));
+            }
+        }
+    }
+    out
+}

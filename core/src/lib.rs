@@ -1,0 +1,24 @@
+//! oxcol-core: the data that flows through oxcol and the contracts every component keeps.
+//!
+//! Components (receivers, processors, exporters) depend on this crate and never on each
+//! other. What lives here: the signal type, the batch that flows through pipelines (encoded
+//! OTLP bytes, decoded only when a processor reads it), the skeleton scan that counts items
+//! without decoding, the pipeline/exporter contracts, compression with size limits, and
+//! the self-telemetry registry.
+
+pub mod process;
+pub mod batch;
+pub mod compression;
+pub mod duration;
+pub mod grpc;
+pub mod pipeline;
+pub mod rpc_status;
+pub mod signal;
+pub mod skeleton;
+pub mod telemetry;
+pub mod testdata;
+
+pub use batch::{Batch, BatchSettings, Data};
+pub use duration::GoDuration;
+pub use pipeline::{Admission, Consumers, Envelope, ExportError, ExportOutcome, Exporter, PipelineInput, Processor, Refusal};
+pub use signal::Signal;

@@ -1,0 +1,239 @@
+//! `otlp` exporter (also spelled `otlp_grpc`): OTLP over gRPC, unary Export calls.
+//!
+//! The batch goes on the wire as the encoded bytes it arrived in (see `oxcol_core::grpc`),
+//! so a relay never re-encodes. Failures are classified by the OTLP spec: CANCELLED,
+//! DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS are retryable;
+//! RESOURCE_EXHAUSTED only with a RetryInfo; everything else is permanent.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use oxcol_core::grpc::RawCodec;
+use oxcol_core::rpc_status::{retry_delay_from_details, ExportResponse};
+use oxcol_core::{Batch, ExportError, ExportOutcome, Exporter, GoDuration};
+use prost::Message;
+use serde::Deserialize;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::client::{check_plaintext, parse_compression, validate_headers, TlsClientConfig};
+use crate::queue::{QueueConfig, RetryConfig};
+
+pub const TYPE: &str = "otlp";
+pub const ALIASES: &[&str] = &["otlp", "otlp_grpc"];
+
+/// Keepalive settings of the gRPC client.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveConfig {
+    pub time: Option<GoDuration>,
+    pub timeout: Option<GoDuration>,
+    pub permit_without_stream: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `host:port`, `http://host:port` (plaintext) or `https://host:port`. Required.
+    pub endpoint: String,
+    /// Default `gzip`, as in the Collector.
+    pub compression: String,
+    pub tls: TlsClientConfig,
+    /// Sent as gRPC metadata with every request. Redacted by `print-config`.
+    pub headers: BTreeMap<String, String>,
+    /// Deadline of one attempt. Default 5s.
+    pub timeout: GoDuration,
+    pub sending_queue: QueueConfig,
+    pub retry_on_failure: RetryConfig,
+    pub keepalive: Option<KeepaliveConfig>,
+    /// Accepted for compatibility; oxcol connects to the resolved address directly.
+    pub balancer_name: Option<String>,
+    pub wait_for_ready: bool,
+    pub read_buffer_size: Option<usize>,
+    pub write_buffer_size: Option<usize>,
+    pub authority: Option<String>,
+    /// Largest response oxcol reads. Default 4 MiB.
+    pub max_recv_msg_size_mib: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            endpoint: String::new(),
+            compression: "gzip".to_string(),
+            tls: TlsClientConfig::default(),
+            headers: BTreeMap::new(),
+            timeout: GoDuration::from_secs(5),
+            sending_queue: QueueConfig::default(),
+            retry_on_failure: RetryConfig::default(),
+            keepalive: None,
+            balancer_name: None,
+            wait_for_ready: false,
+            read_buffer_size: None,
+            write_buffer_size: None,
+            authority: None,
+            max_recv_msg_size_mib: None,
+        }
+    }
+}
+
+/// Splits an endpoint into (`http://host:port` URI, scheme_is_https).
+fn endpoint_uri(endpoint: &str) -> (String, Option<bool>) {
+    if let Some(rest) = endpoint.strip_prefix("https://") {
+        (format!("http://{}", rest.trim_end_matches('/')), Some(true))
+    } else if let Some(rest) = endpoint.strip_prefix("http://") {
+        (format!("http://{}", rest.trim_end_matches('/')), Some(false))
+    } else {
+        let rest = endpoint.strip_prefix("dns:///").unwrap_or(endpoint);
+        (format!("http://{rest}"), None)
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.endpoint.is_empty() {
+            errors.push("endpoint is required: the host:port of the OTLP/gRPC destination".to_string());
+        } else {
+            let (uri, https) = endpoint_uri(&self.endpoint);
+            if let Err(e) = Endpoint::from_shared(uri) {
+                errors.push(format!("endpoint {:?} is not a valid address: {e}", self.endpoint));
+            }
+            if let Err(e) = check_plaintext(&self.tls, &self.endpoint, https) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = parse_compression(&self.compression) {
+            errors.push(e);
+        }
+        if self.compression == "deflate" {
+            errors.push("compression: deflate is not available for gRPC; use gzip, zstd or none".to_string());
+        }
+        errors.extend(validate_headers(&self.headers));
+        errors.extend(self.sending_queue.validate());
+        errors.extend(self.retry_on_failure.validate());
+        errors
+    }
+}
+
+pub struct OtlpGrpcExporter {
+    channel: Channel,
+    metadata: MetadataMap,
+    compression: Option<CompressionEncoding>,
+    timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl OtlpGrpcExporter {
+    /// Builds the exporter; the connection is made lazily on the first send.
+    pub fn new(config: &Config) -> Result<OtlpGrpcExporter, String> {
+        let (uri, _) = endpoint_uri(&config.endpoint);
+        let mut endpoint = Endpoint::from_shared(uri).map_err(|e| format!("endpoint {:?}: {e}", config.endpoint))?;
+        endpoint = endpoint.connect_timeout(config.timeout.get().max(Duration::from_secs(1))).tcp_nodelay(true);
+        if let Some(keepalive) = &config.keepalive {
+            if let Some(time) = keepalive.time {
+                endpoint = endpoint.http2_keep_alive_interval(time.get());
+            }
+            if let Some(timeout) = keepalive.timeout {
+                endpoint = endpoint.keep_alive_timeout(timeout.get());
+            }
+            endpoint = endpoint.keep_alive_while_idle(keepalive.permit_without_stream);
+        }
+        let mut metadata = MetadataMap::new();
+        for (name, value) in &config.headers {
+            let key = MetadataKey::from_str(&name.to_ascii_lowercase()).map_err(|_| format!("headers: {name:?} is not a valid gRPC metadata key"))?;
+            let value = MetadataValue::from_str(value).map_err(|_| format!("headers: the value of {name:?} is not valid gRPC metadata"))?;
+            metadata.insert(key, value);
+        }
+        let compression = match config.compression.as_str() {
+            "gzip" => Some(CompressionEncoding::Gzip),
+            "zstd" => Some(CompressionEncoding::Zstd),
+            _ => None,
+        };
+        Ok(OtlpGrpcExporter {
+            channel: endpoint.connect_lazy(),
+            metadata,
+            compression,
+            timeout: config.timeout.get(),
+            max_response_bytes: config.max_recv_msg_size_mib.unwrap_or(4) << 20,
+        })
+    }
+}
+
+/// Classifies a gRPC status per the OTLP spec.
+pub fn classify_status(status: &tonic::Status) -> ExportError {
+    let reason = format!("gRPC status {:?}: {}", status.code(), status.message());
+    let delay = retry_delay_from_details(status.details());
+    match status.code() {
+        Code::Cancelled | Code::DeadlineExceeded | Code::Aborted | Code::OutOfRange | Code::Unavailable | Code::DataLoss => {
+            ExportError::Retryable { reason, after: delay }
+        }
+        Code::ResourceExhausted if delay.is_some() => ExportError::Retryable { reason, after: delay },
+        _ => ExportError::Permanent { reason },
+    }
+}
+
+impl Exporter for OtlpGrpcExporter {
+    fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
+        Box::pin(async move {
+            let signal = batch.signal();
+            let mut grpc = tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(self.max_response_bytes);
+            if let Some(encoding) = self.compression {
+                grpc = grpc.send_compressed(encoding);
+            }
+            grpc = grpc.accept_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Zstd);
+            grpc.ready().await.map_err(|e| ExportError::Retryable { reason: format!("connection not ready: {e}"), after: None })?;
+            let mut request = tonic::Request::new(batch);
+            *request.metadata_mut() = self.metadata.clone();
+            request.set_timeout(self.timeout);
+            let path = http::uri::PathAndQuery::from_static(signal.grpc_path());
+            let response = tokio::time::timeout(self.timeout + Duration::from_millis(100), grpc.unary(request, path, RawCodec::<Batch>::default()))
+                .await
+                .map_err(|_| ExportError::Retryable { reason: format!("no answer within timeout {:?}", self.timeout), after: None })?
+                .map_err(|status| classify_status(&status))?;
+            let body = response.into_inner();
+            let partial = ExportResponse::decode(body).ok().and_then(|r| r.partial_success).unwrap_or_default();
+            Ok(ExportOutcome { rejected: partial.rejected.max(0) as u64, message: partial.error_message })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxcol_core::rpc_status::retry_info_details;
+
+    #[test]
+    fn classification_follows_the_otlp_spec() {
+        let retryable = [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted, Code::OutOfRange, Code::Unavailable, Code::DataLoss];
+        for code in retryable {
+            assert!(matches!(classify_status(&tonic::Status::new(code, "x")), ExportError::Retryable { .. }), "{code:?}");
+        }
+        let permanent = [Code::Unknown, Code::InvalidArgument, Code::NotFound, Code::PermissionDenied, Code::Unauthenticated, Code::Unimplemented, Code::Internal, Code::ResourceExhausted];
+        for code in permanent {
+            assert!(matches!(classify_status(&tonic::Status::new(code, "x")), ExportError::Permanent { .. }), "{code:?}");
+        }
+        let details = retry_info_details(8, "slow", Duration::from_secs(3));
+        let throttled = tonic::Status::with_details(Code::ResourceExhausted, "slow", details.into());
+        assert_eq!(
+            classify_status(&throttled),
+            ExportError::Retryable { reason: "gRPC status ResourceExhausted: slow".into(), after: Some(Duration::from_secs(3)) }
+        );
+    }
+
+    #[test]
+    fn validation_names_every_problem() {
+        let config = Config { compression: "brotli".into(), ..Config::default() };
+        let errors = config.validate();
+        assert!(errors.iter().any(|e| e.contains("endpoint is required")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("brotli")), "{errors:?}");
+        let tls = Config { endpoint: "collector:4317".into(), ..Config::default() };
+        assert!(tls.validate().iter().any(|e| e.contains("needs TLS")));
+        let plain = Config { endpoint: "http://collector:4317".into(), ..Config::default() };
+        assert!(plain.validate().is_empty(), "{:?}", plain.validate());
+    }
+}

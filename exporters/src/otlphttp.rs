@@ -1,0 +1,345 @@
+//! `otlphttp` exporter (also spelled `otlp_http`): OTLP over HTTP POST, protobuf (the
+//! encoded bytes as they arrived) or JSON.
+//!
+//! Retryable per the OTLP spec: 429, 502, 503, 504 and connection failures, honouring
+//! `Retry-After`. Every other status is permanent (400 is bad data; 500 is not retried,
+//! unlike remote write). A 2xx body may carry a partial success, which is counted and
+//! never retried.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use oxcol_core::compression::{compress, Encoding};
+use oxcol_core::rpc_status::{ExportResponse, RpcStatus};
+use oxcol_core::{Batch, Data, ExportError, ExportOutcome, Exporter, GoDuration, Signal};
+use prost::Message;
+use serde::Deserialize;
+
+use crate::client::{check_plaintext, parse_compression, validate_headers, TlsClientConfig};
+use crate::queue::{parse_retry_after, QueueConfig, RetryConfig};
+
+pub const TYPE: &str = "otlphttp";
+pub const ALIASES: &[&str] = &["otlphttp", "otlp_http"];
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WireEncoding {
+    #[default]
+    Proto,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Base URL; `/v1/traces`, `/v1/metrics`, `/v1/logs` are appended.
+    pub endpoint: String,
+    /// Full URLs per signal; override `endpoint` for that signal.
+    pub traces_endpoint: Option<String>,
+    pub metrics_endpoint: Option<String>,
+    pub logs_endpoint: Option<String>,
+    /// `proto` (default) or `json`.
+    pub encoding: WireEncoding,
+    /// Default `gzip`, as in the Collector.
+    pub compression: String,
+    pub tls: TlsClientConfig,
+    pub headers: BTreeMap<String, String>,
+    /// Deadline of one attempt. Default 30s, as in the Collector.
+    pub timeout: GoDuration,
+    pub sending_queue: QueueConfig,
+    pub retry_on_failure: RetryConfig,
+    pub read_buffer_size: Option<usize>,
+    pub write_buffer_size: Option<usize>,
+    pub max_idle_conns: Option<usize>,
+    pub max_idle_conns_per_host: Option<usize>,
+    pub max_conns_per_host: Option<usize>,
+    pub idle_conn_timeout: Option<GoDuration>,
+    pub disable_keep_alives: bool,
+    pub http2_read_idle_timeout: Option<GoDuration>,
+    pub http2_ping_timeout: Option<GoDuration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            endpoint: String::new(),
+            traces_endpoint: None,
+            metrics_endpoint: None,
+            logs_endpoint: None,
+            encoding: WireEncoding::Proto,
+            compression: "gzip".to_string(),
+            tls: TlsClientConfig::default(),
+            headers: BTreeMap::new(),
+            timeout: GoDuration::from_secs(30),
+            sending_queue: QueueConfig::default(),
+            retry_on_failure: RetryConfig::default(),
+            read_buffer_size: None,
+            write_buffer_size: None,
+            max_idle_conns: None,
+            max_idle_conns_per_host: None,
+            max_conns_per_host: None,
+            idle_conn_timeout: None,
+            disable_keep_alives: false,
+            http2_read_idle_timeout: None,
+            http2_ping_timeout: None,
+        }
+    }
+}
+
+impl Config {
+    /// The URL data of `signal` is posted to.
+    pub fn url_for(&self, signal: Signal) -> String {
+        let specific = match signal {
+            Signal::Traces => &self.traces_endpoint,
+            Signal::Metrics => &self.metrics_endpoint,
+            Signal::Logs => &self.logs_endpoint,
+        };
+        match specific {
+            Some(url) => url.clone(),
+            None => format!("{}{}", self.endpoint.trim_end_matches('/'), signal.http_path()),
+        }
+    }
+
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.endpoint.is_empty() && (self.traces_endpoint.is_none() || self.metrics_endpoint.is_none() || self.logs_endpoint.is_none()) {
+            errors.push("endpoint is required (or all of traces_endpoint, metrics_endpoint, logs_endpoint)".to_string());
+        }
+        for signal in Signal::ALL {
+            if self.endpoint.is_empty() && self.url_for(signal).starts_with('/') {
+                continue;
+            }
+            let url = self.url_for(signal);
+            match url.parse::<http::Uri>() {
+                Ok(uri) if uri.scheme_str() == Some("http") => {
+                    if let Err(e) = check_plaintext(&self.tls, &url, Some(false)) {
+                        errors.push(e);
+                    }
+                }
+                Ok(uri) if uri.scheme_str() == Some("https") => {
+                    if let Err(e) = check_plaintext(&self.tls, &url, Some(true)) {
+                        errors.push(e);
+                    }
+                }
+                _ => errors.push(format!("{url:?} is not a valid http:// URL")),
+            }
+        }
+        errors.dedup();
+        if let Err(e) = parse_compression(&self.compression) {
+            errors.push(e);
+        }
+        errors.extend(validate_headers(&self.headers));
+        errors.extend(self.sending_queue.validate());
+        errors.extend(self.retry_on_failure.validate());
+        errors
+    }
+}
+
+pub struct OtlpHttpExporter {
+    client: Client<HttpConnector, Full<Bytes>>,
+    urls: [(Signal, http::Uri); 3],
+    headers: HeaderMap,
+    encoding: WireEncoding,
+    compression: Encoding,
+    timeout: Duration,
+}
+
+/// Largest response body read (the OTLP spec's recommended response limit).
+const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
+impl OtlpHttpExporter {
+    pub fn new(config: &Config) -> Result<OtlpHttpExporter, String> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout.get().min(Duration::from_secs(10))));
+        let mut builder = Client::builder(TokioExecutor::new());
+        if let Some(idle) = config.idle_conn_timeout {
+            builder.pool_idle_timeout(idle.get());
+        }
+        if let Some(max) = config.max_idle_conns_per_host.or(config.max_idle_conns) {
+            builder.pool_max_idle_per_host(max);
+        }
+        if config.disable_keep_alives {
+            builder.pool_max_idle_per_host(0);
+        }
+        let client = builder.build(connector);
+        let parse = |signal: Signal| -> Result<(Signal, http::Uri), String> {
+            let url = config.url_for(signal);
+            url.parse::<http::Uri>().map(|u| (signal, u)).map_err(|e| format!("{url:?}: {e}"))
+        };
+        let urls = [parse(Signal::Metrics)?, parse(Signal::Traces)?, parse(Signal::Logs)?];
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| format!("headers: the value of {name} is not valid"))?;
+            headers.insert(name, value);
+        }
+        Ok(OtlpHttpExporter {
+            client,
+            urls,
+            headers,
+            encoding: config.encoding,
+            compression: parse_compression(&config.compression)?,
+            timeout: config.timeout.get(),
+        })
+    }
+
+    fn body(&self, mut batch: Batch) -> Result<Vec<u8>, ExportError> {
+        let permanent = |reason: String| ExportError::Permanent { reason };
+        match self.encoding {
+            WireEncoding::Proto => {
+                let mut buf = Vec::with_capacity(batch.encoded_len());
+                batch.encode_into(&mut buf);
+                Ok(buf)
+            }
+            WireEncoding::Json => {
+                batch.decode().map_err(|e| permanent(e.to_string()))?;
+                let json = match batch.data().clone() {
+                    Data::Metrics(resource_metrics) => serde_json::to_vec(&ExportMetricsServiceRequest { resource_metrics }),
+                    Data::Traces(resource_spans) => serde_json::to_vec(&ExportTraceServiceRequest { resource_spans }),
+                    Data::Logs(resource_logs) => serde_json::to_vec(&ExportLogsServiceRequest { resource_logs }),
+                    Data::Encoded(_) => unreachable!("decoded above"),
+                };
+                json.map_err(|e| permanent(format!("cannot encode JSON: {e}")))
+            }
+        }
+    }
+}
+
+/// Classifies an HTTP answer per the OTLP spec.
+pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ExportError {
+    let detail = RpcStatus::decode(body)
+        .ok()
+        .map(|s| s.message)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string());
+    let reason = format!("HTTP {}: {}", status.as_u16(), detail);
+    match status.as_u16() {
+        429 | 502 | 503 | 504 => {
+            let after = headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            ExportError::Retryable { reason, after }
+        }
+        _ => ExportError::Permanent { reason },
+    }
+}
+
+impl Exporter for OtlpHttpExporter {
+    fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
+        Box::pin(async move {
+            let signal = batch.signal();
+            let uri = self.urls.iter().find(|(s, _)| *s == signal).map(|(_, u)| u.clone()).expect("a URL per signal is built in new()");
+            let raw = self.body(batch)?;
+            let body = if self.compression == Encoding::Identity {
+                raw
+            } else {
+                compress(self.compression, &raw).map_err(|e| ExportError::Permanent { reason: format!("compression failed: {e}") })?
+            };
+            let content_type = match self.encoding {
+                WireEncoding::Proto => "application/x-protobuf",
+                WireEncoding::Json => "application/json",
+            };
+            let mut request = Request::builder().method(Method::POST).uri(uri);
+            let headers = request.headers_mut().expect("builder has no error before body()");
+            headers.extend(self.headers.clone());
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(http::header::USER_AGENT, HeaderValue::from_static(concat!("oxcol/", env!("CARGO_PKG_VERSION"))));
+            if let Some(value) = self.compression.header_value() {
+                headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(value));
+            }
+            let request = request
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| ExportError::Permanent { reason: format!("cannot build request: {e}") })?;
+            let exchange = async {
+                let response = self
+                    .client
+                    .request(request)
+                    .await
+                    .map_err(|e| ExportError::Retryable { reason: format!("request failed: {e}"), after: None })?;
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                    .collect()
+                    .await
+                    .map_err(|e| ExportError::Retryable { reason: format!("reading the response failed: {e}"), after: None })?
+                    .to_bytes();
+                Ok::<_, ExportError>((parts, body))
+            };
+            let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+                .await
+                .map_err(|_| ExportError::Retryable { reason: format!("no answer within timeout {:?}", self.timeout), after: None })??;
+            if !parts.status.is_success() {
+                return Err(classify_response(parts.status, &parts.headers, &body));
+            }
+            let is_json = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            let outcome = if is_json {
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let partial = &value["partialSuccess"];
+                let rejected = ["rejectedDataPoints", "rejectedSpans", "rejectedLogRecords"]
+                    .iter()
+                    .find_map(|k| partial[*k].as_str().and_then(|s| s.parse().ok()).or_else(|| partial[*k].as_u64()))
+                    .unwrap_or(0);
+                ExportOutcome { rejected, message: partial["errorMessage"].as_str().unwrap_or_default().to_string() }
+            } else {
+                let partial = ExportResponse::decode(body).ok().and_then(|r| r.partial_success).unwrap_or_default();
+                ExportOutcome { rejected: partial.rejected.max(0) as u64, message: partial.error_message }
+            };
+            Ok(outcome)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_429_502_503_504_are_retried() {
+        let headers = HeaderMap::new();
+        for code in [429u16, 502, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(matches!(classify_response(status, &headers, b""), ExportError::Retryable { .. }), "{code}");
+        }
+        for code in [400u16, 401, 403, 404, 413, 500, 501] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(matches!(classify_response(status, &headers, b""), ExportError::Permanent { .. }), "{code}");
+        }
+        let mut throttled = HeaderMap::new();
+        throttled.insert(http::header::RETRY_AFTER, HeaderValue::from_static("4"));
+        assert_eq!(
+            classify_response(StatusCode::TOO_MANY_REQUESTS, &throttled, b"slow down"),
+            ExportError::Retryable { reason: "HTTP 429: slow down".into(), after: Some(Duration::from_secs(4)) }
+        );
+        let status_body = RpcStatus { code: 3, message: "bad metric name".into(), details: vec![] }.encode_to_vec();
+        assert_eq!(
+            classify_response(StatusCode::BAD_REQUEST, &headers, &status_body),
+            ExportError::Permanent { reason: "HTTP 400: bad metric name".into() }
+        );
+    }
+
+    #[test]
+    fn urls_per_signal() {
+        let config = Config {
+            endpoint: "http://gw:4318/".into(),
+            logs_endpoint: Some("http://logs:9000/ingest".into()),
+            ..Config::default()
+        };
+        assert_eq!(config.url_for(Signal::Metrics), "http://gw:4318/v1/metrics");
+        assert_eq!(config.url_for(Signal::Logs), "http://logs:9000/ingest");
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let https = Config { endpoint: "https://gw:4318".into(), ..Config::default() };
+        assert!(https.validate().iter().any(|e| e.contains("needs TLS")));
+    }
+}

@@ -1,0 +1,325 @@
+//! `otlp` receiver: OTLP over gRPC (default 127.0.0.1:4317) and HTTP (127.0.0.1:4318),
+//! for metrics, traces and logs.
+//!
+//! What it does with a request, in order: ask the pipelines' admission checks
+//! (memory_limiter) before reading the body; read at most the size limit (compressed and
+//! decompressed); check the protobuf framing and count items with the skeleton scan (no
+//! decode), or parse OTLP/JSON; hand the batch to every pipeline of its signal; answer
+//! success only when all of them placed it in every exporter queue. Refusals are answered
+//! with retryable codes (gRPC RESOURCE_EXHAUSTED with RetryInfo / UNAVAILABLE, HTTP 429 /
+//! 503 with Retry-After) and counted in `otelcol_receiver_refused_*`; bad data with
+//! INVALID_ARGUMENT / 400, 413, 415.
+//!
+//! It must never panic on input, and never answer success for data it did not place.
+
+mod grpc;
+mod http;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use oxcol_core::telemetry::{ReceiverCounters, Registry};
+use oxcol_core::{Batch, Consumers, GoDuration, Refusal, Signal};
+use serde::{Deserialize, Deserializer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const TYPE: &str = "otlp";
+pub const ALIASES: &[&str] = &["otlp"];
+
+/// `protocols.grpc: ` with no value means "enabled with defaults", as in the Collector.
+fn enabled_with_defaults<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub protocols: Protocols,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Protocols {
+    #[serde(deserialize_with = "enabled_with_defaults")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(deserialize_with = "enabled_with_defaults")]
+    pub http: Option<HttpConfig>,
+}
+
+/// Server-side keepalive keys of the Collector's gRPC server config.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveConfig {
+    pub server_parameters: Option<KeepaliveServerParameters>,
+    pub enforcement_policy: Option<KeepaliveEnforcementPolicy>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    pub max_connection_idle: Option<GoDuration>,
+    pub max_connection_age: Option<GoDuration>,
+    pub max_connection_age_grace: Option<GoDuration>,
+    pub time: Option<GoDuration>,
+    pub timeout: Option<GoDuration>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveEnforcementPolicy {
+    pub min_time: Option<GoDuration>,
+    pub permit_without_stream: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Listen address. Default `127.0.0.1:4317` (loopback unless configured).
+    pub endpoint: String,
+    /// Only `tcp`.
+    pub transport: String,
+    /// Largest request accepted, after decompression. Default 4 MiB.
+    pub max_recv_msg_size_mib: usize,
+    /// Concurrent streams per connection; 0 = the HTTP/2 default.
+    pub max_concurrent_streams: u32,
+    pub read_buffer_size: Option<usize>,
+    pub write_buffer_size: Option<usize>,
+    pub keepalive: Option<KeepaliveConfig>,
+    pub include_metadata: bool,
+    /// Server TLS: not supported in this release (a config error, never a silent downgrade).
+    pub tls: Option<serde_json::Value>,
+    /// Server authenticator: not supported in this release.
+    pub auth: Option<serde_json::Value>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            endpoint: "127.0.0.1:4317".to_string(),
+            transport: "tcp".to_string(),
+            max_recv_msg_size_mib: 4,
+            max_concurrent_streams: 0,
+            read_buffer_size: None,
+            write_buffer_size: None,
+            keepalive: None,
+            include_metadata: false,
+            tls: None,
+            auth: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address. Default `127.0.0.1:4318`.
+    pub endpoint: String,
+    pub traces_url_path: String,
+    pub metrics_url_path: String,
+    pub logs_url_path: String,
+    /// Largest request body, compressed and after decompression. Default 20 MiB (the
+    /// Collector's confighttp default).
+    pub max_request_body_size: usize,
+    pub include_metadata: bool,
+    /// CORS: not supported in this release.
+    pub cors: Option<serde_json::Value>,
+    pub tls: Option<serde_json::Value>,
+    pub auth: Option<serde_json::Value>,
+    pub response_headers: std::collections::BTreeMap<String, String>,
+    /// Accepted request encodings. Default: gzip, zstd, deflate (and identity).
+    pub compression_algorithms: Option<Vec<String>>,
+    pub read_timeout: Option<GoDuration>,
+    pub read_header_timeout: Option<GoDuration>,
+    pub write_timeout: Option<GoDuration>,
+    pub idle_timeout: Option<GoDuration>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "127.0.0.1:4318".to_string(),
+            traces_url_path: "/v1/traces".to_string(),
+            metrics_url_path: "/v1/metrics".to_string(),
+            logs_url_path: "/v1/logs".to_string(),
+            max_request_body_size: 20 << 20,
+            include_metadata: false,
+            cors: None,
+            tls: None,
+            auth: None,
+            response_headers: Default::default(),
+            compression_algorithms: None,
+            read_timeout: None,
+            read_header_timeout: None,
+            write_timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+fn check_endpoint(protocol: &str, endpoint: &str, errors: &mut Vec<String>) {
+    if resolve_endpoint(endpoint).is_err() {
+        errors.push(format!("protocols.{protocol}.endpoint {endpoint:?} is not a host:port address (e.g. 127.0.0.1:4317)"));
+    }
+}
+
+/// Resolves `host:port` (with `localhost` allowed) to one socket address.
+pub fn resolve_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let endpoint = if endpoint.starts_with(':') { format!("0.0.0.0{endpoint}") } else { endpoint.to_string() };
+    endpoint
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("{endpoint:?} resolves to no address"))
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
+            errors.push("protocols: enable at least one of grpc and http".to_string());
+        }
+        if let Some(grpc) = &self.protocols.grpc {
+            check_endpoint("grpc", &grpc.endpoint, &mut errors);
+            if grpc.transport != "tcp" {
+                errors.push(format!("protocols.grpc.transport {:?}: only tcp is supported", grpc.transport));
+            }
+            if grpc.tls.is_some() {
+                errors.push("protocols.grpc.tls: server TLS is not supported in this release of oxcol".to_string());
+            }
+            if grpc.auth.is_some() {
+                errors.push("protocols.grpc.auth: server authentication is not supported in this release of oxcol".to_string());
+            }
+            if grpc.max_recv_msg_size_mib == 0 {
+                errors.push("protocols.grpc.max_recv_msg_size_mib must be greater than 0".to_string());
+            }
+        }
+        if let Some(http) = &self.protocols.http {
+            check_endpoint("http", &http.endpoint, &mut errors);
+            for (key, path) in [("traces_url_path", &http.traces_url_path), ("metrics_url_path", &http.metrics_url_path), ("logs_url_path", &http.logs_url_path)] {
+                if !path.starts_with('/') {
+                    errors.push(format!("protocols.http.{key} {path:?} must start with '/'"));
+                }
+            }
+            if http.tls.is_some() {
+                errors.push("protocols.http.tls: server TLS is not supported in this release of oxcol".to_string());
+            }
+            if http.auth.is_some() {
+                errors.push("protocols.http.auth: server authentication is not supported in this release of oxcol".to_string());
+            }
+            if http.cors.is_some() {
+                errors.push("protocols.http.cors: CORS is not supported in this release of oxcol".to_string());
+            }
+            if http.max_request_body_size == 0 {
+                errors.push("protocols.http.max_request_body_size must be greater than 0".to_string());
+            }
+            for algorithm in http.compression_algorithms.iter().flatten() {
+                if oxcol_core::compression::Encoding::parse(algorithm).is_none() {
+                    errors.push(format!("protocols.http.compression_algorithms: {algorithm:?} is not supported (gzip, zstd, deflate)"));
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// What request handlers of both transports share.
+pub(crate) struct Shared {
+    pub id: String,
+    pub transport: &'static str,
+    pub consumers: Consumers,
+    pub counters: [ReceiverCounters; 3],
+    pub registry: Arc<Registry>,
+}
+
+impl Shared {
+    fn new(id: &str, transport: &'static str, consumers: Consumers, registry: &Arc<Registry>) -> Arc<Shared> {
+        let counters = Signal::ALL.map(|signal| ReceiverCounters::new(registry, id, transport, signal));
+        Arc::new(Shared { id: id.to_string(), transport, consumers, counters, registry: Arc::clone(registry) })
+    }
+
+    /// Counts a request refused before its items could be counted (malformed, too large,
+    /// wrong content type, memory limit before reading), by reason.
+    pub fn rejected_request(&self, reason: &'static str) {
+        self.registry
+            .counter(
+                "oxcol_receiver_rejected_requests",
+                "Requests refused before their items were counted, by reason.",
+                &[("receiver", &self.id), ("transport", self.transport), ("reason", reason)],
+            )
+            .add(1);
+    }
+
+    pub fn counters(&self, signal: Signal) -> &ReceiverCounters {
+        &self.counters[Signal::ALL.iter().position(|s| *s == signal).expect("Signal::ALL holds every signal")]
+    }
+
+    /// Hands a checked batch to the pipelines and counts the outcome.
+    pub async fn consume(&self, batch: Batch) -> Result<(), Refusal> {
+        let items = batch.items();
+        let counters = self.counters(batch.signal());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.consumers.consume(batch).await {
+            Ok(()) => {
+                counters.accepted.add(items);
+                Ok(())
+            }
+            Err(refusal) => {
+                counters.refused.add(items);
+                Err(refusal)
+            }
+        }
+    }
+}
+
+/// A running receiver: its tasks finish after `shutdown` is cancelled and in-flight
+/// requests are answered.
+pub struct Running {
+    pub tasks: Vec<JoinHandle<()>>,
+    pub addresses: Vec<SocketAddr>,
+}
+
+/// Binds every configured protocol (so a taken port fails at start, naming the receiver)
+/// and serves until `shutdown`.
+pub async fn start(id: &str, config: &Config, consumers: Consumers, registry: &Arc<Registry>, shutdown: CancellationToken) -> Result<Running, String> {
+    let mut running = Running { tasks: Vec::new(), addresses: Vec::new() };
+    if let Some(grpc_config) = &config.protocols.grpc {
+        let shared = Shared::new(id, "grpc", consumers.clone(), registry);
+        let (address, task) = grpc::serve(id, grpc_config, shared, shutdown.clone()).await?;
+        running.addresses.push(address);
+        running.tasks.push(task);
+    }
+    if let Some(http_config) = &config.protocols.http {
+        let shared = Shared::new(id, "http", consumers, registry);
+        let (address, task) = http::serve(id, http_config, shared, shutdown).await?;
+        running.addresses.push(address);
+        running.tasks.push(task);
+    }
+    Ok(running)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_validation_collects_everything() {
+        let config = Config {
+            protocols: Protocols { grpc: Some(GrpcConfig::default()), http: Some(HttpConfig::default()) },
+        };
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.protocols.grpc.as_ref().unwrap().endpoint, "127.0.0.1:4317");
+        let bad = Config {
+            protocols: Protocols {
+                grpc: Some(GrpcConfig { endpoint: "nowhere".into(), transport: "unix".into(), ..GrpcConfig::default() }),
+                http: Some(HttpConfig { metrics_url_path: "v1/metrics".into(), ..HttpConfig::default() }),
+            },
+        };
+        let errors = bad.validate();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(Config::default().validate()[0].contains("at least one"));
+    }
+}
