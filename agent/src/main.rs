@@ -93,15 +93,19 @@ fn load_checked(args: &ConfigArgs) -> Result<(settings::Settings, std::collectio
     let root = load(args)?;
     let (settings, mut errors) = settings::read(&root);
     // Decode components even when the structure has errors, to report everything.
-    match service::decode_all(&settings) {
-        Ok(configs) if errors.is_empty() => Ok((settings, configs)),
-        Ok(_) => Err(errors),
+    let configs = match service::decode_all(&settings) {
+        Ok(configs) => configs,
         Err(mut decode_errors) => {
             errors.append(&mut decode_errors);
-            errors.sort_by_key(|e| e.location.as_ref().map(|l| (l.source.to_string(), l.line, l.column)));
-            Err(errors)
+            Default::default()
         }
+    };
+    if errors.is_empty() {
+        return Ok((settings, configs));
     }
+    // In file order, so the report reads top to bottom.
+    errors.sort_by_key(|e| e.location.as_ref().map(|l| (l.source.to_string(), l.line, l.column)));
+    Err(errors)
 }
 
 fn report(errors: &[ConfigError]) {

@@ -264,3 +264,81 @@ fn check_references(settings: &Settings, errors: &mut Vec<ConfigError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxcol_config::{load, Source};
+
+    fn read_text(text: &str) -> (Settings, Vec<ConfigError>) {
+        let root = load(&[Source::Text { name: "c.yaml".into(), text: text.into() }], &[], &|_| None).expect("valid YAML");
+        read(&root)
+    }
+
+    fn messages(errors: &[ConfigError]) -> Vec<String> {
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_good_config_reads_with_aliases_resolved() {
+        let (settings, errors) = read_text(
+            "receivers:\n  otlp:\nexporters:\n  otlp_grpc/backend:\n    endpoint: x:1\nservice:\n  pipelines:\n    traces/a:\n      receivers: [otlp]\n      exporters: [otlp_grpc/backend]\n",
+        );
+        assert!(errors.is_empty(), "{:?}", messages(&errors));
+        assert_eq!(settings.exporters[0].type_name, "otlp");
+        assert_eq!(settings.pipelines[0].signal, Signal::Traces);
+        assert_eq!(settings.pipelines[0].id, "traces/a");
+    }
+
+    #[test]
+    fn every_structural_problem_is_reported_with_its_position() {
+        let text = "\
+receivers:
+  otlp:
+  kafka:
+processors:
+  batch:
+exporters:
+  debug:
+extension:
+  foo:
+service:
+  extensions: [health_check]
+  pipelines:
+    metrics:
+      receivers: [otlp, otlp, nope]
+      processors: [batch]
+      exporters: [debug]
+    spans:
+      receivers: [otlp]
+      exporters: [debug]
+    logs:
+      receivers: [otlp]
+";
+        let (_, errors) = read_text(text);
+        let got = messages(&errors);
+        let expect = [
+            "c.yaml:3:3: unknown receiver type \"kafka\"",
+            "c.yaml:8:1: unknown key \"extension\" in the top level",
+            "c.yaml:11:16: service.extensions: extension \"health_check\" is not defined",
+            "c.yaml:14:25: pipeline \"metrics\" lists receiver \"otlp\" twice",
+            "c.yaml:14:31: pipeline \"metrics\" references receiver \"nope\"",
+            "c.yaml:17:5: pipeline \"spans\": the type must be metrics, traces or logs",
+            "c.yaml:20:5: pipeline \"logs\" must have at least one exporter",
+        ];
+        for prefix in expect {
+            assert!(got.iter().any(|m| m.starts_with(prefix)), "missing {prefix:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn signal_support_is_checked_per_pipeline() {
+        // health_check supports no signal, so naming it as a receiver fails on kind first;
+        // the support check itself is exercised through the registry.
+        assert!(registry::supports(Kind::Exporter, "debug", Signal::Logs));
+        assert!(!registry::supports(Kind::Extension, "health_check", Signal::Metrics));
+        let (_, errors) = read_text("receivers:\n  otlp:\nexporters:\n  debug:\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n");
+        assert!(messages(&errors)[0].contains("exporter \"otlp\", which is not defined"), "{:?}", messages(&errors));
+    }
+}
