@@ -59,6 +59,8 @@ pub const TYPES: &[TypeInfo] = &[
     TypeInfo { kind: Kind::Exporter, name: exporters::otlp::TYPE, aliases: exporters::otlp::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
     TypeInfo { kind: Kind::Exporter, name: exporters::otlphttp::TYPE, aliases: exporters::otlphttp::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
     TypeInfo { kind: Kind::Exporter, name: exporters::debug::TYPE, aliases: exporters::debug::ALIASES, signals: ALL_SIGNALS, stability: "development" },
+    // WIRING: one TypeInfo line per component type (keep one line per type, so parallel
+    // additions do not collide).
     TypeInfo { kind: Kind::Extension, name: health_check::TYPE, aliases: health_check::ALIASES, signals: &[], stability: "beta" },
 ];
 
@@ -85,6 +87,7 @@ pub enum ComponentConfig {
     OtlpHttpExporter(exporters::otlphttp::Config),
     DebugExporter(exporters::debug::Config),
     HealthCheck(health_check::Config),
+    // WIRING: one variant per component type.
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: Kind, def: &ComponentDef, validate: impl Fn(&T) -> Vec<String>) -> Result<T, Vec<ConfigError>> {
@@ -108,6 +111,7 @@ pub fn decode_component(kind: Kind, def: &ComponentDef) -> Result<ComponentConfi
         (Kind::Exporter, "otlphttp") => typed(kind, def, exporters::otlphttp::Config::validate).map(ComponentConfig::OtlpHttpExporter),
         (Kind::Exporter, "debug") => typed(kind, def, exporters::debug::Config::validate).map(ComponentConfig::DebugExporter),
         (Kind::Extension, "health_check") => typed(kind, def, health_check::Config::validate).map(ComponentConfig::HealthCheck),
+        // WIRING: one decode arm per component type.
         (kind, other) => Err(vec![ConfigError::at(&def.location, format!("{} type {other:?} has no decoder (a bug in oxcol's registry)", kind.name()))]),
     }
 }

@@ -80,6 +80,7 @@ fn build_exporter(id: &str, config: &ComponentConfig) -> Result<(Arc<dyn Exporte
             let queue = oxcol_exporters::queue::QueueConfig { num_consumers: 1, ..Default::default() };
             Ok((Arc::new(debug::DebugExporter::new(id, c)), queue, Default::default()))
         }
+        // WIRING: one arm per exporter type.
         _ => Err(format!("{id} is not an exporter")),
     }
 }
@@ -150,6 +151,7 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
                     admissions.push(limiter.clone());
                     Stage { processor: Box::new(MemoryLimiterProcessor(limiter)), counters }
                 }
+                // WIRING: one arm per processor type, building a Stage.
                 _ => return Err(format!("processor {:?} cannot be built", reference.id)),
             };
             processors.push(stage);
@@ -202,6 +204,8 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
                 let running = oxcol_receivers::otlp::start(&def.id, c, receiver_consumers, &registry, receivers_stop.clone()).await?;
                 receiver_tasks.extend(running.tasks);
             }
+            // WIRING: one arm per receiver type. Pull receivers:
+            // receiver_tasks.push(oxcol_receivers::scraper::spawn(&def.id, interval, scraper, receiver_consumers, &registry, receivers_stop.clone()));
             _ => return Err(format!("receiver {:?} cannot be built", def.id)),
         }
     }

@@ -8,8 +8,6 @@ pub mod child;
 pub mod control_client;
 pub mod load;
 pub mod otlp;
-pub mod raw_codec;
-pub mod rpc_status;
 pub mod sink;
 
 #[cfg(test)]

@@ -4,13 +4,13 @@
 use crate::control_client::ControlClient;
 use crate::load::{self, Compression, LoadConfig, LoadSummary, Protocol};
 use crate::otlp::{RequestShape, decode_partial_success, request_pool};
-use crate::raw_codec::RawCodec;
-use crate::rpc_status::{RpcStatus, retry_delay};
 use crate::sink::{self, RunningSink, SinkConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use oxcol_core::Signal;
+use oxcol_core::grpc::RawCodec;
+use oxcol_core::rpc_status::{RpcStatus, retry_delay_from_details};
 use prost::Message;
 use serde_json::json;
 use std::future::Future;
@@ -274,7 +274,7 @@ async fn grpc_export(
     client.ready().await.unwrap();
     let path = http::uri::PathAndQuery::from_static(signal.grpc_path());
     client
-        .unary(tonic::Request::new(body), path, RawCodec)
+        .unary(tonic::Request::new(body), path, RawCodec::<Bytes>::default())
         .await
         .map(tonic::Response::into_inner)
 }
@@ -358,7 +358,10 @@ async fn retry_hints_are_sent_on_both_protocols() {
         let body = request_pool(Signal::Metrics, SHAPE, 1).remove(0);
         let status = grpc_export(&sink, Signal::Metrics, body.clone()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);
-        assert_eq!(retry_delay(&status), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_delay_from_details(status.details()),
+            Some(Duration::from_secs(2))
+        );
 
         let response = http_export(&sink, Signal::Metrics, body, None).await;
         assert_eq!(response.status(), 503);

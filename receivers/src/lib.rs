@@ -5,3 +5,4 @@
 //! (so a taken port fails at start, naming the receiver) and serves until shutdown.
 
 pub mod otlp;
+pub mod scraper;

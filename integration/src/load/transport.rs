@@ -5,13 +5,13 @@ use super::{Compression, Protocol};
 use crate::otlp::{
     decode_partial_success, grpc_code_is_refusal, grpc_code_name, http_status_is_refusal,
 };
-use crate::raw_codec::RawCodec;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use oxcol_core::Signal;
+use oxcol_core::grpc::RawCodec;
 use std::io::Write;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
@@ -156,7 +156,7 @@ async fn send_grpc(
     let mut request = tonic::Request::new(body);
     request.set_timeout(timeout);
     let path = http::uri::PathAndQuery::from_static(signal.grpc_path());
-    match client.unary(request, path, RawCodec).await {
+    match client.unary(request, path, RawCodec::<Bytes>::default()).await {
         Ok(response) => match decode_partial_success(signal, response.get_ref()) {
             Ok(partial) => Answer {
                 outcome: Outcome::Accepted {

@@ -4,11 +4,11 @@
 //! prost decode) sits in the way; tonic's `Grpc` still does framing and decompression.
 
 use super::{Failure, SinkState};
-use crate::raw_codec::RawCodec;
-use crate::rpc_status::status_with_retry_info;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use oxcol_core::Signal;
+use oxcol_core::grpc::RawCodec;
+use oxcol_core::rpc_status::retry_info_details;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ impl tower::Service<http::Request<axum::body::Body>> for ExportService {
             signal: self.signal,
         };
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec)
+            let mut grpc = tonic::server::Grpc::new(RawCodec::<Bytes>::default())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -101,10 +101,14 @@ impl tonic::server::UnaryService<Bytes> for ExportCall {
 
 fn grpc_status(failure: &Failure) -> tonic::Status {
     match failure.retry_info_secs {
-        Some(secs) => status_with_retry_info(
+        Some(secs) => tonic::Status::with_details(
             failure.grpc_code,
-            &failure.message,
-            Duration::from_secs(secs),
+            failure.message.clone(),
+            Bytes::from(retry_info_details(
+                failure.grpc_code as i32,
+                &failure.message,
+                Duration::from_secs(secs),
+            )),
         ),
         None => tonic::Status::new(failure.grpc_code, failure.message.clone()),
     }

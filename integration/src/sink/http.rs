@@ -5,12 +5,12 @@
 //! body, and `Retry-After` when the fault mode sets one.
 
 use super::{Failure, SinkState};
-use crate::rpc_status::RpcStatus;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use oxcol_core::Signal;
+use oxcol_core::rpc_status::RpcStatus;
 use prost::Message;
 use std::future::Future;
 use std::io::Read;

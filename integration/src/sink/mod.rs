@@ -3,7 +3,7 @@
 //!
 //! It must stay much cheaper than the system under test, so it never decodes a request:
 //! items are counted with the skeleton scan (`oxcol_core::skeleton::count_items`), and the
-//! gRPC side moves raw bytes through [`crate::raw_codec::RawCodec`]. Counters only ever
+//! gRPC side moves raw bytes through [`oxcol_core::grpc::RawCodec`]. Counters only ever
 //! include accepted requests; every refused or failed request goes to `failed_requests`.
 
 mod control;
