@@ -59,6 +59,12 @@ pub const TYPES: &[TypeInfo] = &[
     TypeInfo { kind: Kind::Exporter, name: exporters::otlp::TYPE, aliases: exporters::otlp::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
     TypeInfo { kind: Kind::Exporter, name: exporters::otlphttp::TYPE, aliases: exporters::otlphttp::ALIASES, signals: ALL_SIGNALS, stability: "beta" },
     TypeInfo { kind: Kind::Exporter, name: exporters::debug::TYPE, aliases: exporters::debug::ALIASES, signals: ALL_SIGNALS, stability: "development" },
+    TypeInfo { kind: Kind::Exporter, name: exporters::prometheusremotewrite::TYPE, aliases: exporters::prometheusremotewrite::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Exporter, name: exporters::prometheus::TYPE, aliases: exporters::prometheus::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Receiver, name: receivers::cgroup::TYPE, aliases: receivers::cgroup::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Receiver, name: receivers::smaps::TYPE, aliases: receivers::smaps::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Processor, name: processors::relabel::TYPE, aliases: processors::relabel::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Processor, name: processors::units::TYPE, aliases: processors::units::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
     // WIRING: one TypeInfo line per component type (keep one line per type, so parallel
     // additions do not collide).
     TypeInfo { kind: Kind::Extension, name: health_check::TYPE, aliases: health_check::ALIASES, signals: &[], stability: "beta" },
@@ -87,6 +93,12 @@ pub enum ComponentConfig {
     OtlpHttpExporter(exporters::otlphttp::Config),
     DebugExporter(exporters::debug::Config),
     HealthCheck(health_check::Config),
+    PrometheusRemoteWriteExporter(exporters::prometheusremotewrite::Config),
+    PrometheusExporter(exporters::prometheus::Config),
+    CgroupReceiver(receivers::cgroup::Config),
+    SmapsReceiver(receivers::smaps::Config),
+    Relabel(processors::relabel::Config),
+    Units(processors::units::Config),
     // WIRING: one variant per component type.
 }
 
@@ -111,6 +123,12 @@ pub fn decode_component(kind: Kind, def: &ComponentDef) -> Result<ComponentConfi
         (Kind::Exporter, "otlphttp") => typed(kind, def, exporters::otlphttp::Config::validate).map(ComponentConfig::OtlpHttpExporter),
         (Kind::Exporter, "debug") => typed(kind, def, exporters::debug::Config::validate).map(ComponentConfig::DebugExporter),
         (Kind::Extension, "health_check") => typed(kind, def, health_check::Config::validate).map(ComponentConfig::HealthCheck),
+        (Kind::Exporter, "prometheusremotewrite") => typed(kind, def, exporters::prometheusremotewrite::Config::validate).map(ComponentConfig::PrometheusRemoteWriteExporter),
+        (Kind::Exporter, "prometheus") => typed(kind, def, exporters::prometheus::Config::validate).map(ComponentConfig::PrometheusExporter),
+        (Kind::Receiver, "cgroup") => typed(kind, def, receivers::cgroup::Config::validate).map(ComponentConfig::CgroupReceiver),
+        (Kind::Receiver, "smaps") => typed(kind, def, receivers::smaps::Config::validate).map(ComponentConfig::SmapsReceiver),
+        (Kind::Processor, "relabel") => typed(kind, def, processors::relabel::Config::validate).map(ComponentConfig::Relabel),
+        (Kind::Processor, "units") => typed(kind, def, processors::units::Config::validate).map(ComponentConfig::Units),
         // WIRING: one decode arm per component type.
         (kind, other) => Err(vec![ConfigError::at(&def.location, format!("{} type {other:?} has no decoder (a bug in oxcol's registry)", kind.name()))]),
     }

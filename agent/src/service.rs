@@ -80,6 +80,8 @@ fn build_exporter(id: &str, config: &ComponentConfig) -> Result<(Arc<dyn Exporte
             let queue = oxcol_exporters::queue::QueueConfig { num_consumers: 1, ..Default::default() };
             Ok((Arc::new(debug::DebugExporter::new(id, c)), queue, Default::default()))
         }
+        ComponentConfig::PrometheusRemoteWriteExporter(c) => Ok((Arc::new(oxcol_exporters::prometheusremotewrite::RemoteWriteExporter::new(id, c)?), c.queue_config(), c.retry_on_failure.clone())),
+        ComponentConfig::PrometheusExporter(c) => Ok((Arc::new(oxcol_exporters::prometheus::PrometheusExporter::new(id, c)?), oxcol_exporters::queue::QueueConfig { num_consumers: 1, ..Default::default() }, Default::default())),
         // WIRING: one arm per exporter type.
         _ => Err(format!("{id} is not an exporter")),
     }
@@ -151,6 +153,15 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
                     admissions.push(limiter.clone());
                     Stage { processor: Box::new(MemoryLimiterProcessor(limiter)), counters }
                 }
+                ComponentConfig::Relabel(c) => {
+                    let relabel_counters = oxcol_processors::relabel::RelabelCounters::new(&registry, &reference.id);
+                    let processor = oxcol_processors::relabel::RelabelProcessor::new(&reference.id, c, relabel_counters).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    Stage { processor: Box::new(processor), counters }
+                }
+                ComponentConfig::Units(c) => {
+                    let processor = oxcol_processors::units::UnitsProcessor::new(&reference.id, c, Some(Arc::clone(&registry))).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    Stage { processor: Box::new(processor), counters }
+                }
                 // WIRING: one arm per processor type, building a Stage.
                 _ => return Err(format!("processor {:?} cannot be built", reference.id)),
             };
@@ -203,6 +214,14 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
             ComponentConfig::OtlpReceiver(c) => {
                 let running = oxcol_receivers::otlp::start(&def.id, c, receiver_consumers, &registry, receivers_stop.clone()).await?;
                 receiver_tasks.extend(running.tasks);
+            }
+            ComponentConfig::CgroupReceiver(c) => {
+                let scraper = oxcol_receivers::cgroup::CgroupScraper::new(&def.id, c, &registry);
+                receiver_tasks.push(oxcol_receivers::scraper::spawn(&def.id, c.collection_interval.get(), scraper, receiver_consumers, &registry, receivers_stop.clone()));
+            }
+            ComponentConfig::SmapsReceiver(c) => {
+                let scraper = oxcol_receivers::smaps::SmapsScraper::new(&def.id, c, &registry);
+                receiver_tasks.push(oxcol_receivers::scraper::spawn(&def.id, c.collection_interval.get(), scraper, receiver_consumers, &registry, receivers_stop.clone()));
             }
             // WIRING: one arm per receiver type. Pull receivers:
             // receiver_tasks.push(oxcol_receivers::scraper::spawn(&def.id, interval, scraper, receiver_consumers, &registry, receivers_stop.clone()));

@@ -7,6 +7,8 @@
 //! the self-telemetry registry.
 
 pub mod process;
+pub mod relabel;
+pub mod units;
 pub mod batch;
 pub mod compression;
 pub mod duration;

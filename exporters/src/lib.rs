@@ -9,4 +9,7 @@ pub mod client;
 pub mod debug;
 pub mod otlp;
 pub mod otlphttp;
+pub mod prom_translate;
+pub mod prometheus;
+pub mod prometheusremotewrite;
 pub mod queue;

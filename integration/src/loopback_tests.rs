@@ -274,7 +274,11 @@ async fn grpc_export(
     client.ready().await.unwrap();
     let path = http::uri::PathAndQuery::from_static(signal.grpc_path());
     client
-        .unary(tonic::Request::new(body), path, RawCodec::<Bytes>::default())
+        .unary(
+            tonic::Request::new(body),
+            path,
+            RawCodec::<Bytes>::default(),
+        )
         .await
         .map(tonic::Response::into_inner)
 }

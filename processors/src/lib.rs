@@ -6,4 +6,8 @@
 //! `oxcol_core::Processor`.
 
 pub mod batch;
+pub mod burnrate;
+pub mod ewma;
 pub mod memory_limiter;
+pub mod relabel;
+pub mod units;

@@ -8,9 +8,9 @@
 //! current heap-in-use count kept by oxcol's counting allocator. Data is refused before it
 //! is buffered. Without the counting allocator (unit tests), it samples RSS.
 //!
-//! Memory usage here is the heap in use plus the non-heap baseline (binary, stacks)
-//! measured at start, which tracks RSS without sticking high after the allocator keeps
-//! freed pages.
+//! Memory usage here is the larger of (heap in use + the non-heap baseline measured at
+//! start) and the resident set size. When only RSS is high (the allocator keeps freed
+//! pages), the limiter hands them back (`malloc_trim`) instead of refusing for ever.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -92,6 +92,37 @@ pub struct MemoryLimiter {
     baseline: u64,
     refusing: AtomicBool,
     refusals: AtomicU64,
+    /// Last RSS sample and when it was taken (ms since an arbitrary start).
+    rss: AtomicU64,
+    rss_sampled_at: AtomicU64,
+    last_trim: AtomicU64,
+}
+
+fn now_millis() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1_000_000
+}
+
+/// Returns freed heap pages to the system, at most once a second. True when it ran.
+fn trim_allocator(last_trim: &AtomicU64) -> bool {
+    let now = now_millis();
+    let last = last_trim.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < 1000 || last_trim.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        return false;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only releases free memory held by glibc's allocator; it
+        // takes no pointers and is safe to call from any thread.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        true
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
 }
 
 impl MemoryLimiter {
@@ -115,15 +146,41 @@ impl MemoryLimiter {
             baseline,
             refusing: AtomicBool::new(false),
             refusals: AtomicU64::new(0),
+            rss: AtomicU64::new(process::resident_bytes().unwrap_or(0)),
+            rss_sampled_at: AtomicU64::new(now_millis()),
+            last_trim: AtomicU64::new(0),
         })
     }
 
-    /// Current memory usage in bytes as the limiter sees it.
+    /// Current memory usage in bytes as the limiter sees it: the larger of heap in use
+    /// plus baseline and the resident set size (sampled at most every 100 ms). RSS
+    /// counts what the allocator holds but does not use; when that alone puts usage over
+    /// the soft limit, free memory is handed back to the system (`malloc_trim`) so the
+    /// limiter does not keep refusing after a burst has been sent.
     pub fn usage_bytes(&self) -> u64 {
-        match process::allocated_bytes() {
-            Some(heap) => heap as u64 + self.baseline,
-            None => process::resident_bytes().unwrap_or(0),
+        let Some(heap) = process::allocated_bytes() else {
+            return process::resident_bytes().unwrap_or(0);
+        };
+        let heap_usage = heap as u64 + self.baseline;
+        let mut rss = self.sampled_rss();
+        if rss >= self.soft_limit && heap_usage < self.soft_limit {
+            if trim_allocator(&self.last_trim) {
+                rss = process::resident_bytes().unwrap_or(rss);
+                self.rss.store(rss, Ordering::Relaxed);
+            }
         }
+        heap_usage.max(rss)
+    }
+
+    fn sampled_rss(&self) -> u64 {
+        let now = now_millis();
+        let last = self.rss_sampled_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 100 && self.rss_sampled_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            if let Some(rss) = process::resident_bytes() {
+                self.rss.store(rss, Ordering::Relaxed);
+            }
+        }
+        self.rss.load(Ordering::Relaxed)
     }
 
     pub fn refusals(&self) -> u64 {

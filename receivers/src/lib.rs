@@ -4,5 +4,7 @@
 //! Collector's keys and defaults, `validate()`, and `start()`, which binds what it needs
 //! (so a taken port fails at start, naming the receiver) and serves until shutdown.
 
+pub mod cgroup;
 pub mod otlp;
 pub mod scraper;
+pub mod smaps;

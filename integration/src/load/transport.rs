@@ -156,7 +156,10 @@ async fn send_grpc(
     let mut request = tonic::Request::new(body);
     request.set_timeout(timeout);
     let path = http::uri::PathAndQuery::from_static(signal.grpc_path());
-    match client.unary(request, path, RawCodec::<Bytes>::default()).await {
+    match client
+        .unary(request, path, RawCodec::<Bytes>::default())
+        .await
+    {
         Ok(response) => match decode_partial_success(signal, response.get_ref()) {
             Ok(partial) => Answer {
                 outcome: Outcome::Accepted {

@@ -1,0 +1,999 @@
+//! OpenTelemetry -> Prometheus translation, shared by the `prometheusremotewrite` and
+//! `prometheus` exporters (OTel spec "Prometheus and OpenMetrics compatibility", with the
+//! naming of `prometheus/otlptranslator`).
+//!
+//! Input: OTLP `ResourceMetrics`. Output: a flat list of Prometheus samples, each with its
+//! full label set (`__name__` included, sorted byte-wise, no empty values, no duplicate
+//! names) and the index of its metric family (name, type, help, unit). The exporters only
+//! group, encode and serve; every naming and labelling rule lives here, so both exporters
+//! produce the same series for the same input.
+//!
+//! This module must never drop data silently: what it cannot translate (an invalid name,
+//! delta temporality where it is refused, exponential histograms) is counted in
+//! [`Translation::dropped_points`] with a reason in [`Translation::problems`].
+//!
+//! The unit -> word table is kept here (no shared `core` unit table existed when this
+//! was written).
+
+use std::collections::{BTreeMap, HashMap};
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, SummaryDataPoint, metric, number_data_point,
+};
+
+/// The Prometheus staleness marker (`value.StaleNaN`). Compare bits, never `is_nan()`.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+/// OTLP `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
+const FLAG_NO_RECORDED_VALUE: u32 = 1;
+
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+pub fn is_stale_nan(value: f64) -> bool {
+    value.to_bits() == STALE_NAN_BITS
+}
+
+/// Prometheus metric family type (values as in remote write `MetricMetadata.MetricType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FamilyType {
+    Unknown = 0,
+    Counter = 1,
+    Gauge = 2,
+    Histogram = 3,
+    Summary = 5,
+    Info = 6,
+}
+
+impl FamilyType {
+    /// The word of the Prometheus text format's `# TYPE` line.
+    pub fn text_name(self) -> &'static str {
+        match self {
+            FamilyType::Counter => "counter",
+            FamilyType::Gauge | FamilyType::Info => "gauge",
+            FamilyType::Histogram => "histogram",
+            FamilyType::Summary => "summary",
+            FamilyType::Unknown => "untyped",
+        }
+    }
+}
+
+/// One metric family: what `# HELP`/`# TYPE`/`# UNIT` and remote write metadata say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Family {
+    /// The family name (for counters it ends in `_total` when suffixes are on; histogram
+    /// and summary series add `_bucket`/`_sum`/`_count` to it).
+    pub name: String,
+    pub kind: FamilyType,
+    pub help: String,
+    /// The Prometheus unit word (`seconds`, `bytes`), empty when none.
+    pub unit: String,
+}
+
+/// Sorted (byte-wise by name), duplicate-free label pairs, `__name__` included.
+pub type Labels = Vec<(String, String)>;
+
+/// One translated sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub value: f64,
+    /// Milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// Start (created) time in ms of counter-like points; 0 when unknown.
+    pub start_ms: i64,
+    /// Index into [`Translation::families`].
+    pub family: u32,
+    /// The point had delta temporality (only with [`DeltaHandling::Pass`]): the value is
+    /// an increment, to be added to what the series had.
+    pub delta: bool,
+}
+
+/// What to do with points of delta temporality (Prometheus has no delta type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaHandling {
+    /// Drop and count them (remote write: the Collector does the same).
+    Drop,
+    /// Mark them `delta: true`; the caller accumulates (the pull exporter keeps state).
+    Pass,
+}
+
+/// Translation settings, from the exporters' config keys.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `namespace`: prefix `<namespace>_` to every metric name. Default empty.
+    pub namespace: String,
+    /// `add_metric_suffixes`: unit and `_total`/`_ratio` suffixes. Default true.
+    pub add_metric_suffixes: bool,
+    /// `resource_to_telemetry_conversion.enabled`: every resource attribute on every series.
+    pub resource_to_telemetry: bool,
+    /// `target_info.enabled`: one `target_info` series per resource. Default true.
+    pub target_info: bool,
+    /// Labels added to every series unless the series already has that label
+    /// (`external_labels` / `const_labels`).
+    pub extra_labels: Vec<(String, String)>,
+    pub delta: DeltaHandling,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            namespace: String::new(),
+            add_metric_suffixes: true,
+            resource_to_telemetry: false,
+            target_info: true,
+            extra_labels: Vec::new(),
+            delta: DeltaHandling::Drop,
+        }
+    }
+}
+
+/// The result of translating one batch.
+#[derive(Clone, Debug, Default)]
+pub struct Translation {
+    pub families: Vec<Family>,
+    pub samples: Vec<Sample>,
+    /// OTLP data points that produced no sample.
+    pub dropped_points: u64,
+    /// One line per distinct reason for dropped points (bounded).
+    pub problems: Vec<String>,
+    pub(crate) family_index: HashMap<(String, FamilyType), u32>,
+}
+
+impl Translation {
+    fn family(&mut self, name: &str, kind: FamilyType, help: &str, unit: &str) -> u32 {
+        if let Some(index) = self.family_index.get(&(name.to_string(), kind)) {
+            return *index;
+        }
+        let index = self.families.len() as u32;
+        self.families.push(Family {
+            name: name.to_string(),
+            kind,
+            help: help.to_string(),
+            unit: unit.to_string(),
+        });
+        self.family_index.insert((name.to_string(), kind), index);
+        index
+    }
+
+    fn drop_points(&mut self, count: u64, problem: String) {
+        self.dropped_points += count;
+        if self.problems.len() < 16 && !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
+    }
+}
+
+/// Translates every metric of `resource_metrics`.
+pub fn translate(resource_metrics: &[ResourceMetrics], settings: &Settings) -> Translation {
+    let mut out = Translation::default();
+    for resource in resource_metrics {
+        translate_resource(resource, settings, &mut out);
+    }
+    out
+}
+
+fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut Translation) {
+    let attributes: &[KeyValue] = resource.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+    let find = |key: &str| attributes.iter().find(|kv| kv.key == key).map(|kv| any_value_string(kv.value.as_ref()));
+    let job = match (find("service.namespace"), find("service.name")) {
+        (Some(namespace), Some(name)) if !namespace.is_empty() => format!("{namespace}/{name}"),
+        (_, Some(name)) => name,
+        _ => String::new(),
+    };
+    let instance = find("service.instance.id").unwrap_or_default();
+    let mut base = LabelBuilder::default();
+    if settings.resource_to_telemetry {
+        base.layer(attributes.iter().map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))));
+    }
+    let first_sample = out.samples.len();
+    for scope_metrics in &resource.scope_metrics {
+        let mut scoped = base.clone();
+        scoped.layer(scope_labels(scope_metrics.scope.as_ref()));
+        for metric in &scope_metrics.metrics {
+            translate_metric(metric, &scoped, &job, &instance, settings, out);
+        }
+    }
+    if settings.target_info && out.samples.len() > first_sample {
+        let identifying = ["service.name", "service.namespace", "service.instance.id"];
+        let mut info = LabelBuilder::default();
+        info.layer(
+            attributes
+                .iter()
+                .filter(|kv| !identifying.contains(&kv.key.as_str()))
+                .map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))),
+        );
+        if !info.is_empty() {
+            let timestamp_ms = out.samples[first_sample..].iter().map(|s| s.timestamp_ms).max().unwrap_or(0);
+            let name = prefixed(&settings.namespace, "target_info");
+            let family = out.family(&name, FamilyType::Info, "Target metadata", "");
+            let labels = info.finish(&name, &job, &instance, &settings.extra_labels);
+            out.samples.push(Sample {
+                labels,
+                value: 1.0,
+                timestamp_ms,
+                start_ms: 0,
+                family,
+                delta: false,
+            });
+        }
+    }
+}
+
+/// `otel_scope_name`, `otel_scope_version` and `otel_scope_<attribute>` (attributes that
+/// would collide with the first ones are dropped).
+fn scope_labels(scope: Option<&InstrumentationScope>) -> Vec<(String, String)> {
+    let Some(scope) = scope else { return Vec::new() };
+    let mut labels: Vec<(String, String)> = Vec::new();
+    for kv in &scope.attributes {
+        let key = format!("otel_scope_{}", kv.key);
+        if ["otel_scope_name", "otel_scope_version", "otel_scope_schema_url"].contains(&key.as_str()) {
+            continue;
+        }
+        labels.push((key, any_value_string(kv.value.as_ref())));
+    }
+    labels.push(("otel_scope_name".to_string(), scope.name.clone()));
+    labels.push(("otel_scope_version".to_string(), scope.version.clone()));
+    labels
+}
+
+fn translate_metric(metric: &Metric, scoped: &LabelBuilder, job: &str, instance: &str, settings: &Settings, out: &mut Translation) {
+    let Some(data) = &metric.data else { return };
+    let (kind, monotonic, temporality) = match data {
+        metric::Data::Gauge(_) => (FamilyType::Gauge, false, AggregationTemporality::Unspecified),
+        metric::Data::Sum(sum) => {
+            let temporality = AggregationTemporality::try_from(sum.aggregation_temporality).unwrap_or(AggregationTemporality::Unspecified);
+            let kind = if sum.is_monotonic { FamilyType::Counter } else { FamilyType::Gauge };
+            (kind, sum.is_monotonic, temporality)
+        }
+        metric::Data::Histogram(h) => (
+            FamilyType::Histogram,
+            false,
+            AggregationTemporality::try_from(h.aggregation_temporality).unwrap_or(AggregationTemporality::Unspecified),
+        ),
+        metric::Data::Summary(_) => (FamilyType::Summary, false, AggregationTemporality::Cumulative),
+        metric::Data::ExponentialHistogram(h) => {
+            out.drop_points(
+                h.data_points.len() as u64,
+                format!(
+                    "{}: exponential histograms (native histograms) are not translated yet; dropped",
+                    metric.name
+                ),
+            );
+            return;
+        }
+    };
+    let points = data_point_count(data);
+    let delta = temporality == AggregationTemporality::Delta;
+    if delta && settings.delta == DeltaHandling::Drop {
+        out.drop_points(
+            points,
+            format!("{}: delta temporality is not supported by remote write (Prometheus has no delta type); dropped. Use cumulative temporality in the SDK or a deltatocumulative processor", metric.name),
+        );
+        return;
+    }
+    if matches!(kind, FamilyType::Histogram) && temporality == AggregationTemporality::Unspecified {
+        out.drop_points(points, format!("{}: histogram without aggregation temporality; dropped", metric.name));
+        return;
+    }
+    let is_counter = kind == FamilyType::Counter;
+    let name = match metric_name(&metric.name, &metric.unit, is_counter, kind == FamilyType::Gauge, settings) {
+        Some(name) => name,
+        None => {
+            out.drop_points(
+                points,
+                format!("{:?}: no valid Prometheus metric name can be made from it; dropped", metric.name),
+            );
+            return;
+        }
+    };
+    let unit = if settings.add_metric_suffixes {
+        unit_word(&metric.unit)
+    } else {
+        String::new()
+    };
+    let family = out.family(&name, kind, &metric.description, &unit);
+    let ctx = PointContext {
+        scoped,
+        job,
+        instance,
+        settings,
+        family,
+        delta,
+    };
+    match data {
+        metric::Data::Gauge(g) => g.data_points.iter().for_each(|p| number_point(&ctx, &name, p, false, out)),
+        metric::Data::Sum(s) => s.data_points.iter().for_each(|p| number_point(&ctx, &name, p, monotonic, out)),
+        metric::Data::Histogram(h) => h.data_points.iter().for_each(|p| histogram_point(&ctx, &name, p, out)),
+        metric::Data::Summary(s) => s.data_points.iter().for_each(|p| summary_point(&ctx, &name, p, out)),
+        metric::Data::ExponentialHistogram(_) => {}
+    }
+}
+
+fn data_point_count(data: &metric::Data) -> u64 {
+    (match data {
+        metric::Data::Gauge(g) => g.data_points.len(),
+        metric::Data::Sum(s) => s.data_points.len(),
+        metric::Data::Histogram(h) => h.data_points.len(),
+        metric::Data::ExponentialHistogram(h) => h.data_points.len(),
+        metric::Data::Summary(s) => s.data_points.len(),
+    }) as u64
+}
+
+struct PointContext<'a> {
+    scoped: &'a LabelBuilder,
+    job: &'a str,
+    instance: &'a str,
+    settings: &'a Settings,
+    family: u32,
+    delta: bool,
+}
+
+impl PointContext<'_> {
+    fn labels(&self, attributes: &[KeyValue]) -> LabelBuilder {
+        let mut labels = self.scoped.clone();
+        labels.layer(attributes.iter().map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))));
+        labels
+    }
+
+    fn push(&self, out: &mut Translation, labels: &LabelBuilder, name: &str, extra: Option<(&str, String)>, value: f64, t: (i64, i64)) {
+        let mut labels = labels.clone();
+        if let Some((key, v)) = extra {
+            labels.set(key, v);
+        }
+        let labels = labels.finish(name, self.job, self.instance, &self.settings.extra_labels);
+        out.samples.push(Sample {
+            labels,
+            value,
+            timestamp_ms: t.0,
+            start_ms: t.1,
+            family: self.family,
+            delta: self.delta,
+        });
+    }
+}
+
+fn millis(nanos: u64) -> i64 {
+    (nanos / 1_000_000) as i64
+}
+
+fn number_point(ctx: &PointContext<'_>, name: &str, point: &NumberDataPoint, counter_like: bool, out: &mut Translation) {
+    let value = if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
+        stale_nan()
+    } else {
+        match point.value {
+            Some(number_data_point::Value::AsDouble(v)) => v,
+            Some(number_data_point::Value::AsInt(v)) => v as f64,
+            None => {
+                out.drop_points(1, format!("{name}: data point without a value; dropped"));
+                return;
+            }
+        }
+    };
+    let start = if counter_like { millis(point.start_time_unix_nano) } else { 0 };
+    let labels = ctx.labels(&point.attributes);
+    ctx.push(out, &labels, name, None, value, (millis(point.time_unix_nano), start));
+}
+
+fn histogram_point(ctx: &PointContext<'_>, name: &str, point: &HistogramDataPoint, out: &mut Translation) {
+    let stale = point.flags & FLAG_NO_RECORDED_VALUE != 0;
+    if !stale && !point.bucket_counts.is_empty() && point.bucket_counts.len() != point.explicit_bounds.len() + 1 {
+        out.drop_points(
+            1,
+            format!(
+                "{name}: histogram point with {} bucket counts for {} bounds; dropped",
+                point.bucket_counts.len(),
+                point.explicit_bounds.len()
+            ),
+        );
+        return;
+    }
+    let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
+    let labels = ctx.labels(&point.attributes);
+    let value = |v: f64| if stale { stale_nan() } else { v };
+    let mut cumulative = 0u64;
+    for (index, bound) in point.explicit_bounds.iter().enumerate() {
+        cumulative += point.bucket_counts.get(index).copied().unwrap_or(0);
+        ctx.push(
+            out,
+            &labels,
+            &format!("{name}_bucket"),
+            Some(("le", format_float(*bound))),
+            value(cumulative as f64),
+            t,
+        );
+    }
+    ctx.push(
+        out,
+        &labels,
+        &format!("{name}_bucket"),
+        Some(("le", "+Inf".to_string())),
+        value(point.count as f64),
+        t,
+    );
+    if let Some(sum) = point.sum {
+        ctx.push(out, &labels, &format!("{name}_sum"), None, value(sum), t);
+    }
+    ctx.push(out, &labels, &format!("{name}_count"), None, value(point.count as f64), t);
+}
+
+fn summary_point(ctx: &PointContext<'_>, name: &str, point: &SummaryDataPoint, out: &mut Translation) {
+    let stale = point.flags & FLAG_NO_RECORDED_VALUE != 0;
+    let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
+    let labels = ctx.labels(&point.attributes);
+    let value = |v: f64| if stale { stale_nan() } else { v };
+    let mut quantiles: Vec<_> = point.quantile_values.iter().collect();
+    quantiles.sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
+    for q in quantiles {
+        ctx.push(out, &labels, name, Some(("quantile", format_float(q.quantile))), value(q.value), t);
+    }
+    ctx.push(out, &labels, &format!("{name}_sum"), None, value(point.sum), t);
+    ctx.push(out, &labels, &format!("{name}_count"), None, value(point.count as f64), t);
+}
+
+/// A float as Prometheus writes it in `le`/`quantile` and the text format: shortest
+/// round-trip decimal (Go's `FormatFloat(f, 'f', -1, 64)` for ordinary values),
+/// `+Inf`, `-Inf`, `NaN`.
+pub fn format_float(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value == f64::INFINITY {
+        "+Inf".to_string()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// Builds a label set in layers: later layers override earlier ones for the same
+/// sanitized name; within one layer, OTel keys that sanitize to the same name have their
+/// values joined with `;` in the order of the original keys.
+#[derive(Clone, Debug, Default)]
+struct LabelBuilder {
+    labels: BTreeMap<String, String>,
+}
+
+impl LabelBuilder {
+    fn layer<K: AsRef<str>>(&mut self, pairs: impl IntoIterator<Item = (K, String)>) {
+        let mut layer: BTreeMap<String, Vec<(K, String)>> = BTreeMap::new();
+        for (key, value) in pairs {
+            if value.is_empty() {
+                continue;
+            }
+            if let Some(name) = label_name(key.as_ref()) {
+                layer.entry(name).or_default().push((key, value));
+            }
+        }
+        for (name, mut values) in layer {
+            values.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+            let joined = values.into_iter().map(|(_, v)| v).collect::<Vec<_>>().join(";");
+            self.labels.insert(name, joined);
+        }
+    }
+
+    fn set(&mut self, name: &str, value: String) {
+        self.labels.insert(name.to_string(), value);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Adds `job`, `instance` (override), extra labels (only where absent) and `__name__`;
+    /// returns the labels sorted byte-wise without empty values.
+    fn finish(mut self, name: &str, job: &str, instance: &str, extra: &[(String, String)]) -> Labels {
+        if !job.is_empty() {
+            self.labels.insert("job".to_string(), job.to_string());
+        }
+        if !instance.is_empty() {
+            self.labels.insert("instance".to_string(), instance.to_string());
+        }
+        for (key, value) in extra {
+            self.labels.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        self.labels.insert("__name__".to_string(), name.to_string());
+        // BTreeMap<String> iterates in byte-wise order, which is the order remote write wants.
+        self.labels.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+    }
+}
+
+/// An OTel attribute key as a Prometheus label name: characters outside `[a-zA-Z0-9_]`
+/// become `_`, runs of `_` collapse, a leading digit gets `key_`. `None` when nothing
+/// valid is left (only underscores, or empty).
+pub fn label_name(key: &str) -> Option<String> {
+    let mut name = String::with_capacity(key.len());
+    for c in key.chars() {
+        let c = if c.is_ascii_alphanumeric() { c } else { '_' };
+        if c == '_' && name.ends_with('_') {
+            continue;
+        }
+        name.push(c);
+    }
+    if name.chars().all(|c| c == '_') {
+        return None;
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert_str(0, "key_");
+    }
+    Some(name)
+}
+
+fn prefixed(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}_{name}", sanitize_tokens(namespace).join("_"))
+    }
+}
+
+/// Splits on every character outside `[a-zA-Z0-9:]` (underscore included), dropping empty
+/// tokens: `metric@@##$$name` -> `[metric, name]`.
+fn sanitize_tokens(text: &str) -> Vec<&str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == ':'))
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The Prometheus metric name of an OTel metric. `counter`: a monotonic sum (gets
+/// `_total`); `gauge`: gets `_ratio` for unit `1`. `None` when no valid name is left.
+pub fn metric_name(name: &str, unit: &str, counter: bool, gauge: bool, settings: &Settings) -> Option<String> {
+    let mut tokens: Vec<String> = sanitize_tokens(name).into_iter().map(str::to_string).collect();
+    if tokens.is_empty() {
+        return None;
+    }
+    if settings.add_metric_suffixes {
+        let (main, per) = unit_words(unit);
+        if !main.is_empty() && !tokens.contains(&main) {
+            tokens.push(main);
+        }
+        if !per.is_empty() && !name_has_per(&tokens, &per) {
+            tokens.push("per".to_string());
+            tokens.push(per);
+        }
+        if counter {
+            tokens.retain(|t| t != "total");
+            tokens.push("total".to_string());
+        }
+        if gauge && unit == "1" && !tokens.iter().any(|t| t == "ratio") {
+            tokens.push("ratio".to_string());
+        }
+    }
+    let mut joined = tokens.join("_");
+    if joined.starts_with(|c: char| c.is_ascii_digit()) {
+        joined.insert(0, '_');
+    }
+    Some(prefixed(&settings.namespace, &joined))
+}
+
+fn name_has_per(tokens: &[String], per: &str) -> bool {
+    tokens.windows(2).any(|w| w[0] == "per" && w[1] == per)
+}
+
+/// The unit word used as a suffix and in metadata (`By/s` -> `bytes_per_second`).
+pub fn unit_word(unit: &str) -> String {
+    match unit_words(unit) {
+        (main, per) if per.is_empty() => main,
+        (main, per) if main.is_empty() => format!("per_{per}"),
+        (main, per) => format!("{main}_per_{per}"),
+    }
+}
+
+/// (main word, per word) of a UCUM unit; empty strings for none.
+fn unit_words(unit: &str) -> (String, String) {
+    let (main, per) = match unit.split_once('/') {
+        Some((main, per)) => (main.trim(), Some(per.trim())),
+        None => (unit.trim(), None),
+    };
+    let word = |u: &str, table: fn(&str) -> Option<&'static str>| -> String {
+        if u.is_empty() || u.contains('{') || u.contains('}') {
+            return String::new();
+        }
+        match table(u) {
+            Some(w) => w.to_string(),
+            None => sanitize_tokens(u).join("_"),
+        }
+    };
+    let main_word = word(main, main_unit);
+    let per_word = per.map(|p| word(p, per_unit)).unwrap_or_default();
+    (main_word, per_word)
+}
+
+fn main_unit(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "GiBy" => "gibibytes",
+        "TiBy" => "tebibytes",
+        "KBy" | "kBy" => "kilobytes",
+        "MBy" => "megabytes",
+        "GBy" => "gigabytes",
+        "TBy" => "terabytes",
+        "m" => "meters",
+        "V" => "volts",
+        "A" => "amperes",
+        "J" => "joules",
+        "W" => "watts",
+        "g" => "grams",
+        "Cel" => "celsius",
+        "Hz" => "hertz",
+        "%" => "percent",
+        "1" => "",
+        _ => return None,
+    })
+}
+
+fn per_unit(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        _ => return main_unit(unit),
+    })
+}
+
+/// An OTel attribute value as a label value (AnyValue stringification rules).
+pub fn any_value_string(value: Option<&AnyValue>) -> String {
+    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
+        return String::new();
+    };
+    match value {
+        any_value::Value::StringValue(s) => s.clone(),
+        any_value::Value::BoolValue(b) => b.to_string(),
+        any_value::Value::IntValue(i) => i.to_string(),
+        any_value::Value::DoubleValue(d) => format_float(*d),
+        any_value::Value::BytesValue(b) => base64(b),
+        any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_) => any_value_json(value).to_string(),
+        any_value::Value::StringValueStrindex(_) => String::new(),
+    }
+}
+
+fn any_value_json(value: &any_value::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        any_value::Value::StringValue(s) => J::String(s.clone()),
+        any_value::Value::BoolValue(b) => J::Bool(*b),
+        any_value::Value::IntValue(i) => J::from(*i),
+        any_value::Value::DoubleValue(d) => serde_json::Number::from_f64(*d)
+            .map(J::Number)
+            .unwrap_or_else(|| J::String(format_float(*d))),
+        any_value::Value::BytesValue(b) => J::String(base64(b)),
+        any_value::Value::ArrayValue(a) => J::Array(a.values.iter().filter_map(|v| v.value.as_ref()).map(any_value_json).collect()),
+        any_value::Value::KvlistValue(kv) => J::Object(
+            kv.values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().and_then(|v| v.value.as_ref()).map(any_value_json).unwrap_or(J::Null),
+                    )
+                })
+                .collect(),
+        ),
+        any_value::Value::StringValueStrindex(_) => J::Null,
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A stable 64-bit hash of a label set (FNV-1a), for sharding series.
+pub fn labels_hash(labels: &Labels) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, value) in labels {
+        for byte in name.bytes().chain([0xff]).chain(value.bytes()).chain([0xfe]) {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Histogram, ScopeMetrics, Sum, Summary};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use oxcol_core::testdata::string_attribute;
+
+    fn name(name: &str, unit: &str, counter: bool, gauge: bool) -> Option<String> {
+        metric_name(name, unit, counter, gauge, &Settings::default())
+    }
+
+    #[test]
+    fn metric_names_follow_otlptranslator() {
+        // The facts from otlptranslator's metric_namer_test.go (spec section 6).
+        assert_eq!(name("requests", "", true, false).as_deref(), Some("requests_total"));
+        assert_eq!(name("cpu_usage", "1", false, true).as_deref(), Some("cpu_usage_ratio"));
+        assert_eq!(name("items", "1", true, false).as_deref(), Some("items_total"));
+        assert_eq!(name("response_time", "ms", false, true).as_deref(), Some("response_time_milliseconds"));
+        assert_eq!(name("memory_usage", "By", false, true).as_deref(), Some("memory_usage_bytes"));
+        assert_eq!(name("requests", "1/s", false, true).as_deref(), Some("requests_per_second"));
+        assert_eq!(name("throughput", "By/s", false, true).as_deref(), Some("throughput_bytes_per_second"));
+        assert_eq!(name("custom_metric", "{custom}", false, true).as_deref(), Some("custom_metric"));
+        assert_eq!(name("custom_metric", "By/{custom}", false, true).as_deref(), Some("custom_metric_bytes"));
+        assert_eq!(name("response_time_seconds", "s", false, true).as_deref(), Some("response_time_seconds"));
+        assert_eq!(name("123metric", "", false, true).as_deref(), Some("_123metric"));
+        assert_eq!(name("metric@@##$$name", "", false, true).as_deref(), Some("metric_name"));
+        assert_eq!(name("@#$%", "", false, true), None);
+        // The DESIGN.md example, and _total moved to the end.
+        assert_eq!(
+            name("cgroup.memory.current", "By", false, true).as_deref(),
+            Some("cgroup_memory_current_bytes")
+        );
+        assert_eq!(name("http.total.requests", "", true, false).as_deref(), Some("http_requests_total"));
+        let plain = Settings {
+            add_metric_suffixes: false,
+            namespace: "my app".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            metric_name("http.server.duration", "s", false, false, &plain).as_deref(),
+            Some("my_app_http_server_duration")
+        );
+    }
+
+    #[test]
+    fn label_names_are_sanitized() {
+        assert_eq!(label_name("http.request.method").as_deref(), Some("http_request_method"));
+        assert_eq!(label_name("a..b").as_deref(), Some("a_b"));
+        assert_eq!(label_name("2xx").as_deref(), Some("key_2xx"));
+        assert_eq!(label_name("___"), None);
+        assert_eq!(label_name(""), None);
+    }
+
+    #[test]
+    fn colliding_keys_join_in_key_order_and_empty_values_vanish() {
+        let mut builder = LabelBuilder::default();
+        builder.layer([("foo.bar", "b".to_string()), ("foo/bar", "a".to_string()), ("empty", String::new())]);
+        let labels = builder.finish("m", "", "", &[]);
+        // "foo.bar" < "foo/bar" byte-wise, so b;a.
+        assert_eq!(
+            labels,
+            vec![("__name__".to_string(), "m".to_string()), ("foo_bar".to_string(), "b;a".to_string())]
+        );
+    }
+
+    fn resource(attributes: Vec<KeyValue>, metrics: Vec<Metric>) -> ResourceMetrics {
+        ResourceMetrics {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "lib".into(),
+                    version: "1.2".into(),
+                    ..Default::default()
+                }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }
+    }
+
+    fn metric(name: &str, unit: &str, data: metric::Data) -> Metric {
+        Metric {
+            name: name.into(),
+            description: "help text".into(),
+            unit: unit.into(),
+            metadata: vec![],
+            data: Some(data),
+        }
+    }
+
+    fn number(value: f64, attributes: Vec<KeyValue>) -> NumberDataPoint {
+        NumberDataPoint {
+            attributes,
+            start_time_unix_nano: 1_000_000_000,
+            time_unix_nano: 2_000_000_000,
+            value: Some(number_data_point::Value::AsDouble(value)),
+            ..Default::default()
+        }
+    }
+
+    fn render(samples: &[Sample]) -> Vec<String> {
+        samples
+            .iter()
+            .map(|s| {
+                let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} {} @{}", labels.join(","), format_float(s.value), s.timestamp_ms)
+            })
+            .collect()
+    }
+
+    fn service() -> Vec<KeyValue> {
+        vec![
+            string_attribute("service.name", "checkout"),
+            string_attribute("service.namespace", "shop"),
+            string_attribute("service.instance.id", "pod-1"),
+            string_attribute("host.name", "node-7"),
+        ]
+    }
+
+    #[test]
+    fn series_get_job_instance_scope_and_a_target_info() {
+        let sum = metric::Data::Sum(Sum {
+            data_points: vec![number(5.0, vec![string_attribute("http.method", "GET")])],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        });
+        let input = vec![resource(service(), vec![metric("http.requests", "{request}", sum)])];
+        let out = translate(&input, &Settings::default());
+        assert_eq!(
+            render(&out.samples),
+            vec![
+                "__name__=http_requests_total,http_method=GET,instance=pod-1,job=shop/checkout,otel_scope_name=lib,otel_scope_version=1.2 5 @2000",
+                "__name__=target_info,host_name=node-7,instance=pod-1,job=shop/checkout 1 @2000",
+            ]
+        );
+        assert_eq!(out.samples[0].start_ms, 1000);
+        assert_eq!(
+            out.families[0],
+            Family {
+                name: "http_requests_total".into(),
+                kind: FamilyType::Counter,
+                help: "help text".into(),
+                unit: String::new()
+            }
+        );
+        // Promoting resource attributes; target_info off; external labels never override.
+        let settings = Settings {
+            resource_to_telemetry: true,
+            target_info: false,
+            extra_labels: vec![("cluster".into(), "eu".into()), ("job".into(), "ignored".into())],
+            ..Settings::default()
+        };
+        let out = translate(&input, &settings);
+        assert_eq!(
+            render(&out.samples),
+            vec![
+                "__name__=http_requests_total,cluster=eu,host_name=node-7,http_method=GET,instance=pod-1,job=shop/checkout,otel_scope_name=lib,otel_scope_version=1.2,service_instance_id=pod-1,service_name=checkout,service_namespace=shop 5 @2000"
+            ]
+        );
+    }
+
+    #[test]
+    fn histograms_have_cumulative_buckets_and_summaries_quantiles() {
+        let histogram = metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                time_unix_nano: 3_000_000_000,
+                count: 10,
+                sum: Some(12.5),
+                bucket_counts: vec![1, 2, 3, 4],
+                explicit_bounds: vec![0.1, 0.5, 1.0],
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+        });
+        let summary = metric::Data::Summary(Summary {
+            data_points: vec![SummaryDataPoint {
+                time_unix_nano: 3_000_000_000,
+                count: 4,
+                sum: 8.0,
+                quantile_values: vec![
+                    ValueAtQuantile { quantile: 0.99, value: 3.0 },
+                    ValueAtQuantile { quantile: 0.5, value: 1.5 },
+                ],
+                ..Default::default()
+            }],
+        });
+        let input = vec![resource(
+            vec![],
+            vec![metric("rpc.duration", "s", histogram), metric("latency", "ms", summary)],
+        )];
+        let mut out = translate(
+            &input,
+            &Settings {
+                target_info: false,
+                ..Settings::default()
+            },
+        );
+        for s in &mut out.samples {
+            s.labels.retain(|(k, _)| !k.starts_with("otel_scope"));
+        }
+        assert_eq!(
+            render(&out.samples),
+            vec![
+                "__name__=rpc_duration_seconds_bucket,le=0.1 1 @3000",
+                "__name__=rpc_duration_seconds_bucket,le=0.5 3 @3000",
+                "__name__=rpc_duration_seconds_bucket,le=1 6 @3000",
+                "__name__=rpc_duration_seconds_bucket,le=+Inf 10 @3000",
+                "__name__=rpc_duration_seconds_sum 12.5 @3000",
+                "__name__=rpc_duration_seconds_count 10 @3000",
+                "__name__=latency_milliseconds,quantile=0.5 1.5 @3000",
+                "__name__=latency_milliseconds,quantile=0.99 3 @3000",
+                "__name__=latency_milliseconds_sum 8 @3000",
+                "__name__=latency_milliseconds_count 4 @3000",
+            ]
+        );
+    }
+
+    #[test]
+    fn delta_is_dropped_or_passed_and_no_recorded_value_is_stale() {
+        let delta = metric::Data::Sum(Sum {
+            data_points: vec![number(3.0, vec![]), number(4.0, vec![])],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+            is_monotonic: true,
+        });
+        let input = vec![resource(vec![], vec![metric("hits", "", delta)])];
+        let dropped = translate(&input, &Settings::default());
+        assert_eq!((dropped.samples.len(), dropped.dropped_points), (0, 2));
+        assert!(dropped.problems[0].contains("delta temporality"), "{:?}", dropped.problems);
+        let passed = translate(
+            &input,
+            &Settings {
+                delta: DeltaHandling::Pass,
+                ..Settings::default()
+            },
+        );
+        assert_eq!(passed.samples.len(), 2);
+        assert!(passed.samples.iter().all(|s| s.delta));
+
+        let mut stale_point = number(1.0, vec![]);
+        stale_point.flags = 1;
+        let gauge = metric::Data::Gauge(Gauge {
+            data_points: vec![stale_point, number(f64::NAN, vec![])],
+        });
+        let out = translate(&[resource(vec![], vec![metric("temp", "Cel", gauge)])], &Settings::default());
+        assert_eq!(out.samples[0].value.to_bits(), STALE_NAN_BITS);
+        assert!(out.samples[1].value.is_nan() && !is_stale_nan(out.samples[1].value));
+    }
+
+    #[test]
+    fn random_names_never_panic_and_stay_valid() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 12) as usize;
+            let text: String = (0..len)
+                .map(|i| char::from_u32(((seed >> (i * 5)) % 0x250) as u32).unwrap_or('x'))
+                .collect();
+            if let Some(name) = metric_name(&text, &text, seed.is_multiple_of(2), seed.is_multiple_of(3), &Settings::default()) {
+                assert!(
+                    !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()),
+                    "{text:?} -> {name:?}"
+                );
+                assert!(
+                    name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                    "{text:?} -> {name:?}"
+                );
+            }
+            if let Some(label) = label_name(&text) {
+                assert!(label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{text:?} -> {label:?}");
+                assert!(!label.starts_with(|c: char| c.is_ascii_digit()));
+            }
+        }
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+    }
+}

@@ -1,0 +1,242 @@
+//! `prometheusremotewrite` config: the keys and defaults of the Collector's
+//! `prometheusremotewriteexporter`, with what oxcol does not support refused by `validate`.
+
+use std::collections::BTreeMap;
+
+use oxcol_core::GoDuration;
+use serde::Deserialize;
+
+use crate::client::{TlsClientConfig, check_plaintext, validate_headers};
+use crate::queue::{QueueConfig, RetryConfig};
+
+/// `protobuf_message` value for remote write 1.0 (the default).
+pub const PROTO_V1: &str = "prometheus.v1.WriteRequest";
+/// `protobuf_message` value for remote write 2.0.
+pub const PROTO_V2: &str = "io.prometheus.write.v2.Request";
+
+/// Headers the protocol owns; `headers:` may not set them.
+pub const RESERVED_HEADERS: &[&str] = &["content-encoding", "content-type", "x-prometheus-remote-write-version"];
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Full URL of the receiver, e.g. `http://prometheus:9090/api/v1/write`. Required.
+    pub endpoint: String,
+    /// Extra request headers (tenant ids, `Authorization: Basic …` / `Bearer …`). The
+    /// protocol headers (Content-Encoding, Content-Type, X-Prometheus-Remote-Write-Version)
+    /// cannot be set. Default none.
+    pub headers: BTreeMap<String, String>,
+    /// Deadline of one HTTP request. Default 5s (the Collector's).
+    pub timeout: GoDuration,
+    /// Only `snappy` (the protocol requires it). Default `snappy`.
+    pub compression: String,
+    /// Plaintext only in this release (see `client.rs`).
+    pub tls: TlsClientConfig,
+    /// `enabled: true` copies every resource attribute onto every series. Default false.
+    pub resource_to_telemetry_conversion: Toggle,
+    /// Unit and type suffixes (`_seconds`, `_total`, `_ratio`). Default true.
+    pub add_metric_suffixes: bool,
+    /// `enabled: true` (default) sends one `target_info` series per resource.
+    pub target_info: TargetInfo,
+    /// `enabled: true` would send `_created` series: not supported; must stay false.
+    pub export_created_metric: Toggle,
+    /// Prefix for every metric name (`<namespace>_`). Default empty.
+    pub namespace: String,
+    /// Labels added to every series that does not already have them. Default none.
+    pub external_labels: BTreeMap<String, String>,
+    /// The queue in front of the exporter (see the doc on ordering).
+    pub remote_write_queue: RemoteWriteQueue,
+    /// Defaults as the Collector's prometheusremotewrite: 50ms initial, 200ms max
+    /// interval, 1m max elapsed time.
+    pub retry_on_failure: RetryConfig,
+    /// Upper bound of one request's uncompressed protobuf size; larger sends are split.
+    /// Default 3000000.
+    pub max_batch_size_bytes: usize,
+    /// How many requests of one batch are sent at once (series are sharded by label hash,
+    /// so a series is always in the same shard). Default: `remote_write_queue.num_consumers`.
+    pub max_batch_request_parallelism: Option<usize>,
+    /// Remote write 1.0 only: send `MetricMetadata` (type, help, unit). Default false.
+    pub send_metadata: bool,
+    /// `prometheus.v1.WriteRequest` (default) or `io.prometheus.write.v2.Request`.
+    pub protobuf_message: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Toggle {
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetInfo {
+    /// Default true.
+    pub enabled: bool,
+}
+
+impl Default for TargetInfo {
+    fn default() -> Self {
+        TargetInfo { enabled: true }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteQueue {
+    /// Default true. When false, the pipeline waits for each send.
+    pub enabled: bool,
+    /// Batches waiting to be sent. Default 10000.
+    pub queue_size: usize,
+    /// Concurrent requests per batch (shards). Default 5.
+    pub num_consumers: usize,
+}
+
+impl Default for RemoteWriteQueue {
+    fn default() -> Self {
+        RemoteWriteQueue {
+            enabled: true,
+            queue_size: 10000,
+            num_consumers: 5,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            endpoint: String::new(),
+            headers: BTreeMap::new(),
+            timeout: GoDuration::from_secs(5),
+            compression: "snappy".to_string(),
+            tls: TlsClientConfig::default(),
+            resource_to_telemetry_conversion: Toggle::default(),
+            add_metric_suffixes: true,
+            target_info: TargetInfo::default(),
+            export_created_metric: Toggle::default(),
+            namespace: String::new(),
+            external_labels: BTreeMap::new(),
+            remote_write_queue: RemoteWriteQueue::default(),
+            retry_on_failure: RetryConfig {
+                initial_interval: GoDuration::from_millis(50),
+                max_interval: GoDuration::from_millis(200),
+                max_elapsed_time: GoDuration::from_secs(60),
+                ..RetryConfig::default()
+            },
+            max_batch_size_bytes: 3_000_000,
+            max_batch_request_parallelism: None,
+            send_metadata: false,
+            protobuf_message: PROTO_V1.to_string(),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.endpoint.is_empty() {
+            errors.push("endpoint is required, e.g. http://prometheus:9090/api/v1/write".to_string());
+        } else {
+            match self.endpoint.parse::<http::Uri>() {
+                Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) => {
+                    if let Err(e) = check_plaintext(&self.tls, &self.endpoint, Some(uri.scheme_str() == Some("https"))) {
+                        errors.push(e);
+                    }
+                }
+                _ => errors.push(format!("endpoint {:?} is not a valid http:// URL", self.endpoint)),
+            }
+        }
+        if !matches!(self.compression.as_str(), "snappy" | "") {
+            errors.push(format!(
+                "compression: {:?} is not possible; remote write always uses snappy (remove the key)",
+                self.compression
+            ));
+        }
+        errors.extend(validate_headers(&self.headers));
+        for name in self.headers.keys() {
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                errors.push(format!(
+                    "headers: {name} is set by the remote write protocol and cannot be overridden; remove it"
+                ));
+            }
+        }
+        for name in self.external_labels.keys() {
+            if crate::prom_translate::label_name(name).as_deref() != Some(name.as_str()) {
+                errors.push(format!(
+                    "external_labels: {name:?} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                ));
+            }
+        }
+        if self.export_created_metric.enabled {
+            errors.push("export_created_metric.enabled: true is not supported; remove it (2.0 sends start timestamps instead)".to_string());
+        }
+        if self.protobuf_message != PROTO_V1 && self.protobuf_message != PROTO_V2 {
+            errors.push(format!(
+                "protobuf_message: {:?} is not known; use {PROTO_V1:?} (remote write 1.0) or {PROTO_V2:?} (2.0)",
+                self.protobuf_message
+            ));
+        }
+        if self.send_metadata && self.protobuf_message == PROTO_V2 {
+            errors.push("send_metadata applies to remote write 1.0 only; 2.0 always sends metadata with each series".to_string());
+        }
+        if self.max_batch_size_bytes == 0 {
+            errors.push("max_batch_size_bytes must be greater than 0".to_string());
+        }
+        if self.remote_write_queue.enabled && self.remote_write_queue.queue_size == 0 {
+            errors.push("remote_write_queue.queue_size must be greater than 0".to_string());
+        }
+        if self.remote_write_queue.num_consumers == 0 || self.max_batch_request_parallelism == Some(0) {
+            errors.push("remote_write_queue.num_consumers and max_batch_request_parallelism must be greater than 0".to_string());
+        }
+        errors.extend(self.retry_on_failure.validate());
+        errors
+    }
+
+    /// The queue that wraps the exporter. Always ONE consumer: batches are sent in the
+    /// order they were queued, so a series' samples reach the receiver in time order
+    /// (Prometheus refuses out-of-order samples with a 400). Concurrency happens inside
+    /// the exporter, across shards of series (`shards()`).
+    pub fn queue_config(&self) -> QueueConfig {
+        QueueConfig {
+            enabled: self.remote_write_queue.enabled,
+            num_consumers: 1,
+            queue_size: self.remote_write_queue.queue_size,
+            ..QueueConfig::default()
+        }
+    }
+
+    pub fn shards(&self) -> usize {
+        self.max_batch_request_parallelism.unwrap_or(self.remote_write_queue.num_consumers).max(1)
+    }
+
+    pub fn is_v2(&self) -> bool {
+        self.protobuf_message == PROTO_V2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let config = Config {
+            endpoint: "http://127.0.0.1:9090/api/v1/write".into(),
+            ..Config::default()
+        };
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.queue_config().num_consumers, 1);
+        assert_eq!(config.shards(), 5);
+        let bad = Config {
+            endpoint: "https://x/api/v1/write".into(),
+            compression: "gzip".into(),
+            headers: [("Content-Type".to_string(), "text/plain".to_string())].into(),
+            external_labels: [("1bad".to_string(), "x".to_string())].into(),
+            protobuf_message: "v3".into(),
+            ..Config::default()
+        };
+        let errors = bad.validate();
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert!(errors.iter().any(|e| e.contains("needs TLS")));
+        assert!(Config::default().validate().iter().any(|e| e.contains("endpoint is required")));
+    }
+}

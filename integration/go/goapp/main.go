@@ -1,0 +1,100 @@
+// goapp is the Go service the oxcol integration tests scrape. One binary, one behaviour
+// per -mode, all serving net/http/pprof on -addr:
+//
+//   leak    every GET /work starts a goroutine blocked forever in a select without
+//           ctx.Done() (the Scenario 2 bug), in leakyHandler.
+//   stable  -stable N goroutines parked at start, never more; /work does nothing lasting.
+//   burst   every GET /work starts -burst N goroutines that sleep -burst-for and exit.
+//   metrics client_golang metrics (counter, histogram, summary) on /metrics; /work
+//           observes a fixed, known set of values (see observe()).
+//
+// Every mode also serves /numgoroutine (runtime.NumGoroutine() as text), so a test can
+// compare oxcol's count with the service's own.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"runtime"
+	"strconv"
+	"time"
+)
+
+var (
+	addr     = flag.String("addr", "127.0.0.1:6060", "listen address")
+	mode     = flag.String("mode", "leak", "leak | stable | burst | metrics")
+	stableN  = flag.Int("stable", 200, "stable mode: goroutines parked at start")
+	burstN   = flag.Int("burst", 100, "burst mode: goroutines per /work request")
+	burstFor = flag.Duration("burst-for", 500*time.Millisecond, "burst mode: how long each burst goroutine lives")
+	paths    = flag.Int("paths", 0, "bench: also serve the goroutine profile on /p/<i>/debug/pprof/goroutine for i < paths")
+)
+
+// pending is never read by anyone: a leaked goroutine waits on it forever.
+var pending = make(chan struct{})
+
+// leakyHandler answers at once but leaves a goroutine behind that waits for a result
+// nobody sends, and does not watch the request context.
+func leakyHandler(w http.ResponseWriter, r *http.Request) {
+	result := make(chan int)
+	go waitForResult(result)
+	fmt.Fprintln(w, "ok")
+}
+
+func waitForResult(result chan int) {
+	select {
+	case <-result:
+	case <-pending:
+	}
+}
+
+func parkForever(stop chan struct{}) { <-stop }
+
+func burstHandler(w http.ResponseWriter, r *http.Request) {
+	for i := 0; i < *burstN; i++ {
+		go burstWorker(*burstFor)
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func burstWorker(d time.Duration) { time.Sleep(d) }
+
+func main() {
+	flag.Parse()
+	mux := http.DefaultServeMux
+	mux.HandleFunc("/numgoroutine", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, strconv.Itoa(runtime.NumGoroutine()))
+	})
+	switch *mode {
+	case "leak":
+		mux.HandleFunc("/work", leakyHandler)
+	case "stable":
+		stop := make(chan struct{})
+		for i := 0; i < *stableN; i++ {
+			go parkForever(stop)
+		}
+		mux.HandleFunc("/work", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	case "burst":
+		mux.HandleFunc("/work", burstHandler)
+	case "metrics":
+		registerMetrics(mux)
+	default:
+		log.Fatalf("unknown -mode %q", *mode)
+	}
+	for i := 0; i < *paths; i++ {
+		prefix := fmt.Sprintf("/p/%d", i)
+		mux.Handle(prefix+"/debug/pprof/", http.StripPrefix(prefix, http.HandlerFunc(forwardPprof)))
+	}
+	listener, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The tests read this line to know the service is up.
+	fmt.Printf("listening on %s\n", listener.Addr())
+	log.Fatal(http.Serve(listener, mux))
+}
+
+func forwardPprof(w http.ResponseWriter, r *http.Request) { http.DefaultServeMux.ServeHTTP(w, r) }

@@ -1,0 +1,466 @@
+//! `smaps` receiver: per-process memory truth from `/proc/PID/smaps_rollup` (Rss, Pss,
+//! Pss_Anon, Private_Dirty, Swap, ...), one metric per field, for the processes the
+//! config selects.
+//!
+//! smaps_rollup walks the target's page tables under its mmap lock, so the cost is
+//! O(mapped pages) and it can contend with the target's page faults: select processes
+//! deliberately and poll at 10 s or slower on big hosts. A process that exits between
+//! listing and reading, or that oxcol may not read (the ptrace access check returns
+//! EACCES despite the 0444 mode), is skipped and counted in
+//! `oxcol_smaps_skipped_processes{receiver,reason}`; it never fails the scrape.
+//!
+//! Identity is (pid, starttime from /proc/PID/stat): a reused pid is a new process, with
+//! a new `process.creation.time` and a new data-point start time.
+
+pub mod parse;
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::future::BoxFuture;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use oxcol_core::telemetry::{Counter, Registry};
+use oxcol_core::GoDuration;
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::cgroup::emit::{int_attribute, string_attribute, unix_nanos, ResourceBuilder};
+use crate::scraper::{ScrapeOutput, Scraper};
+
+pub const TYPE: &str = "smaps";
+pub const ALIASES: &[&str] = &["smaps"];
+pub const SCOPE: &str = "oxcol/receiver/smaps";
+
+/// Clock ticks per second of /proc/PID/stat `starttime` (USER_HZ). 100 on every Linux
+/// architecture oxcol builds for.
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How often to read. Default `10s`.
+    pub collection_interval: GoDuration,
+    /// Where procfs is mounted. Default `/proc` (in a DaemonSet, e.g. `/host/proc` with
+    /// `hostPID`).
+    pub proc_path: PathBuf,
+    /// oxcol's own process. Default: true when no other selector is set.
+    #[serde(rename = "self")]
+    pub self_process: Option<bool>,
+    /// These pids. Default none.
+    pub pids: Vec<u32>,
+    /// Files holding one pid each (pid files of daemons), read every scrape. Default none.
+    pub pid_files: Vec<PathBuf>,
+    /// Regexes (unanchored) on the process name (`comm`) or the executable's file name.
+    /// Default none.
+    pub names: Vec<String>,
+    /// Regexes (unanchored) on the command line, arguments joined by spaces. Default none.
+    pub cmdline: Vec<String>,
+    /// Processes whose cgroup (any line of /proc/PID/cgroup) is one of these paths or
+    /// below one, e.g. `/kubepods.slice`. Default none.
+    pub cgroups: Vec<String>,
+    /// Every process. Default false.
+    pub all: bool,
+    /// Read only the `top` selected processes with the largest resident set (ranked by
+    /// the cheap /proc/PID/statm, before any smaps_rollup is read). 0 = no bound.
+    /// Default 0.
+    pub top: usize,
+    /// Full /proc/PID/smaps by mapping class. Default false. Not implemented yet.
+    pub detailed: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            collection_interval: GoDuration::from_secs(10),
+            proc_path: PathBuf::from("/proc"),
+            self_process: None,
+            pids: Vec::new(),
+            pid_files: Vec::new(),
+            names: Vec::new(),
+            cmdline: Vec::new(),
+            cgroups: Vec::new(),
+            all: false,
+            top: 0,
+            detailed: false,
+        }
+    }
+}
+
+impl Config {
+    fn has_other_selector(&self) -> bool {
+        !self.pids.is_empty() || !self.pid_files.is_empty() || !self.names.is_empty() || !self.cmdline.is_empty() || !self.cgroups.is_empty() || self.all
+    }
+
+    pub fn reads_self(&self) -> bool {
+        self.self_process.unwrap_or(!self.has_other_selector())
+    }
+
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.collection_interval.is_zero() {
+            errors.push("collection_interval must be greater than zero (e.g. 10s)".to_string());
+        }
+        if !self.proc_path.is_absolute() {
+            errors.push(format!("proc_path {:?} must be an absolute path (e.g. /proc)", self.proc_path));
+        }
+        for (key, patterns) in [("names", &self.names), ("cmdline", &self.cmdline)] {
+            for pattern in patterns {
+                if let Err(error) = Regex::new(pattern) {
+                    errors.push(format!("{key}: {pattern:?} is not a valid regular expression: {error}"));
+                }
+            }
+        }
+        if self.detailed {
+            errors.push("detailed: true (full smaps by mapping class) is not implemented yet; remove it or set it to false".to_string());
+        }
+        if !self.reads_self() && !self.has_other_selector() {
+            errors.push("no process selected: set self, pids, pid_files, names, cmdline, cgroups or all".to_string());
+        }
+        errors
+    }
+}
+
+/// `oxcol_smaps_skipped_processes{receiver, reason}`.
+struct Skipped {
+    exited: Counter,
+    permission: Counter,
+    io: Counter,
+}
+
+impl Skipped {
+    fn new(registry: &Registry, receiver: &str) -> Skipped {
+        let counter = |reason| {
+            registry.counter(
+                "oxcol_smaps_skipped_processes",
+                "Processes skipped in a scrape: exited while being read, permission denied (ptrace access check), other io error.",
+                &[("receiver", receiver), ("reason", reason)],
+            )
+        };
+        Skipped { exited: counter("exited"), permission: counter("permission"), io: counter("io") }
+    }
+
+    fn count(&self, error: &std::io::Error) {
+        match error.kind() {
+            // ESRCH (3) reading a file of a process that has exited.
+            ErrorKind::NotFound => self.exited.add(1),
+            _ if error.raw_os_error() == Some(3) => self.exited.add(1),
+            ErrorKind::PermissionDenied => self.permission.add(1),
+            _ => self.io.add(1),
+        }
+    }
+}
+
+/// Reads selected processes synchronously; [`SmapsScraper`] runs it on the blocking pool.
+pub struct Collector {
+    config: Config,
+    names: Vec<Regex>,
+    cmdline: Vec<Regex>,
+    cgroups: Vec<String>,
+    skipped: Skipped,
+    buffer: Vec<u8>,
+    path: std::ffi::OsString,
+    /// smaps field -> metric name, built once per field.
+    metric_names: Vec<(Box<[u8]>, String)>,
+    owners: HashMap<u32, String>,
+    boot_time_seconds: u64,
+    /// pid -> the identity last seen under it, with its resource attributes.
+    identities: HashMap<u32, Identity>,
+    generation: u64,
+}
+
+struct Identity {
+    starttime: u64,
+    attributes: Vec<KeyValue>,
+    generation: u64,
+}
+
+impl Collector {
+    /// `config` must have passed `validate()` (invalid regexes are dropped here).
+    pub fn new(id: &str, config: &Config, registry: &Registry) -> Collector {
+        let compile = |patterns: &[String]| patterns.iter().filter_map(|p| Regex::new(p).ok()).collect::<Vec<_>>();
+        let boot_time_seconds = std::fs::read_to_string(config.proc_path.join("stat"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok()))
+            .unwrap_or(0);
+        Collector {
+            config: config.clone(),
+            names: compile(&config.names),
+            cmdline: compile(&config.cmdline),
+            cgroups: config.cgroups.iter().map(|c| format!("/{}", c.trim_matches('/'))).collect(),
+            skipped: Skipped::new(registry, id),
+            buffer: Vec::with_capacity(8 * 1024),
+            path: std::ffi::OsString::with_capacity(256),
+            metric_names: Vec::new(),
+            owners: load_owners(),
+            boot_time_seconds,
+            identities: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Reads `<proc_path>/<pid>/<file>` whole into the buffer.
+    fn read(&mut self, pid: u32, file: &str) -> std::io::Result<&[u8]> {
+        use std::os::unix::ffi::OsStrExt as _;
+        // The pid in decimal on the stack: no allocation per read.
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        let mut rest = pid;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.path.clear();
+        self.path.push(self.config.proc_path.as_os_str());
+        self.path.push("/");
+        self.path.push(std::ffi::OsStr::from_bytes(&digits[at..]));
+        self.path.push("/");
+        self.path.push(file);
+        self.buffer.clear();
+        std::fs::File::open(Path::new(&self.path))?.read_to_end(&mut self.buffer)?;
+        Ok(&self.buffer)
+    }
+
+    fn list_pids(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(&self.config.proc_path) else { return Vec::new() };
+        entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+    }
+
+    /// Whether a listed process matches names/cmdline/cgroups (or `all`).
+    fn matches(&mut self, pid: u32, comm: &str) -> bool {
+        if self.config.all {
+            return true;
+        }
+        if !self.names.is_empty() {
+            if self.names.iter().any(|r| r.is_match(comm)) {
+                return true;
+            }
+            let exe = std::fs::read_link(self.config.proc_path.join(pid.to_string()).join("exe")).ok();
+            if let Some(name) = exe.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
+                if self.names.iter().any(|r| r.is_match(name)) {
+                    return true;
+                }
+            }
+        }
+        if !self.cmdline.is_empty() {
+            if let Ok(data) = self.read(pid, "cmdline") {
+                let line: String = String::from_utf8_lossy(data).trim_end_matches('\0').replace('\0', " ");
+                if self.cmdline.iter().any(|r| r.is_match(&line)) {
+                    return true;
+                }
+            }
+        }
+        if !self.cgroups.is_empty() {
+            if let Ok(data) = self.read(pid, "cgroup") {
+                let text = String::from_utf8_lossy(data).into_owned();
+                let inside = |path: &str| self.cgroups.iter().any(|c| c == "/" || path == c || path.strip_prefix(c.as_str()).is_some_and(|r| r.starts_with('/')));
+                if text.lines().filter_map(|l| l.splitn(3, ':').nth(2)).any(inside) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Resident pages from /proc/PID/statm, for `top` ranking.
+    fn resident_pages(&mut self, pid: u32) -> u64 {
+        match self.read(pid, "statm") {
+            Ok(data) => data.split(|b| *b == b' ').nth(1).and_then(|f| std::str::from_utf8(f).ok()?.parse().ok()).unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    /// The pids to read this scrape, deduplicated, before `top`.
+    fn explicit_pids(&mut self) -> Vec<u32> {
+        let mut pids = self.config.pids.clone();
+        if self.config.reads_self() {
+            pids.push(std::process::id());
+        }
+        for file in self.config.pid_files.clone() {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => match text.trim().parse() {
+                    Ok(pid) => pids.push(pid),
+                    Err(_) => self.skipped.io.add(1),
+                },
+                Err(error) => self.skipped.count(&error),
+            }
+        }
+        pids
+    }
+
+    /// One scrape: one `ResourceMetrics` per process read.
+    pub fn collect(&mut self, now: SystemTime) -> Vec<ResourceMetrics> {
+        self.generation += 1;
+        let generation = self.generation;
+        let now_nanos = unix_nanos(now);
+        let mut candidates: Vec<(u32, bool)> = self.explicit_pids().into_iter().map(|p| (p, true)).collect();
+        let listing = self.config.all || !self.names.is_empty() || !self.cmdline.is_empty() || !self.cgroups.is_empty();
+        if listing {
+            candidates.extend(self.list_pids().into_iter().map(|p| (p, false)));
+        }
+        candidates.sort_unstable_by_key(|(pid, explicit)| (*pid, !*explicit));
+        candidates.dedup_by_key(|(pid, _)| *pid);
+
+        // Identity and selection from /proc/PID/stat.
+        let mut selected: Vec<(u32, String, u64, u64)> = Vec::with_capacity(candidates.len());
+        for (pid, explicit) in candidates {
+            let (comm, ppid, starttime) = match self.read(pid, "stat") {
+                Ok(data) => match parse::parse_stat(data) {
+                    // A zombie has no memory to read.
+                    Some(stat) if stat.state != b'Z' => (String::from_utf8_lossy(stat.comm).into_owned(), stat.ppid, stat.starttime),
+                    Some(_) => continue,
+                    None => {
+                        self.skipped.io.add(1);
+                        continue;
+                    }
+                },
+                Err(error) => {
+                    // A listed process that exited before we looked is not worth counting
+                    // unless it was asked for by pid.
+                    if explicit || error.kind() != ErrorKind::NotFound {
+                        self.skipped.count(&error);
+                    }
+                    continue;
+                }
+            };
+            if explicit || self.matches(pid, &comm) {
+                selected.push((pid, comm, ppid, starttime));
+            }
+        }
+        if self.config.top > 0 && selected.len() > self.config.top {
+            let mut ranked: Vec<(u64, usize)> = (0..selected.len()).map(|i| (self.resident_pages(selected[i].0), i)).collect();
+            ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            let mut keep: Vec<usize> = ranked.into_iter().take(self.config.top).map(|(_, i)| i).collect();
+            keep.sort_unstable();
+            selected = keep.into_iter().map(|i| selected[i].clone()).collect();
+        }
+
+        let mut out = Vec::with_capacity(selected.len());
+        for (pid, comm, ppid, starttime) in selected {
+            let start_seconds = self.boot_time_seconds + starttime / CLOCK_TICKS_PER_SECOND;
+            let start_nanos = start_seconds * 1_000_000_000 + (starttime % CLOCK_TICKS_PER_SECOND) * (1_000_000_000 / CLOCK_TICKS_PER_SECOND);
+            let mut builder = ResourceBuilder::new(now_nanos, start_nanos, 24);
+            let data = match self.read(pid, "smaps_rollup") {
+                Ok(_) => std::mem::take(&mut self.buffer),
+                Err(error) => {
+                    self.skipped.count(&error);
+                    continue;
+                }
+            };
+            // An empty rollup: a kernel thread, or the process exited mid-read.
+            let metric_names = &mut self.metric_names;
+            parse::for_each_rollup_field(&data, |field, bytes| {
+                let name = match metric_names.iter().find(|(f, _)| &**f == field) {
+                    Some((_, name)) => name,
+                    None => {
+                        metric_names.push((field.into(), format!("process.smaps.{}", parse::snake_case(field))));
+                        &metric_names[metric_names.len() - 1].1
+                    }
+                };
+                builder.gauge_int(name, "By", i64::try_from(bytes).unwrap_or(i64::MAX), &[]);
+            });
+            self.buffer = data;
+            if builder.is_empty() {
+                continue;
+            }
+            // Resource attributes are built once per identity (pid, starttime).
+            let attributes = match self.identities.get_mut(&pid) {
+                Some(known) if known.starttime == starttime => {
+                    known.generation = generation;
+                    known.attributes.clone()
+                }
+                _ => {
+                    let attributes = self.resource_attributes(pid, ppid, &comm, start_seconds);
+                    self.identities.insert(pid, Identity { starttime, attributes: attributes.clone(), generation });
+                    attributes
+                }
+            };
+            out.push(builder.finish(attributes, SCOPE));
+        }
+        self.identities.retain(|_, known| known.generation == generation);
+        out
+    }
+
+    fn resource_attributes(&self, pid: u32, ppid: u64, comm: &str, start_seconds: u64) -> Vec<KeyValue> {
+        let owner = std::fs::metadata(self.config.proc_path.join(pid.to_string())).ok().map(|m| m.uid());
+        let mut attributes = vec![
+            int_attribute("process.pid", i64::from(pid)),
+            int_attribute("process.parent_pid", i64::try_from(ppid).unwrap_or(0)),
+            string_attribute("process.executable.name", comm),
+            string_attribute("process.creation.time", &rfc3339(start_seconds)),
+        ];
+        if let Some(uid) = owner {
+            let name = self.owners.get(&uid).cloned().unwrap_or_else(|| uid.to_string());
+            attributes.push(string_attribute("process.owner", &name));
+        }
+        attributes
+    }
+}
+
+/// uid -> user name from /etc/passwd (read once).
+fn load_owners() -> HashMap<u32, String> {
+    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid = fields.nth(1)?.parse().ok()?;
+            Some((uid, name.to_string()))
+        })
+        .collect()
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2024-05-01T12:00:00Z`).
+fn rfc3339(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let rem = seconds % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The receiver as a pull scraper, on tokio's blocking pool.
+pub struct SmapsScraper {
+    collector: Option<Box<Collector>>,
+}
+
+impl SmapsScraper {
+    pub fn new(id: &str, config: &Config, registry: &Arc<Registry>) -> SmapsScraper {
+        SmapsScraper { collector: Some(Box::new(Collector::new(id, config, registry))) }
+    }
+}
+
+impl Scraper for SmapsScraper {
+    fn scrape(&mut self, now: SystemTime) -> BoxFuture<'_, Result<ScrapeOutput, String>> {
+        Box::pin(async move {
+            let mut collector = self.collector.take().ok_or("a previous smaps scrape panicked; the receiver is stopped")?;
+            let (collector, metrics) = tokio::task::spawn_blocking(move || {
+                let metrics = collector.collect(now);
+                (collector, metrics)
+            })
+            .await
+            .map_err(|e| format!("smaps scrape task failed: {e}"))?;
+            self.collector = Some(collector);
+            Ok(ScrapeOutput { metrics, logs: Vec::new() })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
