@@ -4,14 +4,20 @@
 //! the first refusal if any queue refused. (The `batch` processor's grouping happens in
 //! the exporter queues as data is taken out; see `oxcol_processors::batch`.)
 //!
+//! Processors run one batch at a time in arrival order; placing the results in the
+//! exporter queues runs concurrently (up to 64 per pipeline), so disk queues can share
+//! one fsync among many placements.
+//!
 //! Stopping: when `stop` is cancelled the input is closed, what is already in it is
-//! processed, and the task ends. Nothing accepted into the channel is dropped.
+//! processed and placed, and the task ends. Nothing accepted into the channel is dropped.
 
 use std::sync::Arc;
 
 use oxcol_core::telemetry::ProcessorCounters;
 use oxcol_core::{Batch, Envelope, Processor, Refusal};
 use oxcol_exporters::queue::QueuedExporter;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +53,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn run(mut self, stop: CancellationToken) {
+        // Deliveries (placing processed batches in the exporter queues) run concurrently,
+        // up to MAX_DELIVERIES: with a disk queue each placement waits for an fsync, and
+        // concurrent placements share one (group commit). Processors still run one batch
+        // at a time, in arrival order.
+        let mut deliveries = FuturesUnordered::new();
         let mut stopping = false;
         loop {
             tokio::select! {
@@ -56,30 +67,42 @@ impl Pipeline {
                     stopping = true;
                     self.input.close();
                 }
-                envelope = self.input.recv() => match envelope {
-                    Some(envelope) => self.handle(envelope).await,
+                Some(()) = deliveries.next(), if !deliveries.is_empty() => {}
+                envelope = self.input.recv(), if deliveries.len() < MAX_DELIVERIES => match envelope {
+                    Some(envelope) => {
+                        if let Some(delivery) = self.process(envelope) {
+                            deliveries.push(delivery);
+                        }
+                    }
                     None => break,
                 },
             }
         }
+        while deliveries.next().await.is_some() {}
         tracing::debug!(pipeline = %self.id, "pipeline stopped");
     }
 
-    async fn handle(&mut self, envelope: Envelope) {
+    /// Runs the processors; returns the delivery to run, or answers a refusal at once.
+    fn process(&mut self, envelope: Envelope) -> Option<BoxFuture<'static, ()>> {
         let Envelope { mut batch, ack } = envelope;
         for stage in &mut self.processors {
             match stage.run(batch) {
                 Ok(out) => batch = out,
                 Err(refusal) => {
                     let _ = ack.send(Err(refusal));
-                    return;
+                    return None;
                 }
             }
         }
-        let _ = ack.send(deliver(&self.exporters, batch).await);
+        let exporters = self.exporters.clone();
+        Some(Box::pin(async move {
+            let _ = ack.send(deliver(&exporters, batch).await);
+        }))
     }
-
 }
+
+/// Deliveries in flight per pipeline.
+const MAX_DELIVERIES: usize = 64;
 
 /// Places the batch in every exporter queue.
 async fn deliver(exporters: &[Arc<QueuedExporter>], batch: Batch) -> Result<(), Refusal> {

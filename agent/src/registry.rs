@@ -9,6 +9,7 @@ use oxcol_processors as processors;
 use oxcol_receivers as receivers;
 
 use crate::extensions::health_check;
+use crate::extensions::{basicauth, bearertokenauth};
 use crate::settings::ComponentDef;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +66,13 @@ pub const TYPES: &[TypeInfo] = &[
     TypeInfo { kind: Kind::Receiver, name: receivers::smaps::TYPE, aliases: receivers::smaps::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
     TypeInfo { kind: Kind::Processor, name: processors::relabel::TYPE, aliases: processors::relabel::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
     TypeInfo { kind: Kind::Processor, name: processors::units::TYPE, aliases: processors::units::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Receiver, name: receivers::pprof::TYPE, aliases: receivers::pprof::ALIASES, signals: &[Signal::Metrics, Signal::Logs], stability: "alpha" },
+    TypeInfo { kind: Kind::Processor, name: processors::ewma::TYPE, aliases: processors::ewma::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Processor, name: processors::burnrate::TYPE, aliases: processors::burnrate::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Receiver, name: receivers::prometheus::TYPE, aliases: receivers::prometheus::ALIASES, signals: &[Signal::Metrics], stability: "alpha" },
+    TypeInfo { kind: Kind::Extension, name: exporters::disk_queue::config::TYPE, aliases: exporters::disk_queue::config::ALIASES, signals: &[], stability: "alpha" },
+    TypeInfo { kind: Kind::Extension, name: bearertokenauth::TYPE, aliases: bearertokenauth::ALIASES, signals: &[], stability: "alpha" },
+    TypeInfo { kind: Kind::Extension, name: basicauth::TYPE, aliases: basicauth::ALIASES, signals: &[], stability: "alpha" },
     // WIRING: one TypeInfo line per component type (keep one line per type, so parallel
     // additions do not collide).
     TypeInfo { kind: Kind::Extension, name: health_check::TYPE, aliases: health_check::ALIASES, signals: &[], stability: "beta" },
@@ -99,6 +107,13 @@ pub enum ComponentConfig {
     SmapsReceiver(receivers::smaps::Config),
     Relabel(processors::relabel::Config),
     Units(processors::units::Config),
+    PprofReceiver(receivers::pprof::Config),
+    Ewma(processors::ewma::Config),
+    Burnrate(processors::burnrate::Config),
+    PrometheusReceiver(receivers::prometheus::Config),
+    FileStorage(exporters::disk_queue::Config),
+    BearerTokenAuth(bearertokenauth::Config),
+    BasicAuth(basicauth::Config),
     // WIRING: one variant per component type.
 }
 
@@ -129,6 +144,13 @@ pub fn decode_component(kind: Kind, def: &ComponentDef) -> Result<ComponentConfi
         (Kind::Receiver, "smaps") => typed(kind, def, receivers::smaps::Config::validate).map(ComponentConfig::SmapsReceiver),
         (Kind::Processor, "relabel") => typed(kind, def, processors::relabel::Config::validate).map(ComponentConfig::Relabel),
         (Kind::Processor, "units") => typed(kind, def, processors::units::Config::validate).map(ComponentConfig::Units),
+        (Kind::Receiver, "pprof") => typed(kind, def, receivers::pprof::Config::validate).map(ComponentConfig::PprofReceiver),
+        (Kind::Processor, "ewma") => typed(kind, def, processors::ewma::Config::validate).map(ComponentConfig::Ewma),
+        (Kind::Processor, "burnrate") => typed(kind, def, processors::burnrate::Config::validate).map(ComponentConfig::Burnrate),
+        (Kind::Receiver, "prometheus") => typed(kind, def, receivers::prometheus::Config::validate).map(ComponentConfig::PrometheusReceiver),
+        (Kind::Extension, "file_storage") => typed(kind, def, exporters::disk_queue::Config::validate).map(ComponentConfig::FileStorage),
+        (Kind::Extension, "bearertokenauth") => typed(kind, def, bearertokenauth::Config::validate).map(ComponentConfig::BearerTokenAuth),
+        (Kind::Extension, "basicauth") => typed(kind, def, basicauth::Config::validate).map(ComponentConfig::BasicAuth),
         // WIRING: one decode arm per component type.
         (kind, other) => Err(vec![ConfigError::at(&def.location, format!("{} type {other:?} has no decoder (a bug in oxcol's registry)", kind.name()))]),
     }

@@ -50,11 +50,106 @@ pub fn decode_all(settings: &Settings) -> Result<HashMap<(Kind, String), Compone
             }
         }
     }
+    check_storage_references(settings, &configs, &mut errors);
+    // Security: every `auth.authenticator` names an authenticator extension in service.extensions.
+    check_authenticator_references(settings, &configs, &mut errors);
     if errors.is_empty() {
         Ok(configs)
     } else {
         Err(errors)
     }
+}
+
+/// Disk queues: `sending_queue.storage` of the exporters that have one.
+fn exporter_storage(config: &ComponentConfig) -> Option<&str> {
+    match config {
+        ComponentConfig::OtlpExporter(c) => c.sending_queue.storage.as_deref(),
+        ComponentConfig::OtlpHttpExporter(c) => c.sending_queue.storage.as_deref(),
+        _ => None,
+    }
+}
+
+/// Disk queues: every `sending_queue.storage` names a `file_storage` extension that is
+/// defined and listed in `service.extensions` (reported at the exporter's position).
+fn check_storage_references(settings: &Settings, configs: &HashMap<(Kind, String), ComponentConfig>, errors: &mut Vec<ConfigError>) {
+    for def in settings.components(Kind::Exporter) {
+        let Some(storage) = configs.get(&(Kind::Exporter, def.id.clone())).and_then(exporter_storage) else { continue };
+        let problem = match configs.get(&(Kind::Extension, storage.to_string())) {
+            None => Some(format!("sending_queue.storage: extension {storage:?} is not defined under `extensions`; add it (file_storage with a directory) or remove `storage`")),
+            Some(ComponentConfig::FileStorage(_)) if !settings.service_extensions.iter().any(|r| r.id == storage) => {
+                Some(format!("sending_queue.storage: extension {storage:?} is not listed in service.extensions; add it there"))
+            }
+            Some(ComponentConfig::FileStorage(_)) => None,
+            Some(_) => Some(format!("sending_queue.storage: extension {storage:?} is not a file_storage extension")),
+        };
+        if let Some(problem) = problem {
+            errors.push(ConfigError::at(&def.location, format!("exporter {:?}: {problem}", def.id)));
+        }
+    }
+}
+
+/// Security: the `auth:` keys of a component, as (config path, authenticator id, server side).
+fn auth_references(config: &ComponentConfig) -> Vec<(&'static [&'static str], &str, bool)> {
+    type Keys<'a> = Vec<(&'static [&'static str], &'a Option<oxcol_core::auth::AuthSettings>, bool)>;
+    let keys: Keys<'_> = match config {
+        ComponentConfig::OtlpReceiver(c) => {
+            let mut keys: Keys<'_> = Vec::new();
+            if let Some(grpc) = &c.protocols.grpc {
+                keys.push((&["protocols", "grpc", "auth"], &grpc.auth, true));
+            }
+            if let Some(http) = &c.protocols.http {
+                keys.push((&["protocols", "http", "auth"], &http.auth, true));
+            }
+            keys
+        }
+        ComponentConfig::HealthCheck(c) => vec![(&["auth"], &c.auth, true)],
+        ComponentConfig::OtlpExporter(c) => vec![(&["auth"], &c.auth, false)],
+        ComponentConfig::OtlpHttpExporter(c) => vec![(&["auth"], &c.auth, false)],
+        ComponentConfig::PrometheusRemoteWriteExporter(c) => vec![(&["auth"], &c.auth, false)],
+        _ => Vec::new(),
+    };
+    keys.into_iter().filter_map(|(path, auth, server)| auth.as_ref().map(|a| (path, a.authenticator.as_str(), server))).collect()
+}
+
+/// Security: each `auth.authenticator` is a defined `bearertokenauth`/`basicauth`
+/// extension listed in service.extensions, usable on that side (reported at the key).
+fn check_authenticator_references(settings: &Settings, configs: &HashMap<(Kind, String), ComponentConfig>, errors: &mut Vec<ConfigError>) {
+    for kind in [Kind::Receiver, Kind::Exporter, Kind::Extension] {
+        for def in settings.components(kind) {
+            let Some(config) = configs.get(&(kind, def.id.clone())) else { continue };
+            for (path, id, server) in auth_references(config) {
+                let mut node = Some(&def.node);
+                for key in path {
+                    node = node.and_then(|n| n.get(key));
+                }
+                let location = node.and_then(|n| n.get("authenticator")).map(|n| &n.location).unwrap_or(&def.location);
+                let problem = match configs.get(&(Kind::Extension, id.to_string())) {
+                    None => Some(format!("{}.authenticator {id:?} is not defined under `extensions`; add a bearertokenauth or basicauth extension with that id", path.join("."))),
+                    Some(ComponentConfig::BearerTokenAuth(_) | ComponentConfig::BasicAuth(_)) if !settings.service_extensions.iter().any(|r| r.id == id) => {
+                        Some(format!("{}.authenticator {id:?} is not listed in service.extensions; add it there", path.join(".")))
+                    }
+                    Some(ComponentConfig::BasicAuth(b)) if server && b.htpasswd.is_none() => Some(format!("{}.authenticator {id:?} has no htpasswd, so it cannot check requests", path.join("."))),
+                    Some(ComponentConfig::BasicAuth(b)) if !server && b.client_auth.is_none() => Some(format!("{}.authenticator {id:?} has no client_auth, so it cannot send credentials", path.join("."))),
+                    Some(ComponentConfig::BearerTokenAuth(_) | ComponentConfig::BasicAuth(_)) => None,
+                    Some(_) => Some(format!("{}.authenticator {id:?} is not an authenticator (use a bearertokenauth or basicauth extension)", path.join("."))),
+                };
+                if let Some(problem) = problem {
+                    errors.push(ConfigError::at(location, format!("{} {:?}: {problem}", kind.name(), def.id)));
+                }
+            }
+        }
+    }
+}
+
+/// Security: the client credentials of an exporter's `auth:` (validated in decode_all).
+fn client_credentials(configs: &HashMap<(Kind, String), ComponentConfig>, auth: &Option<oxcol_core::auth::AuthSettings>) -> Result<Option<oxcol_core::auth::ClientCredentials>, String> {
+    let Some(auth) = auth else { return Ok(None) };
+    let credentials = match configs.get(&(Kind::Extension, auth.authenticator.clone())) {
+        Some(ComponentConfig::BearerTokenAuth(c)) => c.client_credentials(),
+        Some(ComponentConfig::BasicAuth(c)) => c.client_credentials(),
+        _ => Err("is not an authenticator extension".to_string()),
+    };
+    credentials.map(Some).map_err(|e| format!("auth.authenticator {:?}: {e}", auth.authenticator))
 }
 
 pub struct Running {
@@ -71,16 +166,16 @@ pub struct Running {
     pub pipeline_died: CancellationToken,
 }
 
-fn build_exporter(id: &str, config: &ComponentConfig) -> Result<(Arc<dyn Exporter>, oxcol_exporters::queue::QueueConfig, oxcol_exporters::queue::RetryConfig), String> {
+fn build_exporter(id: &str, config: &ComponentConfig, configs: &HashMap<(Kind, String), ComponentConfig>) -> Result<(Arc<dyn Exporter>, oxcol_exporters::queue::QueueConfig, oxcol_exporters::queue::RetryConfig), String> {
     match config {
-        ComponentConfig::OtlpExporter(c) => Ok((Arc::new(otlp::OtlpGrpcExporter::new(c)?), c.sending_queue.clone(), c.retry_on_failure.clone())),
-        ComponentConfig::OtlpHttpExporter(c) => Ok((Arc::new(otlphttp::OtlpHttpExporter::new(c)?), c.sending_queue.clone(), c.retry_on_failure.clone())),
+        ComponentConfig::OtlpExporter(c) => Ok((Arc::new(otlp::OtlpGrpcExporter::new(c)?.with_credentials(client_credentials(configs, &c.auth)?)?), c.sending_queue.clone(), c.retry_on_failure.clone())),
+        ComponentConfig::OtlpHttpExporter(c) => Ok((Arc::new(otlphttp::OtlpHttpExporter::new(c)?.with_credentials(client_credentials(configs, &c.auth)?)), c.sending_queue.clone(), c.retry_on_failure.clone())),
         ComponentConfig::DebugExporter(c) => {
             // Printing never fails; a small queue keeps it off the pipeline's path.
             let queue = oxcol_exporters::queue::QueueConfig { num_consumers: 1, ..Default::default() };
             Ok((Arc::new(debug::DebugExporter::new(id, c)), queue, Default::default()))
         }
-        ComponentConfig::PrometheusRemoteWriteExporter(c) => Ok((Arc::new(oxcol_exporters::prometheusremotewrite::RemoteWriteExporter::new(id, c)?), c.queue_config(), c.retry_on_failure.clone())),
+        ComponentConfig::PrometheusRemoteWriteExporter(c) => Ok((Arc::new(oxcol_exporters::prometheusremotewrite::RemoteWriteExporter::new(id, c)?.with_credentials(client_credentials(configs, &c.auth)?)), c.queue_config(), c.retry_on_failure.clone())),
         ComponentConfig::PrometheusExporter(c) => Ok((Arc::new(oxcol_exporters::prometheus::PrometheusExporter::new(id, c)?), oxcol_exporters::queue::QueueConfig { num_consumers: 1, ..Default::default() }, Default::default())),
         // WIRING: one arm per exporter type.
         _ => Err(format!("{id} is not an exporter")),
@@ -126,10 +221,17 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
                 continue;
             }
             let config = &configs[&(Kind::Exporter, reference.id.clone())];
-            let (exporter, queue, retry) = build_exporter(&reference.id, config).map_err(|e| format!("exporter {:?}: {e}", reference.id))?;
+            let (exporter, queue, retry) = build_exporter(&reference.id, config, configs).map_err(|e| format!("exporter {:?}: {e}", reference.id))?;
             let counters = ExporterCounters::new(&registry, &reference.id, pipeline.signal);
             let batching = batching_for(settings, configs, &reference.id, pipeline.signal);
-            let queued = QueuedExporter::start(&reference.id, pipeline.signal, exporter, &queue, &retry, batching, counters);
+            // Disk queue: `sending_queue.storage: file_storage/NAME` resolves to that
+            // extension's config (checked in decode_all); the queue lives in its directory.
+            let queued = match queue.storage.as_ref().and_then(|s| configs.get(&(Kind::Extension, s.clone()))) {
+                Some(ComponentConfig::FileStorage(storage)) => {
+                    QueuedExporter::start_durable(&reference.id, pipeline.signal, exporter, &queue, &retry, batching, counters, &registry, storage).map_err(|e| format!("exporter {:?}: {e}", reference.id))?
+                }
+                _ => QueuedExporter::start(&reference.id, pipeline.signal, exporter, &queue, &retry, batching, counters),
+            };
             queues.insert(key, Arc::new(queued));
         }
     }
@@ -162,6 +264,14 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
                     let processor = oxcol_processors::units::UnitsProcessor::new(&reference.id, c, Some(Arc::clone(&registry))).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
                     Stage { processor: Box::new(processor), counters }
                 }
+                ComponentConfig::Ewma(c) => {
+                    let processor = oxcol_processors::ewma::EwmaProcessor::new(&reference.id, c, Some(&registry)).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    Stage { processor: Box::new(processor), counters }
+                }
+                ComponentConfig::Burnrate(c) => {
+                    let processor = oxcol_processors::burnrate::BurnrateProcessor::new(&reference.id, c, Some(&registry)).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    Stage { processor: Box::new(processor), counters }
+                }
                 // WIRING: one arm per processor type, building a Stage.
                 _ => return Err(format!("processor {:?} cannot be built", reference.id)),
             };
@@ -189,17 +299,32 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
         }
     }
 
+    // Security: server authenticators of the bearertokenauth/basicauth extensions in
+    // service.extensions, by id (files are read here; errors name the extension).
+    let mut authenticators: HashMap<String, Arc<oxcol_core::auth::ServerAuthenticator>> = HashMap::new();
+    for reference in &settings.service_extensions {
+        let built = match &configs[&(Kind::Extension, reference.id.clone())] {
+            ComponentConfig::BearerTokenAuth(c) => Some(c.server_authenticator()),
+            ComponentConfig::BasicAuth(c) if c.htpasswd.is_some() => Some(c.server_authenticator()),
+            _ => None,
+        };
+        if let Some(built) = built {
+            authenticators.insert(reference.id.clone(), Arc::new(built.map_err(|e| format!("extension {:?}: {e}", reference.id))?));
+        }
+    }
+
     // Extensions and self-telemetry.
     let mut server_tasks = Vec::new();
     for reference in &settings.service_extensions {
         if let ComponentConfig::HealthCheck(c) = &configs[&(Kind::Extension, reference.id.clone())] {
-            let (_, task) = health_check::serve(&reference.id, c, Arc::clone(&healthy), servers_stop.clone()).await?;
+            let auth = c.auth.as_ref().and_then(|a| authenticators.get(&a.authenticator).cloned());
+            let (_, task) = health_check::serve(&reference.id, c, Arc::clone(&healthy), auth, servers_stop.clone()).await?;
             server_tasks.push(task);
         }
     }
     if let Some(address) = settings.telemetry.metrics.listen_address()? {
         crate::telemetry::register_process_metrics(&registry);
-        let (_, task) = crate::telemetry::serve_metrics(&address, Arc::clone(&registry), servers_stop.clone()).await?;
+        let (_, task) = crate::telemetry::serve_metrics(&address, settings.telemetry.metrics.tls(), Arc::clone(&registry), servers_stop.clone()).await?;
         server_tasks.push(task);
     }
 
@@ -212,7 +337,7 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
         };
         match &configs[&(Kind::Receiver, def.id.clone())] {
             ComponentConfig::OtlpReceiver(c) => {
-                let running = oxcol_receivers::otlp::start(&def.id, c, receiver_consumers, &registry, receivers_stop.clone()).await?;
+                let running = oxcol_receivers::otlp::start(&def.id, c, receiver_consumers, &registry, receivers_stop.clone(), &authenticators).await?;
                 receiver_tasks.extend(running.tasks);
             }
             ComponentConfig::CgroupReceiver(c) => {
@@ -222,6 +347,15 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
             ComponentConfig::SmapsReceiver(c) => {
                 let scraper = oxcol_receivers::smaps::SmapsScraper::new(&def.id, c, &registry);
                 receiver_tasks.push(oxcol_receivers::scraper::spawn(&def.id, c.collection_interval.get(), scraper, receiver_consumers, &registry, receivers_stop.clone()));
+            }
+            ComponentConfig::PprofReceiver(c) => {
+                let scraper = oxcol_receivers::pprof::PprofScraper::new(&def.id, c, &registry)?;
+                receiver_tasks.push(oxcol_receivers::scraper::spawn(&def.id, c.collection_interval.get(), scraper, receiver_consumers, &registry, receivers_stop.clone()));
+            }
+            ComponentConfig::PrometheusReceiver(c) => {
+                for (interval, scraper) in c.scrapers(&def.id, &registry)? {
+                    receiver_tasks.push(oxcol_receivers::scraper::spawn(&def.id, interval, scraper, receiver_consumers.clone(), &registry, receivers_stop.clone()));
+                }
             }
             // WIRING: one arm per receiver type. Pull receivers:
             // receiver_tasks.push(oxcol_receivers::scraper::spawn(&def.id, interval, scraper, receiver_consumers, &registry, receivers_stop.clone()));

@@ -41,6 +41,9 @@ impl TelemetryConfig {
         if let Err(e) = self.metrics.listen_address() {
             errors.push(e);
         }
+        if let Some(tls) = self.metrics.tls() {
+            errors.extend(tls.validate().into_iter().map(|e| format!("metrics.readers[0].pull.exporter.prometheus.{e}")));
+        }
         errors
     }
 }
@@ -127,6 +130,9 @@ pub struct PrometheusReader {
     pub without_type_suffix: Option<bool>,
     pub without_scope_info: Option<bool>,
     pub with_resource_constant_labels: Option<serde_json::Value>,
+    /// oxcol key (the Collector has none here): serve `/metrics` over TLS, with the
+    /// `configtls` server keys (`client_ca_file` for mTLS). Default: plaintext.
+    pub tls: Option<oxcol_core::tls::TlsServerConfig>,
 }
 
 impl Default for PrometheusReader {
@@ -138,11 +144,17 @@ impl Default for PrometheusReader {
             without_type_suffix: None,
             without_scope_info: None,
             with_resource_constant_labels: None,
+            tls: None,
         }
     }
 }
 
 impl MetricsConfig {
+    /// TLS of the `/metrics` server (from the pull reader), if any.
+    pub fn tls(&self) -> Option<&oxcol_core::tls::TlsServerConfig> {
+        self.readers.iter().find_map(|r| r.pull.as_ref()?.exporter.prometheus.as_ref()?.tls.as_ref())
+    }
+
     /// Where `/metrics` is served, or None when self-metrics are off.
     pub fn listen_address(&self) -> Result<Option<String>, String> {
         if self.level == "none" {
@@ -195,7 +207,7 @@ pub fn register_process_metrics(registry: &Registry) {
 }
 
 /// Serves `/metrics` until `shutdown`.
-pub async fn serve_metrics(address: &str, registry: Arc<Registry>, shutdown: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), String> {
+pub async fn serve_metrics(address: &str, tls: Option<&oxcol_core::tls::TlsServerConfig>, registry: Arc<Registry>, shutdown: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), String> {
     let socket = oxcol_receivers::otlp::resolve_endpoint(address).map_err(|e| format!("service.telemetry.metrics: address {address:?}: {e}"))?;
     let listener = tokio::net::TcpListener::bind(socket)
         .await
@@ -208,11 +220,16 @@ pub async fn serve_metrics(address: &str, registry: Arc<Registry>, shutdown: Can
             async move { ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], registry.render_prometheus()) }
         }),
     );
-    tracing::info!(endpoint = %bound, "self-telemetry metrics at /metrics");
+    let tls = match tls {
+        Some(tls) => Some(tls.rustls_config(oxcol_core::tls::ALPN_HTTP).map_err(|e| format!("service.telemetry.metrics: {e}"))?),
+        None => None,
+    };
+    let secure = tls.is_some();
+    let limits = oxcol_core::listen::ServerLimits::http(None, None);
+    let incoming = oxcol_core::listen::incoming("telemetry", listener, tls, limits.clone(), shutdown.clone());
+    tracing::info!(endpoint = %bound, tls = secure, "self-telemetry metrics at /metrics");
     let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await {
-            tracing::error!(%error, "self-telemetry server stopped with an error");
-        }
+        oxcol_core::listen::serve_http("telemetry", incoming, router, &limits, shutdown, std::time::Duration::from_secs(2)).await;
     });
     Ok((bound, task))
 }

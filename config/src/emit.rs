@@ -20,6 +20,9 @@ const SECRET_KEY_PARTS: &[&str] = &[
     "authorization",
     "api_key",
     "apikey",
+    // Inline key material (`tls.key_pem`) and htpasswd lines (`basicauth.htpasswd.inline`).
+    "key_pem",
+    "inline",
 ];
 /// Keys that match no fragment above but are listed so intent is explicit: they hold
 /// *paths* to key material, and a path is not a secret.

@@ -335,7 +335,8 @@ fn split_decoded(mut batch: Batch, max_items: u64) -> Result<Vec<Batch>, BatchEr
 
 use opentelemetry_proto::tonic::metrics::v1::{metric, Metric, ScopeMetrics};
 
-fn metric_points(metric: &Metric) -> usize {
+/// Data points of one metric, whatever its type.
+pub fn metric_points(metric: &Metric) -> usize {
     match &metric.data {
         Some(metric::Data::Gauge(g)) => g.data_points.len(),
         Some(metric::Data::Sum(s)) => s.data_points.len(),

@@ -6,7 +6,10 @@
 //! without decoding, the pipeline/exporter contracts, compression with size limits, and
 //! the self-telemetry registry.
 
+pub mod auth;
+pub mod listen;
 pub mod process;
+pub mod tls;
 pub mod relabel;
 pub mod units;
 pub mod batch;

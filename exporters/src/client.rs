@@ -4,39 +4,12 @@
 use std::collections::BTreeMap;
 
 use oxcol_core::compression::Encoding;
-use serde::Deserialize;
 
-/// `tls:` of a client. Only plaintext (`insecure: true`, or an `http://` endpoint) is
-/// supported in this release; anything that would need a TLS handshake is a config error
-/// rather than a silent downgrade.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsClientConfig {
-    pub insecure: bool,
-    pub insecure_skip_verify: bool,
-    pub ca_file: Option<String>,
-    pub ca_pem: Option<String>,
-    pub cert_file: Option<String>,
-    pub cert_pem: Option<String>,
-    pub key_file: Option<String>,
-    pub key_pem: Option<String>,
-    pub min_version: Option<String>,
-    pub max_version: Option<String>,
-    pub server_name_override: Option<String>,
-    pub include_system_ca_certs_pool: Option<bool>,
-    pub reload_interval: Option<String>,
-}
-
-impl TlsClientConfig {
-    fn configures_tls_material(&self) -> bool {
-        self.ca_file.is_some()
-            || self.ca_pem.is_some()
-            || self.cert_file.is_some()
-            || self.cert_pem.is_some()
-            || self.key_file.is_some()
-            || self.key_pem.is_some()
-    }
-}
+/// `tls:` of a client: the Collector's `configtls.ClientConfig`, built into rustls by
+/// `oxcol_core::tls` (shared with receivers that scrape).
+pub use oxcol_core::tls::TlsClientConfig;
+/// `auth:` of a client: `{authenticator: bearertokenauth/NAME | basicauth/NAME}`.
+pub use oxcol_core::auth::{AuthSettings, ClientCredentials};
 
 /// `compression:` — `gzip` (the Collector's default), `zstd`, `deflate`, `none`.
 pub fn parse_compression(text: &str) -> Result<Encoding, String> {
@@ -49,21 +22,23 @@ pub fn parse_compression(text: &str) -> Result<Encoding, String> {
     }
 }
 
-/// Checks a client's TLS settings for an endpoint that is `scheme_is_https` (None when
-/// the endpoint has no scheme), and returns an error message when TLS would be required.
-pub fn check_plaintext(tls: &TlsClientConfig, endpoint: &str, scheme_is_https: Option<bool>) -> Result<(), String> {
-    let wants_tls = match scheme_is_https {
-        Some(true) => true,
-        Some(false) => false,
-        None => !tls.insecure,
-    };
-    if wants_tls || tls.configures_tls_material() {
-        return Err(format!(
-            "endpoint {endpoint:?} needs TLS, which this release of oxcol does not support yet for exporters; \
-             for a plaintext connection set `tls: {{insecure: true}}` or use an http:// endpoint"
+/// Whether a connection to an endpoint that is `scheme_is_https` (None when the endpoint
+/// has no scheme, as gRPC endpoints often do) uses TLS: the scheme decides; without one,
+/// TLS unless `insecure: true` (the Collector's rule).
+pub fn uses_tls(tls: &TlsClientConfig, scheme_is_https: Option<bool>) -> bool {
+    scheme_is_https.unwrap_or(!tls.insecure)
+}
+
+/// Checks a client's TLS settings for `endpoint`. TLS material on a plaintext connection is
+/// an error (never silently ignored).
+pub fn check_tls(tls: &TlsClientConfig, endpoint: &str, scheme_is_https: Option<bool>) -> Vec<String> {
+    let mut errors = tls.validate();
+    if !uses_tls(tls, scheme_is_https) && tls.configures_tls_material() {
+        errors.push(format!(
+            "endpoint {endpoint:?} is plaintext but tls has certificates configured; use an https:// endpoint (or remove tls.insecure) to use them"
         ));
     }
-    Ok(())
+    errors
 }
 
 /// Header names must be valid HTTP/gRPC header names; values must be printable.

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod debug;
+pub mod disk_queue;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prom_translate;

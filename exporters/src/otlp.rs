@@ -20,7 +20,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
-use crate::client::{check_plaintext, parse_compression, validate_headers, TlsClientConfig};
+use crate::client::{check_tls, parse_compression, uses_tls, validate_headers, AuthSettings, ClientCredentials, TlsClientConfig};
 use crate::queue::{QueueConfig, RetryConfig};
 
 pub const TYPE: &str = "otlp";
@@ -42,7 +42,11 @@ pub struct Config {
     pub endpoint: String,
     /// Default `gzip`, as in the Collector.
     pub compression: String,
+    /// TLS: on for `https://` endpoints and for endpoints without a scheme unless
+    /// `insecure: true`. See `oxcol_core::tls::TlsClientConfig`.
     pub tls: TlsClientConfig,
+    /// `authenticator: bearertokenauth/NAME | basicauth/NAME`: credentials on every request.
+    pub auth: Option<AuthSettings>,
     /// Sent as gRPC metadata with every request. Redacted by `print-config`.
     pub headers: BTreeMap<String, String>,
     /// Deadline of one attempt. Default 5s.
@@ -66,6 +70,7 @@ impl Default for Config {
             endpoint: String::new(),
             compression: "gzip".to_string(),
             tls: TlsClientConfig::default(),
+            auth: None,
             headers: BTreeMap::new(),
             timeout: GoDuration::from_secs(5),
             sending_queue: QueueConfig::default(),
@@ -103,9 +108,7 @@ impl Config {
             if let Err(e) = Endpoint::from_shared(uri) {
                 errors.push(format!("endpoint {:?} is not a valid address: {e}", self.endpoint));
             }
-            if let Err(e) = check_plaintext(&self.tls, &self.endpoint, https) {
-                errors.push(e);
-            }
+            errors.extend(check_tls(&self.tls, &self.endpoint, https));
         }
         if let Err(e) = parse_compression(&self.compression) {
             errors.push(e);
@@ -131,7 +134,7 @@ pub struct OtlpGrpcExporter {
 impl OtlpGrpcExporter {
     /// Builds the exporter; the connection is made lazily on the first send.
     pub fn new(config: &Config) -> Result<OtlpGrpcExporter, String> {
-        let (uri, _) = endpoint_uri(&config.endpoint);
+        let (uri, https) = endpoint_uri(&config.endpoint);
         let mut endpoint = Endpoint::from_shared(uri).map_err(|e| format!("endpoint {:?}: {e}", config.endpoint))?;
         endpoint = endpoint.connect_timeout(config.timeout.get().max(Duration::from_secs(1))).tcp_nodelay(true);
         if let Some(keepalive) = &config.keepalive {
@@ -154,13 +157,32 @@ impl OtlpGrpcExporter {
             "zstd" => Some(CompressionEncoding::Zstd),
             _ => None,
         };
+        let channel = if uses_tls(&config.tls, https) {
+            let connector = oxcol_core::tls::GrpcTlsConnector::new(&config.tls, config.timeout.get().max(Duration::from_secs(1))).map_err(|e| format!("tls: {e}"))?;
+            endpoint.connect_with_connector_lazy(connector)
+        } else {
+            endpoint.connect_lazy()
+        };
         Ok(OtlpGrpcExporter {
-            channel: endpoint.connect_lazy(),
+            channel,
             metadata,
             compression,
             timeout: config.timeout.get(),
             max_response_bytes: config.max_recv_msg_size_mib.unwrap_or(4) << 20,
         })
+    }
+}
+
+impl OtlpGrpcExporter {
+    /// Adds the `auth:` authenticator's credentials to every request.
+    pub fn with_credentials(mut self, credentials: Option<ClientCredentials>) -> Result<OtlpGrpcExporter, String> {
+        if let Some(credentials) = credentials {
+            let key = MetadataKey::from_str(credentials.header.as_str()).map_err(|_| "auth: invalid header name".to_string())?;
+            let mut value = MetadataValue::try_from(credentials.value.as_bytes()).map_err(|_| "auth: the credentials are not valid gRPC metadata".to_string())?;
+            value.set_sensitive(true);
+            self.metadata.insert(key, value);
+        }
+        Ok(self)
     }
 }
 
@@ -232,7 +254,13 @@ mod tests {
         assert!(errors.iter().any(|e| e.contains("endpoint is required")), "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("brotli")), "{errors:?}");
         let tls = Config { endpoint: "collector:4317".into(), ..Config::default() };
-        assert!(tls.validate().iter().any(|e| e.contains("needs TLS")));
+        assert!(tls.validate().is_empty(), "{:?}", tls.validate());
+        let material_on_plaintext = Config {
+            endpoint: "http://collector:4317".into(),
+            tls: TlsClientConfig { ca_file: Some("/ca.pem".into()), ..Default::default() },
+            ..Config::default()
+        };
+        assert!(material_on_plaintext.validate().iter().any(|e| e.contains("plaintext")));
         let plain = Config { endpoint: "http://collector:4317".into(), ..Config::default() };
         assert!(plain.validate().is_empty(), "{:?}", plain.validate());
     }

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -25,7 +24,7 @@ use oxcol_core::{Batch, Data, ExportError, ExportOutcome, Exporter, GoDuration, 
 use prost::Message;
 use serde::Deserialize;
 
-use crate::client::{check_plaintext, parse_compression, validate_headers, TlsClientConfig};
+use crate::client::{check_tls, parse_compression, validate_headers, AuthSettings, ClientCredentials, TlsClientConfig};
 use crate::queue::{parse_retry_after, QueueConfig, RetryConfig};
 
 pub const TYPE: &str = "otlphttp";
@@ -52,7 +51,10 @@ pub struct Config {
     pub encoding: WireEncoding,
     /// Default `gzip`, as in the Collector.
     pub compression: String,
+    /// TLS for `https://` URLs. See `oxcol_core::tls::TlsClientConfig`.
     pub tls: TlsClientConfig,
+    /// `authenticator: bearertokenauth/NAME | basicauth/NAME`: credentials on every request.
+    pub auth: Option<AuthSettings>,
     pub headers: BTreeMap<String, String>,
     /// Deadline of one attempt. Default 30s, as in the Collector.
     pub timeout: GoDuration,
@@ -79,6 +81,7 @@ impl Default for Config {
             encoding: WireEncoding::Proto,
             compression: "gzip".to_string(),
             tls: TlsClientConfig::default(),
+            auth: None,
             headers: BTreeMap::new(),
             timeout: GoDuration::from_secs(30),
             sending_queue: QueueConfig::default(),
@@ -121,15 +124,8 @@ impl Config {
             }
             let url = self.url_for(signal);
             match url.parse::<http::Uri>() {
-                Ok(uri) if uri.scheme_str() == Some("http") => {
-                    if let Err(e) = check_plaintext(&self.tls, &url, Some(false)) {
-                        errors.push(e);
-                    }
-                }
-                Ok(uri) if uri.scheme_str() == Some("https") => {
-                    if let Err(e) = check_plaintext(&self.tls, &url, Some(true)) {
-                        errors.push(e);
-                    }
+                Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) => {
+                    errors.extend(check_tls(&self.tls, &url, Some(uri.scheme_str() == Some("https"))));
                 }
                 _ => errors.push(format!("{url:?} is not a valid http:// URL")),
             }
@@ -146,7 +142,7 @@ impl Config {
 }
 
 pub struct OtlpHttpExporter {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<oxcol_core::tls::HttpsConnector, Full<Bytes>>,
     urls: [(Signal, http::Uri); 3],
     headers: HeaderMap,
     encoding: WireEncoding,
@@ -159,9 +155,7 @@ const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 impl OtlpHttpExporter {
     pub fn new(config: &Config) -> Result<OtlpHttpExporter, String> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout.get().min(Duration::from_secs(10))));
+        let connector = oxcol_core::tls::https_connector(Some(&config.tls), config.timeout.get().min(Duration::from_secs(10)))?;
         let mut builder = Client::builder(TokioExecutor::new());
         if let Some(idle) = config.idle_conn_timeout {
             builder.pool_idle_timeout(idle.get());
@@ -192,6 +186,14 @@ impl OtlpHttpExporter {
             compression: parse_compression(&config.compression)?,
             timeout: config.timeout.get(),
         })
+    }
+
+    /// Adds the `auth:` authenticator's credentials to every request.
+    pub fn with_credentials(mut self, credentials: Option<ClientCredentials>) -> OtlpHttpExporter {
+        if let Some(credentials) = credentials {
+            self.headers.insert(credentials.header, credentials.value);
+        }
+        self
     }
 
     fn body(&self, mut batch: Batch) -> Result<Vec<u8>, ExportError> {
@@ -340,6 +342,8 @@ mod tests {
         assert_eq!(config.url_for(Signal::Logs), "http://logs:9000/ingest");
         assert!(config.validate().is_empty(), "{:?}", config.validate());
         let https = Config { endpoint: "https://gw:4318".into(), ..Config::default() };
-        assert!(https.validate().iter().any(|e| e.contains("needs TLS")));
+        assert!(https.validate().is_empty(), "{:?}", https.validate());
+        let bad_version = Config { endpoint: "https://gw:4318".into(), tls: TlsClientConfig { min_version: Some("1.1".into()), ..Default::default() }, ..Config::default() };
+        assert!(bad_version.validate().iter().any(|e| e.contains("min_version")));
     }
 }

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxcol_core::telemetry::ExporterCounters;
+use crate::disk_queue::{self, DiskQueue};
+use oxcol_core::telemetry::{ExporterCounters, Registry};
 use oxcol_core::{Batch, BatchSettings, ExportError, Exporter, GoDuration, Refusal, Signal};
 use rand::Rng;
 use serde::Deserialize;
@@ -28,7 +29,9 @@ pub struct QueueConfig {
     pub num_consumers: usize,
     /// Capacity in batches. Default 1000.
     pub queue_size: usize,
-    /// A `file_storage` extension id for a disk queue (not in this release).
+    /// A `file_storage` extension id (`file_storage` or `file_storage/NAME`, listed in
+    /// `service.extensions`): keep the queue on disk there. Default none (in memory).
+    /// With it, the queue is bounded by the extension's `max_size_mib`, not `queue_size`.
     pub storage: Option<String>,
     /// Collector key: wait for room instead of refusing when full. Default false.
     pub blocking: bool,
@@ -52,9 +55,11 @@ impl QueueConfig {
             errors.push("sending_queue.num_consumers must be greater than 0".to_string());
         }
         if let Some(storage) = &self.storage {
-            errors.push(format!(
-                "sending_queue.storage: {storage}: disk queues (file_storage) are not supported yet; remove `storage` to use the in-memory queue"
-            ));
+            if storage.split('/').next() != Some(crate::disk_queue::config::TYPE) {
+                errors.push(format!("sending_queue.storage: {storage:?} is not a file_storage extension id; write file_storage or file_storage/NAME"));
+            } else if !self.enabled {
+                errors.push("sending_queue.storage needs sending_queue.enabled: true".to_string());
+            }
         }
         if let Some(sizer) = &self.sizer {
             if sizer != "requests" {
@@ -130,6 +135,8 @@ pub struct QueuedExporter {
     consumers: Mutex<JoinSet<()>>,
     give_up: CancellationToken,
     counters: ExporterCounters,
+    /// The disk queue, with `sending_queue.storage` (then `sender` is None).
+    disk: Option<Arc<DiskQueue>>,
 }
 
 /// The retrying sender shared by the consumers.
@@ -139,6 +146,8 @@ struct Sender {
     retry: RetryConfig,
     counters: ExporterCounters,
     give_up: CancellationToken,
+    /// With a disk queue, what is left at shutdown stays on disk (not counted as failed).
+    durable: bool,
 }
 
 impl QueuedExporter {
@@ -159,6 +168,7 @@ impl QueuedExporter {
             retry: retry.clone(),
             counters: counters.clone(),
             give_up: give_up.clone(),
+            durable: false,
         });
         let mut consumers = JoinSet::new();
         if !queue.enabled {
@@ -170,6 +180,7 @@ impl QueuedExporter {
                 consumers: Mutex::new(consumers),
                 give_up,
                 counters,
+                disk: None,
             };
         }
         counters.queue_capacity.set(queue.queue_size as i64);
@@ -189,7 +200,75 @@ impl QueuedExporter {
                 }
             });
         }
-        QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(Some(tx)), inline: None, consumers: Mutex::new(consumers), give_up, counters }
+        QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(Some(tx)), inline: None, consumers: Mutex::new(consumers), give_up, counters, disk: None }
+    }
+
+    /// Starts an exporter whose queue is on disk (`sending_queue.storage`): opens the
+    /// queue in `storage`'s directory, recovering what a previous run left (corrupt
+    /// records are counted and skipped, never fatal), and starts the consumers, which
+    /// commit a record only after its send finished. Must be called inside a tokio runtime.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_durable(
+        id: &str,
+        signal: Signal,
+        exporter: Arc<dyn Exporter>,
+        queue: &QueueConfig,
+        retry: &RetryConfig,
+        batching: Option<BatchSettings>,
+        counters: ExporterCounters,
+        registry: &Registry,
+        storage: &crate::disk_queue::Config,
+    ) -> Result<QueuedExporter, String> {
+        let options = disk_queue::Options::for_exporter(storage, id, signal);
+        if !storage.create_directory {
+            let base = storage.directory.clone().unwrap_or_default();
+            if !std::path::Path::new(&base).is_dir() {
+                return Err(format!("file_storage directory {base:?} does not exist; create it or set create_directory: true"));
+            }
+        } else if let Some(base) = &storage.directory {
+            create_directory(base, &storage.directory_permissions)?;
+        }
+        let labels = [("exporter", id)];
+        let stats = disk_queue::Stats {
+            corrupt_records: registry.counter("oxcol_exporter_disk_queue_corrupt_records", "Corrupt or torn records found in the disk queue (at start or when read) and skipped.", &labels),
+            bytes: registry.gauge("oxcol_exporter_disk_queue_bytes", "Bytes of the disk queue's segment files.", &[("exporter", id), ("data_type", signal.name())]),
+        };
+        registry
+            .gauge("oxcol_exporter_disk_queue_capacity_bytes", "Bound of the disk queue in bytes (file_storage max_size_mib).", &[("exporter", id), ("data_type", signal.name())])
+            .set(options.max_bytes as i64);
+        let (disk, recovery) = DiskQueue::open(id, &options, stats)?;
+        if recovery.records > 0 || recovery.corrupt_records > 0 {
+            tracing::info!(exporter = %id, %signal, records = recovery.records, items = recovery.items, corrupt_records = recovery.corrupt_records, dropped_bytes = recovery.dropped_bytes, dir = %options.dir.display(), "disk queue: resuming");
+        }
+        counters.queue_size.set(recovery.records as i64);
+        let disk = Arc::new(disk);
+        let give_up = CancellationToken::new();
+        let sender = Arc::new(Sender { id: id.to_string(), exporter, retry: retry.clone(), counters: counters.clone(), give_up: give_up.clone(), durable: true });
+        let gather = Arc::new(Mutex::new(()));
+        let mut consumers = JoinSet::new();
+        for _ in 0..queue.num_consumers {
+            let (disk, sender, gather) = (Arc::clone(&disk), Arc::clone(&sender), Arc::clone(&gather));
+            consumers.spawn(async move {
+                loop {
+                    let taken = take_from_disk(&disk, &gather, batching, &sender.counters, &sender.give_up).await;
+                    let Some((batch, tickets)) = taken else { break };
+                    let mut kept = false;
+                    for piece in split_for_send(batch, batching, &sender.id) {
+                        // Outcomes are counted and logged by send_with_retry. An error
+                        // after give_up means shutdown: the record stays on disk.
+                        if sender.send_with_retry(piece).await.is_err() && sender.give_up.is_cancelled() {
+                            kept = true;
+                            break;
+                        }
+                    }
+                    if kept {
+                        break;
+                    }
+                    disk.ack(&tickets);
+                }
+            });
+        }
+        Ok(QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(None), inline: None, consumers: Mutex::new(consumers), give_up, counters, disk: Some(disk) })
     }
 
     pub fn id(&self) -> &str {
@@ -205,6 +284,9 @@ impl QueuedExporter {
     pub async fn submit(&self, batch: Batch) -> Result<(), Refusal> {
         if let Some(inline) = &self.inline {
             return inline.send_with_retry(batch).await;
+        }
+        if let Some(disk) = &self.disk {
+            return self.submit_to_disk(disk, batch).await;
         }
         let items = batch.items();
         let attempt = match self.sender.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
@@ -226,10 +308,33 @@ impl QueuedExporter {
         }
     }
 
+    /// Appends to the disk queue; Ok only once the record is written (and synced).
+    async fn submit_to_disk(&self, disk: &DiskQueue, batch: Batch) -> Result<(), Refusal> {
+        let items = batch.items();
+        if disk.is_input_closed() {
+            return Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) });
+        }
+        match disk.append(self.signal, items, batch.to_bytes()).await {
+            Ok(()) => {
+                self.counters.queue_size.add(1);
+                Ok(())
+            }
+            Err(disk_queue::AppendError::Closed) => Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) }),
+            Err(error) => {
+                self.counters.enqueue_failed.add(items);
+                Err(Refusal::overloaded(format!("exporter {}: {error}", self.id)))
+            }
+        }
+    }
+
     /// Stops taking batches, lets the consumers drain the queue until `deadline`, then
-    /// makes them give up (what is left is counted as failed and logged).
+    /// makes them give up (what is left is counted as failed and logged; with a disk
+    /// queue it stays on disk for the next start).
     pub async fn shutdown(&self, deadline: Instant) {
         self.sender.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(disk) = &self.disk {
+            disk.close_input();
+        }
         let mut consumers = self.consumers.lock().await;
         let drained = tokio::time::timeout_at(deadline.into(), async {
             while consumers.join_next().await.is_some() {}
@@ -245,7 +350,49 @@ impl QueuedExporter {
             .await;
             consumers.abort_all();
         }
+        if let Some(disk) = &self.disk {
+            // Persists the last commit and stops the writer thread.
+            let disk = Arc::clone(disk);
+            let _ = tokio::task::spawn_blocking(move || disk.close()).await;
+        }
     }
+}
+
+/// Creates the file_storage directory (`create_directory: true`) with `mode`.
+fn create_directory(dir: &str, mode: &str) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mode = u32::from_str_radix(mode.trim_start_matches("0o"), 8).unwrap_or(0o750);
+    match std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir) {
+        Ok(()) => Ok(()),
+        Err(error) => Err(format!("cannot create file_storage directory {dir:?}: {error}")),
+    }
+}
+
+/// Takes the next batch from the disk queue, grouping like `take_batch`, with the tickets
+/// to ack once it is sent.
+async fn take_from_disk(
+    disk: &DiskQueue,
+    gather: &Mutex<()>,
+    batching: Option<BatchSettings>,
+    counters: &ExporterCounters,
+    stop: &CancellationToken,
+) -> Option<(Batch, Vec<u64>)> {
+    let _gathering = gather.lock().await;
+    let first = disk.next(stop).await?;
+    counters.queue_size.add(-1);
+    let mut tickets = vec![first.ticket];
+    let mut batch = Batch::from_encoded_counted(first.signal, first.payload, first.items);
+    let Some(settings) = batching else { return Some((batch, tickets)) };
+    let deadline = tokio::time::Instant::now() + settings.timeout;
+    while batch.items() < settings.send_batch_size && !stop.is_cancelled() {
+        let Some(more) = disk.next_until(deadline).await else { break };
+        counters.queue_size.add(-1);
+        tickets.push(more.ticket);
+        if let Err(error) = batch.append(Batch::from_encoded_counted(more.signal, more.payload, more.items)) {
+            tracing::error!(%error, "cannot merge queued batches");
+        }
+    }
+    Some((batch, tickets))
 }
 
 /// Takes the next batch to send from the queue. With batching, keeps taking queued
@@ -297,6 +444,10 @@ impl Sender {
         let mut interval = self.retry.initial_interval.get();
         loop {
             if self.give_up.is_cancelled() {
+                if self.durable {
+                    tracing::info!(exporter = %self.id, items, "shutting down: unsent data stays in the disk queue for the next start");
+                    return Err(Refusal::Unavailable { reason: "exporter shutting down".into() });
+                }
                 self.counters.send_failed.add(items);
                 tracing::error!(exporter = %self.id, items, "dropping data: shutting down before it could be sent");
                 return Err(Refusal::Unavailable { reason: "exporter shutting down".into() });

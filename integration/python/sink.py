@@ -412,16 +412,16 @@ class _Http2Sniffer:
                 chunk = source.recv(65536)
                 if not chunk:
                     break
-                destination.sendall(chunk)
                 if not parse:
+                    destination.sendall(chunk)
                     continue
+                # Count before forwarding, so a message is counted before the server can
+                # answer it (and the test can see it arrive).
                 buffer += chunk
-                if not preface_done:
-                    if len(buffer) < len(self.PREFACE):
-                        continue
+                if not preface_done and len(buffer) >= len(self.PREFACE):
                     buffer = buffer[len(self.PREFACE):]
                     preface_done = True
-                while len(buffer) >= 9:
+                while preface_done and len(buffer) >= 9:
                     length = int.from_bytes(buffer[0:3], "big")
                     if len(buffer) < 9 + length:
                         break
@@ -434,6 +434,7 @@ class _Http2Sniffer:
                             pad = payload[0]
                             payload = payload[1 : len(payload) - pad]
                         self._messages(message_state.setdefault(stream, [0, b""]), payload)
+                destination.sendall(chunk)
         except OSError:
             pass
         finally:

@@ -6,5 +6,8 @@
 
 pub mod cgroup;
 pub mod otlp;
+pub mod pprof;
+pub mod prometheus;
+pub mod scrape_http;
 pub mod scraper;
 pub mod smaps;

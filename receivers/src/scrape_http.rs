@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
@@ -37,7 +37,10 @@ pub struct TlsSettings {
 
 impl TlsSettings {
     fn has_material(&self) -> bool {
-        self.ca_file.is_some() || self.ca.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+        self.ca_file.is_some()
+            || self.ca.is_some()
+            || self.cert_file.is_some()
+            || self.key_file.is_some()
     }
 
     /// An error when a target would need TLS.
@@ -70,8 +73,10 @@ pub fn credential_headers(
 ) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-        let value = HeaderValue::from_str(value).map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
         map.insert(name, value);
     }
     if let Some(token) = bearer_token {
@@ -89,8 +94,11 @@ pub fn credential_headers(
             (None, None) => String::new(),
         };
         use base64_lite::encode;
-        let value = HeaderValue::from_str(&format!("Basic {}", encode(format!("{}:{}", basic.username, password).as_bytes())))
-            .map_err(|_| "basic_auth: the credentials are not a valid header value".to_string())?;
+        let value = HeaderValue::from_str(&format!(
+            "Basic {}",
+            encode(format!("{}:{}", basic.username, password).as_bytes())
+        ))
+        .map_err(|_| "basic_auth: the credentials are not a valid header value".to_string())?;
         map.insert(http::header::AUTHORIZATION, value);
     }
     Ok(map)
@@ -121,10 +129,19 @@ impl FetchError {
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchError::Connect(e) => write!(f, "cannot connect: {e}; is the target up and listening on this address?"),
-            FetchError::Timeout(t) => write!(f, "no complete answer within the timeout ({t:?}); raise timeout or check the target's load"),
+            FetchError::Connect(e) => write!(
+                f,
+                "cannot connect: {e}; is the target up and listening on this address?"
+            ),
+            FetchError::Timeout(t) => write!(
+                f,
+                "no complete answer within the timeout ({t:?}); raise timeout or check the target's load"
+            ),
             FetchError::Status(code, body) => write!(f, "HTTP {code}: {body}"),
-            FetchError::TooLarge(limit) => write!(f, "the answer is larger than {limit} bytes; raise the body size limit if this is expected"),
+            FetchError::TooLarge(limit) => write!(
+                f,
+                "the answer is larger than {limit} bytes; raise the body size limit if this is expected"
+            ),
             FetchError::Body(e) => write!(f, "reading the answer failed: {e}"),
         }
     }
@@ -156,23 +173,43 @@ impl HttpScraper {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout.min(Duration::from_secs(10))));
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(2).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(2)
+            .build(connector);
         HttpScraper { client, headers }
     }
 
     /// GETs `uri`: at most `limit` body bytes, the whole exchange within `timeout`.
-    pub async fn get(&self, uri: &http::Uri, extra: &[(HeaderName, HeaderValue)], timeout: Duration, limit: usize, overflow: Overflow) -> Result<Fetched, FetchError> {
-        let mut request = http::Request::builder().method(http::Method::GET).uri(uri.clone());
+    pub async fn get(
+        &self,
+        uri: &http::Uri,
+        extra: &[(HeaderName, HeaderValue)],
+        timeout: Duration,
+        limit: usize,
+        overflow: Overflow,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(uri.clone());
         if let Some(headers) = request.headers_mut() {
             headers.extend(self.headers.clone());
-            headers.insert(http::header::USER_AGENT, HeaderValue::from_static(concat!("oxcol/", env!("CARGO_PKG_VERSION"))));
+            headers.insert(
+                http::header::USER_AGENT,
+                HeaderValue::from_static(concat!("oxcol/", env!("CARGO_PKG_VERSION"))),
+            );
             for (name, value) in extra {
                 headers.insert(name.clone(), value.clone());
             }
         }
-        let request = request.body(Empty::<Bytes>::new()).map_err(|e| FetchError::Connect(format!("cannot build the request: {e}")))?;
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| FetchError::Connect(format!("cannot build the request: {e}")))?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| FetchError::Connect(error_chain(&e)))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| FetchError::Connect(error_chain(&e)))?;
             let (parts, mut body) = response.into_parts();
             let mut buffer = BytesMut::new();
             let mut truncated = false;
@@ -192,12 +229,20 @@ impl HttpScraper {
                 }
             }
             if !parts.status.is_success() {
-                let snippet = String::from_utf8_lossy(&buffer[..buffer.len().min(200)]).trim().to_string();
+                let snippet = String::from_utf8_lossy(&buffer[..buffer.len().min(200)])
+                    .trim()
+                    .to_string();
                 return Err(FetchError::Status(parts.status.as_u16(), snippet));
             }
-            Ok(Fetched { headers: parts.headers, body: buffer.freeze(), truncated })
+            Ok(Fetched {
+                headers: parts.headers,
+                body: buffer.freeze(),
+                truncated,
+            })
         };
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| FetchError::Timeout(timeout))?
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| FetchError::Timeout(timeout))?
     }
 }
 
@@ -221,7 +266,11 @@ mod base64_lite {
     pub fn encode(input: &[u8]) -> String {
         let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
         for chunk in input.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -237,8 +286,66 @@ mod base64_lite {
     #[cfg(test)]
     #[test]
     fn rfc4648_vectors() {
-        for (input, expected) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ==")] {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        ] {
             assert_eq!(encode(input.as_bytes()), expected);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_become_headers_and_errors_hide_secrets() {
+        let basic = BasicAuth {
+            username: "Aladdin".into(),
+            password: Some("open sesame".into()),
+            password_file: None,
+        };
+        let headers = credential_headers(
+            &BTreeMap::from([("X-Team".to_string(), "core".to_string())]),
+            None,
+            Some(&basic),
+        )
+        .expect("valid");
+        assert_eq!(
+            headers["authorization"],
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(headers["x-team"], "core");
+        let headers = credential_headers(&BTreeMap::new(), Some("tok\n"), None).expect("valid");
+        assert_eq!(headers["authorization"], "Bearer tok");
+        let error = credential_headers(
+            &BTreeMap::from([("X".to_string(), "sec\u{7f}ret".to_string())]),
+            None,
+            None,
+        )
+        .expect_err("invalid value");
+        assert!(!error.contains("sec"), "{error}");
+        assert!(TlsSettings::default().check("https://a:1").is_err());
+        assert!(
+            TlsSettings {
+                ca_file: Some("/ca.pem".into()),
+                ..Default::default()
+            }
+            .check("http://a:1")
+            .is_err()
+        );
+        assert!(
+            TlsSettings {
+                insecure: true,
+                ..Default::default()
+            }
+            .check("http://a:1")
+            .is_ok()
+        );
     }
 }

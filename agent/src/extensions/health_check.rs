@@ -8,6 +8,9 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
+use oxcol_core::auth::{AuthSettings, ServerAuthenticator};
+use oxcol_core::listen::ServerLimits;
+use oxcol_core::tls::TlsServerConfig;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,8 +35,10 @@ pub struct Config {
     pub response_body: Option<ResponseBody>,
     /// Collector key (deprecated there); accepted, pipelines are always checked here.
     pub check_collector_pipeline: Option<serde_json::Value>,
-    pub tls: Option<serde_json::Value>,
-    pub auth: Option<serde_json::Value>,
+    /// Server TLS (`oxcol_core::tls::TlsServerConfig`). Default: plaintext.
+    pub tls: Option<TlsServerConfig>,
+    /// `authenticator: bearertokenauth/NAME | basicauth/NAME`. Default: none.
+    pub auth: Option<AuthSettings>,
 }
 
 impl Default for Config {
@@ -58,15 +63,18 @@ impl Config {
         if !self.path.starts_with('/') {
             errors.push(format!("path {:?} must start with '/'", self.path));
         }
-        if self.tls.is_some() || self.auth.is_some() {
-            errors.push("tls and auth are not supported on health_check in this release".to_string());
+        if let Some(tls) = &self.tls {
+            errors.extend(tls.validate());
+        }
+        if self.auth.as_ref().is_some_and(|a| a.authenticator.is_empty()) {
+            errors.push("auth.authenticator is required (e.g. bearertokenauth/NAME)".to_string());
         }
         errors
     }
 }
 
 /// Serves the health endpoint until `shutdown`; `healthy` is flipped by the service.
-pub async fn serve(id: &str, config: &Config, healthy: Arc<AtomicBool>, shutdown: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), String> {
+pub async fn serve(id: &str, config: &Config, healthy: Arc<AtomicBool>, auth: Option<Arc<ServerAuthenticator>>, shutdown: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), String> {
     let address = oxcol_receivers::otlp::resolve_endpoint(&config.endpoint).map_err(|e| format!("extension {id}: endpoint {:?}: {e}", config.endpoint))?;
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| format!("extension {id}: cannot listen on {address}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -75,18 +83,29 @@ pub async fn serve(id: &str, config: &Config, healthy: Arc<AtomicBool>, shutdown
     let unhealthy_text = body.unhealthy.unwrap_or_else(|| r#"{"status":"Server not available"}"#.to_string());
     let router = Router::new().route(
         &config.path,
-        get(move || {
+        get(move |headers: http::HeaderMap| {
+            let allowed = auth.as_ref().is_none_or(|a| a.authenticate(&headers).is_ok());
             let up = healthy.load(Ordering::Relaxed);
-            let (status, text) = if up { (StatusCode::OK, healthy_text.clone()) } else { (StatusCode::SERVICE_UNAVAILABLE, unhealthy_text.clone()) };
+            let (status, text) = if !allowed {
+                (StatusCode::UNAUTHORIZED, String::new())
+            } else if up {
+                (StatusCode::OK, healthy_text.clone())
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, unhealthy_text.clone())
+            };
             async move { (status, text) }
         }),
     );
-    let id = id.to_string();
-    tracing::info!(extension = %id, endpoint = %bound, "health check listening");
+    let tls = match &config.tls {
+        Some(tls) => Some(tls.rustls_config(oxcol_core::tls::ALPN_HTTP).map_err(|e| format!("extension {id}: {e}"))?),
+        None => None,
+    };
+    let limits = ServerLimits::http(None, None);
+    let name = id.to_string();
+    let incoming = oxcol_core::listen::incoming(&name, listener, tls, limits.clone(), shutdown.clone());
+    tracing::info!(extension = %name, endpoint = %bound, tls = config.tls.is_some(), "health check listening");
     let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await {
-            tracing::error!(extension = %id, %error, "health check server stopped with an error");
-        }
+        oxcol_core::listen::serve_http(&name, incoming, router, &limits, shutdown, std::time::Duration::from_secs(2)).await;
     });
     Ok((bound, task))
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use oxcol_core::GoDuration;
 use serde::Deserialize;
 
-use crate::client::{TlsClientConfig, check_plaintext, validate_headers};
+use crate::client::{AuthSettings, TlsClientConfig, check_tls, validate_headers};
 use crate::queue::{QueueConfig, RetryConfig};
 
 /// `protobuf_message` value for remote write 1.0 (the default).
@@ -30,8 +30,10 @@ pub struct Config {
     pub timeout: GoDuration,
     /// Only `snappy` (the protocol requires it). Default `snappy`.
     pub compression: String,
-    /// Plaintext only in this release (see `client.rs`).
+    /// TLS for `https://` endpoints (`oxcol_core::tls::TlsClientConfig`). Default: system CAs.
     pub tls: TlsClientConfig,
+    /// `authenticator: bearertokenauth/NAME | basicauth/NAME`: credentials on every request.
+    pub auth: Option<AuthSettings>,
     /// `enabled: true` copies every resource attribute onto every series. Default false.
     pub resource_to_telemetry_conversion: Toggle,
     /// Unit and type suffixes (`_seconds`, `_total`, `_ratio`). Default true.
@@ -109,6 +111,7 @@ impl Default for Config {
             timeout: GoDuration::from_secs(5),
             compression: "snappy".to_string(),
             tls: TlsClientConfig::default(),
+            auth: None,
             resource_to_telemetry_conversion: Toggle::default(),
             add_metric_suffixes: true,
             target_info: TargetInfo::default(),
@@ -138,9 +141,7 @@ impl Config {
         } else {
             match self.endpoint.parse::<http::Uri>() {
                 Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) => {
-                    if let Err(e) = check_plaintext(&self.tls, &self.endpoint, Some(uri.scheme_str() == Some("https"))) {
-                        errors.push(e);
-                    }
+                    errors.extend(check_tls(&self.tls, &self.endpoint, Some(uri.scheme_str() == Some("https"))));
                 }
                 _ => errors.push(format!("endpoint {:?} is not a valid http:// URL", self.endpoint)),
             }
@@ -227,7 +228,8 @@ mod tests {
         assert_eq!(config.queue_config().num_consumers, 1);
         assert_eq!(config.shards(), 5);
         let bad = Config {
-            endpoint: "https://x/api/v1/write".into(),
+            endpoint: "http://x/api/v1/write".into(),
+            tls: TlsClientConfig { ca_file: Some("/ca.pem".into()), ..Default::default() },
             compression: "gzip".into(),
             headers: [("Content-Type".to_string(), "text/plain".to_string())].into(),
             external_labels: [("1bad".to_string(), "x".to_string())].into(),
@@ -236,7 +238,7 @@ mod tests {
         };
         let errors = bad.validate();
         assert_eq!(errors.len(), 5, "{errors:#?}");
-        assert!(errors.iter().any(|e| e.contains("needs TLS")));
+        assert!(errors.iter().any(|e| e.contains("plaintext")));
         assert!(Config::default().validate().iter().any(|e| e.contains("endpoint is required")));
     }
 }

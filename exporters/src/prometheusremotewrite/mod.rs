@@ -29,7 +29,6 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use oxcol_core::{Batch, ExportError, ExportOutcome, Exporter};
 
@@ -47,7 +46,7 @@ const MAX_RESPONSE_BYTES: usize = 64 << 10;
 
 pub struct RemoteWriteExporter {
     id: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<oxcol_core::tls::HttpsConnector, Full<Bytes>>,
     uri: http::Uri,
     headers: HeaderMap,
     settings: Settings,
@@ -67,9 +66,7 @@ enum Sent {
 
 impl RemoteWriteExporter {
     pub fn new(id: &str, config: &Config) -> Result<RemoteWriteExporter, String> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout.get().min(Duration::from_secs(10))));
+        let connector = oxcol_core::tls::https_connector(Some(&config.tls), config.timeout.get().min(Duration::from_secs(10)))?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let uri = config
             .endpoint
@@ -101,6 +98,14 @@ impl RemoteWriteExporter {
             max_batch_size_bytes: config.max_batch_size_bytes,
             timeout: config.timeout.get(),
         })
+    }
+
+    /// Adds the `auth:` authenticator's credentials to every request.
+    pub fn with_credentials(mut self, credentials: Option<oxcol_core::auth::ClientCredentials>) -> RemoteWriteExporter {
+        if let Some(credentials) = credentials {
+            self.headers.insert(credentials.header, credentials.value);
+        }
+        self
     }
 
     /// Sends one encoded (uncompressed) request body.

@@ -1,12 +1,12 @@
 // goapp is the Go service the oxcol integration tests scrape. One binary, one behaviour
 // per -mode, all serving net/http/pprof on -addr:
 //
-//   leak    every GET /work starts a goroutine blocked forever in a select without
-//           ctx.Done() (the Scenario 2 bug), in leakyHandler.
-//   stable  -stable N goroutines parked at start, never more; /work does nothing lasting.
-//   burst   every GET /work starts -burst N goroutines that sleep -burst-for and exit.
-//   metrics client_golang metrics (counter, histogram, summary) on /metrics; /work
-//           observes a fixed, known set of values (see observe()).
+//	leak    every GET /work starts a goroutine blocked forever in a select without
+//	        ctx.Done() (the Scenario 2 bug), in leakyHandler.
+//	stable  -stable N goroutines parked at start, never more; /work does nothing lasting.
+//	burst   every GET /work starts -burst N goroutines that sleep -burst-for and exit.
+//	metrics client_golang metrics (counter, histogram, summary) on /metrics; /work
+//	        observes a fixed, known set of values (see observe()).
 //
 // Every mode also serves /numgoroutine (runtime.NumGoroutine() as text), so a test can
 // compare oxcol's count with the service's own.
@@ -30,7 +30,7 @@ var (
 	stableN  = flag.Int("stable", 200, "stable mode: goroutines parked at start")
 	burstN   = flag.Int("burst", 100, "burst mode: goroutines per /work request")
 	burstFor = flag.Duration("burst-for", 500*time.Millisecond, "burst mode: how long each burst goroutine lives")
-	paths    = flag.Int("paths", 0, "bench: also serve the goroutine profile on /p/<i>/debug/pprof/goroutine for i < paths")
+	paths    = flag.Int("paths", 0, "bench: also serve everything under /p/<i>/ for i < paths (100 targets from one process)")
 )
 
 // pending is never read by anyone: a leaked goroutine waits on it forever.
@@ -86,7 +86,7 @@ func main() {
 	}
 	for i := 0; i < *paths; i++ {
 		prefix := fmt.Sprintf("/p/%d", i)
-		mux.Handle(prefix+"/debug/pprof/", http.StripPrefix(prefix, http.HandlerFunc(forwardPprof)))
+		mux.Handle(prefix+"/", http.StripPrefix(prefix, http.HandlerFunc(forward)))
 	}
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -97,4 +97,4 @@ func main() {
 	log.Fatal(http.Serve(listener, mux))
 }
 
-func forwardPprof(w http.ResponseWriter, r *http.Request) { http.DefaultServeMux.ServeHTTP(w, r) }
+func forward(w http.ResponseWriter, r *http.Request) { http.DefaultServeMux.ServeHTTP(w, r) }

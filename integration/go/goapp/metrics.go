@@ -11,9 +11,10 @@ import (
 
 // registerMetrics serves client_golang metrics on /metrics. Every GET /work observes the
 // same values, so after n requests the test knows exactly what to expect:
-//   app_requests_total{code="200"}     += 1, app_requests_total{code="500"} += 1 every 4th
-//   app_request_duration_seconds       observes 0.05, 0.3 and 2 (buckets .1, .5, 1)
-//   app_payload_bytes (summary)        observes 100 and 300
+//
+//	app_requests_total{code="200"}     += 1, app_requests_total{code="500"} += 1 every 4th
+//	app_request_duration_seconds       observes 0.05, 0.3 and 2 (buckets .1, .5, 1)
+//	app_payload_bytes (summary)        observes 100 and 300
 func registerMetrics(mux *http.ServeMux) {
 	registry := prometheus.NewRegistry()
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "app_requests_total", Help: "Requests handled."}, []string{"code"})

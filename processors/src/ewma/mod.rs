@@ -20,9 +20,9 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics,
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, metric, number_data_point,
 };
 use oxcol_core::telemetry::{Counter, Gauge as GaugeCounter, Registry};
 use oxcol_core::{Batch, GoDuration, Processor, Refusal};
@@ -118,20 +118,32 @@ impl Config {
                 errors.push(format!("metrics[{i}].match: {e}"));
             }
             match (rule.half_life, rule.alpha) {
-                (Some(_), Some(_)) => errors.push(format!("metrics[{i}]: set half_life or alpha, not both")),
-                (Some(h), None) if h.is_zero() => errors.push(format!("metrics[{i}].half_life must be greater than zero (e.g. 2m)")),
-                (None, Some(a)) if !(a > 0.0 && a <= 1.0) => errors.push(format!("metrics[{i}].alpha must be in (0, 1], got {a}")),
+                (Some(_), Some(_)) => {
+                    errors.push(format!("metrics[{i}]: set half_life or alpha, not both"))
+                }
+                (Some(h), None) if h.is_zero() => errors.push(format!(
+                    "metrics[{i}].half_life must be greater than zero (e.g. 2m)"
+                )),
+                (None, Some(a)) if !(a > 0.0 && a <= 1.0) => {
+                    errors.push(format!("metrics[{i}].alpha must be in (0, 1], got {a}"))
+                }
                 _ => {}
             }
         }
         for (i, rule) in self.predict.iter().enumerate() {
-            for (key, value) in [("name", &rule.name), ("value", &rule.value), ("limit", &rule.limit)] {
+            for (key, value) in [
+                ("name", &rule.name),
+                ("value", &rule.value),
+                ("limit", &rule.limit),
+            ] {
                 if value.is_empty() {
                     errors.push(format!("predict[{i}].{key} is required (e.g. name: cgroup.memory.time_to_limit, value: cgroup.memory.working_set, limit: cgroup.memory.max)"));
                 }
             }
             if rule.half_life.is_some_and(GoDuration::is_zero) {
-                errors.push(format!("predict[{i}].half_life must be greater than zero (e.g. 2m)"));
+                errors.push(format!(
+                    "predict[{i}].half_life must be greater than zero (e.g. 2m)"
+                ));
             }
         }
         if self.metrics.is_empty() && self.predict.is_empty() {
@@ -162,7 +174,10 @@ impl NameMatcher {
         if pattern.is_empty() {
             return Err("is empty: give a metric name or a regex".to_string());
         }
-        if pattern.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ':')) {
+        if pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ':'))
+        {
             return Ok(NameMatcher::Exact(pattern.to_string()));
         }
         Regex::new(&format!("^(?:{pattern})$"))
@@ -189,7 +204,9 @@ enum Weighting {
 impl Weighting {
     fn alpha(self, dt_seconds: f64) -> f64 {
         match self {
-            Weighting::HalfLife { seconds } => 1.0 - (-std::f64::consts::LN_2 * dt_seconds / seconds).exp(),
+            Weighting::HalfLife { seconds } => {
+                1.0 - (-std::f64::consts::LN_2 * dt_seconds / seconds).exp()
+            }
             Weighting::Alpha(a) => a,
         }
     }
@@ -242,9 +259,23 @@ enum Update {
 }
 
 impl SeriesState {
-    fn update(&mut self, ts: u64, value: f64, start_ts: u64, monotonic: bool, weighting: Weighting, max_gap_half_lives: f64) -> Update {
+    fn update(
+        &mut self,
+        ts: u64,
+        value: f64,
+        start_ts: u64,
+        monotonic: bool,
+        weighting: Weighting,
+        max_gap_half_lives: f64,
+    ) -> Update {
         if self.points == 0 {
-            *self = SeriesState { last_ts: ts, last_value: value, start_ts, points: 1, ..SeriesState::default() };
+            *self = SeriesState {
+                last_ts: ts,
+                last_value: value,
+                start_ts,
+                points: 1,
+                ..SeriesState::default()
+            };
             return Update::Applied;
         }
         if ts <= self.last_ts {
@@ -256,12 +287,24 @@ impl SeriesState {
             Weighting::Alpha(_) => self.last_dt,
         };
         if gap_reference > 0.0 && dt > max_gap_half_lives * gap_reference {
-            *self = SeriesState { last_ts: ts, last_value: value, start_ts, points: 1, ..SeriesState::default() };
+            *self = SeriesState {
+                last_ts: ts,
+                last_value: value,
+                start_ts,
+                points: 1,
+                ..SeriesState::default()
+            };
             return Update::Gap;
         }
         let alpha = weighting.alpha(dt);
-        let reset = monotonic && (value < self.last_value || (start_ts != 0 && self.start_ts != 0 && start_ts != self.start_ts));
-        let rate_sample = if reset { value / dt } else { (value - self.last_value) / dt };
+        let reset = monotonic
+            && (value < self.last_value
+                || (start_ts != 0 && self.start_ts != 0 && start_ts != self.start_ts));
+        let rate_sample = if reset {
+            value / dt
+        } else {
+            (value - self.last_value) / dt
+        };
         // Extreme values over a nanosecond interval can overflow; such a sample is dropped.
         if rate_sample.is_finite() {
             self.rate.update(rate_sample, alpha);
@@ -317,12 +360,36 @@ pub struct EwmaCounters {
 impl EwmaCounters {
     pub fn new(registry: &Registry, processor: &str) -> EwmaCounters {
         let p = [("processor", processor)];
-        let skipped = |reason| registry.counter("oxcol_processor_points_skipped", "Points a stateful processor could not use, by reason.", &[("processor", processor), ("reason", reason)]);
-        let restarted = |reason| registry.counter("oxcol_processor_series_restarted", "Series whose state restarted, by reason (gap, reset).", &[("processor", processor), ("reason", reason)]);
+        let skipped = |reason| {
+            registry.counter(
+                "oxcol_processor_points_skipped",
+                "Points a stateful processor could not use, by reason.",
+                &[("processor", processor), ("reason", reason)],
+            )
+        };
+        let restarted = |reason| {
+            registry.counter(
+                "oxcol_processor_series_restarted",
+                "Series whose state restarted, by reason (gap, reset).",
+                &[("processor", processor), ("reason", reason)],
+            )
+        };
         EwmaCounters {
-            series_evicted: registry.counter("oxcol_processor_series_evicted", "Series evicted from a stateful processor after going stale.", &p),
-            series_dropped: registry.counter("oxcol_processor_series_dropped", "New series a stateful processor did not track because max_series was reached.", &p),
-            series_active: registry.gauge("oxcol_processor_series_active", "Series a stateful processor holds state for.", &p),
+            series_evicted: registry.counter(
+                "oxcol_processor_series_evicted",
+                "Series evicted from a stateful processor after going stale.",
+                &p,
+            ),
+            series_dropped: registry.counter(
+                "oxcol_processor_series_dropped",
+                "New series a stateful processor did not track because max_series was reached.",
+                &p,
+            ),
+            series_active: registry.gauge(
+                "oxcol_processor_series_active",
+                "Series a stateful processor holds state for.",
+                &p,
+            ),
             points_out_of_order: skipped("out_of_order"),
             points_without_time: skipped("no_timestamp"),
             restarted_gap: restarted("gap"),
@@ -366,19 +433,31 @@ pub struct EwmaProcessor {
 }
 
 impl EwmaProcessor {
-    pub fn new(id: &str, config: &Config, registry: Option<&Registry>) -> Result<EwmaProcessor, String> {
+    pub fn new(
+        id: &str,
+        config: &Config,
+        registry: Option<&Registry>,
+    ) -> Result<EwmaProcessor, String> {
         let problems = config.validate();
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
         let weighting = |half_life: Option<GoDuration>, alpha: Option<f64>| match alpha {
             Some(a) => Weighting::Alpha(a),
-            None => Weighting::HalfLife { seconds: half_life.unwrap_or(DEFAULT_HALF_LIFE).get().as_secs_f64() },
+            None => Weighting::HalfLife {
+                seconds: half_life.unwrap_or(DEFAULT_HALF_LIFE).get().as_secs_f64(),
+            },
         };
         let rules = config
             .metrics
             .iter()
-            .map(|r| Ok(CompiledRule { matcher: NameMatcher::new(&r.match_name)?, weighting: weighting(r.half_life, r.alpha), rate: r.rate }))
+            .map(|r| {
+                Ok(CompiledRule {
+                    matcher: NameMatcher::new(&r.match_name)?,
+                    weighting: weighting(r.half_life, r.alpha),
+                    rate: r.rate,
+                })
+            })
             .collect::<Result<Vec<_>, String>>()?;
         let predicts = config
             .predict
@@ -388,7 +467,11 @@ impl EwmaProcessor {
                 value: p.value.clone(),
                 limit: p.limit.clone(),
                 weighting: weighting(p.half_life, None),
-                horizon_seconds: p.horizon.unwrap_or(GoDuration::from_secs(86_400)).get().as_secs_f64(),
+                horizon_seconds: p
+                    .horizon
+                    .unwrap_or(GoDuration::from_secs(86_400))
+                    .get()
+                    .as_secs_f64(),
             })
             .collect();
         Ok(EwmaProcessor {
@@ -404,7 +487,9 @@ impl EwmaProcessor {
             last_seen: HashMap::new(),
             newest_ts: 0,
             last_sweep_ts: 0,
-            counters: registry.map(|r| EwmaCounters::new(r, id)).unwrap_or_default(),
+            counters: registry
+                .map(|r| EwmaCounters::new(r, id))
+                .unwrap_or_default(),
         })
     }
 
@@ -433,7 +518,12 @@ impl EwmaProcessor {
     /// Evicts series not seen for `stale_after`. Runs at most every `stale_after / 4` of
     /// data time unless `force`d.
     fn sweep(&mut self, force: bool) {
-        if !force && self.newest_ts.saturating_sub(self.last_sweep_ts) < self.stale_after_ns / 4 {
+        // A forced sweep (when full) runs at most once per data timestamp, so a burst of
+        // new series past max_series costs one pass, not one pass per series.
+        let since = self.newest_ts.saturating_sub(self.last_sweep_ts);
+        if (force && since == 0 && self.last_sweep_ts != 0)
+            || (!force && since < self.stale_after_ns / 4)
+        {
             return;
         }
         self.last_sweep_ts = self.newest_ts;
@@ -452,11 +542,22 @@ impl EwmaProcessor {
     fn process_metrics(&mut self, resources: &mut [ResourceMetrics]) {
         let mut pending: Vec<PendingPrediction> = Vec::new();
         for (resource_index, resource_metrics) in resources.iter_mut().enumerate() {
-            let resource_hash = resource_metrics.resource.as_ref().map(|r| attributes_hash(&r.attributes)).unwrap_or(0);
+            let resource_hash = resource_metrics
+                .resource
+                .as_ref()
+                .map(|r| attributes_hash(&r.attributes))
+                .unwrap_or(0);
             for (scope_index, scope) in resource_metrics.scope_metrics.iter_mut().enumerate() {
                 let mut emitted: Vec<Metric> = Vec::new();
                 for metric in &scope.metrics {
-                    self.process_metric(metric, resource_hash, resource_index, scope_index, &mut emitted, &mut pending);
+                    self.process_metric(
+                        metric,
+                        resource_hash,
+                        resource_index,
+                        scope_index,
+                        &mut emitted,
+                        &mut pending,
+                    );
                 }
                 scope.metrics.extend(emitted);
             }
@@ -480,9 +581,24 @@ impl EwmaProcessor {
             Some(metric::Data::Sum(s)) => (&s.data_points, s.is_monotonic),
             _ => return,
         };
-        let rule_index = self.rules.iter().position(|r| r.matcher.matches(&metric.name));
-        let predict_values: Vec<usize> = self.predicts.iter().enumerate().filter(|(_, p)| p.value == metric.name).map(|(i, _)| i).collect();
-        let predict_limits: Vec<usize> = self.predicts.iter().enumerate().filter(|(_, p)| p.limit == metric.name).map(|(i, _)| i).collect();
+        let rule_index = self
+            .rules
+            .iter()
+            .position(|r| r.matcher.matches(&metric.name));
+        let predict_values: Vec<usize> = self
+            .predicts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.value == metric.name)
+            .map(|(i, _)| i)
+            .collect();
+        let predict_limits: Vec<usize> = self
+            .predicts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.limit == metric.name)
+            .map(|(i, _)| i)
+            .collect();
         if rule_index.is_none() && predict_values.is_empty() && predict_limits.is_empty() {
             return;
         }
@@ -490,20 +606,32 @@ impl EwmaProcessor {
         let mut level_points = Vec::new();
         let mut rate_points = Vec::new();
         for point in points {
-            let Some(value) = point_value(point) else { continue };
+            let Some(value) = point_value(point) else {
+                continue;
+            };
             let ts = point.time_unix_nano;
             if ts == 0 {
                 self.counters.points_without_time.add(1);
                 continue;
             }
             self.newest_ts = self.newest_ts.max(ts);
-            let series_hash = combine(name_hash, resource_hash.wrapping_add(attributes_hash(&point.attributes)));
+            let series_hash = combine(
+                name_hash,
+                resource_hash.wrapping_add(attributes_hash(&point.attributes)),
+            );
             if let Some(rule_index) = rule_index {
                 let key = combine(series_hash, 0x5eed_0000 + rule_index as u64);
                 if self.admit(key, ts) {
                     let rule = &self.rules[rule_index];
                     let state = self.series.entry(key).or_default();
-                    match state.update(ts, value, point.start_time_unix_nano, monotonic, rule.weighting, self.max_gap_half_lives) {
+                    match state.update(
+                        ts,
+                        value,
+                        point.start_time_unix_nano,
+                        monotonic,
+                        rule.weighting,
+                        self.max_gap_half_lives,
+                    ) {
                         Update::OutOfOrder => self.counters.points_out_of_order.add(1),
                         Update::Gap => self.counters.restarted_gap.add(1),
                         Update::Reset => self.counters.restarted_reset.add(1),
@@ -511,11 +639,17 @@ impl EwmaProcessor {
                     }
                     if state.points >= self.warmup_points && state.last_ts == ts {
                         // A single point is its own average.
-                        if let Some(level) = state.level.value().or(Some(state.last_value)).filter(|v| v.is_finite()) {
+                        if let Some(level) = state
+                            .level
+                            .value()
+                            .or(Some(state.last_value))
+                            .filter(|v| v.is_finite())
+                        {
                             level_points.push(gauge_point(&point.attributes, ts, level));
                         }
                     }
-                    if rule.rate && state.rate.samples >= self.warmup_points && state.last_ts == ts {
+                    if rule.rate && state.rate.samples >= self.warmup_points && state.last_ts == ts
+                    {
                         if let Some(rate) = state.rate.value().filter(|v| v.is_finite()) {
                             rate_points.push(gauge_point(&point.attributes, ts, rate));
                         }
@@ -527,20 +661,44 @@ impl EwmaProcessor {
                 let weighting = self.predicts[predict].weighting;
                 if self.admit(key, ts) {
                     let state = self.series.entry(key).or_default();
-                    match state.update(ts, value, point.start_time_unix_nano, monotonic, weighting, self.max_gap_half_lives) {
+                    match state.update(
+                        ts,
+                        value,
+                        point.start_time_unix_nano,
+                        monotonic,
+                        weighting,
+                        self.max_gap_half_lives,
+                    ) {
                         Update::OutOfOrder => self.counters.points_out_of_order.add(1),
                         Update::Gap => self.counters.restarted_gap.add(1),
                         Update::Reset => self.counters.restarted_reset.add(1),
                         Update::Applied => {}
                     }
-                    let limit_key = combine(resource_hash.wrapping_add(attributes_hash(&point.attributes)), 0x1111_0000 + predict as u64);
-                    pending.push(PendingPrediction { resource: resource_index, scope: scope_index, predict, value_key: key, limit_key, ts, attributes: point.attributes.clone() });
+                    let limit_key = combine(
+                        resource_hash.wrapping_add(attributes_hash(&point.attributes)),
+                        0x1111_0000 + predict as u64,
+                    );
+                    pending.push(PendingPrediction {
+                        resource: resource_index,
+                        scope: scope_index,
+                        predict,
+                        value_key: key,
+                        limit_key,
+                        ts,
+                        attributes: point.attributes.clone(),
+                    });
                 }
             }
             for &predict in &predict_limits {
-                let limit_key = combine(resource_hash.wrapping_add(attributes_hash(&point.attributes)), 0x1111_0000 + predict as u64);
+                let limit_key = combine(
+                    resource_hash.wrapping_add(attributes_hash(&point.attributes)),
+                    0x1111_0000 + predict as u64,
+                );
                 if self.admit(limit_key, ts) {
-                    let entry = self.limits.entry(limit_key).or_insert(LimitState { value, last_ts: ts });
+                    let entry = self
+                        .limits
+                        .entry(limit_key)
+                        .or_insert(LimitState { value, last_ts: ts });
                     if ts >= entry.last_ts {
                         *entry = LimitState { value, last_ts: ts };
                     }
@@ -548,29 +706,62 @@ impl EwmaProcessor {
             }
         }
         if !level_points.is_empty() {
-            emitted.push(gauge_metric(format!("{}.ewma", metric.name), &metric.description, metric.unit.clone(), level_points));
+            emitted.push(gauge_metric(
+                format!("{}.ewma", metric.name),
+                &metric.description,
+                metric.unit.clone(),
+                level_points,
+            ));
         }
         if !rate_points.is_empty() {
-            let unit = if metric.unit.is_empty() { "1/s".to_string() } else { format!("{}/s", metric.unit) };
-            emitted.push(gauge_metric(format!("{}.rate.ewma", metric.name), &metric.description, unit, rate_points));
+            let unit = if metric.unit.is_empty() {
+                "1/s".to_string()
+            } else {
+                format!("{}/s", metric.unit)
+            };
+            emitted.push(gauge_metric(
+                format!("{}.rate.ewma", metric.name),
+                &metric.description,
+                unit,
+                rate_points,
+            ));
         }
     }
 
     /// Resolves the predictions of this batch, after every limit point in it was read.
-    fn emit_predictions(&mut self, resources: &mut [ResourceMetrics], pending: Vec<PendingPrediction>) {
+    fn emit_predictions(
+        &mut self,
+        resources: &mut [ResourceMetrics],
+        pending: Vec<PendingPrediction>,
+    ) {
         let mut outputs: HashMap<(usize, usize, usize), Vec<NumberDataPoint>> = HashMap::new();
         for p in pending {
-            let Some(seconds) = self.predict_seconds(&p) else { continue };
-            outputs.entry((p.resource, p.scope, p.predict)).or_default().push(gauge_point(&p.attributes, p.ts, seconds));
+            let Some(seconds) = self.predict_seconds(&p) else {
+                continue;
+            };
+            outputs
+                .entry((p.resource, p.scope, p.predict))
+                .or_default()
+                .push(gauge_point(&p.attributes, p.ts, seconds));
         }
         let mut keys: Vec<_> = outputs.keys().copied().collect();
         keys.sort_unstable();
         for key in keys {
-            let Some(points) = outputs.remove(&key) else { continue };
+            let Some(points) = outputs.remove(&key) else {
+                continue;
+            };
             let (resource, scope, predict) = key;
             let name = self.predicts[predict].name.clone();
-            if let Some(scope_metrics) = resources.get_mut(resource).and_then(|r| r.scope_metrics.get_mut(scope)) {
-                scope_metrics.metrics.push(gauge_metric(name, "Predicted time until the value reaches its limit at the smoothed growth rate.", "s".to_string(), points));
+            if let Some(scope_metrics) = resources
+                .get_mut(resource)
+                .and_then(|r| r.scope_metrics.get_mut(scope))
+            {
+                scope_metrics.metrics.push(gauge_metric(
+                    name,
+                    "Predicted time until the value reaches its limit at the smoothed growth rate.",
+                    "s".to_string(),
+                    points,
+                ));
             }
         }
     }
@@ -604,9 +795,9 @@ impl Processor for EwmaProcessor {
             return Ok(batch);
         }
         let id = self.id.clone();
-        let resources = batch
-            .metrics_mut()
-            .map_err(|e| Refusal::Invalid { reason: format!("processor {id}: cannot decode the metrics batch: {e}") })?;
+        let resources = batch.metrics_mut().map_err(|e| Refusal::Invalid {
+            reason: format!("processor {id}: cannot decode the metrics batch: {e}"),
+        })?;
         self.process_metrics(resources);
         batch.recount();
         Ok(batch)
@@ -637,12 +828,19 @@ fn gauge_point(attributes: &[KeyValue], ts: u64, value: f64) -> NumberDataPoint 
     }
 }
 
-fn gauge_metric(name: String, description: &str, unit: String, points: Vec<NumberDataPoint>) -> Metric {
+fn gauge_metric(
+    name: String,
+    description: &str,
+    unit: String,
+    points: Vec<NumberDataPoint>,
+) -> Metric {
     Metric {
         name,
         description: description.to_string(),
         unit,
-        data: Some(metric::Data::Gauge(Gauge { data_points: points })),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: points,
+        })),
         ..Default::default()
     }
 }

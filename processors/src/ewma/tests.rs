@@ -39,14 +39,22 @@ fn counter(name: &str, points: Vec<NumberDataPoint>) -> Metric {
 
 fn resource(pod: &str, metrics: Vec<Metric>) -> ResourceMetrics {
     ResourceMetrics {
-        resource: Some(Resource { attributes: vec![string_attribute("k8s.pod.name", pod)], ..Default::default() }),
-        scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+        resource: Some(Resource {
+            attributes: vec![string_attribute("k8s.pod.name", pod)],
+            ..Default::default()
+        }),
+        scope_metrics: vec![ScopeMetrics {
+            metrics,
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
 
 fn run(processor: &mut EwmaProcessor, resources: Vec<ResourceMetrics>) -> Vec<ResourceMetrics> {
-    let batch = processor.process(Batch::from_metrics(resources)).expect("ewma never refuses a metrics batch");
+    let batch = processor
+        .process(Batch::from_metrics(resources))
+        .expect("ewma never refuses a metrics batch");
     match batch.data() {
         oxcol_core::Data::Metrics(v) => v.clone(),
         other => panic!("expected decoded metrics, got {other:?}"),
@@ -56,7 +64,10 @@ fn run(processor: &mut EwmaProcessor, resources: Vec<ResourceMetrics>) -> Vec<Re
 /// The value of the single point of metric `name` in the output, if any.
 fn value(out: &[ResourceMetrics], name: &str) -> Option<f64> {
     let values = values(out, name);
-    assert!(values.len() <= 1, "{name}: expected at most one point, got {values:?}");
+    assert!(
+        values.len() <= 1,
+        "{name}: expected at most one point, got {values:?}"
+    );
     values.first().copied()
 }
 
@@ -100,14 +111,28 @@ fn bias_corrected_start_matches_pandas_adjust_true() {
 
 #[test]
 fn irregular_intervals_give_the_true_slope_of_a_ramp_and_warm_up_is_respected() {
-    let mut p = EwmaProcessor::new("ewma", &config(serde_json::json!({
-        "metrics": [{"match": "mem", "half_life": "30s", "rate": true}], "warmup_points": 3
-    })), None)
+    let mut p = EwmaProcessor::new(
+        "ewma",
+        &config(serde_json::json!({
+            "metrics": [{"match": "mem", "half_life": "30s", "rate": true}], "warmup_points": 3
+        })),
+        None,
+    )
     .expect("valid config");
     // 2 units per second, sampled at irregular intervals.
     let offsets = [0u64, 1, 5, 6, 15, 16, 40];
     for (i, &s) in offsets.iter().enumerate() {
-        let out = run(&mut p, vec![resource("a", vec![gauge("mem", "By", vec![point(T0 + s * SEC, 100.0 + 2.0 * s as f64, &[])])])]);
+        let out = run(
+            &mut p,
+            vec![resource(
+                "a",
+                vec![gauge(
+                    "mem",
+                    "By",
+                    vec![point(T0 + s * SEC, 100.0 + 2.0 * s as f64, &[])],
+                )],
+            )],
+        );
         let level = value(&out, "mem.ewma");
         let rate = value(&out, "mem.rate.ewma");
         // Warm-up: .ewma from the 3rd point, .rate.ewma from the 3rd rate sample (4th point).
@@ -118,10 +143,17 @@ fn irregular_intervals_give_the_true_slope_of_a_ramp_and_warm_up_is_respected() 
         }
         if let Some(level) = level {
             // A smoothed ramp lags the current value, but stays between the first and last.
-            assert!(level > 100.0 && level <= 100.0 + 2.0 * s as f64, "point {i}: level {level}");
+            assert!(
+                level > 100.0 && level <= 100.0 + 2.0 * s as f64,
+                "point {i}: level {level}"
+            );
         }
         if i == offsets.len() - 1 {
-            let unit = out[0].scope_metrics[0].metrics.iter().find(|m| m.name == "mem.rate.ewma").map(|m| m.unit.clone());
+            let unit = out[0].scope_metrics[0]
+                .metrics
+                .iter()
+                .find(|m| m.name == "mem.rate.ewma")
+                .map(|m| m.unit.clone());
             assert_eq!(unit.as_deref(), Some("By/s"));
         }
     }
@@ -129,20 +161,45 @@ fn irregular_intervals_give_the_true_slope_of_a_ramp_and_warm_up_is_respected() 
 
 #[test]
 fn outputs_stay_in_the_input_resource_and_scope_and_the_batch_is_recounted() {
-    let mut p = EwmaProcessor::new("ewma", &config(serde_json::json!({
-        "metrics": [{"match": "m.*", "alpha": 0.5}], "warmup_points": 1
-    })), None)
+    let mut p = EwmaProcessor::new(
+        "ewma",
+        &config(serde_json::json!({
+            "metrics": [{"match": "m.*", "alpha": 0.5}], "warmup_points": 1
+        })),
+        None,
+    )
     .expect("valid config");
     let batch = Batch::from_metrics(vec![
-        resource("a", vec![gauge("m1", "s", vec![point(T0, 1.0, &[("x", "1")]), point(T0, 2.0, &[("x", "2")])])]),
-        resource("b", vec![gauge("other", "s", vec![point(T0, 3.0, &[])]), gauge("m2", "s", vec![point(T0, 4.0, &[])])]),
+        resource(
+            "a",
+            vec![gauge(
+                "m1",
+                "s",
+                vec![point(T0, 1.0, &[("x", "1")]), point(T0, 2.0, &[("x", "2")])],
+            )],
+        ),
+        resource(
+            "b",
+            vec![
+                gauge("other", "s", vec![point(T0, 3.0, &[])]),
+                gauge("m2", "s", vec![point(T0, 4.0, &[])]),
+            ],
+        ),
     ]);
     assert_eq!(batch.items(), 4);
     let batch = p.process(batch).expect("processed");
     // Two more points in resource a (one per series), one more in b.
     assert_eq!(batch.items(), 7);
-    let oxcol_core::Data::Metrics(out) = batch.data() else { panic!("decoded") };
-    let names = |r: &ResourceMetrics| r.scope_metrics[0].metrics.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    let oxcol_core::Data::Metrics(out) = batch.data() else {
+        panic!("decoded")
+    };
+    let names = |r: &ResourceMetrics| {
+        r.scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&out[0]), ["m1", "m1.ewma"]);
     assert_eq!(names(&out[1]), ["other", "m2", "m2.ewma"]);
     assert_eq!(values(&out[..1], "m1.ewma"), [1.0, 2.0]);
@@ -151,20 +208,51 @@ fn outputs_stay_in_the_input_resource_and_scope_and_the_batch_is_recounted() {
 #[test]
 fn counter_reset_uses_the_new_value_as_the_increase_and_is_counted() {
     let registry = Registry::new();
-    let mut p = EwmaProcessor::new("ewma/c", &config(serde_json::json!({
-        "metrics": [{"match": "requests", "half_life": "1h", "rate": true}], "warmup_points": 1
-    })), Some(&registry))
+    let mut p = EwmaProcessor::new(
+        "ewma/c",
+        &config(serde_json::json!({
+            "metrics": [{"match": "requests", "half_life": "1h", "rate": true}], "warmup_points": 1
+        })),
+        Some(&registry),
+    )
     .expect("valid config");
-    run(&mut p, vec![resource("a", vec![counter("requests", vec![point(T0, 1000.0, &[])])])]);
-    let out = run(&mut p, vec![resource("a", vec![counter("requests", vec![point(T0 + 10 * SEC, 1100.0, &[])])])]);
+    run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![counter("requests", vec![point(T0, 1000.0, &[])])],
+        )],
+    );
+    let out = run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![counter("requests", vec![point(T0 + 10 * SEC, 1100.0, &[])])],
+        )],
+    );
     assert_eq!(value(&out, "requests.rate.ewma"), Some(10.0));
     // Process restart: the counter starts again from 0 and is at 50 ten seconds later.
-    let out = run(&mut p, vec![resource("a", vec![counter("requests", vec![point(T0 + 20 * SEC, 50.0, &[])])])]);
+    let out = run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![counter("requests", vec![point(T0 + 20 * SEC, 50.0, &[])])],
+        )],
+    );
     let rate = value(&out, "requests.rate.ewma").expect("rate after reset");
     // Equal weights for equal intervals under a 1h half-life: mean of 10 and 5.
     assert!((rate - 7.5).abs() < 0.01, "{rate}");
     assert!(rate > 0.0, "a reset must never produce a negative rate");
-    assert_eq!(registry.counter("oxcol_processor_series_restarted", "", &[("processor", "ewma/c"), ("reason", "reset")]).get(), 1);
+    assert_eq!(
+        registry
+            .counter(
+                "oxcol_processor_series_restarted",
+                "",
+                &[("processor", "ewma/c"), ("reason", "reset")]
+            )
+            .get(),
+        1
+    );
 }
 
 #[test]
@@ -174,20 +262,63 @@ fn gap_restarts_and_out_of_order_points_are_skipped() {
         "metrics": [{"match": "g", "half_life": "10s"}], "warmup_points": 2, "max_gap_half_lives": 3
     })), Some(&registry))
     .expect("valid config");
-    run(&mut p, vec![resource("a", vec![gauge("g", "", vec![point(T0, 1.0, &[])])])]);
-    let out = run(&mut p, vec![resource("a", vec![gauge("g", "", vec![point(T0 + 5 * SEC, 1.0, &[])])])]);
+    run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![gauge("g", "", vec![point(T0, 1.0, &[])])],
+        )],
+    );
+    let out = run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![gauge("g", "", vec![point(T0 + 5 * SEC, 1.0, &[])])],
+        )],
+    );
     assert_eq!(value(&out, "g.ewma"), Some(1.0));
     // Older than the last point: skipped, nothing emitted.
-    let out = run(&mut p, vec![resource("a", vec![gauge("g", "", vec![point(T0 + 4 * SEC, 9.0, &[])])])]);
+    let out = run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![gauge("g", "", vec![point(T0 + 4 * SEC, 9.0, &[])])],
+        )],
+    );
     assert_eq!(value(&out, "g.ewma"), None);
     // 31 s later > 3 half-lives: restart, warm-up again, old level forgotten.
-    let out = run(&mut p, vec![resource("a", vec![gauge("g", "", vec![point(T0 + 36 * SEC, 100.0, &[])])])]);
+    let out = run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![gauge("g", "", vec![point(T0 + 36 * SEC, 100.0, &[])])],
+        )],
+    );
     assert_eq!(value(&out, "g.ewma"), None);
-    let out = run(&mut p, vec![resource("a", vec![gauge("g", "", vec![point(T0 + 37 * SEC, 100.0, &[])])])]);
+    let out = run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![gauge("g", "", vec![point(T0 + 37 * SEC, 100.0, &[])])],
+        )],
+    );
     assert_eq!(value(&out, "g.ewma"), Some(100.0));
-    let skipped = registry.counter("oxcol_processor_points_skipped", "", &[("processor", "ewma"), ("reason", "out_of_order")]);
+    let skipped = registry.counter(
+        "oxcol_processor_points_skipped",
+        "",
+        &[("processor", "ewma"), ("reason", "out_of_order")],
+    );
     assert_eq!(skipped.get(), 1);
-    assert_eq!(registry.counter("oxcol_processor_series_restarted", "", &[("processor", "ewma"), ("reason", "gap")]).get(), 1);
+    assert_eq!(
+        registry
+            .counter(
+                "oxcol_processor_series_restarted",
+                "",
+                &[("processor", "ewma"), ("reason", "gap")]
+            )
+            .get(),
+        1
+    );
 }
 
 fn predictor(warmup: u32) -> EwmaProcessor {
@@ -199,9 +330,17 @@ fn predictor(warmup: u32) -> EwmaProcessor {
 }
 
 fn memory(ts: u64, working_set: f64, limit: Option<f64>) -> Vec<ResourceMetrics> {
-    let mut metrics = vec![gauge("cgroup.memory.working_set", "By", vec![point(ts, working_set, &[])])];
+    let mut metrics = vec![gauge(
+        "cgroup.memory.working_set",
+        "By",
+        vec![point(ts, working_set, &[])],
+    )];
     if let Some(limit) = limit {
-        metrics.push(gauge("cgroup.memory.max", "By", vec![point(ts, limit, &[])]));
+        metrics.push(gauge(
+            "cgroup.memory.max",
+            "By",
+            vec![point(ts, limit, &[])],
+        ));
     }
     vec![resource("app", metrics)]
 }
@@ -223,55 +362,119 @@ fn prediction_matches_the_spec_fact_and_is_absent_when_not_growing_or_unlimited(
     // from another resource it does not apply.
     let mut other = predictor(1);
     run(&mut other, memory(T0, 0.0, None));
-    let batch = vec![resource("app", vec![gauge("cgroup.memory.working_set", "By", vec![point(T0 + SEC, MIB, &[])])]), resource("other", vec![gauge("cgroup.memory.max", "By", vec![point(T0 + SEC, 10.0 * MIB, &[])])])];
-    assert_eq!(value(&run(&mut other, batch), "cgroup.memory.time_to_limit"), None, "no limit for this resource");
+    let batch = vec![
+        resource(
+            "app",
+            vec![gauge(
+                "cgroup.memory.working_set",
+                "By",
+                vec![point(T0 + SEC, MIB, &[])],
+            )],
+        ),
+        resource(
+            "other",
+            vec![gauge(
+                "cgroup.memory.max",
+                "By",
+                vec![point(T0 + SEC, 10.0 * MIB, &[])],
+            )],
+        ),
+    ];
+    assert_eq!(
+        value(&run(&mut other, batch), "cgroup.memory.time_to_limit"),
+        None,
+        "no limit for this resource"
+    );
 
     // Not growing: absent, never a huge number.
     let mut flat = predictor(1);
     for s in 0..5u64 {
-        let out = run(&mut flat, memory(T0 + s * SEC, 500.0 * MIB, Some(1024.0 * MIB)));
+        let out = run(
+            &mut flat,
+            memory(T0 + s * SEC, 500.0 * MIB, Some(1024.0 * MIB)),
+        );
         assert_eq!(value(&out, "cgroup.memory.time_to_limit"), None);
     }
     // Shrinking: absent.
     let mut shrinking = predictor(1);
     for s in 0..5u64 {
-        let out = run(&mut shrinking, memory(T0 + s * SEC, (500 - s) as f64 * MIB, Some(1024.0 * MIB)));
+        let out = run(
+            &mut shrinking,
+            memory(T0 + s * SEC, (500 - s) as f64 * MIB, Some(1024.0 * MIB)),
+        );
         assert_eq!(value(&out, "cgroup.memory.time_to_limit"), None);
     }
     // No limit (memory.max = "max" is reported as no point) or an "unlimited" v1 value.
     let mut unlimited = predictor(1);
     for s in 0..5u64 {
         let limit = if s % 2 == 0 { None } else { Some(9.2e18) };
-        let out = run(&mut unlimited, memory(T0 + s * SEC, (500 + s) as f64 * MIB, limit));
+        let out = run(
+            &mut unlimited,
+            memory(T0 + s * SEC, (500 + s) as f64 * MIB, limit),
+        );
         assert_eq!(value(&out, "cgroup.memory.time_to_limit"), None);
     }
     // At or above the limit: 0.
     let mut over = predictor(1);
     run(&mut over, memory(T0, 1000.0 * MIB, Some(1024.0 * MIB)));
-    let out = run(&mut over, memory(T0 + SEC, 1030.0 * MIB, Some(1024.0 * MIB)));
+    let out = run(
+        &mut over,
+        memory(T0 + SEC, 1030.0 * MIB, Some(1024.0 * MIB)),
+    );
     assert_eq!(value(&out, "cgroup.memory.time_to_limit"), Some(0.0));
 }
 
 #[test]
 fn series_are_bounded_and_stale_series_are_evicted_and_counted() {
     let registry = Registry::new();
-    let mut p = EwmaProcessor::new("ewma", &config(serde_json::json!({
-        "metrics": [{"match": "g"}], "max_series": 3, "stale_after": "1m"
-    })), Some(&registry))
+    let mut p = EwmaProcessor::new(
+        "ewma",
+        &config(serde_json::json!({
+            "metrics": [{"match": "g"}], "max_series": 3, "stale_after": "1m"
+        })),
+        Some(&registry),
+    )
     .expect("valid config");
     let points = |ts: u64, ids: std::ops::Range<u32>| {
-        ids.map(|i| point(ts, 1.0, &[("id", &i.to_string())])).collect::<Vec<_>>()
+        ids.map(|i| point(ts, 1.0, &[("id", &i.to_string())]))
+            .collect::<Vec<_>>()
     };
-    run(&mut p, vec![resource("a", vec![gauge("g", "", points(T0, 0..5))])]);
+    run(
+        &mut p,
+        vec![resource("a", vec![gauge("g", "", points(T0, 0..5))])],
+    );
     assert_eq!(p.series_count(), 3);
-    let dropped = registry.counter("oxcol_processor_series_dropped", "", &[("processor", "ewma")]);
+    let dropped = registry.counter(
+        "oxcol_processor_series_dropped",
+        "",
+        &[("processor", "ewma")],
+    );
     assert_eq!(dropped.get(), 2);
     // Two minutes later only series 3 and 4 report: 0..3 are stale, evicted, and 3, 4 fit.
-    run(&mut p, vec![resource("a", vec![gauge("g", "", points(T0 + 120 * SEC, 3..5))])]);
+    run(
+        &mut p,
+        vec![resource(
+            "a",
+            vec![gauge("g", "", points(T0 + 120 * SEC, 3..5))],
+        )],
+    );
     assert_eq!(p.series_count(), 2);
-    let evicted = registry.counter("oxcol_processor_series_evicted", "", &[("processor", "ewma")]);
+    let evicted = registry.counter(
+        "oxcol_processor_series_evicted",
+        "",
+        &[("processor", "ewma")],
+    );
     assert_eq!(evicted.get(), 3);
-    assert_eq!(registry.gauge("oxcol_processor_series_active", "", &[("processor", "ewma")]).get(), 2);
+    assert_eq!(
+        registry
+            .gauge(
+                "oxcol_processor_series_active",
+                "",
+                &[("processor", "ewma")]
+            )
+            .get(),
+        2
+    );
 }
 
 #[test]
@@ -279,20 +482,41 @@ fn attribute_order_does_not_change_series_identity() {
     let a = vec![string_attribute("a", "1"), string_attribute("b", "2")];
     let b = vec![string_attribute("b", "2"), string_attribute("a", "1")];
     assert_eq!(attributes_hash(&a), attributes_hash(&b));
-    assert_ne!(attributes_hash(&a), attributes_hash(&[string_attribute("a", "2"), string_attribute("b", "1")]));
+    assert_ne!(
+        attributes_hash(&a),
+        attributes_hash(&[string_attribute("a", "2"), string_attribute("b", "1")])
+    );
 }
 
 #[test]
 fn config_errors_say_what_to_do() {
-    let c = config(serde_json::json!({"metrics": [{"match": "(", "half_life": "1m", "alpha": 0.3}, {"match": "x", "alpha": 1.5}], "predict": [{"name": "", "value": "v", "limit": "l"}], "max_series": 0}));
+    let c = config(
+        serde_json::json!({"metrics": [{"match": "(", "half_life": "1m", "alpha": 0.3}, {"match": "x", "alpha": 1.5}], "predict": [{"name": "", "value": "v", "limit": "l"}], "max_series": 0}),
+    );
     let errors = c.validate().join("\n");
     assert!(errors.contains("metrics[0].match"), "{errors}");
-    assert!(errors.contains("metrics[0]: set half_life or alpha, not both"), "{errors}");
-    assert!(errors.contains("metrics[1].alpha must be in (0, 1]"), "{errors}");
+    assert!(
+        errors.contains("metrics[0]: set half_life or alpha, not both"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("metrics[1].alpha must be in (0, 1]"),
+        "{errors}"
+    );
     assert!(errors.contains("predict[0].name is required"), "{errors}");
-    assert!(errors.contains("max_series must be greater than zero"), "{errors}");
-    assert!(config(serde_json::json!({})).validate().join("").contains("nothing to do"));
-    assert!(serde_json::from_value::<Config>(serde_json::json!({"metrics": [], "bogus": 1})).is_err());
+    assert!(
+        errors.contains("max_series must be greater than zero"),
+        "{errors}"
+    );
+    assert!(
+        config(serde_json::json!({}))
+            .validate()
+            .join("")
+            .contains("nothing to do")
+    );
+    assert!(
+        serde_json::from_value::<Config>(serde_json::json!({"metrics": [], "bogus": 1})).is_err()
+    );
     // The example is valid.
     let example = config(serde_json::json!({
         "metrics": [{"match": "cgroup.memory.working_set", "half_life": "2m", "rate": true}],
@@ -305,11 +529,15 @@ fn config_errors_say_what_to_do() {
 fn random_points_never_panic_and_never_emit_non_finite_values() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut p = EwmaProcessor::new("ewma", &config(serde_json::json!({
-        "metrics": [{"match": ".*", "half_life": "5s", "rate": true}],
-        "predict": [{"name": "eta", "value": "v", "limit": "l"}],
-        "warmup_points": 1, "max_series": 50
-    })), None)
+    let mut p = EwmaProcessor::new(
+        "ewma",
+        &config(serde_json::json!({
+            "metrics": [{"match": ".*", "half_life": "5s", "rate": true}],
+            "predict": [{"name": "eta", "value": "v", "limit": "l"}],
+            "warmup_points": 1, "max_series": 50
+        })),
+        None,
+    )
     .expect("valid config");
     for _ in 0..500 {
         let ts = rng.random_range(0..T0 + 1000 * SEC);
@@ -320,9 +548,20 @@ fn random_points_never_panic_and_never_emit_non_finite_values() {
             _ => rng.random_range(-1e6..1e6),
         };
         let name = ["v", "l", "x"][rng.random_range(0..3)];
-        let metric = if rng.random_bool(0.5) { gauge(name, "", vec![point(ts, v, &[])]) } else { counter(name, vec![point(ts, v, &[])]) };
+        let metric = if rng.random_bool(0.5) {
+            gauge(name, "", vec![point(ts, v, &[])])
+        } else {
+            counter(name, vec![point(ts, v, &[])])
+        };
         let out = run(&mut p, vec![resource("a", vec![metric])]);
-        for name in ["v.ewma", "v.rate.ewma", "l.ewma", "x.ewma", "x.rate.ewma", "eta"] {
+        for name in [
+            "v.ewma",
+            "v.rate.ewma",
+            "l.ewma",
+            "x.ewma",
+            "x.rate.ewma",
+            "eta",
+        ] {
             for v in values(&out, name) {
                 assert!(v.is_finite(), "{name} = {v}");
             }

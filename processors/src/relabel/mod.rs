@@ -439,14 +439,7 @@ fn json(value: &any_value::Value) -> serde_json::Value {
 }
 
 fn point_count(metric: &Metric) -> usize {
-    match &metric.data {
-        Some(metric::Data::Gauge(g)) => g.data_points.len(),
-        Some(metric::Data::Sum(s)) => s.data_points.len(),
-        Some(metric::Data::Histogram(h)) => h.data_points.len(),
-        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(metric::Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }
+    oxcol_core::batch::metric_points(metric)
 }
 
 /// Whether `moved` can join `existing`: same type, unit and (for sums and histograms)

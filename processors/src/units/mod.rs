@@ -201,14 +201,7 @@ impl Processor for UnitsProcessor {
 }
 
 fn point_count(metric: &Metric) -> u64 {
-    (match &metric.data {
-        Some(metric::Data::Gauge(g)) => g.data_points.len(),
-        Some(metric::Data::Sum(s)) => s.data_points.len(),
-        Some(metric::Data::Histogram(h)) => h.data_points.len(),
-        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(metric::Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }) as u64
+    oxcol_core::batch::metric_points(metric) as u64
 }
 
 /// Multiplies every value of `metric` by `factor`. False (and nothing changed) when the

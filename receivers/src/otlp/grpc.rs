@@ -120,6 +120,10 @@ where
     B: http_body::Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
+    // Credentials first: an unauthenticated client learns nothing else.
+    if let Err(failure) = shared.authenticate(request.headers()) {
+        return Status::unauthenticated(failure.to_string()).into_http();
+    }
     if !request.uri().path().ends_with("/Export") {
         return Status::unimplemented(format!("unknown method {}", request.uri().path())).into_http();
     }
@@ -178,9 +182,17 @@ pub(crate) async fn serve(id: &str, config: &GrpcConfig, shared: Arc<Shared>, sh
         .add_service(MetricsService { shared: Arc::clone(&shared), max_bytes })
         .add_service(TraceService { shared: Arc::clone(&shared), max_bytes })
         .add_service(LogsService { shared, max_bytes });
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let tls = match &config.tls {
+        Some(tls) => Some(tls.rustls_config(oxcol_core::tls::ALPN_GRPC).map_err(|e| format!("receiver {id}: protocols.grpc.{e}"))?),
+        None => None,
+    };
+    let secure = tls.is_some();
+    // Bounded connections, TLS handshakes off the accept path, a deadline for the HTTP/2
+    // preface: slow or idle clients cannot starve the others (core/src/listen.rs).
+    let limits = oxcol_core::listen::ServerLimits::grpc(config.max_connections, None);
+    let incoming = oxcol_core::listen::incoming(&format!("{id}/grpc"), listener, tls, limits, shutdown.clone());
     let id = id.to_string();
-    tracing::info!(receiver = %id, endpoint = %bound, "OTLP/gRPC receiver listening");
+    tracing::info!(receiver = %id, endpoint = %bound, tls = secure, "OTLP/gRPC receiver listening");
     let task = tokio::spawn(async move {
         if let Err(error) = router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await {
             tracing::error!(receiver = %id, %error, "OTLP/gRPC server stopped with an error");

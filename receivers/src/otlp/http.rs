@@ -47,6 +47,7 @@ struct Endpoint {
     max_body: usize,
     encodings: Vec<Encoding>,
     response_headers: HeaderMap,
+    read_timeout: Option<Duration>,
 }
 
 /// An error answer: status code, `google.rpc.Status` body in the request's format.
@@ -56,6 +57,7 @@ fn error_response(endpoint: &Endpoint, format: Format, status: StatusCode, messa
         429 => 8,             // RESOURCE_EXHAUSTED
         503 => 14,            // UNAVAILABLE
         404 => 12,            // UNIMPLEMENTED
+        401 => 16,            // UNAUTHENTICATED
         _ => 2,               // UNKNOWN
     };
     let body = match format {
@@ -93,6 +95,12 @@ fn parse_json(signal: Signal, body: &[u8]) -> Result<Batch, String> {
 
 async fn export(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body: Body) -> Response {
     let shared = &endpoint.shared;
+    // Credentials first, before the body is read.
+    if let Err(failure) = shared.authenticate(&headers) {
+        let mut response = error_response(&endpoint, Format::Protobuf, StatusCode::UNAUTHORIZED, &failure.to_string(), None);
+        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Basic"));
+        return response;
+    }
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let format = match media_type.as_str() {
@@ -127,7 +135,17 @@ async fn export(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body:
         shared.rejected_request("too_large");
         return error_response(&endpoint, format, StatusCode::PAYLOAD_TOO_LARGE, &format!("request body exceeds max_request_body_size ({} bytes)", endpoint.max_body), None);
     }
-    let raw = match Limited::new(body, endpoint.max_body).collect().await {
+    let collected = match endpoint.read_timeout {
+        Some(limit) => match tokio::time::timeout(limit, Limited::new(body, endpoint.max_body).collect()).await {
+            Ok(result) => result,
+            Err(_) => {
+                shared.rejected_request("read_timeout");
+                return error_response(&endpoint, format, StatusCode::REQUEST_TIMEOUT, "request body not received within read_timeout", None);
+            }
+        },
+        None => Limited::new(body, endpoint.max_body).collect().await,
+    };
+    let raw = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             shared.rejected_request("too_large");
@@ -203,16 +221,21 @@ pub(crate) async fn serve(id: &str, config: &HttpConfig, shared: Arc<Shared>, sh
             max_body: config.max_request_body_size,
             encodings: encodings.clone(),
             response_headers: response_headers.clone(),
+            read_timeout: config.read_timeout.map(|d| d.get()).filter(|d| !d.is_zero()),
         });
         router = router.route(path, post(export).with_state(endpoint));
     }
-    let id = id.to_string();
-    tracing::info!(receiver = %id, endpoint = %bound, "OTLP/HTTP receiver listening");
+    let tls = match &config.tls {
+        Some(tls) => Some(tls.rustls_config(oxcol_core::tls::ALPN_HTTP).map_err(|e| format!("receiver {id}: protocols.http.{e}"))?),
+        None => None,
+    };
+    let secure = tls.is_some();
+    let limits = oxcol_core::listen::ServerLimits::http(config.max_connections, config.read_header_timeout.map(|d| d.get()));
+    let name = format!("{id}/http");
+    let incoming = oxcol_core::listen::incoming(&name, listener, tls, limits.clone(), shutdown.clone());
+    tracing::info!(receiver = %id, endpoint = %bound, tls = secure, "OTLP/HTTP receiver listening");
     let task = tokio::spawn(async move {
-        let server = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(error) = server.await {
-            tracing::error!(receiver = %id, %error, "OTLP/HTTP server stopped with an error");
-        }
+        oxcol_core::listen::serve_http(&name, incoming, router, &limits, shutdown, Duration::from_secs(10)).await;
     });
     Ok((bound, task))
 }

@@ -18,7 +18,9 @@ mod http;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use oxcol_core::auth::{AuthFailure, AuthSettings, ServerAuthenticator};
 use oxcol_core::telemetry::{ReceiverCounters, Registry};
+use oxcol_core::tls::TlsServerConfig;
 use oxcol_core::{Batch, Consumers, GoDuration, Refusal, Signal};
 use serde::{Deserialize, Deserializer};
 use tokio::task::JoinHandle;
@@ -87,10 +89,12 @@ pub struct GrpcConfig {
     pub write_buffer_size: Option<usize>,
     pub keepalive: Option<KeepaliveConfig>,
     pub include_metadata: bool,
-    /// Server TLS: not supported in this release (a config error, never a silent downgrade).
-    pub tls: Option<serde_json::Value>,
-    /// Server authenticator: not supported in this release.
-    pub auth: Option<serde_json::Value>,
+    /// Server TLS (`cert_file`, `key_file`, `client_ca_file` for mTLS, ...). Default: plaintext.
+    pub tls: Option<TlsServerConfig>,
+    /// `authenticator: bearertokenauth/NAME | basicauth/NAME`. Default: none.
+    pub auth: Option<AuthSettings>,
+    /// oxcol key: connections served at once; more wait in the listen backlog. Default 1024.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for GrpcConfig {
@@ -106,6 +110,7 @@ impl Default for GrpcConfig {
             include_metadata: false,
             tls: None,
             auth: None,
+            max_connections: None,
         }
     }
 }
@@ -124,15 +129,22 @@ pub struct HttpConfig {
     pub include_metadata: bool,
     /// CORS: not supported in this release.
     pub cors: Option<serde_json::Value>,
-    pub tls: Option<serde_json::Value>,
-    pub auth: Option<serde_json::Value>,
+    /// Server TLS, as on grpc. Default: plaintext.
+    pub tls: Option<TlsServerConfig>,
+    /// `authenticator: bearertokenauth/NAME | basicauth/NAME`. Default: none.
+    pub auth: Option<AuthSettings>,
     pub response_headers: std::collections::BTreeMap<String, String>,
     /// Accepted request encodings. Default: gzip, zstd, deflate (and identity).
     pub compression_algorithms: Option<Vec<String>>,
+    /// Deadline for reading one request body. Default: none.
     pub read_timeout: Option<GoDuration>,
+    /// Deadline for a new connection's TLS handshake and for each request's headers.
+    /// Default 10s (slowloris protection).
     pub read_header_timeout: Option<GoDuration>,
     pub write_timeout: Option<GoDuration>,
     pub idle_timeout: Option<GoDuration>,
+    /// oxcol key: connections served at once; more wait in the listen backlog. Default 1024.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for HttpConfig {
@@ -153,7 +165,20 @@ impl Default for HttpConfig {
             read_header_timeout: None,
             write_timeout: None,
             idle_timeout: None,
+            max_connections: None,
         }
+    }
+}
+
+fn check_security(protocol: &str, tls: &Option<TlsServerConfig>, auth: &Option<AuthSettings>, max_connections: Option<usize>, errors: &mut Vec<String>) {
+    if let Some(tls) = tls {
+        errors.extend(tls.validate().into_iter().map(|e| format!("protocols.{protocol}.{e}")));
+    }
+    if auth.as_ref().is_some_and(|a| a.authenticator.is_empty()) {
+        errors.push(format!("protocols.{protocol}.auth.authenticator is required (e.g. bearertokenauth/NAME)"));
+    }
+    if max_connections == Some(0) {
+        errors.push(format!("protocols.{protocol}.max_connections must be greater than 0"));
     }
 }
 
@@ -185,12 +210,7 @@ impl Config {
             if grpc.transport != "tcp" {
                 errors.push(format!("protocols.grpc.transport {:?}: only tcp is supported", grpc.transport));
             }
-            if grpc.tls.is_some() {
-                errors.push("protocols.grpc.tls: server TLS is not supported in this release of oxcol".to_string());
-            }
-            if grpc.auth.is_some() {
-                errors.push("protocols.grpc.auth: server authentication is not supported in this release of oxcol".to_string());
-            }
+            check_security("grpc", &grpc.tls, &grpc.auth, grpc.max_connections, &mut errors);
             if grpc.max_recv_msg_size_mib == 0 {
                 errors.push("protocols.grpc.max_recv_msg_size_mib must be greater than 0".to_string());
             }
@@ -202,12 +222,7 @@ impl Config {
                     errors.push(format!("protocols.http.{key} {path:?} must start with '/'"));
                 }
             }
-            if http.tls.is_some() {
-                errors.push("protocols.http.tls: server TLS is not supported in this release of oxcol".to_string());
-            }
-            if http.auth.is_some() {
-                errors.push("protocols.http.auth: server authentication is not supported in this release of oxcol".to_string());
-            }
+            check_security("http", &http.tls, &http.auth, http.max_connections, &mut errors);
             if http.cors.is_some() {
                 errors.push("protocols.http.cors: CORS is not supported in this release of oxcol".to_string());
             }
@@ -231,12 +246,24 @@ pub(crate) struct Shared {
     pub consumers: Consumers,
     pub counters: [ReceiverCounters; 3],
     pub registry: Arc<Registry>,
+    /// The `auth:` authenticator, resolved by the service.
+    pub auth: Option<Arc<ServerAuthenticator>>,
 }
 
 impl Shared {
-    fn new(id: &str, transport: &'static str, consumers: Consumers, registry: &Arc<Registry>) -> Arc<Shared> {
+    fn new(id: &str, transport: &'static str, consumers: Consumers, registry: &Arc<Registry>, auth: Option<Arc<ServerAuthenticator>>) -> Arc<Shared> {
         let counters = Signal::ALL.map(|signal| ReceiverCounters::new(registry, id, transport, signal));
-        Arc::new(Shared { id: id.to_string(), transport, consumers, counters, registry: Arc::clone(registry) })
+        Arc::new(Shared { id: id.to_string(), transport, consumers, counters, registry: Arc::clone(registry), auth })
+    }
+
+    /// Checks the request's credentials (HTTP headers or gRPC metadata); a failure is
+    /// counted as `reason="unauthenticated"` and logged without the credential.
+    pub fn authenticate(&self, headers: &::http::HeaderMap) -> Result<(), AuthFailure> {
+        let Some(auth) = &self.auth else { return Ok(()) };
+        auth.authenticate(headers).inspect_err(|failure| {
+            self.rejected_request("unauthenticated");
+            tracing::debug!(receiver = %self.id, transport = self.transport, reason = %failure, "request refused: not authenticated");
+        })
     }
 
     /// Counts a request refused before its items could be counted (malformed, too large,
@@ -284,16 +311,34 @@ pub struct Running {
 
 /// Binds every configured protocol (so a taken port fails at start, naming the receiver)
 /// and serves until `shutdown`.
-pub async fn start(id: &str, config: &Config, consumers: Consumers, registry: &Arc<Registry>, shutdown: CancellationToken) -> Result<Running, String> {
+///
+/// `authenticators` maps extension ids to authenticators (built by the service from the
+/// `bearertokenauth`/`basicauth` extensions); an `auth:` naming an id not in it is an error.
+pub async fn start(
+    id: &str,
+    config: &Config,
+    consumers: Consumers,
+    registry: &Arc<Registry>,
+    shutdown: CancellationToken,
+    authenticators: &std::collections::HashMap<String, Arc<ServerAuthenticator>>,
+) -> Result<Running, String> {
+    let resolve = |protocol: &str, auth: &Option<AuthSettings>| -> Result<Option<Arc<ServerAuthenticator>>, String> {
+        match auth {
+            None => Ok(None),
+            Some(a) => authenticators.get(&a.authenticator).cloned().map(Some).ok_or_else(|| {
+                format!("receiver {id}: protocols.{protocol}.auth.authenticator {:?} is not a server authenticator extension in service.extensions", a.authenticator)
+            }),
+        }
+    };
     let mut running = Running { tasks: Vec::new(), addresses: Vec::new() };
     if let Some(grpc_config) = &config.protocols.grpc {
-        let shared = Shared::new(id, "grpc", consumers.clone(), registry);
+        let shared = Shared::new(id, "grpc", consumers.clone(), registry, resolve("grpc", &grpc_config.auth)?);
         let (address, task) = grpc::serve(id, grpc_config, shared, shutdown.clone()).await?;
         running.addresses.push(address);
         running.tasks.push(task);
     }
     if let Some(http_config) = &config.protocols.http {
-        let shared = Shared::new(id, "http", consumers, registry);
+        let shared = Shared::new(id, "http", consumers, registry, resolve("http", &http_config.auth)?);
         let (address, task) = http::serve(id, http_config, shared, shutdown).await?;
         running.addresses.push(address);
         running.tasks.push(task);

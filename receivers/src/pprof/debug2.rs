@@ -35,7 +35,9 @@ pub fn parse(text: &str) -> Vec<Goroutine> {
     for block in text.split("\n\n") {
         let mut lines = block.lines().filter(|l| !l.is_empty());
         let Some(header) = lines.next() else { continue };
-        let Some((id, state, wait_minutes)) = parse_header(header) else { continue };
+        let Some((id, state, wait_minutes)) = parse_header(header) else {
+            continue;
+        };
         let mut functions = Vec::new();
         let mut created_by = None;
         for line in lines {
@@ -49,7 +51,14 @@ pub fn parse(text: &str) -> Vec<Goroutine> {
                 functions.push(function.to_string());
             }
         }
-        out.push(Goroutine { id, state, wait_minutes, functions, created_by, text: block.trim_end().to_string() });
+        out.push(Goroutine {
+            id,
+            state,
+            wait_minutes,
+            functions,
+            created_by,
+            text: block.trim_end().to_string(),
+        });
     }
     out
 }
@@ -109,7 +118,10 @@ mod tests {
     #[test]
     fn real_dump_of_the_leaking_service() {
         let goroutines = parse(DUMP);
-        let leaked: Vec<_> = goroutines.iter().filter(|g| g.functions.first().map(String::as_str) == Some("main.waitForResult")).collect();
+        let leaked: Vec<_> = goroutines
+            .iter()
+            .filter(|g| g.functions.first().map(String::as_str) == Some("main.waitForResult"))
+            .collect();
         assert_eq!(leaked.len(), 30, "30 requests leaked 30 goroutines");
         for g in &leaked {
             assert_eq!(g.state, "select");
@@ -118,10 +130,23 @@ mod tests {
         let main = goroutines.iter().find(|g| g.id == 1).expect("goroutine 1");
         assert_eq!(main.state, "IO wait");
         assert_eq!(main.created_by, None, "goroutine 1 has no creator");
-        assert_eq!(main.functions.first().map(String::as_str), Some("internal/poll.runtime_pollWait"));
-        assert!(main.functions.iter().any(|f| f == "net/http.(*Server).Serve"));
-        let running = goroutines.iter().find(|g| g.state == "running").expect("the dumping goroutine");
-        assert_eq!(running.created_by.as_deref(), Some("net/http.(*Server).Serve"));
+        assert_eq!(
+            main.functions.first().map(String::as_str),
+            Some("internal/poll.runtime_pollWait")
+        );
+        assert!(
+            main.functions
+                .iter()
+                .any(|f| f == "net/http.(*Server).Serve")
+        );
+        let running = goroutines
+            .iter()
+            .find(|g| g.state == "running")
+            .expect("the dumping goroutine");
+        assert_eq!(
+            running.created_by.as_deref(),
+            Some("net/http.(*Server).Serve")
+        );
     }
 
     #[test]
@@ -131,9 +156,22 @@ goroutine 8 [select (scan), 3 minutes]:\nmain.g(...)\n\t/a.go:2\ncreated by main
 goroutine 9 [sync.Mutex.Lock]:\n";
         let g = parse(text);
         assert_eq!(g.len(), 3);
-        assert_eq!((g[0].id, g[0].state.as_str(), g[0].wait_minutes), (7, "chan receive (nil chan)", 12));
-        assert_eq!((g[1].state.as_str(), g[1].wait_minutes, g[1].created_by.as_deref()), ("select", 3, Some("main.h")));
-        assert_eq!((g[2].state.as_str(), g[2].wait_minutes), ("sync.Mutex.Lock", 0));
+        assert_eq!(
+            (g[0].id, g[0].state.as_str(), g[0].wait_minutes),
+            (7, "chan receive (nil chan)", 12)
+        );
+        assert_eq!(
+            (
+                g[1].state.as_str(),
+                g[1].wait_minutes,
+                g[1].created_by.as_deref()
+            ),
+            ("select", 3, Some("main.h"))
+        );
+        assert_eq!(
+            (g[2].state.as_str(), g[2].wait_minutes),
+            ("sync.Mutex.Lock", 0)
+        );
     }
 
     #[test]

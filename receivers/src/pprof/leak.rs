@@ -50,7 +50,11 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(window: std::time::Duration, min_growth: u64) -> Detector {
-        Detector { window_seconds: window.as_secs_f64(), min_growth: min_growth as f64, histories: HashMap::new() }
+        Detector {
+            window_seconds: window.as_secs_f64(),
+            min_growth: min_growth as f64,
+            histories: HashMap::new(),
+        }
     }
 
     /// Records one scrape (`at` in seconds, any epoch) with the count of every signature
@@ -60,7 +64,10 @@ impl Detector {
             if !self.histories.contains_key(id) && self.histories.len() >= MAX_SIGNATURES {
                 continue;
             }
-            let history = self.histories.entry(id.clone()).or_insert_with(|| History { samples: VecDeque::new(), reported: false });
+            let history = self.histories.entry(id.clone()).or_insert_with(|| History {
+                samples: VecDeque::new(),
+                reported: false,
+            });
             history.samples.push_back((at, *count as f64));
         }
         let window = self.window_seconds;
@@ -69,7 +76,11 @@ impl Detector {
             if !counts.contains_key(id) {
                 history.samples.push_back((at, 0.0));
             }
-            while history.samples.front().is_some_and(|(t, _)| *t < at - window) {
+            while history
+                .samples
+                .front()
+                .is_some_and(|(t, _)| *t < at - window)
+            {
                 history.samples.pop_front();
             }
             // Forget a signature that has been at zero for the whole window.
@@ -79,13 +90,25 @@ impl Detector {
             true
         });
         for (id, history) in &mut self.histories {
-            if let Some((growth_per_second, net_growth, count)) = judge(&history.samples, window, self.min_growth) {
+            if let Some((growth_per_second, net_growth, count)) =
+                judge(&history.samples, window, self.min_growth)
+            {
                 let new = !history.reported;
                 history.reported = true;
-                suspects.push(Suspect { id: id.clone(), growth_per_second, net_growth, count, new });
+                suspects.push(Suspect {
+                    id: id.clone(),
+                    growth_per_second,
+                    net_growth,
+                    count,
+                    new,
+                });
             }
         }
-        suspects.sort_by(|a, b| b.growth_per_second.total_cmp(&a.growth_per_second).then_with(|| a.id.cmp(&b.id)));
+        suspects.sort_by(|a, b| {
+            b.growth_per_second
+                .total_cmp(&a.growth_per_second)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         suspects
     }
 
@@ -95,7 +118,11 @@ impl Detector {
 }
 
 /// The rule; `Some((slope, net, last))` when the samples are a leak.
-pub fn judge(samples: &VecDeque<(f64, f64)>, window: f64, min_growth: f64) -> Option<(f64, f64, f64)> {
+pub fn judge(
+    samples: &VecDeque<(f64, f64)>,
+    window: f64,
+    min_growth: f64,
+) -> Option<(f64, f64, f64)> {
     if samples.len() < 4 {
         return None;
     }
@@ -114,7 +141,9 @@ pub fn judge(samples: &VecDeque<(f64, f64)>, window: f64, min_growth: f64) -> Op
         return None;
     }
     let mid_time = t0 + span / 2.0;
-    let (_, mid) = *samples.iter().min_by(|a, b| (a.0 - mid_time).abs().total_cmp(&(b.0 - mid_time).abs()))?;
+    let (_, mid) = *samples
+        .iter()
+        .min_by(|a, b| (a.0 - mid_time).abs().total_cmp(&(b.0 - mid_time).abs()))?;
     if mid - first < net / 5.0 || last - mid < net / 5.0 {
         return None;
     }
@@ -122,7 +151,11 @@ pub fn judge(samples: &VecDeque<(f64, f64)>, window: f64, min_growth: f64) -> Op
     if last < max - net / 10.0 {
         return None;
     }
-    let decreases: f64 = samples.iter().zip(samples.iter().skip(1)).map(|(a, b)| (a.1 - b.1).max(0.0)).sum();
+    let decreases: f64 = samples
+        .iter()
+        .zip(samples.iter().skip(1))
+        .map(|(a, b)| (a.1 - b.1).max(0.0))
+        .sum();
     if decreases > net / 2.0 {
         return None;
     }
@@ -148,7 +181,12 @@ mod tests {
 
     /// Feeds `series(second)` for signature "s" once a second for `seconds`; returns the
     /// first second at which it was flagged.
-    fn first_flag(window: u64, min_growth: u64, seconds: u64, series: impl Fn(u64) -> u64) -> Option<u64> {
+    fn first_flag(
+        window: u64,
+        min_growth: u64,
+        seconds: u64,
+        series: impl Fn(u64) -> u64,
+    ) -> Option<u64> {
         let mut detector = Detector::new(Duration::from_secs(window), min_growth);
         let mut flagged = None;
         for second in 0..seconds {
@@ -185,14 +223,32 @@ mod tests {
     #[test]
     fn burst_that_drains_is_not_flagged() {
         // 500 goroutines for 20 s every 2 minutes.
-        assert_eq!(first_flag(60, 20, 900, |s| if s % 120 < 20 { 500 } else { 3 }), None);
+        assert_eq!(
+            first_flag(60, 20, 900, |s| if s % 120 < 20 { 500 } else { 3 }),
+            None
+        );
         // A 10 s ramp up and a 10 s drain, every 100 s.
-        assert_eq!(first_flag(60, 20, 600, |s| { let p = s % 100; if p < 10 { p * 40 } else if p < 20 { (20 - p) * 40 } else { 0 } }), None);
+        assert_eq!(
+            first_flag(60, 20, 600, |s| {
+                let p = s % 100;
+                if p < 10 {
+                    p * 40
+                } else if p < 20 {
+                    (20 - p) * 40
+                } else {
+                    0
+                }
+            }),
+            None
+        );
     }
 
     #[test]
     fn a_step_that_holds_is_not_a_leak() {
-        assert_eq!(first_flag(60, 20, 600, |s| if s < 200 { 10 } else { 400 }), None);
+        assert_eq!(
+            first_flag(60, 20, 600, |s| if s < 200 { 10 } else { 400 }),
+            None
+        );
     }
 
     #[test]

@@ -40,9 +40,15 @@ impl BodyError {
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BodyError::Html => write!(f, "the answer is an HTML page, not a pprof profile; check that the endpoint is the service's net/http/pprof (e.g. http://127.0.0.1:6060)"),
+            BodyError::Html => write!(
+                f,
+                "the answer is an HTML page, not a pprof profile; check that the endpoint is the service's net/http/pprof (e.g. http://127.0.0.1:6060)"
+            ),
             BodyError::Gzip(e) => write!(f, "the gzip body is truncated or corrupt: {e}"),
-            BodyError::TooLarge(limit) => write!(f, "the profile inflates to more than {limit} bytes; raise max_body_size if this target is expected to be that large"),
+            BodyError::TooLarge(limit) => write!(
+                f,
+                "the profile inflates to more than {limit} bytes; raise max_body_size if this target is expected to be that large"
+            ),
             BodyError::Garbage(e) => write!(f, "the body is not a pprof profile: {e}"),
         }
     }
@@ -54,13 +60,19 @@ pub fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
     if body.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
         let decoder = flate2::read::MultiGzDecoder::new(body);
-        decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| BodyError::Gzip(e.to_string()))?;
+        decoder
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| BodyError::Gzip(e.to_string()))?;
         if out.len() > limit {
             return Err(BodyError::TooLarge(limit));
         }
         Ok(out)
     } else {
-        let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+        let start = body
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(body.len());
         let head = &body[start..body.len().min(start + 64)];
         let lower = String::from_utf8_lossy(head).to_ascii_lowercase();
         if lower.starts_with("<!doctype") || lower.starts_with("<html") || lower.starts_with("<") {
@@ -113,16 +125,27 @@ pub fn resolve(bytes: &[u8]) -> Result<Resolved, BodyError> {
     let profile = proto::Profile::decode(bytes).map_err(|e| BodyError::Garbage(e.to_string()))?;
     let strings = &profile.string_table;
     if strings.first().is_some_and(|s| !s.is_empty()) {
-        return Err(BodyError::Garbage("string_table[0] is not empty".to_string()));
+        return Err(BodyError::Garbage(
+            "string_table[0] is not empty".to_string(),
+        ));
     }
     if profile.sample_type.is_empty() {
-        return Err(BodyError::Garbage("the profile declares no sample_type".to_string()));
+        return Err(BodyError::Garbage(
+            "the profile declares no sample_type".to_string(),
+        ));
     }
     let string = |index: i64| -> String {
-        usize::try_from(index).ok().and_then(|i| strings.get(i)).cloned().unwrap_or_else(|| "?".to_string())
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| strings.get(i))
+            .cloned()
+            .unwrap_or_else(|| "?".to_string())
     };
-    let functions: HashMap<u64, (String, String)> =
-        profile.function.iter().map(|f| (f.id, (string(f.name), string(f.filename)))).collect();
+    let functions: HashMap<u64, (String, String)> = profile
+        .function
+        .iter()
+        .map(|f| (f.id, (string(f.name), string(f.filename))))
+        .collect();
     // location id -> its frames, innermost (inlined) first, as in the profile.
     let locations: HashMap<u64, Vec<Frame>> = profile
         .location
@@ -132,14 +155,25 @@ pub fn resolve(bytes: &[u8]) -> Result<Resolved, BodyError> {
                 .line
                 .iter()
                 .map(|line| {
-                    let (function, file) = functions.get(&line.function_id).cloned().unwrap_or_else(|| ("?".to_string(), "?".to_string()));
-                    Frame { function, file, line: line.line }
+                    let (function, file) = functions
+                        .get(&line.function_id)
+                        .cloned()
+                        .unwrap_or_else(|| ("?".to_string(), "?".to_string()));
+                    Frame {
+                        function,
+                        file,
+                        line: line.line,
+                    }
                 })
                 .collect();
             (location.id, frames)
         })
         .collect();
-    let sample_types: Vec<(String, String)> = profile.sample_type.iter().map(|t| (string(t.r#type), string(t.unit))).collect();
+    let sample_types: Vec<(String, String)> = profile
+        .sample_type
+        .iter()
+        .map(|t| (string(t.r#type), string(t.unit)))
+        .collect();
     let mut samples = Vec::with_capacity(profile.sample.len());
     for sample in &profile.sample {
         if sample.value.len() != sample_types.len() {
@@ -153,19 +187,28 @@ pub fn resolve(bytes: &[u8]) -> Result<Resolved, BodyError> {
         for id in &sample.location_id {
             match locations.get(id) {
                 Some(location_frames) => frames.extend(location_frames.iter().cloned()),
-                None => frames.push(Frame { function: "?".to_string(), file: "?".to_string(), line: 0 }),
+                None => frames.push(Frame {
+                    function: "?".to_string(),
+                    file: "?".to_string(),
+                    line: 0,
+                }),
             }
         }
         samples.push((frames, sample.value.clone()));
     }
-    Ok(Resolved { sample_types, samples })
+    Ok(Resolved {
+        sample_types,
+        samples,
+    })
 }
 
 /// True for frames that belong to the Go runtime's machinery rather than to the code
 /// that parked the goroutine: `runtime.*`, `internal/*` and linknamed runtime hooks
 /// such as `sync.runtime_SemacquireMutex`.
 pub fn is_runtime_frame(function: &str) -> bool {
-    function.starts_with("runtime.") || function.starts_with("internal/") || function.contains(".runtime_")
+    function.starts_with("runtime.")
+        || function.starts_with("internal/")
+        || function.contains(".runtime_")
 }
 
 /// The innermost frame outside the runtime (`go.stack.function`), or the leaf when the
@@ -193,7 +236,11 @@ pub fn entry_function(frames: &[Frame]) -> &str {
 /// debug=2 dump (which hides runtime frames) gives the same id for the same stack.
 pub fn stack_id<'a>(functions: impl Iterator<Item = &'a str> + Clone) -> String {
     let user: Vec<&str> = functions.clone().filter(|f| !is_runtime_frame(f)).collect();
-    let names: Vec<&str> = if user.is_empty() { functions.collect() } else { user };
+    let names: Vec<&str> = if user.is_empty() {
+        functions.collect()
+    } else {
+        user
+    };
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for name in names {
         for byte in name.bytes().chain(std::iter::once(b'\n')) {

@@ -1,0 +1,383 @@
+//! Authentication of requests (servers) and credentials on requests (clients), as the
+//! Collector's `auth:` key does with the `bearertokenauth` and `basicauth` extensions.
+//!
+//! The extensions (agent) read their config and build a [`ServerAuthenticator`] or a
+//! [`ClientCredentials`]; receivers check every request's headers (HTTP headers or gRPC
+//! metadata, the same HeaderMap) before reading its body; exporters add the header.
+//!
+//! Must never: log, echo or put into an error a token, password or hash; compare a secret
+//! in time that depends on where it differs.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+/// `auth:` of a receiver or exporter: `{authenticator: bearertokenauth/NAME}`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Id of a `bearertokenauth` or `basicauth` extension listed in `service.extensions`.
+    pub authenticator: String,
+}
+
+/// Why a request was refused. The text never contains the credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthFailure(pub &'static str);
+
+impl std::fmt::Display for AuthFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// One htpasswd line's password hash.
+#[derive(Clone)]
+pub enum PasswordHash {
+    /// `$2y$`, `$2a$`, `$2b$` (htpasswd -B).
+    Bcrypt(String),
+    /// `{SHA}` + base64(SHA-1) (htpasswd -s).
+    Sha1([u8; 20]),
+}
+
+/// A server-side authenticator.
+#[derive(Clone)]
+pub enum ServerAuthenticator {
+    /// `Authorization: <scheme> <token>` (or `header: <scheme> <token>`), any of `tokens`.
+    Bearer {
+        header: HeaderName,
+        scheme: String,
+        tokens: Vec<Vec<u8>>,
+    },
+    /// `Authorization: Basic base64(user:password)` checked against htpasswd entries.
+    Basic { users: Vec<(String, PasswordHash)> },
+}
+
+impl std::fmt::Debug for ServerAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerAuthenticator::Bearer {
+                header,
+                scheme,
+                tokens,
+            } => write!(
+                f,
+                "Bearer {{ header: {header}, scheme: {scheme:?}, tokens: {} [REDACTED] }}",
+                tokens.len()
+            ),
+            ServerAuthenticator::Basic { users } => {
+                write!(f, "Basic {{ users: {} [REDACTED] }}", users.len())
+            }
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Length is not secret-dependent in a useful way for tokens; the content comparison is.
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+impl ServerAuthenticator {
+    pub fn bearer(
+        header: &str,
+        scheme: &str,
+        tokens: Vec<String>,
+    ) -> Result<ServerAuthenticator, String> {
+        let header = HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
+            .map_err(|_| format!("header {header:?} is not a valid header name"))?;
+        let tokens: Vec<Vec<u8>> = tokens
+            .into_iter()
+            .map(|t| t.trim().as_bytes().to_vec())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if tokens.is_empty() {
+            return Err("no token configured (set token, tokens or filename)".to_string());
+        }
+        Ok(ServerAuthenticator::Bearer {
+            header,
+            scheme: scheme.to_string(),
+            tokens,
+        })
+    }
+
+    /// Parses htpasswd text (`user:hash` lines). `origin` names the source in errors;
+    /// errors give line numbers, never content.
+    pub fn basic_from_htpasswd(origin: &str, text: &str) -> Result<ServerAuthenticator, String> {
+        let mut users = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((user, hash)) = line.split_once(':') else {
+                return Err(format!("{origin} line {}: expected user:hash", number + 1));
+            };
+            let hash = if hash.starts_with("$2y$")
+                || hash.starts_with("$2a$")
+                || hash.starts_with("$2b$")
+            {
+                PasswordHash::Bcrypt(hash.to_string())
+            } else if let Some(b64) = hash.strip_prefix("{SHA}") {
+                let digest = BASE64
+                    .decode(b64)
+                    .ok()
+                    .and_then(|d| <[u8; 20]>::try_from(d).ok());
+                PasswordHash::Sha1(digest.ok_or_else(|| {
+                    format!(
+                        "{origin} line {}: {{SHA}} hash is not base64 of 20 bytes",
+                        number + 1
+                    )
+                })?)
+            } else {
+                return Err(format!(
+                    "{origin} line {}: unsupported hash format; create entries with `htpasswd -B` (bcrypt) or `htpasswd -s` (SHA)",
+                    number + 1
+                ));
+            };
+            users.push((user.to_string(), hash));
+        }
+        if users.is_empty() {
+            return Err(format!("{origin}: no user entries"));
+        }
+        Ok(ServerAuthenticator::Basic { users })
+    }
+
+    /// Checks a request's headers.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<(), AuthFailure> {
+        match self {
+            ServerAuthenticator::Bearer {
+                header,
+                scheme,
+                tokens,
+            } => {
+                let value = headers
+                    .get(header)
+                    .ok_or(AuthFailure("missing credentials"))?
+                    .as_bytes();
+                let presented = if scheme.is_empty() {
+                    value
+                } else {
+                    let prefix = scheme.len();
+                    if value.len() <= prefix
+                        || !value[..prefix].eq_ignore_ascii_case(scheme.as_bytes())
+                        || value[prefix] != b' '
+                    {
+                        return Err(AuthFailure("wrong authorization scheme"));
+                    }
+                    &value[prefix + 1..]
+                };
+                // Every token is compared (no early exit) so timing says nothing about which.
+                let mut matched = false;
+                for token in tokens {
+                    matched |= constant_time_eq(presented, token);
+                }
+                if matched {
+                    Ok(())
+                } else {
+                    Err(AuthFailure("invalid token"))
+                }
+            }
+            ServerAuthenticator::Basic { users } => {
+                let value = headers
+                    .get(http::header::AUTHORIZATION)
+                    .ok_or(AuthFailure("missing credentials"))?
+                    .as_bytes();
+                if value.len() < 6 || !value[..6].eq_ignore_ascii_case(b"basic ") {
+                    return Err(AuthFailure("wrong authorization scheme"));
+                }
+                let decoded = BASE64
+                    .decode(value[6..].trim_ascii())
+                    .map_err(|_| AuthFailure("malformed basic credentials"))?;
+                let text = String::from_utf8(decoded)
+                    .map_err(|_| AuthFailure("malformed basic credentials"))?;
+                let (user, password) = text
+                    .split_once(':')
+                    .ok_or(AuthFailure("malformed basic credentials"))?;
+                let Some((_, hash)) = users
+                    .iter()
+                    .find(|(name, _)| constant_time_eq(name.as_bytes(), user.as_bytes()))
+                else {
+                    return Err(AuthFailure("invalid username or password"));
+                };
+                let ok = match hash {
+                    PasswordHash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+                    PasswordHash::Sha1(digest) => {
+                        use sha1::Digest;
+                        constant_time_eq(&sha1::Sha1::digest(password.as_bytes()), digest)
+                    }
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(AuthFailure("invalid username or password"))
+                }
+            }
+        }
+    }
+}
+
+/// Credentials a client adds to every request: one header, marked sensitive.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    pub header: HeaderName,
+    pub value: HeaderValue,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClientCredentials {{ header: {}, value: [REDACTED] }}",
+            self.header
+        )
+    }
+}
+
+impl ClientCredentials {
+    pub fn bearer(header: &str, scheme: &str, token: &str) -> Result<ClientCredentials, String> {
+        let header = HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
+            .map_err(|_| format!("header {header:?} is not a valid header name"))?;
+        let text = if scheme.is_empty() {
+            token.trim().to_string()
+        } else {
+            format!("{scheme} {}", token.trim())
+        };
+        let mut value = HeaderValue::from_str(&text)
+            .map_err(|_| "the token contains characters not allowed in a header".to_string())?;
+        value.set_sensitive(true);
+        Ok(ClientCredentials { header, value })
+    }
+
+    pub fn basic(username: &str, password: &str) -> Result<ClientCredentials, String> {
+        let mut value = HeaderValue::from_str(&format!(
+            "Basic {}",
+            BASE64.encode(format!("{username}:{password}"))
+        ))
+        .map_err(|_| "invalid basic credentials".to_string())?;
+        value.set_sensitive(true);
+        Ok(ClientCredentials {
+            header: http::header::AUTHORIZATION,
+            value,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &str, value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn bearer_accepts_only_the_right_token_and_scheme() {
+        let auth = ServerAuthenticator::bearer(
+            "Authorization",
+            "Bearer",
+            vec!["s3cret".into(), "other".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            auth.authenticate(&with("authorization", "Bearer s3cret")),
+            Ok(())
+        );
+        assert_eq!(
+            auth.authenticate(&with("authorization", "bearer other")),
+            Ok(())
+        );
+        assert_eq!(
+            auth.authenticate(&with("authorization", "Bearer s3cre")),
+            Err(AuthFailure("invalid token"))
+        );
+        assert_eq!(
+            auth.authenticate(&with("authorization", "Basic s3cret")),
+            Err(AuthFailure("wrong authorization scheme"))
+        );
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new()),
+            Err(AuthFailure("missing credentials"))
+        );
+        let client = ClientCredentials::bearer("Authorization", "Bearer", "s3cret\n").unwrap();
+        assert_eq!(
+            auth.authenticate(&with(
+                client.header.as_str(),
+                client.value.to_str().unwrap()
+            )),
+            Ok(())
+        );
+        assert!(!format!("{auth:?} {client:?}").contains("s3cret"));
+        assert!(ServerAuthenticator::bearer("Authorization", "Bearer", vec![" ".into()]).is_err());
+    }
+
+    #[test]
+    fn basic_checks_bcrypt_and_sha_entries() {
+        let bcrypt_hash = bcrypt::hash("pa55", 4).unwrap();
+        // `htpasswd -nbs bob pa55w0rd`
+        let text = format!(
+            "# users\nalice:{bcrypt_hash}\nbob:{{SHA}}{}\n",
+            BASE64.encode(<sha1::Sha1 as sha1::Digest>::digest(b"pa55w0rd"))
+        );
+        let auth = ServerAuthenticator::basic_from_htpasswd("htpasswd.inline", &text).unwrap();
+        let good = ClientCredentials::basic("alice", "pa55").unwrap();
+        assert_eq!(
+            auth.authenticate(&with("authorization", good.value.to_str().unwrap())),
+            Ok(())
+        );
+        let bob = ClientCredentials::basic("bob", "pa55w0rd").unwrap();
+        assert_eq!(
+            auth.authenticate(&with("authorization", bob.value.to_str().unwrap())),
+            Ok(())
+        );
+        let wrong = ClientCredentials::basic("alice", "nope").unwrap();
+        assert!(
+            auth.authenticate(&with("authorization", wrong.value.to_str().unwrap()))
+                .is_err()
+        );
+        let nobody = ClientCredentials::basic("carol", "pa55").unwrap();
+        assert!(
+            auth.authenticate(&with("authorization", nobody.value.to_str().unwrap()))
+                .is_err()
+        );
+        assert!(
+            auth.authenticate(&with("authorization", "Basic !!!"))
+                .is_err()
+        );
+        let error = ServerAuthenticator::basic_from_htpasswd("f", "ok:$apr1$xyz\n").unwrap_err();
+        assert!(
+            error.contains("line 1") && !error.contains("xyz"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn random_headers_never_panic() {
+        let bearer =
+            ServerAuthenticator::bearer("authorization", "Bearer", vec!["t".into()]).unwrap();
+        let basic =
+            ServerAuthenticator::basic_from_htpasswd("x", "u:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=")
+                .unwrap();
+        let mut state = 7_u64;
+        for len in 0..200 {
+            let mut bytes = Vec::new();
+            for _ in 0..len {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                bytes.push(b' ' + ((state >> 33) as u8 % 94));
+            }
+            let mut value = b"Basic ".to_vec();
+            value.extend_from_slice(&bytes);
+            if let Ok(v) = HeaderValue::from_bytes(&value) {
+                let mut headers = HeaderMap::new();
+                headers.insert(http::header::AUTHORIZATION, v);
+                let _ = bearer.authenticate(&headers);
+                let _ = basic.authenticate(&headers);
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The accept loop every oxcol server uses (OTLP gRPC and HTTP receivers, health_check,
+//! self-telemetry): a bounded number of connections, TLS handshakes off the accept path
+//! and under a deadline, and a deadline for a new connection's first bytes, so slow or
+//! idle clients (slowloris) cannot take the server away from the others.
+//!
+//! What it must never do: block accepting on one client, or hold more than
+//! `max_connections` sockets at once.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+
+/// Default of `max_connections` (oxcol key on every server): connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default of `read_header_timeout`: a new connection must finish its TLS handshake and
+/// send its first request bytes (HTTP/1 request line, HTTP/2 preface) within this time.
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits of one server.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    pub max_connections: usize,
+    /// Deadline for the TLS handshake, and then for the first `preamble_bytes` bytes.
+    pub read_header_timeout: Duration,
+    /// Bytes a connection must send before `read_header_timeout` (24: the HTTP/2 preface;
+    /// 16: the shortest HTTP/1 request line).
+    pub preamble_bytes: usize,
+}
+
+impl ServerLimits {
+    pub fn http(
+        max_connections: Option<usize>,
+        read_header_timeout: Option<Duration>,
+    ) -> ServerLimits {
+        ServerLimits {
+            max_connections: max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
+            read_header_timeout: read_header_timeout
+                .filter(|d| !d.is_zero())
+                .unwrap_or(DEFAULT_READ_HEADER_TIMEOUT),
+            preamble_bytes: 16,
+        }
+    }
+
+    pub fn grpc(
+        max_connections: Option<usize>,
+        read_header_timeout: Option<Duration>,
+    ) -> ServerLimits {
+        ServerLimits {
+            preamble_bytes: 24,
+            ..ServerLimits::http(max_connections, read_header_timeout)
+        }
+    }
+}
+
+enum Inner {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// One accepted connection: plaintext or TLS, holding its connection slot until dropped.
+pub struct ServerIo {
+    inner: Inner,
+    remote: SocketAddr,
+    /// Set until the first `remaining` bytes arrived.
+    deadline: Option<Pin<Box<Sleep>>>,
+    remaining: usize,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl ServerIo {
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+}
+
+impl AsyncRead for ServerIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.inner {
+            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if let Some(deadline) = &mut this.deadline {
+            let got = buf.filled().len() - before;
+            this.remaining = this.remaining.saturating_sub(got);
+            if this.remaining == 0 {
+                this.deadline = None;
+            } else if polled.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client sent no request within read_header_timeout",
+                )));
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ServerIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_flush(cx),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Inner::Plain(s) => s.is_write_vectored(),
+            Inner::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for ServerIo {
+    type ConnectInfo = SocketAddr;
+    fn connect_info(&self) -> SocketAddr {
+        self.remote
+    }
+}
+
+use std::future::Future;
+
+/// Accepted connections, ready to serve (TLS already negotiated).
+pub struct Incoming {
+    receiver: mpsc::Receiver<ServerIo>,
+}
+
+impl Stream for Incoming {
+    type Item = Result<ServerIo, std::io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.receiver.poll_recv(cx).map(|item| item.map(Ok))
+    }
+}
+
+/// Starts accepting on `listener` until `shutdown`. `server` names the server in logs.
+pub fn incoming(
+    server: &str,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) -> Incoming {
+    let (sender, receiver) = mpsc::channel::<ServerIo>(64);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let server = server.to_string();
+    let warned_full = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        loop {
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                slot = Arc::clone(&slots).acquire_owned() => match slot { Ok(s) => s, Err(_) => return },
+            };
+            if slots.available_permits() == 0 && !warned_full.swap(true, Ordering::Relaxed) {
+                tracing::warn!(server = %server, max_connections = limits.max_connections, "connection limit reached; new connections wait until others close");
+            }
+            let (tcp, remote) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(server = %server, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let deadline = Box::pin(tokio::time::sleep(limits.read_header_timeout));
+            match &acceptor {
+                None => {
+                    let io = ServerIo {
+                        inner: Inner::Plain(tcp),
+                        remote,
+                        deadline: Some(deadline),
+                        remaining: limits.preamble_bytes,
+                        _slot: slot,
+                    };
+                    if sender.send(io).await.is_err() {
+                        return;
+                    }
+                }
+                Some(acceptor) => {
+                    // Handshakes run beside the accept loop: a client that never finishes
+                    // its handshake holds one slot until the deadline, nothing more.
+                    let acceptor = acceptor.clone();
+                    let sender = sender.clone();
+                    let server = server.clone();
+                    let timeout = limits.read_header_timeout;
+                    let preamble = limits.preamble_bytes;
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => {
+                                let io = ServerIo {
+                                    inner: Inner::Tls(Box::new(stream)),
+                                    remote,
+                                    deadline: Some(deadline),
+                                    remaining: preamble,
+                                    _slot: slot,
+                                };
+                                let _ = sender.send(io).await;
+                            }
+                            // A refused client certificate, a wrong protocol, a scanner: debug only.
+                            Ok(Err(error)) => {
+                                tracing::debug!(server = %server, %remote, %error, "TLS handshake failed")
+                            }
+                            Err(_) => {
+                                tracing::debug!(server = %server, %remote, "TLS handshake timed out")
+                            }
+                        }
+                    });
+                }
+            }
+            if slots.available_permits() > 0 {
+                warned_full.store(false, Ordering::Relaxed);
+            }
+        }
+    });
+    Incoming { receiver }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 with `service` on every connection of `incoming` until
+/// `shutdown`, then lets in-flight requests finish (bounded by `drain`).
+pub async fn serve_http<S, B>(
+    server: &str,
+    mut incoming: Incoming,
+    service: S,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+    drain: Duration,
+) where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use futures::StreamExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let io = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            io = incoming.next() => match io { Some(Ok(io)) => io, _ => break },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(service.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        let server = server.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(server = %server, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(incoming);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!(server = %server, "connections still open after the drain deadline; closing them");
+    }
+}

@@ -1,0 +1,434 @@
+//! TLS, mTLS, authentication and slow-client limits, black-box against target/debug/oxcol.
+//!
+//! Certificates are made at test time with rcgen: a CA, a server certificate for
+//! 127.0.0.1/localhost, a client certificate, an expired server certificate, and a second
+//! CA with its own client certificate. Clients are tonic/hyper over rustls (through
+//! `oxcol_core::tls`, the same code the exporters use; the servers' side is rustls too).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{bounded, free_port, metric_sum, oxcol_binary, start_sink, wait_sink};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use oxcol_core::Signal;
+use oxcol_core::tls::{GrpcTlsConnector, TlsClientConfig};
+use oxcol_integration::child::ChildGuard;
+use oxcol_integration::otlp::{RequestShape, request_pool};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use tokio::io::AsyncWriteExt;
+
+const SHAPE: RequestShape = RequestShape {
+    resources: 1,
+    metrics: 2,
+    points: 5,
+    attributes: 2,
+};
+const TOKEN: &str = "tok-3b1f9c2e-never-in-logs";
+
+/// PEM files of one test run.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(
+    dir: &Path,
+    name: &str,
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    server: bool,
+    expired: bool,
+) {
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![if server {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+}
+
+fn make_pki(tag: &str) -> Pki {
+    let dir = std::env::temp_dir().join(format!("oxcol-tls-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let main_ca = ca("oxcol test CA");
+    let other_ca = ca("another CA");
+    std::fs::write(dir.join("ca.pem"), main_ca.pem()).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), other_ca.pem()).unwrap();
+    leaf(&dir, "server", &main_ca, true, false);
+    leaf(&dir, "expired", &main_ca, true, true);
+    leaf(&dir, "client", &main_ca, false, false);
+    leaf(&dir, "stranger", &other_ca, false, false);
+    Pki { dir }
+}
+
+/// One oxcol child with a config written to a temp dir; its log is stderr+stdout.
+struct Proc {
+    _guard: ChildGuard,
+    dir: PathBuf,
+    metrics_port: u16,
+}
+
+impl Proc {
+    async fn start(tag: &str, yaml: &str, wait_ports: &[u16]) -> Proc {
+        let dir = std::env::temp_dir().join(format!("oxcol-tlsauth-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let metrics_port = free_port();
+        let yaml = format!(
+            "{yaml}  telemetry:\n    logs:\n      level: debug\n    metrics:\n      address: 127.0.0.1:{metrics_port}\n"
+        );
+        std::fs::write(dir.join("config.yaml"), &yaml).unwrap();
+        let log = std::fs::File::create(dir.join("oxcol.log")).unwrap();
+        let child = Command::new(oxcol_binary())
+            .arg("--config")
+            .arg(dir.join("config.yaml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starts oxcol");
+        let mut guard = ChildGuard::new(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        'wait: loop {
+            if let Ok(Some(status)) = guard.child_mut().try_wait() {
+                panic!(
+                    "oxcol exited with {status}\n{yaml}\n{}",
+                    std::fs::read_to_string(dir.join("oxcol.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oxcol not ready\n{}",
+                std::fs::read_to_string(dir.join("oxcol.log")).unwrap_or_default()
+            );
+            for port in wait_ports.iter().chain([&metrics_port]) {
+                if tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'wait;
+                }
+            }
+            break;
+        }
+        Proc {
+            _guard: guard,
+            dir,
+            metrics_port,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("oxcol.log")).unwrap_or_default()
+    }
+
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let uri: http::Uri = format!("http://127.0.0.1:{}/metrics", self.metrics_port)
+            .parse()
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+            .await
+            .unwrap()
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        metric_sum(&String::from_utf8_lossy(&body), name, labels).unwrap_or(0.0)
+    }
+}
+
+fn tls_client(pki: &Pki, ca: &str, client_cert: Option<&str>) -> TlsClientConfig {
+    TlsClientConfig {
+        ca_file: Some(pki.path(ca)),
+        cert_file: client_cert.map(|c| pki.path(&format!("{c}.pem"))),
+        key_file: client_cert.map(|c| pki.path(&format!("{c}-key.pem"))),
+        ..Default::default()
+    }
+}
+
+/// One OTLP/gRPC metrics export; Err carries the status or transport error text.
+async fn grpc_export(
+    port: u16,
+    tls: Option<&TlsClientConfig>,
+    token: Option<&str>,
+) -> Result<(), tonic::Status> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(5));
+    let channel = match tls {
+        Some(tls) => {
+            let connector = GrpcTlsConnector::new(tls, Duration::from_secs(3)).unwrap();
+            endpoint
+                .connect_with_connector(connector)
+                .await
+                .map_err(|e| tonic::Status::unavailable(format!("connect: {e:?}")))?
+        }
+        None => endpoint
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connect: {e:?}")))?,
+    };
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("ready: {e:?}")))?;
+    let body = request_pool(Signal::Metrics, SHAPE, 1).remove(0);
+    let mut request = tonic::Request::new(body);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    );
+    grpc.unary(
+        request,
+        path,
+        oxcol_core::grpc::RawCodec::<Bytes>::default(),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// One OTLP/HTTP protobuf metrics export; Ok(status) or Err(transport error).
+async fn http_export(
+    url: &str,
+    tls: Option<&TlsClientConfig>,
+    authorization: Option<&str>,
+) -> Result<u16, String> {
+    let connector = oxcol_core::tls::https_connector(tls, Duration::from_secs(3))?;
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let body = request_pool(Signal::Metrics, SHAPE, 1).remove(0);
+    let mut request = http::Request::post(url).header("content-type", "application/x-protobuf");
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let request = request.body(Full::new(body)).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(response.status().as_u16())
+}
+
+/// oxcol A (TLS gRPC + HTTP in) exports over mTLS + bearer token to oxcol B (TLS gRPC in,
+/// client_ca_file, bearertokenauth), which exports in plaintext to the sink.
+#[tokio::test]
+async fn tls_in_and_mtls_out_through_two_collectors() {
+    bounded(Duration::from_secs(60), async {
+        let pki = make_pki("chain");
+        let sink = start_sink().await;
+        let (b_grpc, a_grpc, a_http) = (free_port(), free_port(), free_port());
+        let server_tls = format!("        tls:\n          cert_file: {}\n          key_file: {}\n", pki.path("server.pem"), pki.path("server-key.pem"));
+        let b = Proc::start(
+            "b",
+            &format!(
+                "extensions:\n  bearertokenauth/in:\n    token: {TOKEN}\nreceivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{b_grpc}\n{server_tls}          client_ca_file: {ca}\n        auth:\n          authenticator: bearertokenauth/in\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  extensions: [bearertokenauth/in]\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n",
+                ca = pki.path("ca.pem"),
+                sink = sink.grpc_addr,
+            ),
+            &[b_grpc],
+        )
+        .await;
+        let a = Proc::start(
+            "a",
+            &format!(
+                "extensions:\n  bearertokenauth/out:\n    token: {TOKEN}\nreceivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{a_grpc}\n{server_tls}      http:\n        endpoint: 127.0.0.1:{a_http}\n{server_tls}exporters:\n  otlp:\n    endpoint: https://localhost:{b_grpc}\n    tls:\n      ca_file: {ca}\n      cert_file: {cert}\n      key_file: {key}\n    auth:\n      authenticator: bearertokenauth/out\nservice:\n  extensions: [bearertokenauth/out]\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n",
+                ca = pki.path("ca.pem"),
+                cert = pki.path("client.pem"),
+                key = pki.path("client-key.pem"),
+            ),
+            &[a_grpc, a_http],
+        )
+        .await;
+        let trusting = tls_client(&pki, "ca.pem", None);
+        grpc_export(a_grpc, Some(&trusting), None).await.expect("TLS gRPC export to A");
+        let status = http_export(&format!("https://localhost:{a_http}/v1/metrics"), Some(&trusting), None).await.expect("TLS HTTP export to A");
+        assert_eq!(status, 200);
+        let stats = wait_sink(&sink, Duration::from_secs(15), |s| s.signal(Signal::Metrics).items >= 20).await;
+        assert_eq!(stats.signal(Signal::Metrics).items, 20, "both requests crossed A -> (mTLS + token) -> B -> sink\nA:\n{}\nB:\n{}", a.log(), b.log());
+        assert_eq!(b.metric("oxcol_receiver_rejected_requests", &[("reason", "unauthenticated")]).await, 0.0);
+        for log in [a.log(), b.log()] {
+            assert!(!log.contains(TOKEN), "the token leaked into a log:\n{log}");
+        }
+        let _ = std::fs::remove_dir_all(&pki.dir);
+    })
+    .await;
+}
+
+/// Under mTLS: no client certificate, a certificate from another CA -> refused; the
+/// right one -> accepted. An expired server certificate, or a server whose CA the client
+/// does not trust -> the client refuses.
+#[tokio::test]
+async fn mtls_refuses_missing_and_foreign_client_certs_and_clients_refuse_bad_servers() {
+    bounded(Duration::from_secs(60), async {
+        let pki = make_pki("mtls");
+        let sink = start_sink().await;
+        let (grpc, http) = (free_port(), free_port());
+        let _oxcol = Proc::start(
+            "mtls",
+            &format!(
+                "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n        tls:\n          cert_file: {cert}\n          key_file: {key}\n          client_ca_file: {ca}\n      http:\n        endpoint: 127.0.0.1:{http}\n        tls:\n          cert_file: {expired}\n          key_file: {expired_key}\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n",
+                cert = pki.path("server.pem"),
+                key = pki.path("server-key.pem"),
+                ca = pki.path("ca.pem"),
+                expired = pki.path("expired.pem"),
+                expired_key = pki.path("expired-key.pem"),
+                sink = sink.grpc_addr,
+            ),
+            &[grpc, http],
+        )
+        .await;
+        let no_cert = grpc_export(grpc, Some(&tls_client(&pki, "ca.pem", None)), None).await;
+        assert!(no_cert.is_err(), "no client certificate must be refused under mTLS");
+        let foreign = grpc_export(grpc, Some(&tls_client(&pki, "ca.pem", Some("stranger"))), None).await;
+        assert!(foreign.is_err(), "a client certificate from another CA must be refused");
+        let plaintext = grpc_export(grpc, None, None).await;
+        assert!(plaintext.is_err(), "plaintext to a TLS port must fail");
+        grpc_export(grpc, Some(&tls_client(&pki, "ca.pem", Some("client"))), None).await.expect("the right client certificate is accepted");
+        let wrong_ca = grpc_export(grpc, Some(&tls_client(&pki, "other-ca.pem", Some("client"))), None).await;
+        assert!(wrong_ca.is_err(), "a server signed by a CA the client does not trust must be refused");
+        let expired = http_export(&format!("https://localhost:{http}/v1/metrics"), Some(&tls_client(&pki, "ca.pem", None)), None).await;
+        let error = expired.expect_err("an expired server certificate must be refused by the client");
+        assert!(error.to_lowercase().contains("expired"), "{error}");
+        let skip = TlsClientConfig { insecure_skip_verify: true, ..Default::default() };
+        assert_eq!(http_export(&format!("https://localhost:{http}/v1/metrics"), Some(&skip), None).await, Ok(200), "insecure_skip_verify accepts it");
+        let stats = wait_sink(&sink, Duration::from_secs(10), |s| s.signal(Signal::Metrics).items >= 20).await;
+        assert_eq!(stats.signal(Signal::Metrics).items, 20, "only the two accepted requests arrived");
+        let _ = std::fs::remove_dir_all(&pki.dir);
+    })
+    .await;
+}
+
+/// Bearer token on gRPC and HTTP, basic auth on another receiver: right -> accepted,
+/// wrong/missing -> 401 / UNAUTHENTICATED, counted; the secrets never reach the log or
+/// `print-config`.
+#[tokio::test]
+async fn bearer_and_basic_auth_refuse_bad_credentials_and_never_log_them() {
+    bounded(Duration::from_secs(60), async {
+        let sink = start_sink().await;
+        let (grpc, http, basic_http) = (free_port(), free_port(), free_port());
+        // `htpasswd -nbs ann test`
+        let yaml = format!(
+            "extensions:\n  bearertokenauth:\n    token: {TOKEN}\n  basicauth/users:\n    htpasswd:\n      inline: \"ann:{{SHA}}qUqP5cyxm6YcTAhz05Hph5gvu9M=\"\nreceivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n        auth:\n          authenticator: bearertokenauth\n      http:\n        endpoint: 127.0.0.1:{http}\n        auth:\n          authenticator: bearertokenauth\n  otlp/basic:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{basic_http}\n        auth:\n          authenticator: basicauth/users\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  extensions: [bearertokenauth, basicauth/users]\n  pipelines:\n    metrics:\n      receivers: [otlp, otlp/basic]\n      exporters: [otlp]\n",
+            sink = sink.grpc_addr,
+        );
+        let oxcol = Proc::start("auth", &yaml, &[grpc, http, basic_http]).await;
+        let url = format!("http://127.0.0.1:{http}/v1/metrics");
+        assert_eq!(http_export(&url, None, Some(&format!("Bearer {TOKEN}"))).await, Ok(200));
+        assert_eq!(http_export(&url, None, Some("Bearer wrong")).await, Ok(401));
+        assert_eq!(http_export(&url, None, None).await, Ok(401));
+        grpc_export(grpc, None, Some(TOKEN)).await.expect("right token");
+        let wrong = grpc_export(grpc, None, Some("wrong")).await.expect_err("wrong token");
+        assert_eq!(wrong.code(), tonic::Code::Unauthenticated, "{wrong:?}");
+        let missing = grpc_export(grpc, None, None).await.expect_err("no token");
+        assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+        let basic_url = format!("http://127.0.0.1:{basic_http}/v1/metrics");
+        assert_eq!(http_export(&basic_url, None, Some("Basic YW5uOnRlc3Q=")).await, Ok(200), "ann:test");
+        assert_eq!(http_export(&basic_url, None, Some("Basic YW5uOndyb25n")).await, Ok(401), "ann:wrong");
+        let rejected = oxcol.metric("oxcol_receiver_rejected_requests", &[("reason", "unauthenticated")]).await;
+        assert_eq!(rejected, 5.0, "2 HTTP + 2 gRPC bearer + 1 basic refusals are counted");
+        let stats = wait_sink(&sink, Duration::from_secs(10), |s| s.signal(Signal::Metrics).items >= 30).await;
+        assert_eq!(stats.signal(Signal::Metrics).items, 30, "only the 3 authenticated requests went through");
+        assert!(!oxcol.log().contains(TOKEN), "token in the log:\n{}", oxcol.log());
+        assert!(!oxcol.log().contains("qUqP5"), "htpasswd hash in the log");
+        let printed = Command::new(oxcol_binary()).arg("print-config").arg("--config").arg(oxcol.dir.join("config.yaml")).output().unwrap();
+        let printed = String::from_utf8_lossy(&printed.stdout);
+        assert!(printed.contains("bearertokenauth") && !printed.contains(TOKEN) && !printed.contains("qUqP5"), "print-config must redact:\n{printed}");
+    })
+    .await;
+}
+
+/// 200 slowloris HTTP connections (headers never finished) and 100 idle gRPC connections
+/// (no HTTP/2 preface) do not stop a normal client; the server closes them after
+/// read_header_timeout.
+#[tokio::test]
+async fn slow_clients_do_not_starve_others_and_are_cut_off() {
+    bounded(Duration::from_secs(60), async {
+        let sink = start_sink().await;
+        let (grpc, http) = (free_port(), free_port());
+        let yaml = format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n      http:\n        endpoint: 127.0.0.1:{http}\n        read_header_timeout: 2s\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n",
+            sink = sink.grpc_addr,
+        );
+        let _oxcol = Proc::start("slow", &yaml, &[grpc, http]).await;
+        let mut slow = Vec::new();
+        for _ in 0..200 {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", http)).await.unwrap();
+            stream.write_all(b"POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: app").await.unwrap();
+            slow.push(stream);
+        }
+        for _ in 0..100 {
+            slow.push(tokio::net::TcpStream::connect(("127.0.0.1", grpc)).await.unwrap());
+        }
+        let started = Instant::now();
+        assert_eq!(http_export(&format!("http://127.0.0.1:{http}/v1/metrics"), None, None).await, Ok(200));
+        grpc_export(grpc, None, None).await.expect("gRPC served beside 100 idle connections");
+        assert!(started.elapsed() < Duration::from_secs(2), "normal clients waited {:?}", started.elapsed());
+        // After read_header_timeout (2 s) every slow HTTP connection has been closed by the
+        // server; the idle gRPC ones after the default 10 s preface deadline.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut idle_grpc = slow.split_off(200);
+        assert_eq!(count_closed(&mut slow).await, 200, "slow HTTP connections are closed after read_header_timeout");
+        tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed()) + Duration::from_millis(500)).await;
+        assert_eq!(count_closed(&mut idle_grpc).await, 100, "idle gRPC connections are closed after the preface deadline");
+        let stats = wait_sink(&sink, Duration::from_secs(10), |s| s.signal(Signal::Metrics).items >= 20).await;
+        assert_eq!(stats.signal(Signal::Metrics).items, 20);
+    })
+    .await;
+}
+
+/// How many of `streams` the server has closed (EOF or reset), reading past any answer.
+async fn count_closed(streams: &mut [tokio::net::TcpStream]) -> usize {
+    let mut closed = 0;
+    for stream in streams {
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::io::AsyncReadExt::read(stream, &mut buf),
+            )
+            .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(Ok(_)) => continue, // an error answer (408) before the close
+                Err(_) => break,       // still open
+            }
+        }
+    }
+    closed
+}
