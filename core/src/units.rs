@@ -1,7 +1,8 @@
 //! The unit table: UCUM-style metric units (and the common non-UCUM spellings seen in the
 //! wild) with their base unit and the factor to it, and the unit words that appear in
-//! metric names (`latency_ms`, `heap_kb`). Shared by the `units` processor and the
-//! Prometheus naming translation of the remote-write exporter.
+//! metric names (`latency_ms`, `heap_kb`), and the unit words of Prometheus metric names
+//! ([`prometheus_word`]). Shared by the `units` processor and the Prometheus translation
+//! of the `prometheusremotewrite` and `prometheus` exporters: the one unit table of oxcol.
 //!
 //! Base units are OpenTelemetry's: seconds `s`, bytes `By`, ratio `1`. Decimal prefixes
 //! (`kBy`, `KB`, `MB`) are powers of 1000, binary ones (`KiBy`, `KiB`) powers of 1024, as
@@ -146,6 +147,57 @@ pub fn unit_of_name_token(token: &str) -> Option<Known> {
     let known = lookup(unit)?;
     debug_assert!(matches!(known.dimension, Time | Bytes | Ratio));
     Some(known)
+}
+
+/// The word Prometheus metric names use for a UCUM unit (`s` -> `seconds`, `By` ->
+/// `bytes`, `1` -> empty), per OpenTelemetry's Prometheus compatibility spec
+/// (`prometheus/otlptranslator`). `None` for units outside the spec's table (callers
+/// then use the unit text, sanitized).
+pub fn prometheus_word(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "GiBy" => "gibibytes",
+        "TiBy" => "tebibytes",
+        "KBy" | "kBy" => "kilobytes",
+        "MBy" => "megabytes",
+        "GBy" => "gigabytes",
+        "TBy" => "terabytes",
+        "m" => "meters",
+        "V" => "volts",
+        "A" => "amperes",
+        "J" => "joules",
+        "W" => "watts",
+        "g" => "grams",
+        "Cel" => "celsius",
+        "Hz" => "hertz",
+        "%" => "percent",
+        "1" => "",
+        _ => return None,
+    })
+}
+
+/// The word after `per_` for the denominator of `a/b` units (`s` -> `second`, `m` ->
+/// `minute`); other units fall back to [`prometheus_word`].
+pub fn prometheus_per_word(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        _ => return prometheus_word(unit),
+    })
 }
 
 #[cfg(test)]

@@ -9,17 +9,18 @@
 //! produce the same series for the same input.
 //!
 //! This module must never drop data silently: what it cannot translate (an invalid name,
-//! delta temporality where it is refused, exponential histograms) is counted in
+//! delta temporality where it is refused, exponential histograms where native histograms
+//! are off, a scale below -4) is counted in
 //! [`Translation::dropped_points`] with a reason in [`Translation::problems`].
 //!
-//! The unit -> word table is kept here (no shared `core` unit table existed when this
-//! was written).
+//! Unit words come from the shared unit table, `oxcol_core::units::prometheus_word`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, SummaryDataPoint, metric, number_data_point,
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, SummaryDataPoint,
+    exemplar, exponential_histogram_data_point, metric, number_data_point,
 };
 
 /// The Prometheus staleness marker (`value.StaleNaN`). Compare bits, never `is_nan()`.
@@ -114,6 +115,10 @@ pub struct Settings {
     /// (`external_labels` / `const_labels`).
     pub extra_labels: Vec<(String, String)>,
     pub delta: DeltaHandling,
+    /// Exponential histograms become native histograms ([`Translation::histograms`]);
+    /// when false they are dropped and counted. Remote write: true; the pull exporter
+    /// (text format has no native histograms): false.
+    pub native_histograms: bool,
 }
 
 impl Default for Settings {
@@ -125,8 +130,50 @@ impl Default for Settings {
             target_info: true,
             extra_labels: Vec::new(),
             delta: DeltaHandling::Drop,
+            native_histograms: false,
         }
     }
+}
+
+/// An exemplar in Prometheus form: labels `trace_id`/`span_id` (hex) and the filtered
+/// attributes, sorted, at most 128 characters in all (Prometheus' limit; the attributes
+/// go first when it is exceeded).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exemplar {
+    pub labels: Labels,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+/// A native (sparse, exponential) histogram sample, from an OTLP exponential histogram
+/// point. Bucket indexes are Prometheus': index `i` covers `(base^(i-1), base^i]`, which
+/// is OTel's index `i-1`. Spans and deltas as in the remote write `Histogram` message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NativeHistogram {
+    pub labels: Labels,
+    pub family: u32,
+    pub timestamp_ms: i64,
+    pub start_ms: i64,
+    pub schema: i32,
+    pub zero_threshold: f64,
+    pub zero_count: u64,
+    pub count: u64,
+    pub sum: f64,
+    /// (offset, length) spans of the positive buckets.
+    pub positive_spans: Vec<(i32, u32)>,
+    pub positive_deltas: Vec<i64>,
+    pub negative_spans: Vec<(i32, u32)>,
+    pub negative_deltas: Vec<i64>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// The samples and histograms of one OTLP resource: `samples[samples]`,
+/// `histograms[histograms]`; `key` is a hash of the resource's attributes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResourceSpan {
+    pub samples: std::ops::Range<usize>,
+    pub histograms: std::ops::Range<usize>,
+    pub key: u64,
 }
 
 /// The result of translating one batch.
@@ -134,6 +181,12 @@ impl Default for Settings {
 pub struct Translation {
     pub families: Vec<Family>,
     pub samples: Vec<Sample>,
+    /// Exemplars with the index of the sample (in `samples`) they belong to.
+    pub exemplars: Vec<(usize, Exemplar)>,
+    /// Native histograms (only with [`Settings::native_histograms`]).
+    pub histograms: Vec<NativeHistogram>,
+    /// Which samples and histograms came from which resource, in order.
+    pub resources: Vec<ResourceSpan>,
     /// OTLP data points that produced no sample.
     pub dropped_points: u64,
     /// One line per distinct reason for dropped points (bounded).
@@ -142,7 +195,8 @@ pub struct Translation {
 }
 
 impl Translation {
-    fn family(&mut self, name: &str, kind: FamilyType, help: &str, unit: &str) -> u32 {
+    /// The index of family (`name`, `kind`), added when new.
+    pub fn family(&mut self, name: &str, kind: FamilyType, help: &str, unit: &str) -> u32 {
         if let Some(index) = self.family_index.get(&(name.to_string(), kind)) {
             return *index;
         }
@@ -188,6 +242,7 @@ fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut
         base.layer(attributes.iter().map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))));
     }
     let first_sample = out.samples.len();
+    let first_histogram = out.histograms.len();
     for scope_metrics in &resource.scope_metrics {
         let mut scoped = base.clone();
         scoped.layer(scope_labels(scope_metrics.scope.as_ref()));
@@ -195,7 +250,7 @@ fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut
             translate_metric(metric, &scoped, &job, &instance, settings, out);
         }
     }
-    if settings.target_info && out.samples.len() > first_sample {
+    if settings.target_info && (out.samples.len() > first_sample || out.histograms.len() > first_histogram) {
         let identifying = ["service.name", "service.namespace", "service.instance.id"];
         let mut info = LabelBuilder::default();
         info.layer(
@@ -205,7 +260,12 @@ fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut
                 .map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))),
         );
         if !info.is_empty() {
-            let timestamp_ms = out.samples[first_sample..].iter().map(|s| s.timestamp_ms).max().unwrap_or(0);
+            let timestamp_ms = out.samples[first_sample..]
+                .iter()
+                .map(|s| s.timestamp_ms)
+                .chain(out.histograms[first_histogram..].iter().map(|h| h.timestamp_ms))
+                .max()
+                .unwrap_or(0);
             let name = prefixed(&settings.namespace, "target_info");
             let family = out.family(&name, FamilyType::Info, "Target metadata", "");
             let labels = info.finish(&name, &job, &instance, &settings.extra_labels);
@@ -219,6 +279,18 @@ fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut
             });
         }
     }
+    out.resources.push(ResourceSpan {
+        samples: first_sample..out.samples.len(),
+        histograms: first_histogram..out.histograms.len(),
+        key: resource_key(attributes),
+    });
+}
+
+/// A stable hash of a resource's attributes (order-independent).
+fn resource_key(attributes: &[KeyValue]) -> u64 {
+    let mut pairs: Vec<(String, String)> = attributes.iter().map(|kv| (kv.key.clone(), any_value_string(kv.value.as_ref()))).collect();
+    pairs.sort();
+    labels_hash(&pairs)
 }
 
 /// `otel_scope_name`, `otel_scope_version` and `otel_scope_<attribute>` (attributes that
@@ -254,14 +326,21 @@ fn translate_metric(metric: &Metric, scoped: &LabelBuilder, job: &str, instance:
         ),
         metric::Data::Summary(_) => (FamilyType::Summary, false, AggregationTemporality::Cumulative),
         metric::Data::ExponentialHistogram(h) => {
-            out.drop_points(
-                h.data_points.len() as u64,
-                format!(
-                    "{}: exponential histograms (native histograms) are not translated yet; dropped",
-                    metric.name
-                ),
-            );
-            return;
+            if !settings.native_histograms {
+                out.drop_points(
+                    h.data_points.len() as u64,
+                    format!(
+                        "{}: exponential histograms need native histograms, which this exporter does not send; dropped",
+                        metric.name
+                    ),
+                );
+                return;
+            }
+            (
+                FamilyType::Histogram,
+                false,
+                AggregationTemporality::try_from(h.aggregation_temporality).unwrap_or(AggregationTemporality::Unspecified),
+            )
         }
     };
     let points = data_point_count(data);
@@ -307,7 +386,7 @@ fn translate_metric(metric: &Metric, scoped: &LabelBuilder, job: &str, instance:
         metric::Data::Sum(s) => s.data_points.iter().for_each(|p| number_point(&ctx, &name, p, monotonic, out)),
         metric::Data::Histogram(h) => h.data_points.iter().for_each(|p| histogram_point(&ctx, &name, p, out)),
         metric::Data::Summary(s) => s.data_points.iter().for_each(|p| summary_point(&ctx, &name, p, out)),
-        metric::Data::ExponentialHistogram(_) => {}
+        metric::Data::ExponentialHistogram(h) => h.data_points.iter().for_each(|p| exponential_point(&ctx, &name, p, out)),
     }
 }
 
@@ -374,6 +453,40 @@ fn number_point(ctx: &PointContext<'_>, name: &str, point: &NumberDataPoint, cou
     let start = if counter_like { millis(point.start_time_unix_nano) } else { 0 };
     let labels = ctx.labels(&point.attributes);
     ctx.push(out, &labels, name, None, value, (millis(point.time_unix_nano), start));
+    if counter_like && !is_stale_nan(value) {
+        let index = out.samples.len() - 1;
+        out.exemplars.extend(point.exemplars.iter().filter_map(exemplar).map(|e| (index, e)));
+    }
+}
+
+/// An OTLP exemplar as a Prometheus one: `trace_id`/`span_id` as lowercase hex labels
+/// (left off when empty or all zero), the filtered attributes as labels. Exemplars
+/// without a value are skipped.
+pub fn exemplar(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar) -> Option<Exemplar> {
+    let value = match e.value.as_ref()? {
+        exemplar::Value::AsDouble(v) => *v,
+        exemplar::Value::AsInt(v) => *v as f64,
+    };
+    let mut ids = LabelBuilder::default();
+    for (key, bytes) in [("span_id", &e.span_id), ("trace_id", &e.trace_id)] {
+        if bytes.iter().any(|b| *b != 0) {
+            ids.set(key, bytes.iter().map(|b| format!("{b:02x}")).collect());
+        }
+    }
+    let mut all = LabelBuilder::default();
+    all.layer(e.filtered_attributes.iter().map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))));
+    all.labels.extend(ids.labels.clone());
+    let length = |labels: &BTreeMap<String, String>| labels.iter().map(|(k, v)| k.chars().count() + v.chars().count()).sum::<usize>();
+    // Prometheus refuses exemplars whose label names and values exceed 128 characters.
+    let labels = if length(&all.labels) <= 128 { all.labels } else { ids.labels };
+    if length(&labels) > 128 {
+        return None;
+    }
+    Some(Exemplar {
+        labels: labels.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
+        value,
+        timestamp_ms: millis(e.time_unix_nano),
+    })
 }
 
 fn histogram_point(ctx: &PointContext<'_>, name: &str, point: &HistogramDataPoint, out: &mut Translation) {
@@ -392,6 +505,7 @@ fn histogram_point(ctx: &PointContext<'_>, name: &str, point: &HistogramDataPoin
     let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
     let labels = ctx.labels(&point.attributes);
     let value = |v: f64| if stale { stale_nan() } else { v };
+    let first_bucket = out.samples.len();
     let mut cumulative = 0u64;
     for (index, bound) in point.explicit_bounds.iter().enumerate() {
         cumulative += point.bucket_counts.get(index).copied().unwrap_or(0);
@@ -412,10 +526,106 @@ fn histogram_point(ctx: &PointContext<'_>, name: &str, point: &HistogramDataPoin
         value(point.count as f64),
         t,
     );
+    if !stale {
+        // Each exemplar goes on the first bucket whose bound holds its value (`+Inf` last).
+        for e in point.exemplars.iter().filter_map(exemplar) {
+            let bucket = point.explicit_bounds.iter().position(|b| e.value <= *b).unwrap_or(point.explicit_bounds.len());
+            out.exemplars.push((first_bucket + bucket, e));
+        }
+    }
     if let Some(sum) = point.sum {
         ctx.push(out, &labels, &format!("{name}_sum"), None, value(sum), t);
     }
     ctx.push(out, &labels, &format!("{name}_count"), None, value(point.count as f64), t);
+}
+
+/// Largest schema Prometheus accepts; finer OTel scales are merged down to it.
+const MAX_SCHEMA: i32 = 8;
+/// Smallest schema Prometheus accepts (and OTel's smallest useful scale).
+const MIN_SCHEMA: i32 = -4;
+
+fn exponential_point(ctx: &PointContext<'_>, name: &str, point: &ExponentialHistogramDataPoint, out: &mut Translation) {
+    let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
+    let labels = ctx.labels(&point.attributes);
+    if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
+        // The series ended: a float staleness marker (Prometheus applies it to histogram
+        // series too).
+        ctx.push(out, &labels, name, None, stale_nan(), t);
+        return;
+    }
+    if point.scale < MIN_SCHEMA {
+        out.drop_points(
+            1,
+            format!("{name}: exponential histogram scale {} is below Prometheus' smallest schema -4; dropped", point.scale),
+        );
+        return;
+    }
+    let schema = point.scale.min(MAX_SCHEMA);
+    let shift = (point.scale - schema) as u32;
+    let (positive_spans, positive_deltas) = native_buckets(point.positive.as_ref(), shift);
+    let (negative_spans, negative_deltas) = native_buckets(point.negative.as_ref(), shift);
+    let labels = labels.finish(name, ctx.job, ctx.instance, &ctx.settings.extra_labels);
+    out.histograms.push(NativeHistogram {
+        labels,
+        family: ctx.family,
+        timestamp_ms: t.0,
+        start_ms: t.1,
+        schema,
+        zero_threshold: point.zero_threshold,
+        zero_count: point.zero_count,
+        count: point.count,
+        sum: point.sum.unwrap_or(0.0),
+        positive_spans,
+        positive_deltas,
+        negative_spans,
+        negative_deltas,
+        exemplars: point.exemplars.iter().filter_map(exemplar).collect(),
+    });
+}
+
+/// OTel buckets (offset, counts; index `i` covers `(base^i, base^(i+1)]`) as Prometheus
+/// spans and deltas (index `i+1`), merged by `2^shift` when the OTel scale is finer than
+/// schema 8. Runs of up to two empty buckets stay inside a span (as Prometheus does);
+/// longer runs start a new span.
+fn native_buckets(buckets: Option<&exponential_histogram_data_point::Buckets>, shift: u32) -> (Vec<(i32, u32)>, Vec<i64>) {
+    let Some(buckets) = buckets else { return (Vec::new(), Vec::new()) };
+    // (Prometheus index, count), ascending, merged.
+    let mut merged: Vec<(i64, u64)> = Vec::new();
+    for (i, count) in buckets.bucket_counts.iter().enumerate() {
+        if *count == 0 {
+            continue;
+        }
+        let otel_index = buckets.offset as i64 + i as i64;
+        let index = (otel_index >> shift) + 1;
+        match merged.last_mut() {
+            Some(last) if last.0 == index => last.1 += count,
+            _ => merged.push((index, *count)),
+        }
+    }
+    let mut spans: Vec<(i32, u32)> = Vec::new();
+    let mut deltas = Vec::with_capacity(merged.len());
+    let mut previous_count = 0i64;
+    let mut last_index: Option<i64> = None;
+    for (index, count) in merged {
+        match last_index {
+            Some(last) if index - last - 1 <= 2 => {
+                // Fill the gap with empty buckets inside the current span.
+                for _ in 0..(index - last - 1) {
+                    deltas.push(-previous_count);
+                    previous_count = 0;
+                }
+                if let Some(span) = spans.last_mut() {
+                    span.1 += (index - last) as u32;
+                }
+            }
+            Some(last) => spans.push(((index - last - 1) as i32, 1)),
+            None => spans.push((index as i32, 1)),
+        }
+        deltas.push(count as i64 - previous_count);
+        previous_count = count as i64;
+        last_index = Some(index);
+    }
+    (spans, deltas)
 }
 
 fn summary_point(ctx: &PointContext<'_>, name: &str, point: &SummaryDataPoint, out: &mut Translation) {
@@ -595,54 +805,9 @@ fn unit_words(unit: &str) -> (String, String) {
             None => sanitize_tokens(u).join("_"),
         }
     };
-    let main_word = word(main, main_unit);
-    let per_word = per.map(|p| word(p, per_unit)).unwrap_or_default();
+    let main_word = word(main, oxcol_core::units::prometheus_word);
+    let per_word = per.map(|p| word(p, oxcol_core::units::prometheus_per_word)).unwrap_or_default();
     (main_word, per_word)
-}
-
-fn main_unit(unit: &str) -> Option<&'static str> {
-    Some(match unit {
-        "d" => "days",
-        "h" => "hours",
-        "min" => "minutes",
-        "s" => "seconds",
-        "ms" => "milliseconds",
-        "us" => "microseconds",
-        "ns" => "nanoseconds",
-        "By" => "bytes",
-        "KiBy" => "kibibytes",
-        "MiBy" => "mebibytes",
-        "GiBy" => "gibibytes",
-        "TiBy" => "tebibytes",
-        "KBy" | "kBy" => "kilobytes",
-        "MBy" => "megabytes",
-        "GBy" => "gigabytes",
-        "TBy" => "terabytes",
-        "m" => "meters",
-        "V" => "volts",
-        "A" => "amperes",
-        "J" => "joules",
-        "W" => "watts",
-        "g" => "grams",
-        "Cel" => "celsius",
-        "Hz" => "hertz",
-        "%" => "percent",
-        "1" => "",
-        _ => return None,
-    })
-}
-
-fn per_unit(unit: &str) -> Option<&'static str> {
-    Some(match unit {
-        "s" => "second",
-        "m" => "minute",
-        "h" => "hour",
-        "d" => "day",
-        "w" => "week",
-        "mo" => "month",
-        "y" => "year",
-        _ => return main_unit(unit),
-    })
 }
 
 /// An OTel attribute value as a label value (AnyValue stringification rules).
@@ -966,6 +1131,111 @@ mod tests {
         let out = translate(&[resource(vec![], vec![metric("temp", "Cel", gauge)])], &Settings::default());
         assert_eq!(out.samples[0].value.to_bits(), STALE_NAN_BITS);
         assert!(out.samples[1].value.is_nan() && !is_stale_nan(out.samples[1].value));
+    }
+
+    #[test]
+    fn exemplars_carry_trace_ids_and_sit_on_the_right_bucket() {
+        use opentelemetry_proto::tonic::metrics::v1::Exemplar as OtelExemplar;
+        let ex = |value: f64, attrs: Vec<KeyValue>| OtelExemplar {
+            filtered_attributes: attrs,
+            time_unix_nano: 2_500_000_000,
+            value: Some(exemplar::Value::AsDouble(value)),
+            span_id: vec![0xab; 8],
+            trace_id: vec![0x01; 16],
+        };
+        let histogram = metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                time_unix_nano: 3_000_000_000,
+                count: 3,
+                bucket_counts: vec![1, 1, 1],
+                explicit_bounds: vec![0.1, 0.5],
+                exemplars: vec![ex(0.3, vec![string_attribute("user", "u1")]), ex(9.0, vec![])],
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+        });
+        let mut counter_point = number(5.0, vec![]);
+        counter_point.exemplars = vec![ex(1.0, vec![string_attribute("x", &"y".repeat(200))])];
+        let sum = metric::Data::Sum(Sum {
+            data_points: vec![counter_point],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        });
+        let input = vec![resource(vec![], vec![metric("d", "s", histogram), metric("c", "", sum)])];
+        let out = translate(&input, &Settings::default());
+        let on: Vec<(String, f64, Labels)> = out
+            .exemplars
+            .iter()
+            .map(|(i, e)| {
+                let sample = &out.samples[*i];
+                let le = sample.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.clone()).unwrap_or_default();
+                (format!("{}{{{le}}}", sample.labels[0].1), e.value, e.labels.clone())
+            })
+            .collect();
+        let ids = |extra: Option<(&str, &str)>| {
+            let mut l: Labels = vec![("span_id".into(), "abababababababab".into()), ("trace_id".into(), "01".repeat(16))];
+            if let Some((k, v)) = extra {
+                l.push((k.into(), v.into()));
+            }
+            l.sort();
+            l
+        };
+        assert_eq!(
+            on,
+            vec![
+                ("d_seconds_bucket{0.5}".to_string(), 0.3, ids(Some(("user", "u1")))),
+                ("d_seconds_bucket{+Inf}".to_string(), 9.0, ids(None)),
+                // Over 128 characters with the attribute: only the ids are kept.
+                ("c_total{}".to_string(), 1.0, ids(None)),
+            ]
+        );
+        assert_eq!(out.exemplars[0].1.timestamp_ms, 2500);
+    }
+
+    #[test]
+    fn exponential_histograms_become_native_histograms() {
+        use opentelemetry_proto::tonic::metrics::v1::ExponentialHistogram;
+        use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+        let point = |scale: i32, offset: i32, counts: Vec<u64>| ExponentialHistogramDataPoint {
+            time_unix_nano: 3_000_000_000,
+            start_time_unix_nano: 1_000_000_000,
+            count: counts.iter().sum::<u64>() + 2,
+            sum: Some(10.0),
+            scale,
+            zero_count: 2,
+            positive: Some(Buckets { offset, bucket_counts: counts }),
+            ..Default::default()
+        };
+        let data = metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![
+                // OTel indexes 0,1 then a gap of 3 empty buckets (new span), then 5; and a
+                // gap of 1 (filled).
+                point(0, 0, vec![1, 2, 0, 0, 0, 4, 0, 1]),
+                // Scale 10 merged to 8 (4 buckets per bucket): OTel 0..=3 -> 0, 4 -> 1.
+                point(10, 0, vec![1, 1, 1, 1, 5]),
+                point(-5, 0, vec![1]),
+            ],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+        });
+        let input = vec![resource(vec![], vec![metric("lat", "s", data.clone())])];
+        let settings = Settings {
+            native_histograms: true,
+            ..Settings::default()
+        };
+        let out = translate(&input, &settings);
+        assert_eq!(out.histograms.len(), 2);
+        assert_eq!((out.dropped_points, out.problems.len()), (1, 1), "scale -5 is refused: {:?}", out.problems);
+        let h = &out.histograms[0];
+        assert_eq!(h.labels[0].1, "lat_seconds");
+        assert_eq!((h.schema, h.count, h.zero_count, h.sum, h.start_ms, h.timestamp_ms), (0, 10, 2, 10.0, 1000, 3000));
+        assert_eq!(h.positive_spans, vec![(1, 2), (3, 3)]);
+        assert_eq!(h.positive_deltas, vec![1, 1, 2, -4, 1]);
+        let merged = &out.histograms[1];
+        assert_eq!((merged.schema, merged.positive_spans.clone(), merged.positive_deltas.clone()), (8, vec![(1, 2)], vec![4, 1]));
+        assert_eq!(out.families[0].kind, FamilyType::Histogram);
+        // Without native histograms (the pull exporter) they are dropped and counted.
+        let off = translate(&input, &Settings::default());
+        assert_eq!((off.histograms.len(), off.dropped_points), (0, 3));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! much cheaper than the collector they measure. Nothing here is part of the oxcol binary.
 
 pub mod child;
+pub mod compare;
 pub mod control_client;
 pub mod load;
 pub mod otlp;

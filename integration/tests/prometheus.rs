@@ -28,12 +28,18 @@ struct Prometheus {
     guard: Option<ChildGuard>,
     dir: PathBuf,
     port: u16,
+    /// Extra command line flags (`--enable-feature=...`).
+    flags: Vec<String>,
 }
 
 impl Prometheus {
     /// Starts Prometheus with the remote write receiver; `scrape` is extra YAML for
     /// `scrape_configs` (or empty).
     async fn start(scrape: &str) -> Prometheus {
+        Prometheus::start_with(scrape, &[]).await
+    }
+
+    async fn start_with(scrape: &str, flags: &[&str]) -> Prometheus {
         let dir = std::env::temp_dir().join(format!("oxcol-prom-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(dir.join("data")).expect("creates the storage dir");
         std::fs::write(
@@ -45,6 +51,7 @@ impl Prometheus {
             guard: None,
             dir,
             port: free_port(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         prometheus.launch().await;
         prometheus
@@ -58,6 +65,7 @@ impl Prometheus {
             .arg(format!("--storage.tsdb.path={}", self.dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .arg("--web.enable-remote-write-receiver")
+            .args(&self.flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clones the log handle"))
             .stderr(log)
@@ -89,8 +97,16 @@ impl Prometheus {
 
     /// `GET /api/v1/query?query=...`; the `data.result` array.
     async fn query(&self, promql: &str) -> Vec<Value> {
-        let path = format!("/api/v1/query?query={}", urlencode(promql));
-        let (status, body) = http_get(self.port, &path).await.unwrap_or_else(|e| panic!("query {promql}: {e}"));
+        self.get_result(&format!("/api/v1/query?query={}", urlencode(promql)), promql).await
+    }
+
+    /// An instant query evaluated at `at` (seconds since the epoch).
+    async fn query_at(&self, promql: &str, at: f64) -> Vec<Value> {
+        self.get_result(&format!("/api/v1/query?query={}&time={at:.3}", urlencode(promql)), promql).await
+    }
+
+    async fn get_result(&self, path: &str, promql: &str) -> Vec<Value> {
+        let (status, body) = http_get(self.port, path).await.unwrap_or_else(|e| panic!("query {promql}: {e}"));
         assert_eq!(status, 200, "query {promql}: {body}");
         let json: Value = serde_json::from_str(&body).expect("the query API answers JSON");
         json["data"]["result"].as_array().cloned().unwrap_or_default()
@@ -458,6 +474,133 @@ async fn duplicate_and_out_of_order_samples_against_a_real_prometheus() {
         assert!(log.contains("out of order sample"), "the 400 reason is logged:\n{log}");
         let stored = prometheus.wait_series("dup_total", 1).await;
         assert_eq!(stored.iter().map(value_of).collect::<Vec<_>>(), vec![1.0]);
+    })
+    .await;
+}
+
+fn gauge(name: &str, t: u64, value: f64) -> Metric {
+    Metric {
+        name: name.into(),
+        description: String::new(),
+        unit: String::new(),
+        metadata: vec![],
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![number(t, value, vec![])],
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_that_stops_arriving_gets_a_staleness_marker() {
+    bounded(Duration::from_secs(60), async {
+        let prometheus = Prometheus::start("").await;
+        let components = format!(
+            "exporters:\n  prometheusremotewrite:\n    endpoint: {}\n    staleness_interval: 1s\n",
+            prometheus.write_url()
+        );
+        let oxcol = Oxcol::start("", &components, &PIPELINE.replace("@EXPORTERS@", "prometheusremotewrite")).await;
+        let first = now_nanos() - 2_000_000_000;
+        send(&oxcol, request(vec![gauge("kept", first, 1.0), gauge("gone", first, 2.0)])).await;
+        assert_eq!(prometheus.wait_series("gone", 1).await.len(), 1, "the series arrived");
+        // The resource keeps sending, without `gone`, for longer than staleness_interval.
+        let mut last = first;
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            last = now_nanos();
+            send(&oxcol, request(vec![gauge("kept", last, 1.0)])).await;
+        }
+        let later = last as f64 / 1e9 + 1.0;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let gone = prometheus.query_at("gone", later).await;
+            if gone.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gone is still visible at a later time: {gone:?}\n{}", oxcol.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Before the marker the value is there; the series that keeps arriving is unaffected.
+        let before = prometheus.query_at("gone", first as f64 / 1e9 + 0.1).await;
+        assert_eq!(before.iter().map(value_of).collect::<Vec<_>>(), vec![2.0]);
+        assert_eq!(prometheus.query_at("kept", later).await.len(), 1);
+        // The marker is a real sample of the series: the raw range shows a stale NaN last.
+        let raw = prometheus.query_at("gone[1m]", later).await;
+        assert!(!raw.is_empty(), "the series' samples are still stored");
+        assert_eq!(oxcol.metric("otelcol_exporter_send_failed_metric_points", &[]).await, 0.0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_and_exemplars_reach_a_real_prometheus() {
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+    use opentelemetry_proto::tonic::metrics::v1::{Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, exemplar};
+    bounded(Duration::from_secs(60), async {
+        let prometheus = Prometheus::start_with("", &["--enable-feature=native-histograms,exemplar-storage"]).await;
+        let components = format!(
+            "exporters:\n  prometheusremotewrite:\n    endpoint: {}\n    target_info:\n      enabled: false\n",
+            prometheus.write_url()
+        );
+        let oxcol = Oxcol::start("", &components, &PIPELINE.replace("@EXPORTERS@", "prometheusremotewrite")).await;
+        let t = now_nanos() - 1_000_000_000;
+        let trace_id: Vec<u8> = (1..=16).collect();
+        let span_id: Vec<u8> = (1..=8).collect();
+        let exemplar = |value: f64| Exemplar {
+            filtered_attributes: vec![text("user", "u1")],
+            time_unix_nano: t,
+            value: Some(exemplar::Value::AsDouble(value)),
+            span_id: span_id.clone(),
+            trace_id: trace_id.clone(),
+        };
+        let native = Metric {
+            name: "rpc.server.duration".into(),
+            description: "rpc time".into(),
+            unit: "s".into(),
+            metadata: vec![],
+            data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    start_time_unix_nano: t - 60_000_000_000,
+                    time_unix_nano: t,
+                    count: 12,
+                    sum: Some(30.5),
+                    scale: 1,
+                    zero_count: 2,
+                    positive: Some(Buckets { offset: -1, bucket_counts: vec![3, 0, 0, 0, 5] }),
+                    negative: Some(Buckets { offset: 0, bucket_counts: vec![2] }),
+                    exemplars: vec![exemplar(1.5)],
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+        };
+        let mut with_exemplar = number(t, 42.0, vec![]);
+        with_exemplar.exemplars = vec![exemplar(1.0)];
+        send(&oxcol, request(vec![native, counter("orders", vec![with_exemplar])])).await;
+
+        let count = prometheus.wait_series("histogram_count(rpc_server_duration_seconds)", 1).await;
+        assert_eq!(count.iter().map(value_of).collect::<Vec<_>>(), vec![12.0], "{}", oxcol.log());
+        let sum = prometheus.query("histogram_sum(rpc_server_duration_seconds)").await;
+        assert_eq!(sum.iter().map(value_of).collect::<Vec<_>>(), vec![30.5]);
+        // The 5 observations above 2^(3/2) and at most 2^2 (OTel index 3 at scale 1).
+        let upper = prometheus.query("histogram_fraction(2.83, 4, rpc_server_duration_seconds)").await;
+        let fraction = upper.first().map(value_of).unwrap_or(f64::NAN);
+        assert!((fraction - 5.0 / 12.0).abs() < 0.01, "fraction {fraction}");
+
+        let start = t as f64 / 1e9 - 10.0;
+        let path = format!(
+            "/api/v1/query_exemplars?query={}&start={start:.3}&end={:.3}",
+            urlencode("orders_total"),
+            start + 20.0
+        );
+        let (status, body) = http_get(prometheus.port, &path).await.expect("queries exemplars");
+        assert_eq!(status, 200, "{body}");
+        let json: Value = serde_json::from_str(&body).expect("JSON");
+        let exemplars = &json["data"][0]["exemplars"];
+        assert_eq!(exemplars[0]["labels"]["trace_id"], "0102030405060708090a0b0c0d0e0f10", "{body}");
+        assert_eq!(exemplars[0]["labels"]["span_id"], "0102030405060708");
+        assert_eq!(exemplars[0]["labels"]["user"], "u1");
+        assert_eq!(exemplars[0]["value"], "1");
+        assert_eq!(oxcol.metric("otelcol_exporter_send_failed_metric_points", &[]).await, 0.0);
     })
     .await;
 }

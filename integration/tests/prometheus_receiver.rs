@@ -182,3 +182,101 @@ service:
         "logged once:\n{log}"
     );
 }
+
+/// An HTTPS `/metrics` target (rustls, certificate from a CA made with rcgen) that answers
+/// every request with `body`; `served` counts the answers.
+fn https_target(dir: &std::path::Path, body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "scrape test CA");
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+    let leaf_params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+    let key = KeyPair::generate().expect("key");
+    let cert = leaf_params.signed_by(&key, &ca).expect("leaf");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("writes");
+    let server = oxcol_core::tls::TlsServerConfig {
+        cert_pem: Some(cert.pem()),
+        key_pem: Some(key.serialize_pem()),
+        ..Default::default()
+    }
+    .rustls_config(&[b"http/1.1"])
+    .expect("server TLS config");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&served);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            let acceptor = tokio_rustls::TlsAcceptor::from(server);
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let acceptor = acceptor.clone();
+                let count = std::sync::Arc::clone(&count);
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tls.write_all(answer.as_bytes()).await.is_ok() {
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+    });
+    (addr, served)
+}
+
+#[test]
+fn an_https_target_is_scraped_with_tls_config() {
+    let dir = std::env::temp_dir().join(format!("oxcol-scrape-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (addr, served) = https_target(&dir, "# TYPE secure_requests_total counter\nsecure_requests_total 7\n");
+    let capture = Capture::start();
+    let config = format!(
+        "receivers:
+  prometheus:
+    config:
+      scrape_configs:
+        - job_name: secure
+          scrape_interval: 1s
+          scheme: https
+          tls_config:
+            ca_file: {ca}
+          static_configs:
+            - targets: [\"{addr}\"]
+{exporter}
+service:
+  telemetry: {{metrics: {{level: none}}}}
+  pipelines:
+    metrics: {{receivers: [prometheus], exporters: [otlphttp]}}
+",
+        ca = dir.join("ca.pem").display(),
+        exporter = capture.exporter_yaml(),
+    );
+    let mut oxcol = oxcol(&config);
+    let value = wait_for(Duration::from_secs(15), || {
+        capture.points("secure_requests").first().map(|(_, v)| *v).or_else(|| capture.points("secure_requests_total").first().map(|(_, v)| *v))
+    });
+    let log = oxcol.stop_and_log();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(value, Some(7.0), "no scrape over TLS arrived:\n{log}");
+    assert!(served.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    let up = capture.points("up");
+    assert!(up.iter().any(|(_, v)| *v == 1.0), "up is 1: {up:?}");
+}

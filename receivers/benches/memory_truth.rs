@@ -3,7 +3,10 @@
 //! The node (written to a temp dir once): 500 cgroup v2 container cgroups with every file
 //! the cgroup receiver reads (copied from the v2-systemd fixture), and a /proc with 1000
 //! processes' `stat` and `smaps_rollup`. Each pair of benches reads exactly the same
-//! files; the "bare" one only does open/read/close into a reused buffer.
+//! files; the "bare" one only does open/read/close into a reused buffer (`read_to_end`,
+//! which also makes a `statx` and an `lseek` per file for its size hint). The processes
+//! group also has a bare loop without them (`..._no_size_hint`), as the smaps receiver
+//! now reads.
 //!
 //! Run: `cargo bench -p oxcol-receivers --bench memory_truth`.
 
@@ -104,6 +107,24 @@ fn bare_read(files: &[PathBuf], buffer: &mut Vec<u8>) -> usize {
     total
 }
 
+/// As [`bare_read`], with plain `read` calls until EOF into an initialised buffer: no
+/// `statx` + `lseek` size hint per file (what `read_to_end` on a `File` adds, useless for
+/// procfs files of size 0). The smaps receiver reads this way.
+fn bare_read_no_size_hint(files: &[PathBuf], buffer: &mut [u8]) -> usize {
+    let mut total = 0;
+    for file in files {
+        if let Ok(mut f) = std::fs::File::open(file) {
+            while let Ok(n) = f.read(buffer) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+        }
+    }
+    total
+}
+
 fn benches(c: &mut Criterion) {
     let node = build_node();
     let registry = Registry::new();
@@ -123,6 +144,8 @@ fn benches(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("oxcol_scrape", |b| b.iter(|| black_box(processes.collect(SystemTime::now()).len())));
     group.bench_function("bare_open_read_close", |b| b.iter(|| black_box(bare_read(&node.proc_files, &mut buffer))));
+    let mut plain = vec![0u8; 16 * 1024];
+    group.bench_function("bare_open_read_close_no_size_hint", |b| b.iter(|| black_box(bare_read_no_size_hint(&node.proc_files, &mut plain))));
     group.finish();
 
     assert_eq!(cgroups.collect(SystemTime::now()).len(), CGROUPS);

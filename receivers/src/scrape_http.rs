@@ -2,9 +2,12 @@
 //! `prometheus`): one GET with a timeout around the whole exchange, a bound on the bytes
 //! read, and credentials (headers, bearer token, basic auth) added to every request.
 //!
-//! Plaintext only in this release: a TLS setting or an https:// target is a config error
-//! (see [`TlsSettings::check`]) rather than a silent downgrade. It never retries: a pull
-//! receiver's next scrape is the retry.
+//! `https://` targets use TLS through the shared client builder
+//! (`oxcol_core::tls::https_connector`, see docs/security.md): the system CA pool by
+//! default, or the `tls`/`tls_config` settings. `http://` targets are plaintext; TLS
+//! material set for a job/receiver that only has `http://` targets is a config error
+//! rather than a silent downgrade. It never retries: a pull receiver's next scrape is the
+//! retry.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,45 +16,95 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use oxcol_core::tls::{HttpsConnector, TlsClientConfig, https_connector};
 use serde::Deserialize;
 
-/// `tls:` (Collector) or `tls_config:` (Prometheus). Accepted so configs parse, but only
-/// plaintext works in this release: any TLS material, or `insecure: false` with an
-/// https:// target, is reported by [`TlsSettings::check`].
+/// `tls:` (Collector `configtls` spelling) or `tls_config:` (Prometheus spelling), for
+/// `https://` targets. Both spellings are accepted: Prometheus' `ca`/`cert`/`key` (inline
+/// PEM), `server_name`, `min_version: TLS12|TLS13`; the Collector's `ca_pem`/`cert_pem`/
+/// `key_pem`, `server_name_override`, `min_version: "1.2"|"1.3"`. Every key defaults to
+/// unset: verify against the system CA pool, TLS 1.2 minimum, no client certificate.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
+    /// Accepted for Collector compatibility; the URL scheme decides TLS. Default false.
     pub insecure: bool,
+    /// Accept any server certificate. Default false.
     pub insecure_skip_verify: bool,
     pub ca_file: Option<String>,
+    /// Inline CA PEM (Prometheus `ca`, Collector `ca_pem`).
     pub ca: Option<String>,
+    pub ca_pem: Option<String>,
+    /// Client certificate for mTLS (file or inline PEM).
     pub cert_file: Option<String>,
+    pub cert: Option<String>,
+    pub cert_pem: Option<String>,
     pub key_file: Option<String>,
+    pub key: Option<String>,
+    pub key_pem: Option<String>,
+    /// Name checked in the target's certificate instead of the host (Prometheus spelling).
     pub server_name: Option<String>,
+    /// The same, Collector spelling.
     pub server_name_override: Option<String>,
+    /// `TLS12`/`TLS13` or `1.2`/`1.3`. Default 1.2.
     pub min_version: Option<String>,
     pub max_version: Option<String>,
 }
 
 impl TlsSettings {
-    fn has_material(&self) -> bool {
-        self.ca_file.is_some()
-            || self.ca.is_some()
-            || self.cert_file.is_some()
-            || self.key_file.is_some()
+    /// Whether anything that only matters with TLS is set.
+    pub fn has_material(&self) -> bool {
+        self.client_config().is_ok_and(|c| c.configures_tls_material() || c.insecure_skip_verify || c.server_name_override.is_some())
     }
 
-    /// An error when a target would need TLS.
-    pub fn check(&self, target: &str) -> Result<(), String> {
-        if target.starts_with("https://") || self.has_material() {
-            return Err(format!(
-                "target {target:?} needs TLS, which this release of oxcol's scrape receivers does not support; \
-                 scrape it over plaintext (an http:// endpoint, e.g. the pod-local 127.0.0.1 address) and remove the TLS settings"
-            ));
+    /// The shared client TLS configuration (`oxcol_core::tls`) these keys stand for.
+    pub fn client_config(&self) -> Result<TlsClientConfig, String> {
+        let either = |a: &Option<String>, b: &Option<String>, what: &str| -> Result<Option<String>, String> {
+            match (a, b) {
+                (Some(_), Some(_)) => Err(format!("tls: set {what} once (both spellings are set)")),
+                (a, b) => Ok(a.clone().or_else(|| b.clone())),
+            }
+        };
+        let version = |v: &Option<String>| -> Result<Option<String>, String> {
+            Ok(match v.as_deref() {
+                None | Some("") => None,
+                Some("TLS12") | Some("1.2") => Some("1.2".to_string()),
+                Some("TLS13") | Some("1.3") => Some("1.3".to_string()),
+                Some(other) => return Err(format!("tls: version {other:?} is not supported; use TLS12 or TLS13 (\"1.2\"/\"1.3\")")),
+            })
+        };
+        Ok(TlsClientConfig {
+            insecure_skip_verify: self.insecure_skip_verify,
+            ca_file: self.ca_file.clone(),
+            ca_pem: either(&self.ca, &self.ca_pem, "ca/ca_pem")?,
+            cert_file: self.cert_file.clone(),
+            cert_pem: either(&self.cert, &self.cert_pem, "cert/cert_pem")?,
+            key_file: self.key_file.clone(),
+            key_pem: either(&self.key, &self.key_pem, "key/key_pem")?,
+            server_name_override: either(&self.server_name, &self.server_name_override, "server_name/server_name_override")?,
+            min_version: version(&self.min_version)?,
+            max_version: version(&self.max_version)?,
+            ..TlsClientConfig::default()
+        })
+    }
+
+    /// Static checks (no file is read). `any_https`: whether some target uses https; TLS
+    /// settings without any https target are an error (they would silently do nothing).
+    pub fn validate(&self, any_https: bool) -> Vec<String> {
+        match self.client_config() {
+            Err(e) => vec![e],
+            Ok(config) => {
+                let mut errors = config.validate();
+                if !any_https && self.has_material() {
+                    errors.push(
+                        "TLS settings are set but no target uses https: scrape with an https:// endpoint (scheme: https) or remove the TLS settings"
+                            .to_string(),
+                    );
+                }
+                errors
+            }
         }
-        Ok(())
     }
 }
 
@@ -164,19 +217,20 @@ pub enum Overflow {
 
 #[derive(Clone)]
 pub struct HttpScraper {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector, Empty<Bytes>>,
     headers: HeaderMap,
 }
 
 impl HttpScraper {
-    pub fn new(headers: HeaderMap, connect_timeout: Duration) -> HttpScraper {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout.min(Duration::from_secs(10))));
+    /// A client for `http://` and `https://` targets; TLS files are read now (errors
+    /// name them).
+    pub fn new(headers: HeaderMap, connect_timeout: Duration, tls: &TlsSettings) -> Result<HttpScraper, String> {
+        let tls = tls.client_config()?;
+        let connector = https_connector(Some(&tls), connect_timeout.min(Duration::from_secs(10)))?;
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(2)
             .build(connector);
-        HttpScraper { client, headers }
+        Ok(HttpScraper { client, headers })
     }
 
     /// GETs `uri`: at most `limit` body bytes, the whole exchange within `timeout`.
@@ -330,22 +384,59 @@ mod tests {
         )
         .expect_err("invalid value");
         assert!(!error.contains("sec"), "{error}");
-        assert!(TlsSettings::default().check("https://a:1").is_err());
-        assert!(
-            TlsSettings {
-                ca_file: Some("/ca.pem".into()),
-                ..Default::default()
-            }
-            .check("http://a:1")
-            .is_err()
-        );
+        assert!(TlsSettings::default().validate(true).is_empty());
+        assert!(TlsSettings::default().validate(false).is_empty());
+        let with_ca = TlsSettings {
+            ca_file: Some("/ca.pem".into()),
+            ..Default::default()
+        };
+        assert!(with_ca.validate(true).is_empty());
+        assert_eq!(with_ca.validate(false).len(), 1, "TLS material without an https target");
         assert!(
             TlsSettings {
                 insecure: true,
                 ..Default::default()
             }
-            .check("http://a:1")
-            .is_ok()
+            .validate(false)
+            .is_empty()
         );
+    }
+
+    #[test]
+    fn both_spellings_map_to_the_shared_tls_config() {
+        let prometheus = TlsSettings {
+            ca: Some("PEM".into()),
+            server_name: Some("target.local".into()),
+            min_version: Some("TLS13".into()),
+            ..Default::default()
+        };
+        let config = prometheus.client_config().expect("valid");
+        assert_eq!(config.ca_pem.as_deref(), Some("PEM"));
+        assert_eq!(config.server_name_override.as_deref(), Some("target.local"));
+        assert_eq!(config.min_version.as_deref(), Some("1.3"));
+        let collector = TlsSettings {
+            ca_pem: Some("PEM".into()),
+            min_version: Some("1.2".into()),
+            ..Default::default()
+        };
+        assert_eq!(collector.client_config().expect("valid").ca_pem.as_deref(), Some("PEM"));
+        let twice = TlsSettings {
+            ca: Some("a".into()),
+            ca_pem: Some("b".into()),
+            ..Default::default()
+        };
+        assert!(twice.client_config().is_err());
+        let old = TlsSettings {
+            min_version: Some("TLS10".into()),
+            ..Default::default()
+        };
+        assert!(old.validate(true)[0].contains("TLS10"));
+        // A missing CA file is reported when the client is built, naming the file.
+        let missing = TlsSettings {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        let error = HttpScraper::new(HeaderMap::new(), Duration::from_secs(1), &missing).err().unwrap_or_default();
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
     }
 }

@@ -920,3 +920,302 @@ fn random_inputs_never_panic() {
         }
     }
 }
+
+/// The rule engine as first written (owned strings, no memo), kept as a reference for
+/// the differential test below.
+mod reference {
+    use super::super::*;
+
+    pub fn process(labels: &mut LabelSet, rules: &[Rule]) -> bool {
+        rules.iter().all(|rule| apply(rule, labels))
+    }
+
+    fn apply(rule: &Rule, labels: &mut LabelSet) -> bool {
+        let value = match rule.source_labels.as_slice() {
+            [] => String::new(),
+            many => many
+                .iter()
+                .map(|n| labels.get(n))
+                .collect::<Vec<_>>()
+                .join(&rule.separator),
+        };
+        match rule.action {
+            Action::Drop => return !rule.regex.is_match(&value),
+            Action::Keep => return rule.regex.is_match(&value),
+            Action::DropEqual => return labels.get(&rule.target_label) != value,
+            Action::KeepEqual => return labels.get(&rule.target_label) == value,
+            Action::Replace => {
+                if value.is_empty()
+                    && rule.regex_is_default
+                    && !rule.target_label.contains('$')
+                    && !rule.replacement.contains('$')
+                {
+                    labels.set(&rule.target_label, rule.replacement.clone());
+                    return true;
+                }
+                let Some(captures) = rule.regex.captures(&value) else {
+                    return true;
+                };
+                let target = expand(&rule.regex, &captures, &rule.target_label);
+                if !rule.name_validation.is_valid_label_name(&target) {
+                    return true;
+                }
+                let result = expand(&rule.regex, &captures, &rule.replacement);
+                labels.set(&target, result);
+            }
+            Action::Lowercase => labels.set(&rule.target_label, go_lowercase(&value)),
+            Action::Uppercase => labels.set(&rule.target_label, go_uppercase(&value)),
+            Action::HashMod => {
+                let digest = md5::compute(value.as_bytes()).0;
+                let mut tail = [0u8; 8];
+                tail.copy_from_slice(&digest[8..16]);
+                labels.set(
+                    &rule.target_label,
+                    (u64::from_be_bytes(tail) % rule.modulus.max(1)).to_string(),
+                );
+            }
+            Action::LabelMap => {
+                let mapped: Vec<(String, String)> = labels
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        let captures = rule.regex.captures(name)?;
+                        Some((
+                            expand(&rule.regex, &captures, &rule.replacement),
+                            value.to_string(),
+                        ))
+                    })
+                    .collect();
+                for (name, value) in mapped {
+                    labels.set(&name, value);
+                }
+            }
+            Action::LabelDrop => labels.0.retain(|(name, _)| !rule.regex.is_match(name)),
+            Action::LabelKeep => labels.0.retain(|(name, _)| rule.regex.is_match(name)),
+        }
+        true
+    }
+}
+
+/// The borrowing, memoizing [`Relabeler`] (one per many label sets, as the `relabel`
+/// processor runs it per batch) and [`process`] give exactly what the first, owned
+/// implementation gave, on random label sets from a small alphabet (so inputs repeat and
+/// remembered outcomes are reused) through rules of every action.
+#[test]
+fn relabeler_matches_reference_implementation() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let alphabet: Vec<char> = "abAB_1$;é".chars().collect();
+    let names = ["a", "b", "c", "__name__", "zz", "x_1"];
+    let random_text = |rng: &mut rand::rngs::StdRng, max: usize| -> String {
+        let len = rng.random_range(0..max);
+        (0..len)
+            .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+            .collect()
+    };
+    let rule_sets: Vec<Vec<R>> = vec![
+        vec![
+            R {
+                src: &["a", "b"],
+                regex: Some("(.*);(.*)"),
+                target: Some("${2}_$1"),
+                repl: Some("$2$1"),
+                ..R::default()
+            },
+            R {
+                src: &["a"],
+                modulus: Some(7),
+                target: Some("h"),
+                action: Some("hashmod"),
+                ..R::default()
+            },
+            R {
+                regex: Some("(.)(.*)"),
+                repl: Some("m_$2"),
+                action: Some("labelmap"),
+                ..R::default()
+            },
+            R {
+                src: &["b"],
+                target: Some("u"),
+                action: Some("uppercase"),
+                ..R::default()
+            },
+            R {
+                src: &["c"],
+                target: Some("l"),
+                action: Some("lowercase"),
+                ..R::default()
+            },
+            R {
+                regex: Some("z.*"),
+                action: Some("labeldrop"),
+                ..R::default()
+            },
+        ],
+        vec![
+            R {
+                src: &["__name__"],
+                regex: Some("a.*"),
+                action: Some("drop"),
+                ..R::default()
+            },
+            R {
+                src: &["a"],
+                regex: Some("(b+)(?P<n>.*)"),
+                target: Some("b"),
+                repl: Some("x${n}$1"),
+                ..R::default()
+            },
+            R {
+                target: Some("static"),
+                repl: Some("v"),
+                ..R::default()
+            },
+            R {
+                src: &["c"],
+                target: Some("b"),
+                action: Some("keepequal"),
+                ..R::default()
+            },
+        ],
+        vec![
+            R {
+                src: &["a", "c"],
+                sep: Some(""),
+                regex: Some(".*1.*"),
+                action: Some("keep"),
+                ..R::default()
+            },
+            R {
+                src: &["b"],
+                target: Some("c"),
+                action: Some("dropequal"),
+                ..R::default()
+            },
+            R {
+                src: &["a"],
+                regex: Some("(.*)"),
+                target: Some("$1"),
+                repl: Some(""),
+                ..R::default()
+            },
+            R {
+                regex: Some("(a|b|__name__)"),
+                action: Some("labelkeep"),
+                ..R::default()
+            },
+            R {
+                src: &["b"],
+                target: Some("__name__"),
+                repl: Some("n_$1"),
+                ..R::default()
+            },
+        ],
+        vec![
+            R {
+                src: &["a"],
+                regex: Some("b\\$1"),
+                action: Some("drop"),
+                ..R::default()
+            },
+            R {
+                src: &["b"],
+                regex: Some(""),
+                action: Some("drop"),
+                ..R::default()
+            },
+            R {
+                regex: Some("x_1"),
+                action: Some("labeldrop"),
+                ..R::default()
+            },
+            R {
+                src: &["c", "a"],
+                regex: Some("A;b"),
+                action: Some("drop"),
+                ..R::default()
+            },
+        ],
+        vec![
+            R {
+                regex: Some("__name__"),
+                action: Some("labelkeep"),
+                ..R::default()
+            },
+            R {
+                src: &["__name__"],
+                regex: Some("é"),
+                target: Some("e"),
+                repl: Some("$0"),
+                ..R::default()
+            },
+        ],
+    ];
+    for rules in &rule_sets {
+        let configs: Vec<RelabelConfig> = rules.iter().map(R::config).collect();
+        let rules = compile(&configs, NameValidation::Utf8).unwrap();
+        let mut relabeler = Relabeler::new(&rules);
+        let mut kept = 0;
+        for _ in 0..3000 {
+            let pairs: Vec<(String, String)> = (0..rng.random_range(0..6))
+                .map(|_| {
+                    let name = names[rng.random_range(0..names.len())].to_string();
+                    (name, random_text(&mut rng, 4))
+                })
+                .collect();
+            let mut expected = LabelSet::from_pairs(pairs.clone());
+            let expected_kept = reference::process(&mut expected, &rules);
+
+            let mut owned = LabelSet::from_pairs(pairs.clone());
+            assert_eq!(process(&mut owned, &rules), expected_kept, "{pairs:?}");
+            if expected_kept {
+                assert_eq!(owned, expected, "{pairs:?}");
+            }
+
+            let mut borrowed = Labels::default();
+            for (n, v) in &pairs {
+                borrowed.push(Cow::Borrowed(n), Cow::Borrowed(v));
+            }
+            borrowed.normalize();
+            assert_eq!(borrowed.to_label_set(), LabelSet::from_pairs(pairs.clone()));
+            assert_eq!(relabeler.process(&mut borrowed), expected_kept, "{pairs:?}");
+            if expected_kept {
+                kept += 1;
+                assert_eq!(borrowed.to_label_set(), expected, "{pairs:?}");
+                assert_eq!(
+                    check_labels(&borrowed, NameValidation::Legacy),
+                    check_result(&expected, NameValidation::Legacy)
+                );
+            }
+        }
+        assert!(kept > 100, "the test must exercise kept sets, kept {kept}");
+    }
+}
+
+/// A regex made of literal characters (and escaped punctuation) matches by equality;
+/// anything with a meta character goes to the regex engine.
+#[test]
+fn literal_regexes_are_recognised_exactly() {
+    for (pattern, literal) in [
+        ("attr\\.2", Some("attr.2")),
+        ("", Some("")),
+        ("a b-c_é", Some("a b-c_é")),
+        ("b\\$1", Some("b$1")),
+        ("a.b", None),
+        ("a|b", None),
+        ("(?i)a", None),
+        ("\\d", None),
+        ("\\Qa.b\\E", None),
+        ("a*", None),
+    ] {
+        assert_eq!(literal_text(pattern).as_deref(), literal, "{pattern}");
+        if let Some(text) = literal {
+            let regex = compile_anchored(pattern).unwrap();
+            assert!(regex.is_match(text), "{pattern} matches {text}");
+            assert!(
+                !regex.is_match(&format!("{text}x")),
+                "{pattern} is anchored"
+            );
+        }
+    }
+}

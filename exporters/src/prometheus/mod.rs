@@ -176,6 +176,7 @@ impl PrometheusExporter {
             target_info: true,
             extra_labels: config.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             delta: DeltaHandling::Pass,
+            native_histograms: false,
         };
         Ok(PrometheusExporter {
             shared,

@@ -61,6 +61,12 @@ pub struct Config {
     pub send_metadata: bool,
     /// `prometheus.v1.WriteRequest` (default) or `io.prometheus.write.v2.Request`.
     pub protobuf_message: String,
+    /// A series absent this long from what its resource keeps sending gets a staleness
+    /// marker (see `staleness.rs`). `0s` turns the tracking off. Default 2m.
+    pub staleness_interval: GoDuration,
+    /// Most series tracked for staleness; beyond it the least recently seen 10% are
+    /// forgotten (no marker) and counted. Default 100000.
+    pub staleness_max_series: usize,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -129,6 +135,8 @@ impl Default for Config {
             max_batch_request_parallelism: None,
             send_metadata: false,
             protobuf_message: PROTO_V1.to_string(),
+            staleness_interval: GoDuration::from_secs(120),
+            staleness_max_series: 100_000,
         }
     }
 }
@@ -187,6 +195,9 @@ impl Config {
         }
         if self.remote_write_queue.num_consumers == 0 || self.max_batch_request_parallelism == Some(0) {
             errors.push("remote_write_queue.num_consumers and max_batch_request_parallelism must be greater than 0".to_string());
+        }
+        if self.staleness_max_series == 0 {
+            errors.push("staleness_max_series must be greater than 0 (turn tracking off with staleness_interval: 0s)".to_string());
         }
         errors.extend(self.retry_on_failure.validate());
         errors

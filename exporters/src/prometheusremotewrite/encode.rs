@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use prost::Message;
 
 use super::proto::{v1, v2};
-use crate::prom_translate::{Family, Labels, Translation};
+use crate::prom_translate::{Exemplar, Family, Labels, NativeHistogram, Translation};
 
 /// One series with its samples in timestamp order.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,12 +17,36 @@ pub struct Series {
     pub family: u32,
     /// (timestamp ms, value, start ms), strictly increasing timestamps.
     pub samples: Vec<(i64, f64, i64)>,
+    pub exemplars: Vec<Exemplar>,
+    /// Native histogram samples, strictly increasing timestamps (their `labels` are the
+    /// series' labels and not encoded again).
+    pub histograms: Vec<NativeHistogram>,
 }
 
 impl Series {
-    /// Rough encoded size, for splitting (labels + 20 bytes per sample).
+    pub fn new(labels: Labels, family: u32) -> Series {
+        Series {
+            labels,
+            family,
+            samples: Vec::new(),
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        }
+    }
+
+    /// Rough encoded size, for splitting (labels + 20 bytes per sample, exemplars and
+    /// histograms by their parts).
     fn estimated_size(&self) -> usize {
-        self.labels.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>() + self.samples.len() * 20 + 8
+        let label_bytes = |labels: &Labels| labels.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>();
+        label_bytes(&self.labels)
+            + self.samples.len() * 20
+            + self.exemplars.iter().map(|e| label_bytes(&e.labels) + 22).sum::<usize>()
+            + self
+                .histograms
+                .iter()
+                .map(|h| 60 + (h.positive_deltas.len() + h.negative_deltas.len()) * 3 + (h.positive_spans.len() + h.negative_spans.len()) * 6)
+                .sum::<usize>()
+            + 8
     }
 }
 
@@ -33,19 +57,49 @@ impl Series {
 pub fn group_series(translation: &Translation) -> (Vec<Series>, u64) {
     let mut index: HashMap<&Labels, usize> = HashMap::with_capacity(translation.samples.len());
     let mut series: Vec<Series> = Vec::new();
+    let mut sample_slots = Vec::with_capacity(translation.samples.len());
     for sample in &translation.samples {
         let slot = *index.entry(&sample.labels).or_insert_with(|| {
-            series.push(Series {
-                labels: sample.labels.clone(),
-                family: sample.family,
-                samples: Vec::new(),
-            });
+            series.push(Series::new(sample.labels.clone(), sample.family));
             series.len() - 1
         });
+        sample_slots.push(slot);
         series[slot].samples.push((sample.timestamp_ms, sample.value, sample.start_ms));
+    }
+    for (sample, exemplar) in &translation.exemplars {
+        if let Some(slot) = sample_slots.get(*sample) {
+            series[*slot].exemplars.push(exemplar.clone());
+        }
+    }
+    for histogram in &translation.histograms {
+        let slot = *index.entry(&histogram.labels).or_insert_with(|| {
+            series.push(Series::new(histogram.labels.clone(), histogram.family));
+            series.len() - 1
+        });
+        let s = &mut series[slot];
+        s.exemplars.extend(histogram.exemplars.iter().cloned());
+        s.histograms.push(NativeHistogram {
+            labels: Vec::new(),
+            exemplars: Vec::new(),
+            ..histogram.clone()
+        });
     }
     let mut replaced = 0u64;
     for s in &mut series {
+        s.exemplars.sort_by_key(|e| e.timestamp_ms);
+        if !s.histograms.is_empty() {
+            s.histograms.sort_by_key(|h| h.timestamp_ms);
+            let before = s.histograms.len();
+            let mut kept: Vec<NativeHistogram> = Vec::with_capacity(before);
+            for h in s.histograms.drain(..) {
+                match kept.last_mut() {
+                    Some(last) if last.timestamp_ms == h.timestamp_ms => *last = h,
+                    _ => kept.push(h),
+                }
+            }
+            replaced += (before - kept.len()) as u64;
+            s.histograms = kept;
+        }
         // Stable: for equal timestamps the later sample stays last, and dedup keeps it.
         s.samples.sort_by_key(|(t, _, _)| *t);
         let before = s.samples.len();
@@ -117,6 +171,23 @@ pub fn encode_v1(series: &[Series], families: Option<&[Family]>) -> Vec<u8> {
                         timestamp: *timestamp,
                     })
                     .collect(),
+                exemplars: s
+                    .exemplars
+                    .iter()
+                    .map(|e| v1::Exemplar {
+                        labels: e
+                            .labels
+                            .iter()
+                            .map(|(name, value)| v1::Label {
+                                name: name.clone(),
+                                value: value.clone(),
+                            })
+                            .collect(),
+                        value: e.value,
+                        timestamp: e.timestamp_ms,
+                    })
+                    .collect(),
+                histograms: s.histograms.iter().map(histogram_v1).collect(),
             })
             .collect(),
         metadata: families
@@ -161,6 +232,36 @@ pub fn encode_v2(series: &[Series], families: &[Family]) -> Vec<u8> {
                         start_timestamp: *start,
                     })
                     .collect(),
+                histograms: s
+                    .histograms
+                    .iter()
+                    .map(|h| {
+                        let v1 = histogram_v1(h);
+                        v2::Histogram {
+                            count_int: v1.count_int,
+                            sum: v1.sum,
+                            schema: v1.schema,
+                            zero_threshold: v1.zero_threshold,
+                            zero_count_int: v1.zero_count_int,
+                            negative_spans: v1.negative_spans,
+                            negative_deltas: v1.negative_deltas,
+                            positive_spans: v1.positive_spans,
+                            positive_deltas: v1.positive_deltas,
+                            reset_hint: v1.reset_hint,
+                            timestamp: v1.timestamp,
+                            start_timestamp: h.start_ms,
+                        }
+                    })
+                    .collect(),
+                exemplars: s
+                    .exemplars
+                    .iter()
+                    .map(|e| v2::Exemplar {
+                        labels_refs: e.labels.iter().flat_map(|(n, v)| [symbols.intern(n), symbols.intern(v)]).collect(),
+                        value: e.value,
+                        timestamp: e.timestamp_ms,
+                    })
+                    .collect(),
                 metadata,
             }
         })
@@ -170,6 +271,25 @@ pub fn encode_v2(series: &[Series], families: &[Family]) -> Vec<u8> {
         timeseries,
     }
     .encode_to_vec()
+}
+
+/// A native histogram in the 1.0 message (integer counts, reset hint UNKNOWN: the
+/// receiver detects resets itself, as for cumulative OTLP data).
+fn histogram_v1(h: &NativeHistogram) -> v1::Histogram {
+    let spans = |spans: &[(i32, u32)]| spans.iter().map(|(offset, length)| v1::BucketSpan { offset: *offset, length: *length }).collect();
+    v1::Histogram {
+        count_int: h.count,
+        sum: h.sum,
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count_int: h.zero_count,
+        negative_spans: spans(&h.negative_spans),
+        negative_deltas: h.negative_deltas.clone(),
+        positive_spans: spans(&h.positive_spans),
+        positive_deltas: h.positive_deltas.clone(),
+        reset_hint: 0,
+        timestamp: h.timestamp_ms,
+    }
 }
 
 /// The 2.0 string table: index 0 is always "".
@@ -256,6 +376,8 @@ mod tests {
                 labels: labels(&[("__name__", &format!("m{i}"))]),
                 family: 0,
                 samples: vec![(1, 1.0, 0); 10],
+                exemplars: vec![],
+                histograms: vec![],
             })
             .collect();
         let size = series[0].estimated_size();
@@ -269,6 +391,8 @@ mod tests {
             labels: labels(&[("__name__", "up"), ("job", "x")]),
             family: 0,
             samples: vec![(1000, 1.0, 0)],
+            exemplars: vec![],
+            histograms: vec![],
         }];
         let body = encode_v1(&series, None);
         // timeseries(1){ labels(1){name(1)="__name__" value(2)="up"} labels(1){"job","x"} samples(2){value(1)=1.0 timestamp(2)=1000} }
@@ -305,11 +429,15 @@ mod tests {
                 labels: labels(&[("__name__", "req_total"), ("job", "x")]),
                 family: 0,
                 samples: vec![(2000, 5.0, 1000)],
+                exemplars: vec![],
+                histograms: vec![],
             },
             Series {
                 labels: labels(&[("__name__", "req_total"), ("job", "y")]),
                 family: 0,
                 samples: vec![(2000, 6.0, 1000)],
+                exemplars: vec![],
+                histograms: vec![],
             },
         ];
         let request = v2::Request::decode(encode_v2(&series, &families).as_slice()).unwrap();
@@ -348,6 +476,8 @@ mod tests {
                 labels: labels(&[("__name__", "up")]),
                 family: 0,
                 samples: vec![(1, 1.0, 0)],
+                exemplars: vec![],
+                histograms: vec![],
             }],
             None,
         );

@@ -21,8 +21,10 @@
 pub mod config;
 pub mod encode;
 pub mod proto;
+pub mod staleness;
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -55,6 +57,9 @@ pub struct RemoteWriteExporter {
     shards: usize,
     max_batch_size_bytes: usize,
     timeout: Duration,
+    staleness: Mutex<staleness::Tracker>,
+    /// Evictions already logged (a warning each time the count grows by 10x).
+    evictions_logged: std::sync::atomic::AtomicU64,
 }
 
 /// The result of one HTTP request.
@@ -85,6 +90,7 @@ impl RemoteWriteExporter {
             target_info: config.target_info.enabled,
             extra_labels: config.external_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             delta: DeltaHandling::Drop,
+            native_histograms: true,
         };
         Ok(RemoteWriteExporter {
             id: id.to_string(),
@@ -97,6 +103,8 @@ impl RemoteWriteExporter {
             shards: config.shards(),
             max_batch_size_bytes: config.max_batch_size_bytes,
             timeout: config.timeout.get(),
+            staleness: Mutex::new(staleness::Tracker::new(config.staleness_interval.get(), config.staleness_max_series)),
+            evictions_logged: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -215,7 +223,17 @@ impl Exporter for RemoteWriteExporter {
             let resource_metrics = batch.metrics_mut().map_err(|e| ExportError::Permanent {
                 reason: format!("cannot decode the batch: {e}"),
             })?;
-            let translation = prom_translate::translate(resource_metrics, &self.settings);
+            let mut translation = prom_translate::translate(resource_metrics, &self.settings);
+            let evicted = {
+                let mut tracker = self.staleness.lock().unwrap_or_else(|p| p.into_inner());
+                tracker.observe(&mut translation, Instant::now());
+                tracker.evicted
+            };
+            let logged = self.evictions_logged.load(std::sync::atomic::Ordering::Relaxed);
+            if evicted > 0 && evicted >= logged.saturating_mul(10).max(1) {
+                self.evictions_logged.store(evicted, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(exporter = %self.id, evicted, "staleness tracking is full (staleness_max_series): least recently seen series were forgotten and will get no staleness marker");
+            }
             let (series, replaced) = encode::group_series(&translation);
             if replaced > 0 {
                 tracing::debug!(exporter = %self.id, replaced, "samples with a repeated timestamp in one series: kept the last");
@@ -229,13 +247,14 @@ impl Exporter for RemoteWriteExporter {
             if series.is_empty() {
                 return Ok(outcome);
             }
+            let total_samples = total_samples + series.iter().map(|s| s.histograms.len()).sum::<usize>();
             let shards = encode::shard(series, self.shards);
             let mut metadata_pending = self.send_metadata;
             let mut shard_requests = Vec::with_capacity(shards.len());
             for shard in shards {
                 let mut bodies = Vec::new();
                 for chunk in encode::chunks(shard, self.max_batch_size_bytes) {
-                    let samples: usize = chunk.iter().map(|s| s.samples.len()).sum();
+                    let samples: usize = chunk.iter().map(|s| s.samples.len() + s.histograms.len()).sum();
                     let body = if self.v2 {
                         encode::encode_v2(&chunk, &translation.families)
                     } else {
@@ -264,7 +283,12 @@ impl Exporter for RemoteWriteExporter {
                 (failed_samples, error)
             }))
             .await;
-            combine(results, total_samples, items, outcome)
+            let result = combine(results, total_samples, items, outcome);
+            if !matches!(result, Err(ExportError::Retryable { .. })) {
+                // Delivered or refused for good: the markers are not resent.
+                self.staleness.lock().unwrap_or_else(|p| p.into_inner()).delivered();
+            }
+            result
         })
     }
 }

@@ -5,8 +5,7 @@
 //! (Apache-2.0): `prompb/remote.proto` + `prompb/types.proto` (remote write 1.0,
 //! `prometheus.WriteRequest`) and `prompb/io/prometheus/write/v2/types.proto` (remote write
 //! 2.0, `io.prometheus.write.v2.Request`), as summarized in the project's domain spec
-//! (section 5). Only the fields oxcol writes are declared (exemplars and native
-//! histograms are not sent yet); an absent field is simply not on the wire, so a receiver
+//! (section 5). Only the fields oxcol writes are declared; an absent field is simply not on the wire, so a receiver
 //! sees exactly what the upstream generated code would produce for these values. The
 //! tests pin the encoding byte for byte.
 
@@ -29,7 +28,61 @@ pub mod v1 {
         /// In timestamp order.
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
-        // 3 = exemplars, 4 = histograms: not sent.
+        #[prost(message, repeated, tag = "3")]
+        pub exemplars: Vec<Exemplar>,
+        /// Native histograms, in timestamp order.
+        #[prost(message, repeated, tag = "4")]
+        pub histograms: Vec<Histogram>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Exemplar {
+        /// `trace_id`, `span_id` and the filtered attributes.
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(double, tag = "2")]
+        pub value: f64,
+        #[prost(int64, tag = "3")]
+        pub timestamp: i64,
+    }
+
+    /// `prometheus.Histogram` (integer counts only: `count_int`, `zero_count_int` and
+    /// `*_deltas`; the float alternatives of the upstream `oneof`s are never sent).
+    /// The `oneof` fields are declared as plain fields: a zero value is then left off
+    /// the wire, which every receiver decodes as the same zero.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {
+        #[prost(uint64, tag = "1")]
+        pub count_int: u64,
+        #[prost(double, tag = "3")]
+        pub sum: f64,
+        #[prost(sint32, tag = "4")]
+        pub schema: i32,
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        #[prost(uint64, tag = "6")]
+        pub zero_count_int: u64,
+        #[prost(message, repeated, tag = "8")]
+        pub negative_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "9")]
+        pub negative_deltas: Vec<i64>,
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        /// UNKNOWN=0 YES=1 NO=2 GAUGE=3.
+        #[prost(int32, tag = "14")]
+        pub reset_hint: i32,
+        #[prost(int64, tag = "15")]
+        pub timestamp: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct BucketSpan {
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        #[prost(uint32, tag = "2")]
+        pub length: u32,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -82,7 +135,10 @@ pub mod v2 {
         pub labels_refs: Vec<u32>,
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
-        // 3 = histograms, 4 = exemplars: not sent.
+        #[prost(message, repeated, tag = "3")]
+        pub histograms: Vec<Histogram>,
+        #[prost(message, repeated, tag = "4")]
+        pub exemplars: Vec<Exemplar>,
         #[prost(message, optional, tag = "5")]
         pub metadata: Option<Metadata>,
         // 6 (created_timestamp in early drafts) is reserved.
@@ -108,5 +164,47 @@ pub mod v2 {
         pub help_ref: u32,
         #[prost(uint32, tag = "4")]
         pub unit_ref: u32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Exemplar {
+        /// Pairs of symbol indexes, as `TimeSeries.labels_refs`.
+        #[prost(uint32, repeated, tag = "1")]
+        pub labels_refs: Vec<u32>,
+        #[prost(double, tag = "2")]
+        pub value: f64,
+        #[prost(int64, tag = "3")]
+        pub timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.Histogram`: the 1.0 fields (integer counts only, see
+    /// [`super::v1::Histogram`]) plus the start timestamp.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {
+        #[prost(uint64, tag = "1")]
+        pub count_int: u64,
+        #[prost(double, tag = "3")]
+        pub sum: f64,
+        #[prost(sint32, tag = "4")]
+        pub schema: i32,
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        #[prost(uint64, tag = "6")]
+        pub zero_count_int: u64,
+        #[prost(message, repeated, tag = "8")]
+        pub negative_spans: Vec<super::v1::BucketSpan>,
+        #[prost(sint64, repeated, tag = "9")]
+        pub negative_deltas: Vec<i64>,
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<super::v1::BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        #[prost(int32, tag = "14")]
+        pub reset_hint: i32,
+        #[prost(int64, tag = "15")]
+        pub timestamp: i64,
+        // 16 = custom_values (NHCB): not sent.
+        #[prost(int64, tag = "17")]
+        pub start_timestamp: i64,
     }
 }

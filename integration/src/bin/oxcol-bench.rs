@@ -28,6 +28,8 @@ enum Command {
     Sink(SinkArgs),
     /// Send pre-encoded OTLP requests and print a JSON summary.
     Load(LoadArgs),
+    /// Run several collectors in turn on the same load and compare throughput, CPU and RSS.
+    Compare(CompareArgs),
 }
 
 #[derive(Args)]
@@ -162,6 +164,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sink(args) => runtime.block_on(run_sink(args)),
         Command::Load(args) => runtime.block_on(run_load(args)),
+        Command::Compare(args) => runtime.block_on(run_compare(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -275,5 +278,160 @@ async fn run_load(args: LoadArgs) -> Result<(), String> {
     let summary = load::run(config).await?;
     let text = serde_json::to_string(&summary).map_err(|error| error.to_string())?;
     println!("{text}");
+    Ok(())
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// A system under test: NAME=COMMAND TEMPLATE (repeat). Placeholders: {grpc_port} (its
+    /// OTLP/gRPC receiver), {http_port}, {port1}..{port3}, {sink_grpc}, {sink_http} (host:port),
+    /// {work_dir}, {round}, {system}, --set names, {config:PATH} (PATH with placeholders
+    /// filled in, written to the work dir; becomes that file's path).
+    #[arg(long = "system", value_name = "NAME=COMMAND", required = true)]
+    systems: Vec<String>,
+    /// System the ratios are computed against (default: the first --system).
+    #[arg(long)]
+    baseline: Option<String>,
+    /// Rounds; each round runs every load on every system, in the order given.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Loads, comma-separated: points/s, 0 = flat out, `idle` = no load (sample only).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    rate: Vec<String>,
+    /// Length of each load (or idle sample), Go syntax.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    duration: Duration,
+    #[arg(long, default_value_t = 4)]
+    resources: usize,
+    #[arg(long, default_value_t = 10)]
+    metrics: usize,
+    #[arg(long, default_value_t = 10)]
+    points: usize,
+    #[arg(long, default_value_t = 3)]
+    attributes: usize,
+    #[arg(long, default_value_t = 16)]
+    pool: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// gRPC connections of the load generator.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
+    compression: CompressionArg,
+    /// Extra placeholder for the templates: NAME=VALUE (repeat).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+    /// Work directory (generated configs, the systems' logs); default a new one under $TMPDIR.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the work directory.
+    #[arg(long)]
+    keep: bool,
+    /// Limit for a system to listen and deliver a first request (Go syntax).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    ready_timeout: Duration,
+    /// Limit for the sink to receive every accepted point after the load.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    drain_timeout: Duration,
+    /// RSS sampling interval.
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    sample_interval: Duration,
+    /// Pause between runs.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pause: Duration,
+    /// Write the full report (every run, medians, ratios) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the markdown table here (it is printed on stdout as well).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+async fn run_compare(args: CompareArgs) -> Result<(), String> {
+    use oxcol_integration::compare::{self, CompareConfig, SystemSpec};
+    let systems = args
+        .systems
+        .iter()
+        .map(|text| SystemSpec::parse(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rates = args
+        .rate
+        .iter()
+        .map(|text| match text.trim() {
+            "idle" => Ok(None),
+            number => number
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| format!("--rate {number:?}: expected points/s, 0 or idle")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut vars = std::collections::BTreeMap::new();
+    for text in &args.set {
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--set {text:?}: expected NAME=VALUE"))?;
+        vars.insert(name.to_string(), value.to_string());
+    }
+    let bench_binary = std::env::current_exe()
+        .map_err(|error| format!("cannot find the oxcol-bench executable: {error}"))?;
+    let defaults = CompareConfig::default();
+    let config = CompareConfig {
+        systems,
+        baseline: args.baseline,
+        rounds: args.rounds,
+        rates,
+        duration: args.duration,
+        shape: RequestShape {
+            resources: args.resources,
+            metrics: args.metrics,
+            points: args.points,
+            attributes: args.attributes,
+        },
+        pool: args.pool,
+        concurrency: args.concurrency,
+        connections: args.connections,
+        compression: match args.compression {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        },
+        bench_binary,
+        vars,
+        work_dir: args.work_dir.unwrap_or(defaults.work_dir),
+        keep: args.keep,
+        ready_timeout: args.ready_timeout,
+        drain_timeout: args.drain_timeout,
+        sample_interval: args.sample_interval,
+        pause: args.pause,
+        verbose: !args.quiet,
+        proc_root: defaults.proc_root,
+    };
+    // Ctrl-C / SIGTERM drop the running comparison: its guards stop every child.
+    let report = tokio::select! {
+        report = compare::run(config) => report?,
+        _ = wait_for_termination() => return Err("interrupted".into()),
+    };
+    let table = compare::report::markdown(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|error| error.to_string())?;
+        std::fs::write(path, text)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &table)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    }
+    print!("{table}");
+    let failed = report.runs.iter().filter(|run| run.error.is_some()).count();
+    if failed == report.runs.len() {
+        return Err(format!(
+            "every run failed; first error: {}",
+            report.runs[0].error.clone().unwrap_or_default()
+        ));
+    }
     Ok(())
 }

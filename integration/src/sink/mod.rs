@@ -9,6 +9,7 @@
 mod control;
 mod grpc;
 mod http;
+pub mod remote_write;
 
 use bytes::Bytes;
 use oxcol_core::Signal;

@@ -17,7 +17,7 @@
 //! (`max_series`, stale series evicted, both counted).
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -413,7 +413,10 @@ struct PendingPrediction {
     value_key: u64,
     limit_key: u64,
     ts: u64,
-    attributes: Vec<KeyValue>,
+    /// The input point: index of its metric in the scope and of the point in the metric
+    /// (its attributes are cloned only when a prediction is emitted).
+    metric: usize,
+    point: usize,
 }
 
 pub struct EwmaProcessor {
@@ -424,9 +427,9 @@ pub struct EwmaProcessor {
     stale_after_ns: u64,
     warmup_points: u32,
     max_gap_half_lives: f64,
-    series: HashMap<u64, SeriesState>,
-    limits: HashMap<u64, LimitState>,
-    last_seen: HashMap<u64, u64>,
+    series: KeyMap<SeriesState>,
+    limits: KeyMap<LimitState>,
+    last_seen: KeyMap<u64>,
     newest_ts: u64,
     last_sweep_ts: u64,
     counters: EwmaCounters,
@@ -482,9 +485,9 @@ impl EwmaProcessor {
             stale_after_ns: duration_nanos(config.stale_after.get()),
             warmup_points: config.warmup_points,
             max_gap_half_lives: config.max_gap_half_lives,
-            series: HashMap::new(),
-            limits: HashMap::new(),
-            last_seen: HashMap::new(),
+            series: KeyMap::default(),
+            limits: KeyMap::default(),
+            last_seen: KeyMap::default(),
             newest_ts: 0,
             last_sweep_ts: 0,
             counters: registry
@@ -549,9 +552,10 @@ impl EwmaProcessor {
                 .unwrap_or(0);
             for (scope_index, scope) in resource_metrics.scope_metrics.iter_mut().enumerate() {
                 let mut emitted: Vec<Metric> = Vec::new();
-                for metric in &scope.metrics {
+                for (metric_index, metric) in scope.metrics.iter().enumerate() {
                     self.process_metric(
                         metric,
+                        metric_index,
                         resource_hash,
                         resource_index,
                         scope_index,
@@ -570,6 +574,7 @@ impl EwmaProcessor {
     fn process_metric(
         &mut self,
         metric: &Metric,
+        metric_index: usize,
         resource_hash: u64,
         resource_index: usize,
         scope_index: usize,
@@ -603,9 +608,14 @@ impl EwmaProcessor {
             return;
         }
         let name_hash = hash_str(&metric.name);
-        let mut level_points = Vec::new();
-        let mut rate_points = Vec::new();
-        for point in points {
+        let capacity = if rule_index.is_some() {
+            points.len()
+        } else {
+            0
+        };
+        let mut level_points = Vec::with_capacity(capacity);
+        let mut rate_points = Vec::with_capacity(capacity);
+        for (point_index, point) in points.iter().enumerate() {
             let Some(value) = point_value(point) else {
                 continue;
             };
@@ -615,10 +625,9 @@ impl EwmaProcessor {
                 continue;
             }
             self.newest_ts = self.newest_ts.max(ts);
-            let series_hash = combine(
-                name_hash,
-                resource_hash.wrapping_add(attributes_hash(&point.attributes)),
-            );
+            // Resource + point attributes: the series without its name (limits match on it).
+            let identity = resource_hash.wrapping_add(attributes_hash(&point.attributes));
+            let series_hash = combine(name_hash, identity);
             if let Some(rule_index) = rule_index {
                 let key = combine(series_hash, 0x5eed_0000 + rule_index as u64);
                 if self.admit(key, ts) {
@@ -674,10 +683,7 @@ impl EwmaProcessor {
                         Update::Reset => self.counters.restarted_reset.add(1),
                         Update::Applied => {}
                     }
-                    let limit_key = combine(
-                        resource_hash.wrapping_add(attributes_hash(&point.attributes)),
-                        0x1111_0000 + predict as u64,
-                    );
+                    let limit_key = combine(identity, 0x1111_0000 + predict as u64);
                     pending.push(PendingPrediction {
                         resource: resource_index,
                         scope: scope_index,
@@ -685,15 +691,13 @@ impl EwmaProcessor {
                         value_key: key,
                         limit_key,
                         ts,
-                        attributes: point.attributes.clone(),
+                        metric: metric_index,
+                        point: point_index,
                     });
                 }
             }
             for &predict in &predict_limits {
-                let limit_key = combine(
-                    resource_hash.wrapping_add(attributes_hash(&point.attributes)),
-                    0x1111_0000 + predict as u64,
-                );
+                let limit_key = combine(identity, 0x1111_0000 + predict as u64);
                 if self.admit(limit_key, ts) {
                     let entry = self
                         .limits
@@ -735,14 +739,29 @@ impl EwmaProcessor {
         pending: Vec<PendingPrediction>,
     ) {
         let mut outputs: HashMap<(usize, usize, usize), Vec<NumberDataPoint>> = HashMap::new();
+        // Pending predictions come in batch order: one map lookup per run of a key.
+        let mut run: Option<((usize, usize, usize), Vec<NumberDataPoint>)> = None;
         for p in pending {
             let Some(seconds) = self.predict_seconds(&p) else {
                 continue;
             };
-            outputs
-                .entry((p.resource, p.scope, p.predict))
-                .or_default()
-                .push(gauge_point(&p.attributes, p.ts, seconds));
+            let Some(attributes) = input_attributes(resources, &p) else {
+                continue;
+            };
+            let key = (p.resource, p.scope, p.predict);
+            let point = gauge_point(attributes, p.ts, seconds);
+            match &mut run {
+                Some((run_key, points)) if *run_key == key => points.push(point),
+                _ => {
+                    if let Some((run_key, points)) = run.take() {
+                        outputs.entry(run_key).or_default().extend(points);
+                    }
+                    run = Some((key, vec![point]));
+                }
+            }
+        }
+        if let Some((run_key, points)) = run.take() {
+            outputs.entry(run_key).or_default().extend(points);
         }
         let mut keys: Vec<_> = outputs.keys().copied().collect();
         keys.sort_unstable();
@@ -819,6 +838,25 @@ fn point_value(point: &NumberDataPoint) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+/// The attributes of the input point a pending prediction was computed for.
+fn input_attributes<'r>(
+    resources: &'r [ResourceMetrics],
+    p: &PendingPrediction,
+) -> Option<&'r [KeyValue]> {
+    let metric = resources
+        .get(p.resource)?
+        .scope_metrics
+        .get(p.scope)?
+        .metrics
+        .get(p.metric)?;
+    let points = match &metric.data {
+        Some(metric::Data::Gauge(g)) => &g.data_points,
+        Some(metric::Data::Sum(s)) => &s.data_points,
+        _ => return None,
+    };
+    Some(&points.get(p.point)?.attributes)
+}
+
 fn gauge_point(attributes: &[KeyValue], ts: u64, value: f64) -> NumberDataPoint {
     NumberDataPoint {
         attributes: attributes.to_vec(),
@@ -845,30 +883,128 @@ fn gauge_metric(
     }
 }
 
+/// State maps keyed by series hashes (already well mixed). The map hash is the key mixed
+/// with a random per-map seed, so crafted series cannot pile up in one probe sequence.
+type KeyMap<V> = HashMap<u64, V, KeyState>;
+
+#[derive(Clone, Copy)]
+struct KeyState {
+    seed: u64,
+}
+
+impl Default for KeyState {
+    fn default() -> Self {
+        KeyState {
+            seed: rand::random(),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for KeyState {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            seed: self.seed,
+            value: 0,
+        }
+    }
+}
+
+struct KeyHasher {
+    seed: u64,
+    value: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = SeriesHasher::default();
+        h.write(bytes);
+        self.value = h.finish();
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.value = n;
+    }
+    fn finish(&self) -> u64 {
+        fmix64(self.value ^ self.seed)
+    }
+}
+
+/// A fast hash for series identities (FxHash's word step, murmur3's finalizer). Not
+/// keyed, as the SipHash with fixed keys it replaces was not either.
+#[derive(Default)]
+struct SeriesHasher(u64);
+
+impl SeriesHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for SeriesHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        // The length keeps "a\0" and "a" apart.
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(word) ^ ((bytes.len() as u64) << 56));
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        fmix64(self.0)
+    }
+}
+
+/// murmur3's 64-bit finalizer: every input bit affects every output bit.
+#[inline]
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
 fn hash_str(s: &str) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = SeriesHasher::default();
     s.hash(&mut h);
     h.finish()
 }
 
 fn combine(a: u64, b: u64) -> u64 {
-    let mut h = DefaultHasher::new();
-    a.hash(&mut h);
-    b.hash(&mut h);
-    h.finish()
+    fmix64(a ^ fmix64(b ^ 0x9e37_79b9_7f4a_7c15))
 }
 
 /// Order-independent hash of an attribute set (the sum of per-attribute hashes).
 pub(crate) fn attributes_hash(attributes: &[KeyValue]) -> u64 {
     attributes.iter().fold(0u64, |acc, kv| {
-        let mut h = DefaultHasher::new();
+        let mut h = SeriesHasher::default();
         kv.key.hash(&mut h);
         hash_any_value(kv.value.as_ref(), &mut h);
         acc.wrapping_add(h.finish())
     })
 }
 
-fn hash_any_value(value: Option<&AnyValue>, h: &mut DefaultHasher) {
+fn hash_any_value(value: Option<&AnyValue>, h: &mut SeriesHasher) {
     match value.and_then(|v| v.value.as_ref()) {
         None => 0u8.hash(h),
         Some(any_value::Value::StringValue(s)) => (1u8, s).hash(h),

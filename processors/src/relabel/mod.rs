@@ -16,14 +16,14 @@
 //! Attributes keep their OTLP type when the rules leave their value unchanged; a value a
 //! rule wrote is a string. This processor never reads the clock and keeps no state.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
     SummaryDataPoint, metric,
 };
-use oxcol_core::relabel::{self, LabelSet, NameValidation, RelabelConfig, Rule};
+use oxcol_core::relabel::{self, Labels, NameValidation, RelabelConfig, Relabeler, Rule};
 use oxcol_core::telemetry::{Counter, Registry};
 use oxcol_core::{Batch, Processor, Refusal};
 use serde::Deserialize;
@@ -116,6 +116,9 @@ impl RelabelProcessor {
         if self.rules.is_empty() {
             return;
         }
+        // Per batch: rule outcomes remembered per distinct input, reused buffers.
+        let mut relabeler = Relabeler::new(&self.rules);
+        let mut scratch = Scratch::default();
         for resource in resources.iter_mut() {
             let resource_pairs: Vec<(String, String)> =
                 match (&resource.resource, self.resource_labels) {
@@ -134,6 +137,8 @@ impl RelabelProcessor {
             let mut context = Context {
                 processor: self,
                 resource_pairs: &resource_pairs,
+                relabeler: &mut relabeler,
+                scratch: &mut scratch,
                 dropped: 0,
                 invalid: None,
                 invalid_points: 0,
@@ -182,9 +187,11 @@ impl Processor for RelabelProcessor {
     }
 }
 
-struct Context<'a> {
+struct Context<'a, 'r> {
     processor: &'a RelabelProcessor,
     resource_pairs: &'a [(String, String)],
+    relabeler: &'a mut Relabeler<'r>,
+    scratch: &'a mut Scratch,
     dropped: u64,
     invalid: Option<String>,
     /// Points whose own result was invalid (already out of their metric).
@@ -208,7 +215,7 @@ impl_point!(
     SummaryDataPoint
 );
 
-impl Context<'_> {
+impl Context<'_, '_> {
     fn relabel_metric(&mut self, metric: &mut Metric, moved: &mut Vec<(String, Metric)>) {
         let name = metric.name.clone();
         let Some(data) = metric.data.as_mut() else {
@@ -311,37 +318,159 @@ impl Context<'_> {
             moved: Vec::new(),
         };
         for mut point in points {
-            let attributes = point.attributes_mut();
-            let mut labels = LabelSet::from_pairs(
-                attributes
-                    .iter()
-                    .map(|kv| (kv.key.clone(), stringify(kv.value.as_ref())))
-                    .chain(std::iter::once(("__name__".to_string(), name.to_string())))
-                    .chain(self.resource_pairs.iter().cloned()),
-            );
-            if !relabel::process(&mut labels, &self.processor.rules) {
+            let original = std::mem::take(point.attributes_mut());
+            // The label set borrows the point's attributes, the metric name and the
+            // resource view; it reuses one allocation across points.
+            let mut labels: Labels<'_> = std::mem::take(&mut self.scratch.labels).recycle();
+            for kv in &original {
+                labels.push(Cow::Borrowed(&kv.key), stringify_cow(kv.value.as_ref()));
+            }
+            labels.push(Cow::Borrowed("__name__"), Cow::Borrowed(name));
+            for (key, value) in self.resource_pairs {
+                labels.push(Cow::Borrowed(key), Cow::Borrowed(value));
+            }
+            labels.normalize();
+            if !self.relabeler.process(&mut labels) {
+                self.scratch.labels = labels.recycle();
                 self.dropped += 1;
                 continue;
             }
-            if let Err(reason) = relabel::check_result(&labels, self.processor.scheme) {
+            if let Err(reason) = relabel::check_labels(&labels, self.processor.scheme) {
+                self.scratch.labels = labels.recycle();
                 self.invalid_points += 1;
                 if self.invalid.is_none() {
                     self.invalid = Some(reason);
                 }
                 continue;
             }
-            let new_name = labels.get("__name__").to_string();
-            *attributes = rebuild_attributes(std::mem::take(attributes), labels);
-            if new_name == name {
-                out.kept.push(point);
-            } else if let Some((_, group)) = out.moved.iter_mut().find(|(n, _)| *n == new_name) {
-                group.push(point);
+            let new_name = labels.get("__name__");
+            let destination = if new_name == name {
+                None
+            } else if let Some(i) = out.moved.iter().position(|(n, _)| n == new_name) {
+                Some(i)
             } else {
-                out.moved.push((new_name, vec![point]));
+                out.moved.push((new_name.to_string(), Vec::new()));
+                Some(out.moved.len() - 1)
+            };
+            plan_attributes(&original, &mut labels, &mut self.scratch.plan);
+            self.scratch.labels = labels.recycle();
+            *point.attributes_mut() =
+                build_attributes(original, &mut self.scratch.plan, &mut self.scratch.staging);
+            match destination {
+                None => out.kept.push(point),
+                Some(i) => out.moved[i].1.push(point),
             }
         }
         out
     }
+}
+
+/// Buffers reused across the points of a batch.
+#[derive(Default)]
+struct Scratch {
+    labels: Labels<'static>,
+    plan: Vec<Planned>,
+    staging: Vec<KeyValue>,
+}
+
+/// Where an output attribute's key and value come from.
+enum Source {
+    /// Taken from the original attribute at this index (no allocation).
+    Original(usize),
+    Owned(String),
+}
+
+struct Planned {
+    key: Source,
+    /// `None`: the typed value of the original attribute the key came from.
+    value: Option<String>,
+}
+
+/// The attributes of a relabeled point: every label except `__name__` and the resource
+/// view, keeping the original typed value where the string is unchanged (the original
+/// typed value is that of the last attribute with the key, as a map built from them).
+fn plan_attributes(original: &[KeyValue], labels: &mut Labels<'_>, plan: &mut Vec<Planned>) {
+    plan.clear();
+    // A linear lookup per label is fastest for ordinary points; a hostile point with many
+    // thousands of attributes gets an index instead of quadratic time.
+    let index: Option<std::collections::HashMap<&str, usize>> = (original.len() > 64).then(|| {
+        let mut index = std::collections::HashMap::with_capacity(original.len());
+        for (i, kv) in original.iter().enumerate() {
+            if kv.value.is_some() {
+                index.insert(kv.key.as_str(), i);
+            }
+        }
+        index
+    });
+    for (name, value) in labels.drain() {
+        if name == "__name__" || name.starts_with(RESOURCE_PREFIX) {
+            continue;
+        }
+        let typed = match &index {
+            Some(index) => index.get(name.as_ref()).copied(),
+            None => original.iter().rposition(|kv| same_text(&kv.key, &name) && kv.value.is_some()),
+        };
+        plan.push(match typed {
+            Some(i) if stringify_cow(original[i].value.as_ref()) == value => Planned {
+                key: Source::Original(i),
+                value: None,
+            },
+            Some(i) => Planned {
+                key: Source::Original(i),
+                value: Some(value.into_owned()),
+            },
+            None => Planned {
+                key: Source::Owned(name.into_owned()),
+                value: Some(value.into_owned()),
+            },
+        });
+    }
+}
+
+/// Whether two strings are equal; the label set usually borrows names from the
+/// attributes themselves, so the pointers are compared first.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
+}
+
+/// Builds the planned attributes in `original`'s own allocation (a new one only when the
+/// output is longer), through `staging` (empty on return).
+fn build_attributes(
+    mut original: Vec<KeyValue>,
+    plan: &mut Vec<Planned>,
+    staging: &mut Vec<KeyValue>,
+) -> Vec<KeyValue> {
+    staging.clear();
+    for planned in plan.drain(..) {
+        let (key, typed) = match planned.key {
+            Source::Original(i) => {
+                let kv = &mut original[i];
+                (std::mem::take(&mut kv.key), kv.value.take())
+            }
+            Source::Owned(key) => (key, None),
+        };
+        let value = match planned.value {
+            Some(text) => AnyValue {
+                value: Some(any_value::Value::StringValue(text)),
+            },
+            None => typed.unwrap_or_default(),
+        };
+        staging.push(KeyValue {
+            key,
+            value: Some(value),
+            ..KeyValue::default()
+        });
+    }
+    if staging.len() <= original.capacity() {
+        original.clear();
+        original.append(staging);
+        return original;
+    }
+    // Longer than the original: a new exact allocation (cheaper than a realloc copy).
+    let mut out = Vec::with_capacity(staging.len());
+    out.append(staging);
+    out
 }
 
 struct Relabeled<P> {
@@ -359,37 +488,17 @@ fn with_data(metric: &Metric, data: metric::Data) -> Metric {
     }
 }
 
-/// The attributes of a relabeled point: every label except `__name__` and the resource
-/// view, keeping the original typed value where the string is unchanged.
-fn rebuild_attributes(original: Vec<KeyValue>, labels: LabelSet) -> Vec<KeyValue> {
-    let mut by_key: HashMap<String, AnyValue> = original
-        .into_iter()
-        .filter_map(|kv| Some((kv.key, kv.value?)))
-        .collect();
-    labels
-        .into_vec()
-        .into_iter()
-        .filter(|(name, _)| name != "__name__" && !name.starts_with(RESOURCE_PREFIX))
-        .map(|(key, value)| {
-            let typed = by_key.remove(&key).filter(|v| stringify(Some(v)) == value);
-            let value = typed.unwrap_or(AnyValue {
-                value: Some(any_value::Value::StringValue(value)),
-            });
-            KeyValue {
-                key,
-                value: Some(value),
-                ..KeyValue::default()
-            }
-        })
-        .collect()
-}
-
 /// An attribute value as a label value: strings as they are, numbers and booleans as
 /// text, bytes as hex, arrays and maps as JSON.
 pub fn stringify(value: Option<&AnyValue>) -> String {
-    match value.and_then(|v| v.value.as_ref()) {
+    stringify_cow(value).into_owned()
+}
+
+/// [`stringify`], borrowing string values.
+fn stringify_cow(value: Option<&AnyValue>) -> Cow<'_, str> {
+    Cow::Owned(match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => return Cow::Borrowed(s),
         None => String::new(),
-        Some(any_value::Value::StringValue(s)) => s.clone(),
         Some(any_value::Value::BoolValue(b)) => b.to_string(),
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
@@ -397,7 +506,7 @@ pub fn stringify(value: Option<&AnyValue>) -> String {
             bytes.iter().map(|b| format!("{b:02x}")).collect()
         }
         Some(other) => json(other).to_string(),
-    }
+    })
 }
 
 fn json(value: &any_value::Value) -> serde_json::Value {

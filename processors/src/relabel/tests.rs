@@ -337,3 +337,87 @@ fn no_rules_leaves_the_batch_encoded() {
     let out = p.process(batch).expect("passes");
     assert!(matches!(out.data(), oxcol_core::Data::Encoded(_)));
 }
+
+/// The first implementation of the output attributes (a map of the original typed
+/// values), kept as the reference for the test below.
+fn reference_rebuild(
+    original: Vec<KeyValue>,
+    labels: oxcol_core::relabel::LabelSet,
+) -> Vec<KeyValue> {
+    let mut by_key: std::collections::HashMap<String, AnyValue> = original
+        .into_iter()
+        .filter_map(|kv| Some((kv.key, kv.value?)))
+        .collect();
+    labels
+        .into_vec()
+        .into_iter()
+        .filter(|(name, _)| name != "__name__" && !name.starts_with(RESOURCE_PREFIX))
+        .map(|(key, value)| {
+            let typed = by_key.remove(&key).filter(|v| stringify(Some(v)) == value);
+            let value = typed.unwrap_or(AnyValue {
+                value: Some(any_value::Value::StringValue(value)),
+            });
+            KeyValue {
+                key,
+                value: Some(value),
+                ..KeyValue::default()
+            }
+        })
+        .collect()
+}
+
+/// Output attributes (typed values kept where unchanged, repeated keys, missing values,
+/// labels added and removed) are exactly what the first implementation built.
+#[test]
+fn attributes_match_reference_on_random_inputs() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let keys = ["a", "b", "c", "__name__", "__resource_x"];
+    let values = ["", "1", "true", "x", "1.5"];
+    for _ in 0..5000 {
+        let original: Vec<KeyValue> = (0..rng.random_range(0..5))
+            .map(|_| {
+                let key = keys[rng.random_range(0..keys.len())];
+                let value = match rng.random_range(0..5) {
+                    0 => None,
+                    1 => Some(any_value::Value::IntValue(1)),
+                    2 => Some(any_value::Value::BoolValue(true)),
+                    3 => Some(any_value::Value::DoubleValue(1.5)),
+                    _ => Some(any_value::Value::StringValue(
+                        values[rng.random_range(0..values.len())].to_string(),
+                    )),
+                };
+                KeyValue {
+                    key: key.to_string(),
+                    value: if rng.random_range(0..6) == 0 {
+                        None
+                    } else {
+                        Some(AnyValue { value })
+                    },
+                    ..KeyValue::default()
+                }
+            })
+            .collect();
+        let result: Vec<(&str, &str)> = (0..rng.random_range(0..5))
+            .map(|_| {
+                (
+                    keys[rng.random_range(0..keys.len())],
+                    values[rng.random_range(0..values.len())],
+                )
+            })
+            .collect();
+        let expected = reference_rebuild(
+            original.clone(),
+            oxcol_core::relabel::LabelSet::from_pairs(result.iter().copied()),
+        );
+        let mut labels = Labels::default();
+        for (k, v) in &result {
+            labels.push(Cow::Borrowed(k), Cow::Borrowed(v));
+        }
+        labels.normalize();
+        let mut plan = Vec::new();
+        plan_attributes(&original, &mut labels, &mut plan);
+        let built = build_attributes(original.clone(), &mut plan, &mut Vec::new());
+        assert_eq!(built, expected, "{original:?} -> {result:?}");
+    }
+}

@@ -160,14 +160,39 @@ pub fn glob_match(pattern: &str, path: &str) -> bool {
     match_elements(&pattern, &path)
 }
 
+/// Element-wise glob match, one pass per pattern element over the set of path positions
+/// reachable so far: O(pattern x path), whatever the number of `**` (trying every skip
+/// recursively was exponential in them; found by the `cgroup_parse` fuzz target).
 fn match_elements(pattern: &[&str], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        // A trailing `**` means "everything below" (at least one element), as in gitignore.
-        Some((&"**", [])) => !path.is_empty(),
-        Some((&"**", rest)) => (0..=path.len()).any(|skip| match_elements(rest, &path[skip..])),
-        Some((first, rest)) => path.split_first().is_some_and(|(element, path_rest)| match_element(first.as_bytes(), element.as_bytes()) && match_elements(rest, path_rest)),
+    // reachable[j]: the pattern elements so far match exactly the first j path elements.
+    let mut reachable = vec![false; path.len() + 1];
+    reachable[0] = true;
+    for (i, element) in pattern.iter().enumerate() {
+        let mut next = vec![false; path.len() + 1];
+        if *element == "**" {
+            // `**` takes any number of elements; a trailing `**` means "everything below"
+            // (at least one element), as in gitignore.
+            let trailing = i + 1 == pattern.len();
+            let mut seen = false;
+            for j in 0..=path.len() {
+                if !trailing {
+                    seen |= reachable[j];
+                }
+                next[j] = seen;
+                if trailing {
+                    seen |= reachable[j];
+                }
+            }
+        } else {
+            for j in 0..path.len() {
+                if reachable[j] && match_element(element.as_bytes(), path[j].as_bytes()) {
+                    next[j + 1] = true;
+                }
+            }
+        }
+        reachable = next;
     }
+    reachable[path.len()]
 }
 
 fn match_element(pattern: &[u8], text: &[u8]) -> bool {
@@ -302,6 +327,53 @@ mod tests {
     }
 
     /// This machine's hybrid layout: memory on v1, a cgroup2 mount at unified/ with `0::/`.
+    /// Regression (fuzz target `cgroup_parse`): a pattern with many `**` against a deep
+    /// path took exponential time (it timed out the fuzzer; the real input is in
+    /// fuzz/regressions/cgroup_parse). Now linear in pattern x path.
+    #[test]
+    fn many_double_stars_match_in_polynomial_time() {
+        let pattern = "**/".repeat(40) + "x";
+        let path = "a/".repeat(60) + "b";
+        assert!(!glob_match(&pattern, &path));
+        assert!(glob_match(&pattern, &("a/".repeat(60) + "x")));
+        let artifact = "**/**/**/**/krst*/**/**/**/krst/kuct rc";
+        assert!(!glob_match(artifact, &"krst/".repeat(200)));
+    }
+
+    /// The element-wise matcher agrees with the plain recursive definition on every short
+    /// pattern and path over a small alphabet.
+    #[test]
+    fn globs_agree_with_the_recursive_definition() {
+        fn reference(pattern: &[&str], path: &[&str]) -> bool {
+            match pattern.split_first() {
+                None => path.is_empty(),
+                Some((&"**", [])) => !path.is_empty(),
+                Some((&"**", rest)) => (0..=path.len()).any(|skip| reference(rest, &path[skip..])),
+                Some((first, rest)) => path.split_first().is_some_and(|(e, path_rest)| {
+                    match_element(first.as_bytes(), e.as_bytes()) && reference(rest, path_rest)
+                }),
+            }
+        }
+        let pattern_elements = ["**", "a", "*", "b?"];
+        let path_elements = ["a", "b", "bc"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..5000 {
+            let pattern: Vec<&str> = (0..next(6)).map(|_| pattern_elements[next(4)]).collect();
+            let path: Vec<&str> = (0..next(6)).map(|_| path_elements[next(3)]).collect();
+            assert_eq!(
+                match_elements(&pattern, &path),
+                reference(&pattern, &path),
+                "{pattern:?} vs {path:?}"
+            );
+        }
+    }
+
     #[test]
     fn self_on_hybrid_host() {
         let cgroup = "9:name=systemd:/\n8:pids:/\n7:blkio:/\n4:memory:/process_api/8f11e01cb8d6c7f334f20676c02751ff\n2:cpuacct:/\n1:cpu:/\n0::/\n";

@@ -78,7 +78,7 @@ pub struct Config {
     pub bearer_token: Option<String>,
     /// Basic auth (`username`, `password` or `password_file`). Default none.
     pub basic_auth: Option<BasicAuth>,
-    /// TLS client settings: plaintext only in this release; any TLS setting is an error.
+    /// TLS client settings for `https://` targets (see `scrape_http::TlsSettings`). Default: system CAs.
     pub tls: TlsSettings,
 }
 
@@ -192,12 +192,12 @@ impl Config {
                 errors.push("targets: a target has no endpoint; write e.g. `endpoint: http://127.0.0.1:6060`".to_string());
                 continue;
             }
-            if let Err(e) = self.tls.check(&target.endpoint) {
-                errors.push(e);
-            } else if let Err(e) = base_uri(&target.endpoint) {
+            if let Err(e) = base_uri(&target.endpoint) {
                 errors.push(e);
             }
         }
+        let any_https = self.targets.iter().any(|t| t.endpoint.starts_with("https://"));
+        errors.extend(self.tls.validate(any_https).into_iter().map(|e| format!("tls: {e}")));
         for profile in &self.profiles {
             if !PROFILES.contains(&profile.as_str()) {
                 errors.push(format!(
@@ -255,11 +255,11 @@ fn base_uri(endpoint: &str) -> Result<String, String> {
     let trimmed = endpoint.trim_end_matches('/');
     let with_path = format!("{trimmed}/debug/pprof/goroutine");
     match with_path.parse::<http::Uri>() {
-        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) && uri.host().is_some() => {
             Ok(trimmed.to_string())
         }
         _ => Err(format!(
-            "targets: endpoint {endpoint:?} is not an http:// URL; write e.g. http://127.0.0.1:6060"
+            "targets: endpoint {endpoint:?} is not an http:// or https:// URL; write e.g. http://127.0.0.1:6060"
         )),
     }
 }
@@ -348,7 +348,7 @@ impl PprofScraper {
         Ok(PprofScraper {
             id: id.to_string(),
             config: config.clone(),
-            http: HttpScraper::new(headers, config.timeout.get()),
+            http: HttpScraper::new(headers, config.timeout.get(), &config.tls).map_err(|e| format!("tls: {e}"))?,
             targets,
             registry: Arc::clone(registry),
             error_counters: HashMap::new(),

@@ -334,9 +334,13 @@ fn config_validation_names_the_fix() {
     let bad = Config {
         profiles: vec!["cpu".to_string()],
         targets: vec![TargetConfig {
-            endpoint: "https://x:6060".to_string(),
+            endpoint: "http://x:6060".to_string(),
             ..Default::default()
         }],
+        tls: TlsSettings {
+            ca_file: Some("/ca.pem".to_string()),
+            ..Default::default()
+        },
         leak_detection: LeakDetection {
             window: GoDuration::from_secs(30),
             ..Default::default()
@@ -350,7 +354,7 @@ fn config_validation_names_the_fix() {
             .any(|e| e.contains("\"cpu\" is not a profile")),
         "{errors:?}"
     );
-    assert!(errors.iter().any(|e| e.contains("needs TLS")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("no target uses https")), "{errors:?}");
     assert!(
         errors
             .iter()

@@ -87,7 +87,7 @@ pub struct ScrapeConfig {
     pub scrape_timeout: Option<GoDuration>,
     /// Default `/metrics`.
     pub metrics_path: String,
-    /// `http` (default); `https` is not supported in this release.
+    /// `http` (default) or `https` (with `tls_config`).
     pub scheme: String,
     /// Target lists with their extra labels. Default none.
     pub static_configs: Vec<StaticConfig>,
@@ -104,7 +104,7 @@ pub struct ScrapeConfig {
     pub basic_auth: Option<BasicAuth>,
     /// `type` (default `Bearer`) and `credentials` or `credentials_file`. Default none.
     pub authorization: Option<Authorization>,
-    /// Plaintext only in this release; any TLS material is an error.
+    /// TLS for `scheme: https` (see `scrape_http::TlsSettings`). Default: system CAs.
     pub tls_config: TlsSettings,
     /// `utf8` (default) or `legacy`, as Prometheus' `metric_name_validation_scheme`.
     pub metric_name_validation_scheme: NameValidation,
@@ -186,9 +186,9 @@ impl Config {
                     "{at}: scrape_timeout is greater than scrape_interval; lower the timeout"
                 ));
             }
-            if job.scheme != "http" {
+            if job.scheme != "http" && job.scheme != "https" {
                 errors.push(format!(
-                    "{at}: scheme {:?} is not supported in this release; use http",
+                    "{at}: scheme {:?} is not supported; use http or https",
                     job.scheme
                 ));
             }
@@ -198,11 +198,7 @@ impl Config {
                     job.metrics_path
                 ));
             }
-            if job.scheme == "http"
-                && let Err(e) = job
-                    .tls_config
-                    .check(&format!("{}://{}", job.scheme, job.job_name))
-            {
+            for e in job.tls_config.validate(job.scheme == "https") {
                 errors.push(format!("{at}: tls_config: {e}"));
             }
             if job.basic_auth.is_some() && job.authorization.is_some() {
@@ -352,10 +348,8 @@ impl JobScraper {
                 let url: http::Uri = url
                     .parse()
                     .map_err(|e| fail(format!("target URL {url:?}: {e}")))?;
-                if url.scheme_str() != Some("http") {
-                    return Err(fail(format!(
-                        "target {url} needs TLS, which this release does not support; use scheme: http"
-                    )));
+                if !matches!(url.scheme_str(), Some("http") | Some("https")) {
+                    return Err(fail(format!("target {url}: the scheme must be http or https")));
                 }
                 if labels.get("instance").is_empty() {
                     labels.set("instance", address.clone());
@@ -371,7 +365,7 @@ impl JobScraper {
                     string_attribute("service.name", final_labels.get("job")),
                     string_attribute("service.instance.id", final_labels.get("instance")),
                     string_attribute("server.address", host),
-                    string_attribute("url.scheme", "http"),
+                    string_attribute("url.scheme", url.scheme_str().unwrap_or("http")),
                 ];
                 if !port.is_empty() {
                     resource.push(string_attribute("server.port", port));
@@ -392,7 +386,7 @@ impl JobScraper {
             honor_labels: job.honor_labels,
             metric_rules,
             name_validation: job.metric_name_validation_scheme,
-            http: HttpScraper::new(headers, timeout),
+            http: HttpScraper::new(headers, timeout, &job.tls_config).map_err(|e| format!("job {:?}: tls_config: {e}", job.job_name))?,
             targets,
         })
     }

@@ -256,13 +256,13 @@ fn target_relabeling_can_drop_targets_and_set_path() {
 fn config_validation() {
     let config: Config = serde_json::from_value(serde_json::json!({"config": {"scrape_configs": [
         {"job_name": "a", "scrape_interval": "5s", "scrape_timeout": "10s", "static_configs": [{"targets": ["http://x:1/metrics"]}],
-         "scheme": "https", "metric_relabel_configs": [{"action": "bogus"}]}
+         "scheme": "ftp", "metric_relabel_configs": [{"action": "bogus"}]}
     ]}}))
     .expect("decodes");
     let errors = config.validate();
     for needle in [
         "greater than scrape_interval",
-        "scheme \"https\"",
+        "scheme \"ftp\"",
         "must be host:port",
         "unknown relabel action",
     ] {

@@ -162,7 +162,13 @@ pub struct Collector {
     cmdline: Vec<Regex>,
     cgroups: Vec<String>,
     skipped: Skipped,
+    /// Read buffer: always initialised (zeros at first), grown by doubling; a read
+    /// fills a prefix of it.
     buffer: Vec<u8>,
+    /// The /proc listing, reused across scrapes.
+    pids: Vec<u32>,
+    /// The `comm` of every selected process of this scrape, back to back.
+    comms: String,
     path: std::ffi::OsString,
     /// smaps field -> metric name, built once per field.
     metric_names: Vec<(Box<[u8]>, String)>,
@@ -171,6 +177,16 @@ pub struct Collector {
     /// pid -> the identity last seen under it, with its resource attributes.
     identities: HashMap<u32, Identity>,
     generation: u64,
+}
+
+/// A process selected for reading in this scrape.
+#[derive(Clone)]
+struct Selected {
+    pid: u32,
+    /// Its `comm`, a range of `Collector::comms`.
+    comm: std::ops::Range<usize>,
+    ppid: u64,
+    starttime: u64,
 }
 
 struct Identity {
@@ -193,7 +209,9 @@ impl Collector {
             cmdline: compile(&config.cmdline),
             cgroups: config.cgroups.iter().map(|c| format!("/{}", c.trim_matches('/'))).collect(),
             skipped: Skipped::new(registry, id),
-            buffer: Vec::with_capacity(8 * 1024),
+            buffer: vec![0; 8 * 1024],
+            pids: Vec::new(),
+            comms: String::new(),
             path: std::ffi::OsString::with_capacity(256),
             metric_names: Vec::new(),
             owners: load_owners(),
@@ -224,14 +242,17 @@ impl Collector {
         self.path.push(std::ffi::OsStr::from_bytes(&digits[at..]));
         self.path.push("/");
         self.path.push(file);
-        self.buffer.clear();
-        std::fs::File::open(Path::new(&self.path))?.read_to_end(&mut self.buffer)?;
-        Ok(&self.buffer)
+        let mut handle = std::fs::File::open(Path::new(&self.path))?;
+        let filled = read_all(&mut handle, &mut self.buffer)?;
+        Ok(&self.buffer[..filled])
     }
 
-    fn list_pids(&self) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir(&self.config.proc_path) else { return Vec::new() };
-        entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+    /// The numeric entries of `proc_path` into `pids` (cleared first).
+    fn list_pids(&self, pids: &mut Vec<u32>) {
+        use std::os::unix::ffi::OsStrExt as _;
+        pids.clear();
+        let Ok(entries) = std::fs::read_dir(&self.config.proc_path) else { return };
+        pids.extend(entries.flatten().filter_map(|e| parse_pid(e.file_name().as_bytes())));
     }
 
     /// Whether a listed process matches names/cmdline/cgroups (or `all`).
@@ -304,18 +325,28 @@ impl Collector {
         let mut candidates: Vec<(u32, bool)> = self.explicit_pids().into_iter().map(|p| (p, true)).collect();
         let listing = self.config.all || !self.names.is_empty() || !self.cmdline.is_empty() || !self.cgroups.is_empty();
         if listing {
-            candidates.extend(self.list_pids().into_iter().map(|p| (p, false)));
+            let mut pids = std::mem::take(&mut self.pids);
+            self.list_pids(&mut pids);
+            candidates.extend(pids.iter().map(|&p| (p, false)));
+            self.pids = pids;
         }
         candidates.sort_unstable_by_key(|(pid, explicit)| (*pid, !*explicit));
         candidates.dedup_by_key(|(pid, _)| *pid);
 
-        // Identity and selection from /proc/PID/stat.
-        let mut selected: Vec<(u32, String, u64, u64)> = Vec::with_capacity(candidates.len());
+        // Identity and selection from /proc/PID/stat. The comm of each selected process
+        // is kept in one string for the scrape (no allocation per process).
+        let mut comms = std::mem::take(&mut self.comms);
+        comms.clear();
+        let mut selected: Vec<Selected> = Vec::with_capacity(candidates.len());
         for (pid, explicit) in candidates {
             let (comm, ppid, starttime) = match self.read(pid, "stat") {
                 Ok(data) => match parse::parse_stat(data) {
                     // A zombie has no memory to read.
-                    Some(stat) if stat.state != b'Z' => (String::from_utf8_lossy(stat.comm).into_owned(), stat.ppid, stat.starttime),
+                    Some(stat) if stat.state != b'Z' => {
+                        let start = comms.len();
+                        comms.push_str(&String::from_utf8_lossy(stat.comm));
+                        (start..comms.len(), stat.ppid, stat.starttime)
+                    }
                     Some(_) => continue,
                     None => {
                         self.skipped.io.add(1);
@@ -331,12 +362,14 @@ impl Collector {
                     continue;
                 }
             };
-            if explicit || self.matches(pid, &comm) {
-                selected.push((pid, comm, ppid, starttime));
+            if explicit || self.matches(pid, &comms[comm.clone()]) {
+                selected.push(Selected { pid, comm, ppid, starttime });
+            } else {
+                comms.truncate(comm.start);
             }
         }
         if self.config.top > 0 && selected.len() > self.config.top {
-            let mut ranked: Vec<(u64, usize)> = (0..selected.len()).map(|i| (self.resident_pages(selected[i].0), i)).collect();
+            let mut ranked: Vec<(u64, usize)> = (0..selected.len()).map(|i| (self.resident_pages(selected[i].pid), i)).collect();
             ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0));
             let mut keep: Vec<usize> = ranked.into_iter().take(self.config.top).map(|(_, i)| i).collect();
             keep.sort_unstable();
@@ -344,12 +377,12 @@ impl Collector {
         }
 
         let mut out = Vec::with_capacity(selected.len());
-        for (pid, comm, ppid, starttime) in selected {
+        for Selected { pid, comm, ppid, starttime } in selected {
             let start_seconds = self.boot_time_seconds + starttime / CLOCK_TICKS_PER_SECOND;
             let start_nanos = start_seconds * 1_000_000_000 + (starttime % CLOCK_TICKS_PER_SECOND) * (1_000_000_000 / CLOCK_TICKS_PER_SECOND);
             let mut builder = ResourceBuilder::new(now_nanos, start_nanos, 24);
-            let data = match self.read(pid, "smaps_rollup") {
-                Ok(_) => std::mem::take(&mut self.buffer),
+            let filled = match self.read(pid, "smaps_rollup") {
+                Ok(data) => data.len(),
                 Err(error) => {
                     self.skipped.count(&error);
                     continue;
@@ -357,17 +390,23 @@ impl Collector {
             };
             // An empty rollup: a kernel thread, or the process exited mid-read.
             let metric_names = &mut self.metric_names;
-            parse::for_each_rollup_field(&data, |field, bytes| {
-                let name = match metric_names.iter().find(|(f, _)| &**f == field) {
-                    Some((_, name)) => name,
-                    None => {
-                        metric_names.push((field.into(), format!("process.smaps.{}", parse::snake_case(field))));
-                        &metric_names[metric_names.len() - 1].1
-                    }
+            // Fields come in the same order in every rollup: look at the next known
+            // field first, so a lookup is one comparison.
+            let mut next = 0;
+            parse::for_each_rollup_field(&self.buffer[..filled], |field, bytes| {
+                let index = match metric_names.get(next).filter(|(f, _)| &**f == field) {
+                    Some(_) => next,
+                    None => match metric_names.iter().position(|(f, _)| &**f == field) {
+                        Some(i) => i,
+                        None => {
+                            metric_names.push((field.into(), format!("process.smaps.{}", parse::snake_case(field))));
+                            metric_names.len() - 1
+                        }
+                    },
                 };
-                builder.gauge_int(name, "By", i64::try_from(bytes).unwrap_or(i64::MAX), &[]);
+                next = index + 1;
+                builder.gauge_int(&metric_names[index].1, "By", i64::try_from(bytes).unwrap_or(i64::MAX), &[]);
             });
-            self.buffer = data;
             if builder.is_empty() {
                 continue;
             }
@@ -378,13 +417,14 @@ impl Collector {
                     known.attributes.clone()
                 }
                 _ => {
-                    let attributes = self.resource_attributes(pid, ppid, &comm, start_seconds);
+                    let attributes = self.resource_attributes(pid, ppid, &comms[comm], start_seconds);
                     self.identities.insert(pid, Identity { starttime, attributes: attributes.clone(), generation });
                     attributes
                 }
             };
             out.push(builder.finish(attributes, SCOPE));
         }
+        self.comms = comms;
         self.identities.retain(|_, known| known.generation == generation);
         out
     }
@@ -403,6 +443,35 @@ impl Collector {
         }
         attributes
     }
+}
+
+/// Reads `file` to its end into `buffer` from the start, growing it when full; returns
+/// the bytes read. Unlike `read_to_end`, it asks for no size hint (procfs files report
+/// size 0, so the `statx` + `lseek` that `read_to_end` makes per file are wasted).
+fn read_all(file: &mut std::fs::File, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buffer.is_empty() {
+        buffer.resize(8 * 1024, 0);
+    }
+    let mut filled = 0;
+    loop {
+        if filled == buffer.len() {
+            buffer.resize(buffer.len() * 2, 0);
+        }
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => return Ok(filled),
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// A /proc entry name as a pid: decimal digits only.
+fn parse_pid(name: &[u8]) -> Option<u32> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
 }
 
 /// uid -> user name from /etc/passwd (read once).

@@ -11,10 +11,15 @@
 /// Calls `each(field, bytes)` for every `Field: N kB` line.
 pub fn for_each_rollup_field(data: &[u8], mut each: impl FnMut(&[u8], u64)) {
     for line in data.split(|&b| b == b'\n') {
-        let mut parts = line.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty());
-        let (Some(key), Some(value), Some(b"kB"), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        // Exactly three whitespace-separated words: `Field:`, the number, `kB`.
+        let mut words = [&line[..0]; 3];
+        if !split_words(line, &mut words) {
             continue;
-        };
+        }
+        let [key, value, unit] = words;
+        if unit != b"kB" {
+            continue;
+        }
         let Some(field) = key.strip_suffix(b":") else { continue };
         if field.is_empty() {
             continue;
@@ -23,6 +28,29 @@ pub fn for_each_rollup_field(data: &[u8], mut each: impl FnMut(&[u8], u64)) {
             each(field, kib.saturating_mul(1024));
         }
     }
+}
+
+/// Splits `line` at ASCII whitespace into exactly `words.len()` non-empty words; false
+/// when it has more or fewer. One pass over the bytes.
+fn split_words<'a>(line: &'a [u8], words: &mut [&'a [u8]]) -> bool {
+    let mut count = 0;
+    let mut at = 0;
+    while at < line.len() {
+        if line[at].is_ascii_whitespace() {
+            at += 1;
+            continue;
+        }
+        let start = at;
+        while at < line.len() && !line[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        if count == words.len() {
+            return false;
+        }
+        words[count] = &line[start..at];
+        count += 1;
+    }
+    count == words.len()
 }
 
 fn parse_u64(bytes: &[u8]) -> Option<u64> {
@@ -143,6 +171,56 @@ Locked:                0 kB
             });
             assert_eq!(count, map.len());
         }
+    }
+
+    /// The first, iterator-based line parser: the reference for the one-pass splitter.
+    fn reference_fields(data: &[u8]) -> Vec<(Vec<u8>, u64)> {
+        let mut out = Vec::new();
+        for line in data.split(|&b| b == b'\n') {
+            let mut parts = line.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty());
+            let (Some(key), Some(value), Some(b"kB"), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let Some(field) = key.strip_suffix(b":") else { continue };
+            if field.is_empty() {
+                continue;
+            }
+            if let Some(kib) = parse_u64(value) {
+                out.push((field.to_vec(), kib.saturating_mul(1024)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_pass_parser_matches_reference_on_mutated_input() {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut lines = 0;
+        for _ in 0..3_000 {
+            let mut input = ROLLUP.to_vec();
+            for _ in 0..(next() % 12) {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 3 {
+                    0 if at < input.len() => input[at] = [b' ', b'\t', b':', b'k', b'B', b'7', b'\n', 0x0c][(next() % 8) as usize],
+                    1 => input.insert(at, [b' ', b':', b'\n', b'\r', b'9', b'x', 0xff][(next() % 7) as usize]),
+                    _ if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let mut got = Vec::new();
+            for_each_rollup_field(&input, |f, v| got.push((f.to_vec(), v)));
+            assert_eq!(got, reference_fields(&input), "{}", String::from_utf8_lossy(&input));
+            lines += got.len();
+        }
+        assert!(lines > 15_000, "mutations must leave most lines valid ({lines})");
     }
 
     #[test]
