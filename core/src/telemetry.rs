@@ -252,6 +252,21 @@ impl ProcessorCounters {
     }
 }
 
+/// The series-bookkeeping counters every stateful processor (ewma, burnrate) reports:
+/// (evicted after going stale, dropped because `max_series` was reached, active now).
+pub fn series_counters(registry: &Registry, processor: &str) -> (Counter, Counter, Gauge) {
+    let labels = [("processor", processor)];
+    (
+        registry.counter("oxcol_processor_series_evicted", "Series evicted from a stateful processor after going stale.", &labels),
+        registry.counter(
+            "oxcol_processor_series_dropped",
+            "New series a stateful processor did not track because max_series was reached.",
+            &labels,
+        ),
+        registry.gauge("oxcol_processor_series_active", "Series a stateful processor holds state for.", &labels),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

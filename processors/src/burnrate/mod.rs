@@ -255,22 +255,11 @@ impl BurnrateCounters {
                 &[("processor", processor), ("reason", reason)],
             )
         };
+        let (series_evicted, series_dropped, series_active) = oxcol_core::telemetry::series_counters(registry, processor);
         BurnrateCounters {
-            series_evicted: registry.counter(
-                "oxcol_processor_series_evicted",
-                "Series evicted from a stateful processor after going stale.",
-                &p,
-            ),
-            series_dropped: registry.counter(
-                "oxcol_processor_series_dropped",
-                "New series a stateful processor did not track because max_series was reached.",
-                &p,
-            ),
-            series_active: registry.gauge(
-                "oxcol_processor_series_active",
-                "Series a stateful processor holds state for.",
-                &p,
-            ),
+            series_evicted,
+            series_dropped,
+            series_active,
             groups_evicted: registry.counter(
                 "oxcol_processor_burnrate_groups_evicted",
                 "SLO groups evicted after no data for the longest window.",

@@ -359,7 +359,6 @@ pub struct EwmaCounters {
 
 impl EwmaCounters {
     pub fn new(registry: &Registry, processor: &str) -> EwmaCounters {
-        let p = [("processor", processor)];
         let skipped = |reason| {
             registry.counter(
                 "oxcol_processor_points_skipped",
@@ -374,22 +373,11 @@ impl EwmaCounters {
                 &[("processor", processor), ("reason", reason)],
             )
         };
+        let (series_evicted, series_dropped, series_active) = oxcol_core::telemetry::series_counters(registry, processor);
         EwmaCounters {
-            series_evicted: registry.counter(
-                "oxcol_processor_series_evicted",
-                "Series evicted from a stateful processor after going stale.",
-                &p,
-            ),
-            series_dropped: registry.counter(
-                "oxcol_processor_series_dropped",
-                "New series a stateful processor did not track because max_series was reached.",
-                &p,
-            ),
-            series_active: registry.gauge(
-                "oxcol_processor_series_active",
-                "Series a stateful processor holds state for.",
-                &p,
-            ),
+            series_evicted,
+            series_dropped,
+            series_active,
             points_out_of_order: skipped("out_of_order"),
             points_without_time: skipped("no_timestamp"),
             restarted_gap: restarted("gap"),
