@@ -1153,35 +1153,29 @@ pub fn go_uppercase(text: &str) -> String {
 /// present, and the metric name and every label name valid under `name_validation`.
 /// Prometheus fails the whole scrape when this does not hold.
 pub fn check_result(labels: &LabelSet, name_validation: NameValidation) -> Result<(), String> {
-    let name = labels.get("__name__");
-    if name.is_empty() {
-        return Err(format!("__name__ label is mandatory, missing in {labels}"));
-    }
-    let valid = name_validation.is_valid_metric_name(name)
-        && labels
-            .iter()
-            .all(|(n, _)| name_validation.is_valid_label_name(n));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("invalid metric name or label names: {labels}"))
-    }
+    check_names(labels.get("__name__"), labels.iter(), labels, name_validation)
 }
 
 /// [`check_result`] of a borrowing [`Labels`] set (same checks, same messages).
 pub fn check_labels(labels: &Labels<'_>, name_validation: NameValidation) -> Result<(), String> {
-    let name = labels.get("__name__");
+    check_names(labels.get("__name__"), labels.iter(), labels, name_validation)
+}
+
+/// The checks behind [`check_result`] and [`check_labels`], over any label set's name,
+/// pairs and printed form.
+fn check_names<'a>(
+    name: &str,
+    mut pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    shown: &dyn fmt::Display,
+    name_validation: NameValidation,
+) -> Result<(), String> {
     if name.is_empty() {
-        return Err(format!("__name__ label is mandatory, missing in {labels}"));
+        return Err(format!("__name__ label is mandatory, missing in {shown}"));
     }
-    let valid = name_validation.is_valid_metric_name(name)
-        && labels
-            .iter()
-            .all(|(n, _)| name_validation.is_valid_label_name(n));
-    if valid {
+    if name_validation.is_valid_metric_name(name) && pairs.all(|(n, _)| name_validation.is_valid_label_name(n)) {
         Ok(())
     } else {
-        Err(format!("invalid metric name or label names: {labels}"))
+        Err(format!("invalid metric name or label names: {shown}"))
     }
 }
 
