@@ -6,7 +6,11 @@
 //	stable  -stable N goroutines parked at start, never more; /work does nothing lasting.
 //	burst   every GET /work starts -burst N goroutines that sleep -burst-for and exit.
 //	metrics client_golang metrics (counter, histogram, summary) on /metrics; /work
-//	        observes a fixed, known set of values (see observe()).
+//	        observes a fixed, known set of values (see registerMetrics).
+//	slo     /work instrumented with promhttp (http_requests_total{code,method},
+//	        http_request_duration_seconds) with a set error ratio and latency, plus a
+//	        KiB gauge; -rps N makes the service call its own /work N times a second
+//	        (see registerSLO in slo.go).
 //
 // Every mode also serves /numgoroutine (runtime.NumGoroutine() as text), so a test can
 // compare oxcol's count with the service's own.
@@ -26,7 +30,7 @@ import (
 
 var (
 	addr     = flag.String("addr", "127.0.0.1:6060", "listen address")
-	mode     = flag.String("mode", "leak", "leak | stable | burst | metrics")
+	mode     = flag.String("mode", "leak", "leak | stable | burst | metrics | slo")
 	stableN  = flag.Int("stable", 200, "stable mode: goroutines parked at start")
 	burstN   = flag.Int("burst", 100, "burst mode: goroutines per /work request")
 	burstFor = flag.Duration("burst-for", 500*time.Millisecond, "burst mode: how long each burst goroutine lives")
@@ -81,6 +85,8 @@ func main() {
 		mux.HandleFunc("/work", burstHandler)
 	case "metrics":
 		registerMetrics(mux)
+	case "slo":
+		registerSLO(mux)
 	default:
 		log.Fatalf("unknown -mode %q", *mode)
 	}
@@ -94,6 +100,9 @@ func main() {
 	}
 	// The tests read this line to know the service is up.
 	fmt.Printf("listening on %s\n", listener.Addr())
+	if *mode == "slo" && *rps > 0 {
+		go generateTraffic(listener.Addr().String(), *rps)
+	}
 	log.Fatal(http.Serve(listener, mux))
 }
 

@@ -1,0 +1,524 @@
+//! The shipped sidecar config (configs/sidecar-go.yaml) run by the real `oxcol` binary,
+//! end to end: a real Go service (integration/go/goapp `-mode slo`, client_golang with
+//! promhttp middleware) generates its own traffic with 5% errors (500) and 2% slow
+//! requests (400 ms; the latency SLO's threshold is 250 ms); oxcol scrapes it (plus
+//! pprof, its cgroup and smaps) and runs the whole chain relabel -> units -> ewma ->
+//! burnrate into remote write to a real Prometheus (Debian package, 2.42, with
+//! `--web.enable-remote-write-receiver`), which is then queried:
+//!
+//! - relabel: `go_memstats_*`/`go_gc_*` dropped while `go_goroutines` arrives; every
+//!   `http_requests_total` series carries `code_class` (`5xx` for `code="500"`);
+//! - units: `app_buffer_kb` (KiB, no unit metadata) arrives only as `app_buffer_bytes`,
+//!   scaled by 1024 (the service keeps the KiB value odd, so x1000 would show);
+//! - ewma: `app_buffer_bytes_ewma` within the range the raw gauge covered and near its mean,
+//!   `http_requests_total_rate_ewma_per_second` close to Prometheus' own `rate()` of the
+//!   raw counter, `cgroup_memory_working_set_ewma_bytes` present (loosely near the raw
+//!   working set: the cgroup is shared with whatever else runs on the machine);
+//! - burnrate: `slo_burn_rate_ratio{slo_window="5m"}` ~5 for availability (5% errors,
+//!   objective 0.99) and ~2 for latency (2% slow), each within a few percent of the same
+//!   ratio computed by Prometheus from the raw series, every configured window present,
+//!   `slo_alert_ratio` ticket = 1 and page = 0 (5 and 2 are above the 3d/6h factor 1 and
+//!   below the page factors 6 and 14.4).
+//!
+//! Intervals are shortened for the test through the config's env variables and `--set`
+//! (scrape every 1 s, burn-rate resolution 1 s). Every child (goapp, Prometheus, oxcol)
+//! is killed on drop and every wait is bounded; the test takes about 18 s.
+//!
+//! Needs `target/debug/oxcol` (`cargo build -p oxcol`), Go, and `prometheus` (both
+//! installed by scripts/test).
+
+mod gohelp;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gohelp::{GoService, free_port, http_get};
+use oxcol_integration::child::ChildGuard;
+use serde_json::Value;
+
+/// Requests per second the service sends itself, and the ratios it is told to produce.
+const RPS: f64 = 50.0;
+const ERROR_RATIO: f64 = 0.05;
+const SLOW_RATIO: f64 = 0.02;
+/// The objective of both SLOs in configs/sidecar-go.yaml.
+const OBJECTIVE: f64 = 0.99;
+/// Seconds of burn-rate samples to collect before checking.
+const SAMPLES_SECS: usize = 15;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A Prometheus server with the remote write receiver and no scrape jobs; killed on drop.
+struct Prometheus {
+    guard: Option<ChildGuard>,
+    dir: PathBuf,
+    addr: String,
+}
+
+impl Prometheus {
+    fn start() -> Prometheus {
+        let binary = std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .map(|dir| Path::new(dir).join("prometheus"))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| {
+                panic!("the `prometheus` binary is not installed: run scripts/test (it installs the Debian package) or `apt-get install prometheus`")
+            });
+        let dir = std::env::temp_dir().join(format!(
+            "oxcol-chain-prom-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(dir.join("data")).expect("creates the storage dir");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+        )
+        .expect("writes prometheus.yml");
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("creates the log");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clones the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starts prometheus");
+        let prometheus = Prometheus {
+            guard: Some(ChildGuard::new(child)),
+            dir,
+            addr,
+        };
+        let ready = wait_for(Duration::from_secs(30), || {
+            http_get(&prometheus.addr, "/-/ready")
+                .ok()
+                .filter(|body| body.contains("Ready"))
+        });
+        assert!(
+            ready.is_some(),
+            "prometheus not ready within 30 s:\n{}",
+            prometheus.log()
+        );
+        prometheus
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// An instant query at the newest data; the `data.result` array.
+    fn query(&self, promql: &str) -> Vec<Value> {
+        let body = http_get(
+            &self.addr,
+            &format!("/api/v1/query?query={}", urlencode(promql)),
+        )
+        .unwrap_or_else(|e| panic!("query {promql}: {e}"));
+        let json: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("query {promql}: {e}: {body}"));
+        assert_eq!(json["status"], "success", "query {promql}: {body}");
+        json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The single value of `promql`; panics unless exactly one series answers.
+    fn value(&self, promql: &str) -> f64 {
+        let result = self.query(promql);
+        assert_eq!(
+            result.len(),
+            1,
+            "{promql} should give one series: {result:?}"
+        );
+        sample_value(&result[0])
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.guard.take();
+        if std::thread::panicking() {
+            eprintln!("---- prometheus log ----\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// oxcol running configs/sidecar-go.yaml with `env` and `--set` overrides; killed on drop.
+struct Oxcol {
+    guard: Option<ChildGuard>,
+    log_path: PathBuf,
+}
+
+impl Oxcol {
+    fn start(env: &[(&str, String)], sets: &[&str], metrics_addr: &str) -> Oxcol {
+        let binary = workspace().join("target/debug/oxcol");
+        assert!(binary.is_file(), "build oxcol first: cargo build -p oxcol");
+        let log_path = std::env::temp_dir().join(format!(
+            "oxcol-chain-{}-{}.log",
+            std::process::id(),
+            free_port()
+        ));
+        let log = std::fs::File::create(&log_path).expect("creates the log");
+        let mut command = Command::new(binary);
+        command
+            .arg("--config")
+            .arg(workspace().join("configs/sidecar-go.yaml"));
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        command
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "warn");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clones the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starts oxcol");
+        let mut oxcol = Oxcol {
+            guard: Some(ChildGuard::new(child)),
+            log_path,
+        };
+        let ready = wait_for(Duration::from_secs(20), || {
+            if let Some(Ok(Some(status))) = oxcol.guard.as_mut().map(|g| g.child_mut().try_wait()) {
+                panic!(
+                    "oxcol exited during start-up with {status}:\n{}",
+                    oxcol.log()
+                );
+            }
+            http_get(metrics_addr, "/metrics")
+                .ok()
+                .filter(|body| !body.is_empty())
+        });
+        assert!(
+            ready.is_some(),
+            "oxcol did not serve its /metrics within 20 s:\n{}",
+            oxcol.log()
+        );
+        oxcol
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Oxcol {
+    fn drop(&mut self) {
+        self.guard.take();
+        if std::thread::panicking() {
+            eprintln!("---- oxcol log ----\n{}", self.log());
+        }
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The value of an instant-vector sample (`"value": [ts, "text"]`).
+fn sample_value(sample: &Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn label<'a>(sample: &'a Value, name: &str) -> &'a str {
+    sample["metric"][name].as_str().unwrap_or_default()
+}
+
+/// Polls `check` every 250 ms until it returns Some or `limit` passes.
+fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn assert_close(what: &str, actual: f64, expected: f64, relative: f64) {
+    assert!(
+        (actual - expected).abs() <= relative * expected.abs(),
+        "{what}: {actual} is not within {:.0}% of {expected}",
+        relative * 100.0
+    );
+}
+
+#[test]
+fn sidecar_config_runs_the_processor_chain_into_prometheus() {
+    // The service first, so its counters are well past zero when oxcol's first scrape
+    // starts the SLO groups.
+    let service = GoService::start(
+        "slo",
+        &[
+            "-rps",
+            &RPS.to_string(),
+            "-error-ratio",
+            &ERROR_RATIO.to_string(),
+            "-slow-ratio",
+            &SLOW_RATIO.to_string(),
+            "-slow-latency",
+            "400ms",
+        ],
+    );
+    // Both code series and a slow request exist before the first scrape: a series that
+    // appears later contributes only what it adds afterwards (Prometheus' rule), which
+    // would lose the first errors and bias the burn rate low.
+    let warm = wait_for(Duration::from_secs(10), || {
+        let text = service.get("/metrics");
+        let served: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("http_requests_total{"))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum();
+        (served >= 2.0 / SLOW_RATIO && text.contains(r#"http_requests_total{code="500""#))
+            .then_some(())
+    });
+    assert!(
+        warm.is_some(),
+        "goapp did not serve its first errors within 10 s:\n{}",
+        service.get("/metrics")
+    );
+    let prometheus = Prometheus::start();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let env = [
+        ("SERVICE_NAME", "goapp".to_string()),
+        ("SERVICE_METRICS_TARGET", service.addr.clone()),
+        ("SERVICE_PPROF_ENDPOINT", format!("http://{}", service.addr)),
+        ("SERVICE_NAME_REGEX", "^goapp$".to_string()),
+        ("SCRAPE_INTERVAL", "1s".to_string()),
+        (
+            "PROM_REMOTE_WRITE_URL",
+            format!("http://{}/api/v1/write", prometheus.addr),
+        ),
+        ("OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{}", free_port())),
+        ("OXCOL_METRICS_ADDRESS", metrics_addr.clone()),
+    ];
+    let sets = [
+        "processors::burnrate::resolution=1s",
+        "receivers::cgroup::collection_interval=1s",
+        "receivers::smaps::collection_interval=2s",
+        "receivers::pprof::collection_interval=2s",
+        "processors::batch::timeout=100ms",
+    ];
+    let oxcol = Oxcol::start(&env, &sets, &metrics_addr);
+
+    // Bounded: the first burn rate needs two scrapes; then SAMPLES_SECS of samples.
+    let availability_5m =
+        r#"slo_burn_rate_ratio{job="goapp",slo_name="availability",slo_window="5m"}"#;
+    let enough = wait_for(Duration::from_secs(45), || {
+        let result = prometheus.query(&format!("count_over_time({availability_5m}[2m])"));
+        result
+            .first()
+            .map(sample_value)
+            .filter(|n| *n >= SAMPLES_SECS as f64)
+    });
+    if enough.is_none() {
+        let names: Vec<String> = prometheus
+            .query("count by (__name__, job) ({__name__=~\".+\"})")
+            .iter()
+            .map(|s| format!("{} {}", s["metric"], sample_value(s)))
+            .collect();
+        panic!(
+            "fewer than {SAMPLES_SECS} burn-rate samples within 45 s\nin prometheus: {names:#?}\noxcol /metrics:\n{}\noxcol log:\n{}",
+            http_get(&metrics_addr, "/metrics").unwrap_or_default(),
+            oxcol.log()
+        );
+    }
+
+    // relabel: go_memstats_* and go_gc_* dropped, the rest of the Go collector kept.
+    assert!(prometheus.value(r#"go_goroutines{job="goapp"}"#) > 0.0);
+    let dropped = prometheus.query(r#"{job="goapp", __name__=~"go_memstats_.*|go_gc_.*"}"#);
+    assert!(dropped.is_empty(), "relabel should drop these: {dropped:?}");
+    // ... and code_class added from code.
+    let requests = prometheus.query(r#"http_requests_total{job="goapp"}"#);
+    assert_eq!(requests.len(), 2, "code 200 and 500: {requests:?}");
+    for series in &requests {
+        let class = format!("{}xx", &label(series, "code")[..1]);
+        assert_eq!(label(series, "code_class"), class, "{series}");
+        assert_eq!(label(series, "method"), "get", "{series}");
+    }
+
+    // units: app_buffer_kb (KiB) renamed and scaled by 1024.
+    let kb = prometheus.query(r#"{__name__="app_buffer_kb"}"#);
+    assert!(kb.is_empty(), "units should rename app_buffer_kb: {kb:?}");
+    let buffer = prometheus.value(r#"app_buffer_bytes{job="goapp"}"#);
+    let kib = buffer / 1024.0;
+    assert!(
+        kib.fract() == 0.0 && kib as i64 % 2 == 1 && (1537.0..=2561.0).contains(&kib),
+        "app_buffer_bytes {buffer} is not an odd KiB count in [1537, 2561] x 1024"
+    );
+
+    // ewma: the smoothed gauge lies in the range the raw gauge covered, and near its mean.
+    let smoothed_buffer = prometheus.value(r#"app_buffer_bytes_ewma{job="goapp"}"#);
+    let low = prometheus.value(r#"min_over_time(app_buffer_bytes{job="goapp"}[2m])"#);
+    let high = prometheus.value(r#"max_over_time(app_buffer_bytes{job="goapp"}[2m])"#);
+    assert!(
+        low <= smoothed_buffer && smoothed_buffer <= high,
+        "app_buffer_bytes_ewma {smoothed_buffer} outside the raw range [{low}, {high}]"
+    );
+    // With a 2m half-life and ~20 s of data the bias-corrected average weighs every
+    // sample so far almost equally (the oldest by 2^(-20/120) = 0.89): it is the mean.
+    let mean = prometheus.value(r#"avg_over_time(app_buffer_bytes{job="goapp"}[2m])"#);
+    assert_close(
+        "app_buffer_bytes_ewma vs the mean of the raw samples",
+        smoothed_buffer,
+        mean,
+        0.05,
+    );
+    // The smoothed request rate per code, against Prometheus' rate() of the raw counter.
+    let mut total_rate = 0.0;
+    for code in ["200", "500"] {
+        let ewma_rate = prometheus.value(&format!(
+            r#"http_requests_total_rate_ewma_per_second{{job="goapp",code="{code}"}}"#
+        ));
+        let raw_rate = prometheus.value(&format!(
+            r#"rate(http_requests_total{{job="goapp",code="{code}"}}[{SAMPLES_SECS}s])"#
+        ));
+        assert_close(
+            &format!("request rate ewma, code {code}"),
+            ewma_rate,
+            raw_rate,
+            0.25,
+        );
+        total_rate += ewma_rate;
+    }
+    assert!(
+        (RPS * 0.5..=RPS * 1.5).contains(&total_rate),
+        "smoothed request rate {total_rate}/s, the service sends {RPS}/s"
+    );
+    // The working set of oxcol's cgroup (shared with whatever else runs there: loose).
+    let working_set = prometheus.query("cgroup_memory_working_set_bytes");
+    let working_set_ewma = prometheus.query("cgroup_memory_working_set_ewma_bytes");
+    assert!(
+        !working_set.is_empty() && !working_set_ewma.is_empty(),
+        "cgroup working set {working_set:?} and its ewma {working_set_ewma:?}"
+    );
+    let (raw, smoothed) = (
+        sample_value(&working_set[0]),
+        sample_value(&working_set_ewma[0]),
+    );
+    assert!(
+        raw > 0.0 && smoothed > raw / 4.0 && smoothed < raw * 4.0,
+        "working set {raw}, ewma {smoothed}"
+    );
+
+    // burnrate: every configured window, at the generated ratios, consistent with
+    // Prometheus' own computation over the raw series.
+    let windows: Vec<String> = prometheus
+        .query(r#"slo_burn_rate_ratio{job="goapp",slo_name="availability"}"#)
+        .iter()
+        .map(|s| label(s, "slo_window").to_string())
+        .collect();
+    for window in ["5m", "30m", "1h", "2h", "6h", "1d", "3d"] {
+        assert!(
+            windows.iter().any(|w| w == window),
+            "no {window} burn rate: {windows:?}"
+        );
+    }
+    let budget = 1.0 - OBJECTIVE;
+    let availability = prometheus.value(availability_5m);
+    assert_close(
+        "availability burn rate (5% errors / 1% budget)",
+        availability,
+        ERROR_RATIO / budget,
+        0.1,
+    );
+    let oracle = prometheus.value(&format!(
+        r#"sum(increase(http_requests_total{{job="goapp",code=~"5.."}}[5m])) / sum(increase(http_requests_total{{job="goapp"}}[5m])) / {budget}"#
+    ));
+    assert_close(
+        "availability burn rate vs PromQL over the raw counters",
+        availability,
+        oracle,
+        0.03,
+    );
+
+    let latency =
+        prometheus.value(r#"slo_burn_rate_ratio{job="goapp",slo_name="latency",slo_window="5m"}"#);
+    let oracle = prometheus.value(&format!(
+        r#"(1 - sum(increase(http_request_duration_seconds_bucket{{job="goapp",le="0.25"}}[5m])) / sum(increase(http_request_duration_seconds_count{{job="goapp"}}[5m]))) / {budget}"#
+    ));
+    assert_close(
+        "latency burn rate vs PromQL over the raw histogram",
+        latency,
+        oracle,
+        0.03,
+    );
+    // Slower-than-250ms requests are the 2% slow ones, plus any the loaded machine delayed.
+    assert!(
+        (SLOW_RATIO / budget * 0.8..=SLOW_RATIO / budget * 1.75).contains(&latency),
+        "latency burn rate {latency}, 2% slow requests give 2"
+    );
+
+    for slo in ["availability", "latency"] {
+        let alert = |severity: &str| {
+            prometheus.value(&format!(
+                r#"slo_alert_ratio{{job="goapp",slo_name="{slo}",severity="{severity}"}}"#
+            ))
+        };
+        assert_eq!(
+            (alert("ticket"), alert("page")),
+            (1.0, 0.0),
+            "{slo}: ticket fires above burn rate 1 (3d/6h), page needs 6 or 14.4"
+        );
+    }
+    // The budget ring keeps one sample per period/720 (1 h): within the test it may hold
+    // only one sample, then there is no value yet. When there is one, it is 1 - 5.
+    let remaining = prometheus
+        .query(r#"slo_error_budget_remaining_ratio{job="goapp",slo_name="availability"}"#);
+    if let Some(sample) = remaining.first() {
+        assert_close(
+            "error budget remaining",
+            sample_value(sample),
+            1.0 - ERROR_RATIO / budget,
+            0.3,
+        );
+    }
+
+    eprintln!(
+        "burn rate 5m: availability {availability:.3} (PromQL {:.3}), latency {latency:.3}; \
+         request rate ewma {total_rate:.1}/s; app_buffer {buffer} ewma {smoothed_buffer:.0} mean {mean:.0}; budget left {:?}",
+        prometheus.value(&format!(
+            r#"sum(increase(http_requests_total{{job="goapp",code=~"5.."}}[5m])) / sum(increase(http_requests_total{{job="goapp"}}[5m])) / {budget}"#
+        )),
+        remaining.first().map(sample_value),
+    );
+
+    // Nothing failed on the way to Prometheus.
+    let telemetry = http_get(&metrics_addr, "/metrics").unwrap_or_default();
+    let failed = telemetry
+        .lines()
+        .filter(|l| l.starts_with("otelcol_exporter_send_failed_metric_points"))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum::<f64>();
+    assert_eq!(failed, 0.0, "remote write failures:\n{telemetry}");
+    drop(service);
+}
