@@ -173,6 +173,7 @@ fn run(args: &ConfigArgs) -> ExitCode {
             }
         };
         tracing::info!(pipelines = settings.pipelines.len(), "oxcol is running");
+        release_start_up_pages();
         let died = running.pipeline_died.clone();
         tokio::select! {
             signal = wait_for_signal() => tracing::info!("received {signal}"),
@@ -184,6 +185,25 @@ fn run(args: &ConfigArgs) -> ExitCode {
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Code that only start-up ran (config, validation, building components) and the first
+/// scrapes and connections ran stays resident, as clean file pages, for the life of the
+/// process: most of a sidecar's RSS. Drop those pages from this process' page tables now
+/// and once more after the first minute (first scrapes, handshakes); what the steady state
+/// uses faults back in from the page cache. See `oxcol_core::process::release_clean_file_pages`.
+fn release_start_up_pages() {
+    fn release(when: &str) {
+        match oxcol_core::process::release_clean_file_pages() {
+            Ok(released) => tracing::debug!(when, mappings = released.mappings, resident_mib = released.resident_bytes as f64 / 1048576.0, "released start-up code pages"),
+            Err(error) => tracing::debug!(when, %error, "cannot read /proc/self/smaps; start-up code pages stay resident"),
+        }
+    }
+    release("started");
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        release("after the first minute");
+    });
 }
 
 async fn wait_for_signal() -> &'static str {

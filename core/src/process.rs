@@ -141,3 +141,180 @@ mod tests {
         assert_eq!(allocated_bytes(), None);
     }
 }
+
+/// What [`release_clean_file_pages`] dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReleasedPages {
+    /// Mappings advised.
+    pub mappings: usize,
+    /// Resident bytes those mappings had before.
+    pub resident_bytes: u64,
+}
+
+/// Unmaps, from this process only, the resident pages of its read-only private file
+/// mappings (the executable's code and constants, shared libraries) that hold no private
+/// copy of any page. Start-up runs code once (config parsing, validation, building every
+/// component) that the steady state never runs again; its pages stay counted in RSS for
+/// the life of the process even though they are clean page cache. `MADV_DONTNEED` on such
+/// a mapping only drops page-table entries: the next access faults the same bytes back in
+/// from the page cache (a minor fault), so nothing can be lost. Mappings that are writable,
+/// shared, anonymous, or hold any anonymous (copy-on-write) page, such as the relocated
+/// RELRO region, are never touched.
+pub fn release_clean_file_pages() -> std::io::Result<ReleasedPages> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let mut released = ReleasedPages::default();
+    for mapping in clean_file_mappings(&smaps) {
+        // SAFETY: the range is a whole mapping of this process, read-only, private and
+        // file-backed with no anonymous pages, so MADV_DONTNEED discards only page-table
+        // entries that the kernel restores from the file on the next access.
+        let result = unsafe { libc::madvise(mapping.start as *mut libc::c_void, mapping.len, libc::MADV_DONTNEED) };
+        if result == 0 {
+            released.mappings += 1;
+            released.resident_bytes += mapping.resident_bytes;
+        }
+    }
+    Ok(released)
+}
+
+/// One mapping of /proc/self/smaps that [`release_clean_file_pages`] may advise.
+#[derive(Debug, PartialEq, Eq)]
+struct CleanMapping {
+    start: usize,
+    len: usize,
+    resident_bytes: u64,
+}
+
+/// The mappings of an smaps text that are private, not writable, backed by a file (an
+/// absolute path, not `[vdso]` and the like, not deleted), resident, and without any
+/// anonymous or locked page.
+fn clean_file_mappings(smaps: &str) -> Vec<CleanMapping> {
+    struct Current {
+        candidate: Option<CleanMapping>,
+        anonymous_kib: u64,
+        locked_kib: u64,
+    }
+    fn finish(current: Option<Current>, out: &mut Vec<CleanMapping>) {
+        if let Some(Current { candidate: Some(mapping), anonymous_kib: 0, locked_kib: 0 }) = current {
+            if mapping.resident_bytes > 0 {
+                out.push(mapping);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut current: Option<Current> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if let Some((start, end)) = first.split_once('-').filter(|(a, _)| !a.is_empty() && a.bytes().all(|b| b.is_ascii_hexdigit())) {
+            finish(current.take(), &mut out);
+            let perms = words.next().unwrap_or("");
+            let path = words.nth(3).unwrap_or("");
+            let deleted = line.ends_with("(deleted)");
+            let eligible = perms.len() == 4 && !perms.contains('w') && perms.ends_with('p') && path.starts_with('/') && !deleted;
+            let range = usize::from_str_radix(start, 16).ok().zip(usize::from_str_radix(end, 16).ok()).filter(|(a, b)| b > a);
+            let candidate = match (eligible, range) {
+                (true, Some((start, end))) => Some(CleanMapping { start, len: end - start, resident_bytes: 0 }),
+                _ => None,
+            };
+            current = Some(Current { candidate, anonymous_kib: 0, locked_kib: 0 });
+            continue;
+        }
+        let Some(current) = current.as_mut() else { continue };
+        let kib = || words.clone().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        match first {
+            "Rss:" => {
+                if let Some(mapping) = current.candidate.as_mut() {
+                    mapping.resident_bytes = kib() * 1024;
+                }
+            }
+            // An unparsable count is treated as present: never advise what we cannot read.
+            "Anonymous:" => current.anonymous_kib = words.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX),
+            "Locked:" => current.locked_kib = words.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX),
+            _ => {}
+        }
+    }
+    finish(current, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55b94c702000-55b94ca3d000 r--p 00000000 08:01 1234 /usr/bin/oxcol
+Rss:                1272 kB
+Anonymous:             0 kB
+Locked:                0 kB
+55b94ca3d000-55b94d4ec000 r-xp 0033b000 08:01 1234 /usr/bin/oxcol
+Rss:                6460 kB
+Anonymous:             0 kB
+Locked:                0 kB
+55b94d4ec000-55b94d567000 r--p 00dea000 08:01 1234 /usr/bin/oxcol
+Rss:                 492 kB
+Anonymous:           488 kB
+Locked:                0 kB
+55b94d567000-55b94d56a000 rw-p 00e65000 08:01 1234 /usr/bin/oxcol
+Rss:                  12 kB
+Anonymous:            12 kB
+Locked:                0 kB
+7f9aee290000-7f9aee2b6000 r--s 00000000 08:01 99 /dev/shm/segment
+Rss:                 148 kB
+Anonymous:             0 kB
+Locked:                0 kB
+7f9aee2b6000-7f9aee40c000 r-xp 00026000 08:01 77 /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                1000 kB
+Anonymous:             0 kB
+Locked:                4 kB
+7f9aee40c000-7f9aee45f000 r-xp 00000000 08:01 78 /tmp/old (deleted)
+Rss:                 192 kB
+Anonymous:             0 kB
+Locked:                0 kB
+7f9aee482000-7f9aee4f6000 r-xp 00000000 08:01 79 /usr/lib/x86_64-linux-gnu/libm.so.6
+Rss:                   0 kB
+Anonymous:             0 kB
+Locked:                0 kB
+7ffd1c3f3000-7ffd1c3f5000 r-xp 00000000 00:00 0                          [vdso]
+Rss:                   8 kB
+Anonymous:             0 kB
+Locked:                0 kB
+7f0000000000-7f0000001000 r-xp 00000000 00:00 0
+Rss:                   4 kB
+Anonymous:             0 kB
+";
+
+    #[test]
+    fn only_clean_private_read_only_file_mappings_are_chosen() {
+        let chosen = clean_file_mappings(SMAPS);
+        assert_eq!(
+            chosen,
+            vec![
+                CleanMapping { start: 0x55b94c702000, len: 0x55b94ca3d000 - 0x55b94c702000, resident_bytes: 1272 * 1024 },
+                CleanMapping { start: 0x55b94ca3d000, len: 0x55b94d4ec000 - 0x55b94ca3d000, resident_bytes: 6460 * 1024 },
+            ],
+            "RELRO with anonymous pages, writable, shared, locked, deleted, non-resident, vdso and anonymous mappings are skipped"
+        );
+    }
+
+    #[test]
+    fn a_mapping_whose_counts_cannot_be_read_is_skipped() {
+        let text = "55b94c702000-55b94ca3d000 r--p 00000000 08:01 1234 /usr/bin/oxcol\nRss: 1272 kB\nAnonymous: lots kB\n";
+        assert!(clean_file_mappings(text).is_empty());
+        assert!(clean_file_mappings("garbage\n\n-\nzz-yy r-xp\n").is_empty());
+    }
+
+    #[test]
+    fn releasing_keeps_this_process_running_and_lowers_its_file_pages() {
+        // Code and constants of this test binary are paged back in on use: calling into
+        // them afterwards (formatting, the regex engine) must keep working.
+        let before = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let released = release_clean_file_pages().unwrap();
+        assert!(released.mappings > 0, "a test binary has clean read-only file mappings: {released:?}");
+        let again = clean_file_mappings(&std::fs::read_to_string("/proc/self/smaps").unwrap());
+        let resident_after: u64 = again.iter().map(|m| m.resident_bytes).sum();
+        let resident_before: u64 = clean_file_mappings(&before).iter().map(|m| m.resident_bytes).sum();
+        assert!(resident_after < resident_before, "{resident_after} < {resident_before}");
+        let re = regex::Regex::new(r"^(\d+)-(\d+)$").unwrap();
+        assert_eq!(format!("{:?}", re.captures("12-34").map(|c| c[2].to_string())), "Some(\"34\")");
+    }
+}

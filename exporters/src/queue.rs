@@ -27,7 +27,7 @@ pub struct QueueConfig {
     pub enabled: bool,
     /// Concurrent senders. Default 10.
     pub num_consumers: usize,
-    /// Capacity in batches. Default 1000.
+    /// Capacity, in the units of `sizer`. Default 1000 (requests).
     pub queue_size: usize,
     /// A `file_storage` extension id (`file_storage` or `file_storage/NAME`, listed in
     /// `service.extensions`): keep the queue on disk there. Default none (in memory).
@@ -35,13 +35,37 @@ pub struct QueueConfig {
     pub storage: Option<String>,
     /// Collector key: wait for room instead of refusing when full. Default false.
     pub blocking: bool,
-    /// Collector key: what `queue_size` counts. Only `requests` is supported.
-    pub sizer: Option<String>,
+    /// Collector key: what `queue_size` counts: `requests` (batches as they arrive,
+    /// default), `items` (points, spans, log records) or `bytes` (encoded OTLP bytes:
+    /// bounds the memory the queue holds). Memory queue only; a disk queue is bounded by
+    /// its extension's `max_size_mib`.
+    pub sizer: Sizer,
+}
+
+/// What `sending_queue.queue_size` counts.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Sizer {
+    #[default]
+    Requests,
+    Items,
+    Bytes,
+}
+
+impl Sizer {
+    /// The size of `batch` in this sizer's units.
+    fn size_of(self, batch: &Batch) -> u64 {
+        match self {
+            Sizer::Requests => 1,
+            Sizer::Items => batch.items(),
+            Sizer::Bytes => batch.encoded_len() as u64,
+        }
+    }
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { enabled: true, num_consumers: 10, queue_size: 1000, storage: None, blocking: false, sizer: None }
+        QueueConfig { enabled: true, num_consumers: 10, queue_size: 1000, storage: None, blocking: false, sizer: Sizer::Requests }
     }
 }
 
@@ -59,11 +83,8 @@ impl QueueConfig {
                 errors.push(format!("sending_queue.storage: {storage:?} is not a file_storage extension id; write file_storage or file_storage/NAME"));
             } else if !self.enabled {
                 errors.push("sending_queue.storage needs sending_queue.enabled: true".to_string());
-            }
-        }
-        if let Some(sizer) = &self.sizer {
-            if sizer != "requests" {
-                errors.push(format!("sending_queue.sizer: {sizer:?} is not supported; only \"requests\" is"));
+            } else if self.sizer != Sizer::Requests {
+                errors.push("sending_queue.sizer: a disk queue (storage) is bounded by its file_storage extension's max_size_mib; remove sizer or use the memory queue".to_string());
             }
         }
         if self.blocking {
@@ -130,13 +151,43 @@ impl RetryConfig {
 pub struct QueuedExporter {
     id: String,
     signal: Signal,
-    sender: std::sync::RwLock<Option<mpsc::Sender<Batch>>>,
+    sender: std::sync::RwLock<Option<mpsc::UnboundedSender<(Batch, u64)>>>,
+    /// How full the memory queue is, in `sizer` units (the channel itself is unbounded).
+    level: Arc<QueueLevel>,
     inline: Option<Arc<Sender>>,
     consumers: Mutex<JoinSet<()>>,
     give_up: CancellationToken,
     counters: ExporterCounters,
     /// The disk queue, with `sending_queue.storage` (then `sender` is None).
     disk: Option<Arc<DiskQueue>>,
+}
+
+/// The occupancy of a memory queue in its sizer's units: reserved when a batch is
+/// placed, released when a consumer takes it out.
+struct QueueLevel {
+    sizer: Sizer,
+    capacity: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl QueueLevel {
+    fn new(sizer: Sizer, capacity: usize) -> QueueLevel {
+        QueueLevel { sizer, capacity: capacity as u64, used: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Takes `size` units if they fit. An empty queue takes one batch of any size, so a
+    /// request larger than the whole bound (possible with `bytes`/`items`) is still sent
+    /// rather than refused for ever.
+    fn try_reserve(&self, size: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used == 0 || used + size <= self.capacity).then_some(used + size))
+            .is_ok()
+    }
+
+    fn release(&self, size: u64) {
+        self.used.fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// The retrying sender shared by the consumers.
@@ -171,11 +222,13 @@ impl QueuedExporter {
             durable: false,
         });
         let mut consumers = JoinSet::new();
+        let level = Arc::new(QueueLevel::new(queue.sizer, queue.queue_size));
         if !queue.enabled {
             return QueuedExporter {
                 id: id.to_string(),
                 signal,
                 sender: std::sync::RwLock::new(None),
+                level,
                 inline: Some(sender),
                 consumers: Mutex::new(consumers),
                 give_up,
@@ -184,14 +237,15 @@ impl QueuedExporter {
             };
         }
         counters.queue_capacity.set(queue.queue_size as i64);
-        let (tx, rx) = mpsc::channel::<Batch>(queue.queue_size);
+        let (tx, rx) = mpsc::unbounded_channel::<(Batch, u64)>();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..queue.num_consumers {
             let rx = Arc::clone(&rx);
             let sender = Arc::clone(&sender);
+            let level = Arc::clone(&level);
             consumers.spawn(async move {
                 loop {
-                    let next = take_batch(&rx, batching, &sender.counters).await;
+                    let next = take_batch(&rx, &level, batching, &sender.counters).await;
                     let Some(batch) = next else { break };
                     for piece in split_for_send(batch, batching, &sender.id) {
                         // The outcome is already counted and logged by send_with_retry.
@@ -200,7 +254,7 @@ impl QueuedExporter {
                 }
             });
         }
-        QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(Some(tx)), inline: None, consumers: Mutex::new(consumers), give_up, counters, disk: None }
+        QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(Some(tx)), level, inline: None, consumers: Mutex::new(consumers), give_up, counters, disk: None }
     }
 
     /// Starts an exporter whose queue is on disk (`sending_queue.storage`): opens the
@@ -268,7 +322,8 @@ impl QueuedExporter {
                 }
             });
         }
-        Ok(QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(None), inline: None, consumers: Mutex::new(consumers), give_up, counters, disk: Some(disk) })
+        let level = Arc::new(QueueLevel::new(Sizer::Requests, queue.queue_size));
+        Ok(QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(None), level, inline: None, consumers: Mutex::new(consumers), give_up, counters, disk: Some(disk) })
     }
 
     pub fn id(&self) -> &str {
@@ -289,20 +344,22 @@ impl QueuedExporter {
             return self.submit_to_disk(disk, batch).await;
         }
         let items = batch.items();
-        let attempt = match self.sender.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(sender) => sender.try_send(batch),
-            None => return Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) }),
+        let size = self.level.sizer.size_of(&batch);
+        let guard = self.sender.read().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = guard.as_ref() else {
+            return Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) });
         };
-        match attempt {
+        if !self.level.try_reserve(size) {
+            self.counters.enqueue_failed.add(items);
+            return Err(Refusal::overloaded(format!("sending queue of exporter {} is full", self.id)));
+        }
+        match sender.send((batch, size)) {
             Ok(()) => {
-                self.counters.queue_size.add(1);
+                self.counters.queue_size.add(size as i64);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters.enqueue_failed.add(items);
-                Err(Refusal::overloaded(format!("sending queue of exporter {} is full", self.id)))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(_) => {
+                self.level.release(size);
                 Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) })
             }
         }
@@ -398,14 +455,18 @@ async fn take_from_disk(
 /// Takes the next batch to send from the queue. With batching, keeps taking queued
 /// batches (waiting up to `timeout` for more) until `send_batch_size` items are gathered.
 /// One consumer gathers at a time; the others are sending meanwhile.
-async fn take_batch(rx: &Mutex<mpsc::Receiver<Batch>>, batching: Option<BatchSettings>, counters: &ExporterCounters) -> Option<Batch> {
+async fn take_batch(rx: &Mutex<mpsc::UnboundedReceiver<(Batch, u64)>>, level: &QueueLevel, batching: Option<BatchSettings>, counters: &ExporterCounters) -> Option<Batch> {
+    let taken = |size: u64| {
+        level.release(size);
+        counters.queue_size.add(-(size as i64));
+    };
     let mut rx = rx.lock().await;
-    let mut batch = rx.recv().await?;
-    counters.queue_size.add(-1);
+    let (mut batch, size) = rx.recv().await?;
+    taken(size);
     let Some(settings) = batching else { return Some(batch) };
     let deadline = tokio::time::Instant::now() + settings.timeout;
     while batch.items() < settings.send_batch_size {
-        let more = match rx.try_recv() {
+        let (more, size) = match rx.try_recv() {
             Ok(more) => more,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -413,7 +474,7 @@ async fn take_batch(rx: &Mutex<mpsc::Receiver<Batch>>, batching: Option<BatchSet
                 Ok(None) | Err(_) => break,
             },
         };
-        counters.queue_size.add(-1);
+        taken(size);
         if let Err(error) = batch.append(more) {
             // Only batches of this queue's signal are ever queued.
             tracing::error!(%error, "cannot merge queued batches");
@@ -600,6 +661,85 @@ mod tests {
         queued.shutdown(Instant::now() + Duration::from_secs(5)).await;
         assert!(started.elapsed() >= Duration::from_millis(300), "the RetryInfo/Retry-After delay was not honoured");
         assert_eq!(counters.sent.get(), 6);
+    }
+
+    /// Holds every send until released, so queued data stays queued.
+    struct Gate {
+        open: tokio::sync::Notify,
+        calls: AtomicUsize,
+    }
+
+    impl Exporter for Gate {
+        fn export(&self, _batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                self.open.notified().await;
+                Ok(ExportOutcome::default())
+            })
+        }
+    }
+
+    /// With `sizer`, fills a queue of one consumer (stuck in its first send) and returns
+    /// how many more batches of 3 points it took before refusing, and the gauges then.
+    async fn fill(sizer: Sizer, queue_size: usize) -> (usize, i64, i64, u64) {
+        let registry = Registry::new();
+        let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
+        let gate = Arc::new(Gate { open: tokio::sync::Notify::new(), calls: AtomicUsize::new(0) });
+        let queue = QueueConfig { num_consumers: 1, queue_size, sizer, ..QueueConfig::default() };
+        let queued = QueuedExporter::start("otlp", Signal::Metrics, gate.clone(), &queue, &fast_retry(), None, counters.clone());
+        queued.submit(batch()).await.unwrap();
+        while gate.calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut accepted = 0;
+        while queued.submit(batch()).await.is_ok() {
+            accepted += 1;
+            assert!(accepted < 10_000, "the queue never filled");
+        }
+        let (size, capacity, refused) = (counters.queue_size.get(), counters.queue_capacity.get(), counters.enqueue_failed.get());
+        // Everything accepted is still sent once the backend answers.
+        let opener = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                loop {
+                    gate.open.notify_waiters();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        });
+        queued.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        opener.abort();
+        assert_eq!(counters.sent.get(), 3 * (accepted as u64 + 1), "accepted data was lost");
+        assert_eq!(counters.queue_size.get(), 0);
+        (accepted, size, capacity, refused)
+    }
+
+    #[tokio::test]
+    async fn sizer_bounds_the_memory_queue_in_requests_items_or_bytes() {
+        let one_batch_bytes = batch().encoded_len() as u64;
+        assert_eq!(fill(Sizer::Requests, 5).await, (5, 5, 5, 3));
+        // 3 points per batch: 10 items hold 3 batches.
+        assert_eq!(fill(Sizer::Items, 10).await, (3, 9, 10, 3));
+        let (accepted, size, capacity, _) = fill(Sizer::Bytes, (one_batch_bytes * 4 + 1) as usize).await;
+        assert_eq!((accepted, size as u64, capacity as u64), (4, one_batch_bytes * 4, one_batch_bytes * 4 + 1));
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_takes_a_batch_larger_than_its_bound() {
+        // A byte bound smaller than one batch would otherwise refuse it for ever.
+        let (accepted, _, _, _) = fill(Sizer::Bytes, 10).await;
+        assert_eq!(accepted, 1, "the empty queue takes one oversized batch, then refuses");
+    }
+
+    #[test]
+    fn sizer_is_read_like_the_collector_and_checked_against_storage() {
+        let from = |yaml: &str| serde_json::from_str::<QueueConfig>(yaml);
+        assert_eq!(from(r#"{"sizer": "bytes", "queue_size": 16777216}"#).unwrap().sizer, Sizer::Bytes);
+        assert_eq!(from(r#"{"sizer": "items"}"#).unwrap().sizer, Sizer::Items);
+        assert_eq!(from("{}").unwrap().sizer, Sizer::Requests);
+        assert!(from(r#"{"sizer": "pages"}"#).is_err());
+        let disk_bytes = QueueConfig { sizer: Sizer::Bytes, storage: Some("file_storage".into()), ..QueueConfig::default() };
+        assert!(disk_bytes.validate().iter().any(|e| e.contains("max_size_mib")), "{:?}", disk_bytes.validate());
     }
 
     #[tokio::test]
