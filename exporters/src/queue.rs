@@ -163,7 +163,9 @@ pub struct QueuedExporter {
 }
 
 /// The occupancy of a memory queue in its sizer's units: reserved when a batch is
-/// placed, released when a consumer takes it out.
+/// placed, released when a consumer takes it out (`requests`, as the Collector counts)
+/// or, for `items` and `bytes`, once it is sent: so a byte bound covers all the data the
+/// exporter holds, queued or being sent.
 struct QueueLevel {
     sizer: Sizer,
     capacity: u64,
@@ -183,6 +185,11 @@ impl QueueLevel {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used == 0 || used + size <= self.capacity).then_some(used + size))
             .is_ok()
+    }
+
+    /// Whether a taken batch keeps its reservation until it is sent.
+    fn counts_in_flight(&self) -> bool {
+        self.sizer != Sizer::Requests
     }
 
     fn release(&self, size: u64) {
@@ -246,11 +253,13 @@ impl QueuedExporter {
             consumers.spawn(async move {
                 loop {
                     let next = take_batch(&rx, &level, batching, &sender.counters).await;
-                    let Some(batch) = next else { break };
+                    let Some((batch, in_flight)) = next else { break };
                     for piece in split_for_send(batch, batching, &sender.id) {
                         // The outcome is already counted and logged by send_with_retry.
                         let _ = sender.send_with_retry(piece).await;
                     }
+                    level.release(in_flight);
+                    sender.counters.queue_size.add(-(in_flight as i64));
                 }
             });
         }
@@ -454,16 +463,22 @@ async fn take_from_disk(
 
 /// Takes the next batch to send from the queue. With batching, keeps taking queued
 /// batches (waiting up to `timeout` for more) until `send_batch_size` items are gathered.
-/// One consumer gathers at a time; the others are sending meanwhile.
-async fn take_batch(rx: &Mutex<mpsc::UnboundedReceiver<(Batch, u64)>>, level: &QueueLevel, batching: Option<BatchSettings>, counters: &ExporterCounters) -> Option<Batch> {
-    let taken = |size: u64| {
-        level.release(size);
-        counters.queue_size.add(-(size as i64));
+/// One consumer gathers at a time; the others are sending meanwhile. Returns the batch and
+/// the part of the queue's level it still holds (released by the caller once sent).
+async fn take_batch(rx: &Mutex<mpsc::UnboundedReceiver<(Batch, u64)>>, level: &QueueLevel, batching: Option<BatchSettings>, counters: &ExporterCounters) -> Option<(Batch, u64)> {
+    let mut in_flight = 0;
+    let mut taken = |size: u64| {
+        if level.counts_in_flight() {
+            in_flight += size;
+        } else {
+            level.release(size);
+            counters.queue_size.add(-(size as i64));
+        }
     };
     let mut rx = rx.lock().await;
     let (mut batch, size) = rx.recv().await?;
     taken(size);
-    let Some(settings) = batching else { return Some(batch) };
+    let Some(settings) = batching else { return Some((batch, in_flight)) };
     let deadline = tokio::time::Instant::now() + settings.timeout;
     while batch.items() < settings.send_batch_size {
         let (more, size) = match rx.try_recv() {
@@ -480,7 +495,7 @@ async fn take_batch(rx: &Mutex<mpsc::UnboundedReceiver<(Batch, u64)>>, level: &Q
             tracing::error!(%error, "cannot merge queued batches");
         }
     }
-    Some(batch)
+    Some((batch, in_flight))
 }
 
 /// Cuts a gathered batch to `send_batch_max_size`.
@@ -717,18 +732,21 @@ mod tests {
     #[tokio::test]
     async fn sizer_bounds_the_memory_queue_in_requests_items_or_bytes() {
         let one_batch_bytes = batch().encoded_len() as u64;
+        // requests: the batch being sent no longer counts (as in the Collector).
         assert_eq!(fill(Sizer::Requests, 5).await, (5, 5, 5, 3));
-        // 3 points per batch: 10 items hold 3 batches.
-        assert_eq!(fill(Sizer::Items, 10).await, (3, 9, 10, 3));
+        // items and bytes: the batch being sent (3 points) still counts, so the bound
+        // covers everything the exporter holds. 10 items: 1 sending + 2 queued.
+        assert_eq!(fill(Sizer::Items, 10).await, (2, 9, 10, 3));
         let (accepted, size, capacity, _) = fill(Sizer::Bytes, (one_batch_bytes * 4 + 1) as usize).await;
-        assert_eq!((accepted, size as u64, capacity as u64), (4, one_batch_bytes * 4, one_batch_bytes * 4 + 1));
+        assert_eq!((accepted, size as u64, capacity as u64), (3, one_batch_bytes * 4, one_batch_bytes * 4 + 1));
     }
 
     #[tokio::test]
     async fn an_empty_queue_takes_a_batch_larger_than_its_bound() {
-        // A byte bound smaller than one batch would otherwise refuse it for ever.
-        let (accepted, _, _, _) = fill(Sizer::Bytes, 10).await;
-        assert_eq!(accepted, 1, "the empty queue takes one oversized batch, then refuses");
+        // A byte bound smaller than one batch would otherwise refuse it for ever: `fill`'s
+        // first batch (larger than 10 bytes) is taken, and while it is held nothing more is.
+        let (accepted, size, _, _) = fill(Sizer::Bytes, 10).await;
+        assert_eq!((accepted, size as u64), (0, batch().encoded_len() as u64));
     }
 
     #[test]
