@@ -392,18 +392,20 @@ async fn malformed_and_hostile_requests_get_clear_answers_and_never_crash_oxcol(
         ] {
             assert_clear_error(&format!("JSON {what}"), &http(&oxcol, m, JSON, body.as_bytes()).await, &bad_http);
         }
-        // opentelemetry-proto's serde mapping ignores a oneof value of the wrong JSON type
-        // (the point arrives without a value) where proto3 JSON says 400: recorded in
-        // docs/reliability.md; either answer is clear and safe.
-        for (what, body) in [
-            ("asDouble as an object", json_request(r#"{"asDouble":{}}"#)),
-            ("timeUnixNano as a bool", json_request(r#"{"asDouble":1,"timeUnixNano":true}"#)),
+        // Wrong JSON types inside a metric's oneofs: opentelemetry-proto's serde mapping
+        // alone drops them silently (flatten); the receiver refuses them with 400 naming
+        // the field, as the Collector does (receivers/src/otlp/json.rs).
+        for (what, body, field) in [
+            ("asDouble as an object", json_request(r#"{"asDouble":{}}"#), "dataPoints[0].asDouble"),
+            ("timeUnixNano as a bool", json_request(r#"{"asDouble":1,"timeUnixNano":true}"#), "dataPoints[0].timeUnixNano"),
         ] {
             let before = accepted_points(&oxcol).await;
             let answer = http(&oxcol, m, JSON, body.as_bytes()).await;
             let accepted = accepted_points(&oxcol).await - before;
             eprintln!("JSON {what}: {} {:?}, points accepted: {accepted}", answer.code, answer.message);
-            assert_clear_error(&format!("JSON {what}"), &answer, &["200", "400"]);
+            assert_clear_error(&format!("JSON {what}"), &answer, &["400"]);
+            assert!(answer.message.contains(field), "JSON {what}: the message does not name {field}: {}", answer.message);
+            assert_eq!(accepted, 0.0, "JSON {what}: nothing is accepted");
         }
         still_serving(&oxcol, &sink, "wrong field types").await;
 
@@ -486,10 +488,14 @@ async fn malformed_and_hostile_requests_get_clear_answers_and_never_crash_oxcol(
         assert_clear_error("NaN/Inf (HTTP)", &http(&oxcol, m, PB, &special).await, &["200"]);
         let stats = wait_sink(&sink, Duration::from_secs(10), |s| s.metrics.items >= before + 8).await;
         assert_eq!(stats.metrics.items, before + 8, "NaN/Inf points are delivered");
+        // proto3 JSON writes them as strings: accepted with their values, delivered.
+        let before = sink.state.stats().metrics.items;
         let nan_json = json_request(r#"{"asDouble":"NaN","timeUnixNano":"1"},{"asDouble":"Infinity"},{"asDouble":"-Infinity"}"#);
         let answer = http(&oxcol, m, JSON, nan_json.as_bytes()).await;
         eprintln!("JSON NaN/Infinity strings: {} {}", answer.code, answer.message);
-        assert_clear_error("JSON NaN/Infinity strings", &answer, &["200", "400"]);
+        assert_clear_error("JSON NaN/Infinity strings", &answer, &["200"]);
+        let stats = wait_sink(&sink, Duration::from_secs(10), |s| s.metrics.items >= before + 3).await;
+        assert_eq!(stats.metrics.items, before + 3, "JSON NaN/Infinity points are delivered");
         let bare_nan = json_request(r#"{"asDouble":NaN}"#);
         assert_clear_error("JSON bare NaN token", &http(&oxcol, m, JSON, bare_nan.as_bytes()).await, &bad_http);
 
@@ -503,8 +509,8 @@ async fn malformed_and_hostile_requests_get_clear_answers_and_never_crash_oxcol(
         assert_eq!(stats.metrics.items, before + 8, "extreme timestamps are delivered");
         let max_json = json_request(r#"{"asDouble":1,"timeUnixNano":"18446744073709551615","startTimeUnixNano":"0"}"#);
         assert_clear_error("JSON u64::MAX timestamp", &http(&oxcol, m, JSON, max_json.as_bytes()).await, &["200"]);
-        // Out-of-range timestamps: the same serde `flatten` leniency as above (see
-        // docs/reliability.md): 200 with the metric's points dropped, or 400.
+        // Out-of-range timestamps: 400 naming the field (serde alone dropped the metric
+        // silently, see above).
         for (what, p) in [
             ("u64 overflow", r#"{"asDouble":1,"timeUnixNano":"18446744073709551616"}"#),
             ("negative", r#"{"asDouble":1,"timeUnixNano":-1}"#),
@@ -514,7 +520,8 @@ async fn malformed_and_hostile_requests_get_clear_answers_and_never_crash_oxcol(
             let answer = http(&oxcol, m, JSON, json_request(p).as_bytes()).await;
             let accepted = accepted_points(&oxcol).await - before;
             eprintln!("JSON timestamp {what}: {} {:?}, points accepted: {accepted}", answer.code, answer.message);
-            assert_clear_error(&format!("JSON timestamp {what}"), &answer, &["200", "400"]);
+            assert_clear_error(&format!("JSON timestamp {what}"), &answer, &["400"]);
+            assert!(answer.message.contains("timeUnixNano"), "JSON timestamp {what}: the message does not name the field: {}", answer.message);
             assert_eq!(accepted, 0.0, "JSON timestamp {what}: an invalid timestamp was accepted as a point");
         }
         still_serving(&oxcol, &sink, "extreme timestamps").await;

@@ -14,9 +14,6 @@ use axum::Router;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use oxcol_core::compression::{decompress, DecompressError, Encoding};
 use oxcol_core::rpc_status::RpcStatus;
 use oxcol_core::{Batch, Refusal, Signal};
@@ -82,15 +79,6 @@ fn refusal_response(endpoint: &Endpoint, format: Format, refusal: &Refusal) -> R
         Refusal::Unavailable { reason } => error_response(endpoint, format, StatusCode::SERVICE_UNAVAILABLE, reason, Some(Duration::from_secs(1))),
         Refusal::Invalid { reason } => error_response(endpoint, format, StatusCode::BAD_REQUEST, reason, None),
     }
-}
-
-fn parse_json(signal: Signal, body: &[u8]) -> Result<Batch, String> {
-    let batch = match signal {
-        Signal::Metrics => serde_json::from_slice::<ExportMetricsServiceRequest>(body).map(|r| Batch::from_metrics(r.resource_metrics)),
-        Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(body).map(|r| Batch::from_traces(r.resource_spans)),
-        Signal::Logs => serde_json::from_slice::<ExportLogsServiceRequest>(body).map(|r| Batch::from_logs(r.resource_logs)),
-    };
-    batch.map_err(|e| format!("invalid OTLP/JSON: {e}"))
 }
 
 async fn export(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body: Body) -> Response {
@@ -169,7 +157,9 @@ async fn export(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body:
     };
     let batch = match format {
         Format::Protobuf => Batch::from_encoded(endpoint.signal, plain).map_err(|e| format!("cannot decode OTLP protobuf: {e}")),
-        Format::Json => parse_json(endpoint.signal, &plain),
+        // Strict about the metrics oneofs that opentelemetry-proto's serde mapping would
+        // drop silently (json.rs).
+        Format::Json => super::json::parse(endpoint.signal, &plain),
     };
     let batch = match batch {
         Ok(batch) => batch,

@@ -14,6 +14,7 @@
 
 mod grpc;
 mod http;
+pub mod json;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
