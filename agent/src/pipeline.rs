@@ -10,6 +10,8 @@
 //!
 //! Stopping: when `stop` is cancelled the input is closed, what is already in it is
 //! processed and placed, and the task ends. Nothing accepted into the channel is dropped.
+//! Processors get `shutdown()` once the input is drained (stateful ones write their final
+//! checkpoint), and `tick()` every `tick_interval()` while running.
 
 use std::sync::Arc;
 
@@ -59,6 +61,10 @@ impl Pipeline {
         // at a time, in arrival order.
         let mut deliveries = FuturesUnordered::new();
         let mut stopping = false;
+        // Processors that asked for a timer (checkpoints) are ticked between batches.
+        let tick_every = self.processors.iter().filter_map(|s| s.processor.tick_interval()).min();
+        let mut ticker = tokio::time::interval(tick_every.unwrap_or(std::time::Duration::from_secs(3600)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -68,6 +74,11 @@ impl Pipeline {
                     self.input.close();
                 }
                 Some(()) = deliveries.next(), if !deliveries.is_empty() => {}
+                _ = ticker.tick(), if tick_every.is_some() => {
+                    for stage in &mut self.processors {
+                        stage.processor.tick();
+                    }
+                }
                 envelope = self.input.recv(), if deliveries.len() < MAX_DELIVERIES => match envelope {
                     Some(envelope) => {
                         if let Some(delivery) = self.process(envelope) {
@@ -77,6 +88,10 @@ impl Pipeline {
                     None => break,
                 },
             }
+        }
+        // Everything accepted was processed: processors write their final state.
+        for stage in &mut self.processors {
+            stage.processor.shutdown();
         }
         while deliveries.next().await.is_some() {}
         tracing::debug!(pipeline = %self.id, "pipeline stopped");

@@ -60,31 +60,50 @@ pub fn decode_all(settings: &Settings) -> Result<HashMap<(Kind, String), Compone
     }
 }
 
-/// Disk queues: `sending_queue.storage` of the exporters that have one.
-fn exporter_storage(config: &ComponentConfig) -> Option<&str> {
+/// Disk queues: the storage key (for messages) and `file_storage` id of the exporters
+/// that name one.
+fn exporter_storage(config: &ComponentConfig) -> Option<(&'static str, &str)> {
     match config {
-        ComponentConfig::OtlpExporter(c) => c.sending_queue.storage.as_deref(),
-        ComponentConfig::OtlpHttpExporter(c) => c.sending_queue.storage.as_deref(),
+        ComponentConfig::OtlpExporter(c) => c.sending_queue.storage.as_deref().map(|s| ("sending_queue.storage", s)),
+        ComponentConfig::OtlpHttpExporter(c) => c.sending_queue.storage.as_deref().map(|s| ("sending_queue.storage", s)),
+        ComponentConfig::PrometheusRemoteWriteExporter(c) => c.remote_write_queue.storage.as_deref().map(|s| ("remote_write_queue.storage", s)),
         _ => None,
     }
 }
 
-/// Disk queues: every `sending_queue.storage` names a `file_storage` extension that is
-/// defined and listed in `service.extensions` (reported at the exporter's position).
+/// Disk queues without an extension: prometheusremotewrite's `wal.directory` (the
+/// Collector's key) gives the storage settings itself.
+fn exporter_wal(config: &ComponentConfig) -> Option<oxcol_exporters::disk_queue::Config> {
+    match config {
+        ComponentConfig::PrometheusRemoteWriteExporter(c) => c.wal_storage(),
+        _ => None,
+    }
+}
+
+/// Disk queues and checkpoints: every exporter's queue storage and every stateful
+/// processor's `storage` names a `file_storage` extension that is defined and listed in
+/// `service.extensions` (reported at the exporter's position, or at the processor's
+/// `storage` key).
 fn check_storage_references(settings: &Settings, configs: &HashMap<(Kind, String), ComponentConfig>, errors: &mut Vec<ConfigError>) {
-    for def in settings.components(Kind::Exporter) {
-        let Some(storage) = configs.get(&(Kind::Exporter, def.id.clone())).and_then(exporter_storage) else { continue };
+    let exporters = settings.components(Kind::Exporter).iter().filter_map(|def| {
+        let (key, storage) = configs.get(&(Kind::Exporter, def.id.clone())).and_then(exporter_storage)?;
+        Some((def, "exporter", key, storage, &def.location))
+    });
+    let processors = settings.components(Kind::Processor).iter().filter_map(|def| {
+        let storage = configs.get(&(Kind::Processor, def.id.clone())).and_then(processor_storage)?;
+        let location = def.node.get("storage").map(|n| &n.location).unwrap_or(&def.location);
+        Some((def, "processor", "storage", storage, location))
+    });
+    for (def, kind, key, storage, location) in exporters.chain(processors) {
         let problem = match configs.get(&(Kind::Extension, storage.to_string())) {
-            None => Some(format!("sending_queue.storage: extension {storage:?} is not defined under `extensions`; add it (file_storage with a directory) or remove `storage`")),
+            None => format!("{key}: extension {storage:?} is not defined under `extensions`; add it (file_storage with a directory) or remove `storage`"),
             Some(ComponentConfig::FileStorage(_)) if !settings.service_extensions.iter().any(|r| r.id == storage) => {
-                Some(format!("sending_queue.storage: extension {storage:?} is not listed in service.extensions; add it there"))
+                format!("{key}: extension {storage:?} is not listed in service.extensions; add it there")
             }
-            Some(ComponentConfig::FileStorage(_)) => None,
-            Some(_) => Some(format!("sending_queue.storage: extension {storage:?} is not a file_storage extension")),
+            Some(ComponentConfig::FileStorage(_)) => continue,
+            Some(_) => format!("{key}: extension {storage:?} is not a file_storage extension"),
         };
-        if let Some(problem) = problem {
-            errors.push(ConfigError::at(&def.location, format!("exporter {:?}: {problem}", def.id)));
-        }
+        errors.push(ConfigError::at(location, format!("{kind} {:?}: {problem}", def.id)));
     }
 }
 
@@ -150,6 +169,29 @@ fn client_credentials(configs: &HashMap<(Kind, String), ComponentConfig>, auth: 
         _ => Err("is not an authenticator extension".to_string()),
     };
     credentials.map(Some).map_err(|e| format!("auth.authenticator {:?}: {e}", auth.authenticator))
+}
+
+/// Stateful processors: the `storage` key (checkpoints) of those that have one.
+fn processor_storage(config: &ComponentConfig) -> Option<&str> {
+    match config {
+        ComponentConfig::Ewma(c) => c.storage.as_deref(),
+        ComponentConfig::Burnrate(c) => c.storage.as_deref(),
+        _ => None,
+    }
+}
+
+/// The checkpoint settings of a processor's `storage` (checked in decode_all).
+fn checkpoint_storage(configs: &HashMap<(Kind, String), ComponentConfig>, storage: Option<&str>) -> Option<oxcol_processors::checkpoint::Storage> {
+    let id = storage?;
+    let Some(ComponentConfig::FileStorage(c)) = configs.get(&(Kind::Extension, id.to_string())) else { return None };
+    Some(oxcol_processors::checkpoint::Storage {
+        extension: id.to_string(),
+        directory: c.directory.clone().unwrap_or_default().into(),
+        fsync: c.fsync,
+        create_directory: c.create_directory,
+        directory_permissions: u32::from_str_radix(c.directory_permissions.trim_start_matches("0o"), 8).unwrap_or(0o750),
+        lock_timeout: c.timeout.get(),
+    })
 }
 
 pub struct Running {
@@ -226,11 +268,16 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
             let batching = batching_for(settings, configs, &reference.id, pipeline.signal);
             // Disk queue: `sending_queue.storage: file_storage/NAME` resolves to that
             // extension's config (checked in decode_all); the queue lives in its directory.
-            let queued = match queue.storage.as_ref().and_then(|s| configs.get(&(Kind::Extension, s.clone()))) {
-                Some(ComponentConfig::FileStorage(storage)) => {
-                    QueuedExporter::start_durable(&reference.id, pipeline.signal, exporter, &queue, &retry, batching, counters, &registry, storage).map_err(|e| format!("exporter {:?}: {e}", reference.id))?
+            // prometheusremotewrite's `wal.directory` carries its own settings.
+            let storage = match queue.storage.as_ref().and_then(|s| configs.get(&(Kind::Extension, s.clone()))) {
+                Some(ComponentConfig::FileStorage(storage)) => Some(storage.clone()),
+                _ => exporter_wal(config),
+            };
+            let queued = match storage {
+                Some(storage) => {
+                    QueuedExporter::start_durable(&reference.id, pipeline.signal, exporter, &queue, &retry, batching, counters, &registry, &storage).map_err(|e| format!("exporter {:?}: {e}", reference.id))?
                 }
-                _ => QueuedExporter::start(&reference.id, pipeline.signal, exporter, &queue, &retry, batching, counters),
+                None => QueuedExporter::start(&reference.id, pipeline.signal, exporter, &queue, &retry, batching, counters),
             };
             queues.insert(key, Arc::new(queued));
         }
@@ -265,11 +312,18 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
                     Stage { processor: Box::new(processor), counters }
                 }
                 ComponentConfig::Ewma(c) => {
-                    let processor = oxcol_processors::ewma::EwmaProcessor::new(&reference.id, c, Some(&registry)).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    let mut processor = oxcol_processors::ewma::EwmaProcessor::new(&reference.id, c, Some(&registry)).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    // Checkpoints: restore now, write from the pipeline's ticks and at shutdown.
+                    if let Some(storage) = checkpoint_storage(configs, c.storage.as_deref()) {
+                        processor = processor.with_storage(&storage, &pipeline.id, Some(&registry)).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    }
                     Stage { processor: Box::new(processor), counters }
                 }
                 ComponentConfig::Burnrate(c) => {
-                    let processor = oxcol_processors::burnrate::BurnrateProcessor::new(&reference.id, c, Some(&registry)).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    let mut processor = oxcol_processors::burnrate::BurnrateProcessor::new(&reference.id, c, Some(&registry)).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    if let Some(storage) = checkpoint_storage(configs, c.storage.as_deref()) {
+                        processor = processor.with_storage(&storage, &pipeline.id, Some(&registry)).map_err(|e| format!("processor {:?}: {e}", reference.id))?;
+                    }
                     Stage { processor: Box::new(processor), counters }
                 }
                 // WIRING: one arm per processor type, building a Stage.

@@ -146,6 +146,19 @@ async fn send_one(input: &PipelineInput, batch: Batch) -> Result<(), Refusal> {
 pub trait Processor: Send {
     /// Transforms the batch, or refuses it. Refusals go back to the receiver.
     fn process(&mut self, batch: Batch) -> Result<Batch, Refusal>;
+
+    /// How often (wall clock) the pipeline calls `tick` between batches; None (the
+    /// default): never.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Called about every `tick_interval`, between batches (stateful processors
+    /// checkpoint their state here).
+    fn tick(&mut self) {}
+
+    /// Called once when the pipeline stops, after its input was drained and processed.
+    fn shutdown(&mut self) {}
 }
 
 /// The result of a successful send: the backend may still have rejected part of it

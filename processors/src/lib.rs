@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod burnrate;
+pub mod checkpoint;
 pub mod ewma;
 pub mod memory_limiter;
 pub mod relabel;

@@ -48,6 +48,9 @@ pub struct Config {
     pub external_labels: BTreeMap<String, String>,
     /// The queue in front of the exporter (see the doc on ordering).
     pub remote_write_queue: RemoteWriteQueue,
+    /// The Collector's write-ahead log: with `directory` set, the queue is kept on disk
+    /// there (oxcol's disk queue, see [`Wal`]). Default none (queue in memory).
+    pub wal: Option<Wal>,
     /// Defaults as the Collector's prometheusremotewrite: 50ms initial, 200ms max
     /// interval, 1m max elapsed time.
     pub retry_on_failure: RetryConfig,
@@ -97,6 +100,41 @@ pub struct RemoteWriteQueue {
     pub queue_size: usize,
     /// Concurrent requests per batch (shards). Default 5.
     pub num_consumers: usize,
+    /// oxcol key (the Collector's `remote_write_queue` has none): a `file_storage`
+    /// extension id (`file_storage` or `file_storage/NAME`, listed in
+    /// `service.extensions`) keeping the queue on disk in its directory, as
+    /// `sending_queue.storage` does for the other exporters. Default none (in memory).
+    pub storage: Option<String>,
+}
+
+/// `wal` as in the Collector's prometheusremotewrite exporter. Setting `directory` keeps
+/// the queue on disk in that directory: oxcol's disk queue with the `file_storage`
+/// defaults (fsync on, 1024 MiB bound, 8 MiB segments), not the Collector's WAL format.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Wal {
+    /// Directory of the queue (created with mode 0750 if missing). Required.
+    pub directory: String,
+    /// Collector key (WAL entries read per truncation). Accepted, no effect: the disk
+    /// queue reads in order and deletes a segment once all of it was sent. Default 300.
+    pub buffer_size: usize,
+    /// Collector key. Accepted, no effect (see `buffer_size`). Default 1m.
+    pub truncate_frequency: GoDuration,
+    /// Collector key (how often WAL lag is recorded). Accepted, no effect: the queue's
+    /// length is `otelcol_exporter_queue_size` and its bytes
+    /// `oxcol_exporter_disk_queue_bytes`. Default 15s.
+    pub lag_record_frequency: GoDuration,
+}
+
+impl Default for Wal {
+    fn default() -> Self {
+        Wal {
+            directory: String::new(),
+            buffer_size: 300,
+            truncate_frequency: GoDuration::from_secs(60),
+            lag_record_frequency: GoDuration::from_secs(15),
+        }
+    }
 }
 
 impl Default for RemoteWriteQueue {
@@ -105,6 +143,7 @@ impl Default for RemoteWriteQueue {
             enabled: true,
             queue_size: 10000,
             num_consumers: 5,
+            storage: None,
         }
     }
 }
@@ -125,6 +164,7 @@ impl Default for Config {
             namespace: String::new(),
             external_labels: BTreeMap::new(),
             remote_write_queue: RemoteWriteQueue::default(),
+            wal: None,
             retry_on_failure: RetryConfig {
                 initial_interval: GoDuration::from_millis(50),
                 max_interval: GoDuration::from_millis(200),
@@ -196,6 +236,24 @@ impl Config {
         if self.remote_write_queue.num_consumers == 0 || self.max_batch_request_parallelism == Some(0) {
             errors.push("remote_write_queue.num_consumers and max_batch_request_parallelism must be greater than 0".to_string());
         }
+        if let Some(storage) = &self.remote_write_queue.storage {
+            if storage.split('/').next() != Some(crate::disk_queue::config::TYPE) {
+                errors.push(format!("remote_write_queue.storage: {storage:?} is not a file_storage extension id; write file_storage or file_storage/NAME"));
+            } else if !self.remote_write_queue.enabled {
+                errors.push("remote_write_queue.storage needs remote_write_queue.enabled: true".to_string());
+            }
+        }
+        if let Some(wal) = &self.wal {
+            if wal.directory.trim().is_empty() {
+                errors.push("wal.directory is required: set it to a directory oxcol may write (e.g. /var/lib/oxcol/prw), or remove `wal`".to_string());
+            }
+            if self.remote_write_queue.storage.is_some() {
+                errors.push("wal and remote_write_queue.storage both put the queue on disk; keep one".to_string());
+            }
+            if !self.remote_write_queue.enabled {
+                errors.push("wal needs remote_write_queue.enabled: true (with wal, the queue is kept on disk)".to_string());
+            }
+        }
         if self.staleness_max_series == 0 {
             errors.push("staleness_max_series must be greater than 0 (turn tracking off with staleness_interval: 0s)".to_string());
         }
@@ -212,8 +270,20 @@ impl Config {
             enabled: self.remote_write_queue.enabled,
             num_consumers: 1,
             queue_size: self.remote_write_queue.queue_size,
+            storage: self.remote_write_queue.storage.clone(),
             ..QueueConfig::default()
         }
+    }
+
+    /// With `wal.directory`: the disk queue's settings there (the `file_storage`
+    /// defaults, the directory created if missing).
+    pub fn wal_storage(&self) -> Option<crate::disk_queue::Config> {
+        let wal = self.wal.as_ref().filter(|w| !w.directory.trim().is_empty())?;
+        Some(crate::disk_queue::Config {
+            directory: Some(wal.directory.clone()),
+            create_directory: true,
+            ..crate::disk_queue::Config::default()
+        })
     }
 
     pub fn shards(&self) -> usize {
@@ -251,5 +321,40 @@ mod tests {
         assert_eq!(errors.len(), 5, "{errors:#?}");
         assert!(errors.iter().any(|e| e.contains("plaintext")));
         assert!(Config::default().validate().iter().any(|e| e.contains("endpoint is required")));
+    }
+
+    #[test]
+    fn disk_queue_by_storage_or_the_collectors_wal() {
+        let endpoint = "http://127.0.0.1:9090/api/v1/write".to_string();
+        let json = r#"{"endpoint": "http://127.0.0.1:9090/api/v1/write", "remote_write_queue": {"storage": "file_storage/q"}}"#;
+        let stored: Config = serde_json::from_str(json).expect("parses");
+        assert!(stored.validate().is_empty(), "{:?}", stored.validate());
+        assert_eq!(stored.queue_config().storage.as_deref(), Some("file_storage/q"));
+        assert_eq!(stored.queue_config().num_consumers, 1, "a disk queue keeps the order too");
+        assert!(stored.wal_storage().is_none());
+
+        // The Collector's keys, as its users write them.
+        let json = r#"{"endpoint": "http://127.0.0.1:9090/api/v1/write",
+            "wal": {"directory": "/var/lib/prw", "buffer_size": 100, "truncate_frequency": "45s", "lag_record_frequency": "15s"}}"#;
+        let wal: Config = serde_json::from_str(json).expect("parses");
+        assert!(wal.validate().is_empty(), "{:?}", wal.validate());
+        let storage = wal.wal_storage().expect("wal.directory puts the queue on disk");
+        assert_eq!(storage.directory.as_deref(), Some("/var/lib/prw"));
+        assert!(storage.create_directory && storage.fsync);
+        assert!(storage.validate().is_empty());
+        assert_eq!(wal.queue_config().storage, None);
+
+        let bad = |c: Config, needle: &str| {
+            let errors = c.validate();
+            assert!(errors.iter().any(|e| e.contains(needle)), "{needle:?} not in {errors:?}");
+        };
+        let queue = |storage: &str, enabled: bool| RemoteWriteQueue { storage: Some(storage.into()), enabled, ..RemoteWriteQueue::default() };
+        bad(Config { endpoint: endpoint.clone(), remote_write_queue: queue("memory", true), ..Config::default() }, "not a file_storage extension id");
+        bad(Config { endpoint: endpoint.clone(), remote_write_queue: queue("file_storage", false), ..Config::default() }, "needs remote_write_queue.enabled");
+        bad(Config { endpoint: endpoint.clone(), wal: Some(Wal::default()), ..Config::default() }, "wal.directory is required");
+        let wal_dir = Some(Wal { directory: "/tmp/w".into(), ..Wal::default() });
+        bad(Config { endpoint: endpoint.clone(), wal: wal_dir.clone(), remote_write_queue: queue("file_storage", true), ..Config::default() }, "keep one");
+        bad(Config { endpoint, wal: wal_dir, remote_write_queue: RemoteWriteQueue { enabled: false, ..RemoteWriteQueue::default() }, ..Config::default() }, "wal needs");
+        assert!(serde_json::from_str::<Config>(r#"{"wal": {"dir": "/x"}}"#).is_err(), "unknown wal keys are refused");
     }
 }

@@ -1,7 +1,9 @@
 //! `burnrate`: SLO burn rates computed in the pipeline from a service's own counters or
 //! histograms (Scenario 3), as metrics any backend can alert on.
 //!
-//! For every SLO and group (resource + `group_by` labels) it emits, next to the input:
+//! For every SLO and group (`group_by` labels, across every resource) it emits, in a
+//! resource of its own per group (attributes: the group's `service.namespace` and
+//! `service.name` while all its inputs agree on them, and its `group_by` labels):
 //! - `slo.burn_rate{slo.name, slo.window}` per configured window: error ratio over the
 //!   window divided by the error budget `1 - objective`;
 //! - `slo.error_budget.remaining{slo.name}`: `1 - error_ratio(period) / (1 - objective)`;
@@ -11,28 +13,37 @@
 //!
 //! The error ratio over a window is `increase(bad) / increase(total)` with Prometheus'
 //! `increase()` semantics: counter resets add the new value, the result is extrapolated
-//! to the window edges (see `window::extrapolated_increase`). Increases are summed per
-//! group as the counters arrive (reset-adjusted), and one cumulative sample per group is
-//! kept per `resolution` in a ring that spans the longest window.
+//! to the window edges (see `window::extrapolated_increase`). Each input series (its
+//! resource and point attributes) keeps its own last value, so resets are handled per series; the
+//! increases are summed per group as the counters arrive (Prometheus' `sum by
+//! (group_by) (increase(...))`), and one cumulative sample per group is kept per
+//! `resolution` in a ring that spans the longest window.
 //!
 //! Time comes only from data-point timestamps; this module must never read the wall
-//! clock, and its state must stay bounded (`max_series`, `max_groups`, stale state evicted
-//! and counted).
+//! clock (only the checkpoint schedule does, in `crate::checkpoint`), and its state must
+//! stay bounded (`max_series`, `max_groups`, stale state evicted and counted). With
+//! `storage`, the state is checkpointed and restored at start, so a deploy does not reset
+//! the windows.
 
 pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::Hasher;
+use std::time::Duration;
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, metric,
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
     number_data_point,
 };
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use oxcol_core::telemetry::{Counter, Gauge as GaugeCounter, Registry};
 use oxcol_core::{Batch, Processor, Refusal};
 use regex::Regex;
 use serde::Deserialize;
+
+use crate::checkpoint::{self, Checkpointer, Decoder, Encoder, Storage};
+use crate::ewma::{SeriesHasher, attributes_hash, hash_str};
 
 pub use window::PromDuration;
 use window::{Ring, Sample};
@@ -74,9 +85,13 @@ pub struct Config {
     /// A counter series with no point for this long (data time) is forgotten; if it comes
     /// back, its next point is a new start. Default 10m.
     pub stale_after: PromDuration,
-    /// Checkpointing to a `file_storage` extension: not supported yet (issue 7); setting
-    /// it is a config error.
+    /// A `file_storage` extension (`file_storage` or `file_storage/NAME`, listed in
+    /// `service.extensions`) to checkpoint the state in, so the windows survive a restart.
+    /// Default: none (a restart starts every window empty).
     pub storage: Option<String>,
+    /// With `storage`: how often the state is checkpointed (wall clock, only when it
+    /// changed), besides at shutdown. Default 30s.
+    pub checkpoint_interval: PromDuration,
 }
 
 fn duration(text: &str) -> PromDuration {
@@ -98,6 +113,7 @@ impl Default for Config {
             max_groups: 1000,
             stale_after: duration("10m"),
             storage: None,
+            checkpoint_interval: duration("30s"),
         }
     }
 }
@@ -118,8 +134,9 @@ pub struct Slo {
     /// Latency SLI from a histogram, instead of `errors`/`total`.
     #[serde(default)]
     pub latency: Option<Latency>,
-    /// Labels that split the SLO into groups (point attributes, else resource
-    /// attributes). Default: none (one group per resource).
+    /// Labels that split the SLO into groups (looked up in point attributes, else
+    /// resource attributes); series of every resource with the same values are summed.
+    /// Default: none (everything the SLO matches is one group).
     #[serde(default)]
     pub group_by: Vec<String>,
 }
@@ -150,8 +167,11 @@ pub struct Latency {
 impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if self.storage.is_some() {
-            errors.push("storage is not supported yet: burn-rate state is not checkpointed (a restart starts the windows empty); remove `storage`".to_string());
+        if self.storage.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            errors.push("storage must name a file_storage extension (e.g. file_storage/state) or be left out".to_string());
+        }
+        if self.checkpoint_interval.millis <= 0 {
+            errors.push("checkpoint_interval must be greater than zero (default 30s)".to_string());
         }
         if self.slos.is_empty() {
             errors.push(
@@ -255,7 +275,8 @@ impl BurnrateCounters {
                 &[("processor", processor), ("reason", reason)],
             )
         };
-        let (series_evicted, series_dropped, series_active) = oxcol_core::telemetry::series_counters(registry, processor);
+        let (series_evicted, series_dropped, series_active) =
+            oxcol_core::telemetry::series_counters(registry, processor);
         BurnrateCounters {
             series_evicted,
             series_dropped,
@@ -293,16 +314,25 @@ struct CompiledSlo {
 }
 
 /// What a counter series contributes to its group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     /// Adds to bad.
-    Bad,
+    Bad = 1,
     /// Adds to total.
-    Total,
+    Total = 2,
     /// Histogram count: adds to total and bad.
-    LatencyCount,
+    LatencyCount = 3,
     /// Histogram bucket at the threshold: subtracts from bad.
-    LatencyGood,
+    LatencyGood = 4,
+}
+
+/// The metric and resource a point comes from, for one SLO.
+struct Input<'a> {
+    slo: usize,
+    name_hash: u64,
+    resource_attributes: &'a [KeyValue],
+    resource_hash: u64,
+    service: &'a [(String, String)],
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -314,7 +344,10 @@ struct CounterSeries {
 
 struct Group {
     slo: usize,
-    labels: Vec<KeyValue>,
+    /// The `group_by` labels with a non-empty value, in `group_by` order.
+    labels: Vec<(String, String)>,
+    /// `service.namespace`/`service.name` of the group's input resources.
+    service: Service,
     bad: f64,
     total: f64,
     ring: Ring,
@@ -322,12 +355,41 @@ struct Group {
     last_ts: u64,
 }
 
-/// A group touched by the current batch: where its outputs go and at what time.
-#[derive(Clone, Copy)]
-struct Touched {
-    resource: usize,
-    scope: usize,
-    ts: u64,
+/// The service identity (`service.namespace`, `service.name` resource attributes) of a
+/// group's inputs: carried on the emitted resource while every input agrees on it.
+#[derive(Clone, Debug, PartialEq)]
+enum Service {
+    Unseen,
+    Same(Vec<(String, String)>),
+    /// Inputs of different services met: dropped for good (a stable output identity).
+    Mixed,
+}
+
+/// The resource attributes that name a service (Prometheus' `job`).
+const SERVICE_KEYS: [&str; 2] = ["service.namespace", "service.name"];
+
+/// A checkpoint payload, decoded.
+struct DecodedState {
+    newest_ts: u64,
+    last_sweep_ts: u64,
+    series: Vec<(u64, CounterSeries)>,
+    groups: Vec<(u64, Group)>,
+}
+
+/// Scope of the emitted `slo.*` metrics.
+pub const SCOPE_NAME: &str = "oxcol/burnrate";
+
+/// Version of the checkpoint payload below; bump it when the encoding or the series and
+/// group keys change (an older checkpoint then starts empty, `reason="version"`).
+pub const STATE_VERSION: u32 = 1;
+
+/// The config keys the state depends on: the SLOs (group and series keys carry SLO
+/// indexes; the sums depend on the selectors), the period and the resolution.
+fn state_fingerprint(config: &Config) -> u64 {
+    checkpoint::fingerprint(&format!(
+        "burnrate\n{:?}\n{}\n{}",
+        config.slos, config.period.millis, config.resolution.millis
+    ))
 }
 
 pub struct BurnrateProcessor {
@@ -345,6 +407,12 @@ pub struct BurnrateProcessor {
     newest_ts: u64,
     last_sweep_ts: u64,
     counters: BurnrateCounters,
+    /// Checkpointing (`storage`): the file, the config fingerprint, and whether state
+    /// changed since the last checkpoint.
+    checkpoint: Option<Checkpointer>,
+    fingerprint: u64,
+    checkpoint_interval: Duration,
+    dirty: bool,
 }
 
 fn compile_labels(labels: &BTreeMap<String, String>) -> Result<Vec<LabelMatcher>, String> {
@@ -420,6 +488,12 @@ impl BurnrateProcessor {
             counters: registry
                 .map(|r| BurnrateCounters::new(r, id))
                 .unwrap_or_default(),
+            checkpoint: None,
+            fingerprint: state_fingerprint(config),
+            checkpoint_interval: Duration::from_millis(
+                u64::try_from(config.checkpoint_interval.millis).unwrap_or(30_000),
+            ),
+            dirty: false,
         })
     }
 
@@ -428,58 +502,258 @@ impl BurnrateProcessor {
         (self.series.len(), self.groups.len())
     }
 
-    fn process_metrics(&mut self, resources: &mut [ResourceMetrics]) {
-        let mut touched: HashMap<u64, Touched> = HashMap::new();
-        for (resource_index, resource_metrics) in resources.iter().enumerate() {
+    /// Checkpoints to `storage` from now on (file per processor id and `pipeline`), after
+    /// restoring what a previous run left there. An unusable checkpoint starts empty
+    /// (logged, counted); errors only when the directory cannot be used.
+    pub fn with_storage(
+        mut self,
+        storage: &Storage,
+        pipeline: &str,
+        registry: Option<&Registry>,
+    ) -> Result<BurnrateProcessor, String> {
+        let (checkpointer, restored) = Checkpointer::open(
+            storage,
+            &self.id,
+            pipeline,
+            STATE_VERSION,
+            self.fingerprint,
+            self.checkpoint_interval,
+            registry,
+        )?;
+        if let Some(restored) = restored {
+            match self.decode_state(&restored.payload) {
+                Ok(state) => {
+                    let (series, groups) = self.restore(state);
+                    checkpointer.restored(series + groups, self.newest_ts);
+                    tracing::info!(processor = %self.id, series, groups, newest_data_time_unix_nano = self.newest_ts, "state restored from checkpoint");
+                }
+                Err(detail) => checkpointer.decode_failed(&detail),
+            }
+        }
+        self.checkpoint = Some(checkpointer);
+        Ok(self)
+    }
+
+    /// The state as a checkpoint payload. Ring samples are stored as differences from the
+    /// previous sample (timestamps subtracted, values XORed bitwise: exact, and mostly
+    /// zero bytes for the compressor).
+    pub fn encode_state(&self) -> Vec<u8> {
+        let samples: usize = self
+            .groups
+            .values()
+            .map(|g| g.ring.len() + g.period_ring.len())
+            .sum();
+        let mut e = Encoder::with_capacity(64 + self.series.len() * 32 + samples * 24);
+        e.u64(self.newest_ts);
+        e.u64(self.last_sweep_ts);
+        e.len(self.series.len());
+        for (key, series) in &self.series {
+            e.u64(*key);
+            e.f64(series.last_value);
+            e.u64(series.last_ts);
+            e.u64(series.start_ts);
+        }
+        e.len(self.groups.len());
+        for (key, group) in &self.groups {
+            e.u64(*key);
+            e.u32(group.slo as u32);
+            e.len(group.labels.len());
+            for (k, v) in &group.labels {
+                e.str(k);
+                e.str(v);
+            }
+            match &group.service {
+                Service::Unseen => e.u8(0),
+                Service::Same(service) => {
+                    e.u8(1);
+                    e.len(service.len());
+                    for (k, v) in service {
+                        e.str(k);
+                        e.str(v);
+                    }
+                }
+                Service::Mixed => e.u8(2),
+            }
+            e.f64(group.bad);
+            e.f64(group.total);
+            e.u64(group.last_ts);
+            for ring in [&group.ring, &group.period_ring] {
+                e.len(ring.len());
+                let mut previous = Sample {
+                    ts_ms: 0,
+                    bad: 0.0,
+                    total: 0.0,
+                };
+                for sample in ring.samples() {
+                    e.i64(sample.ts_ms.wrapping_sub(previous.ts_ms));
+                    e.u64(sample.bad.to_bits() ^ previous.bad.to_bits());
+                    e.u64(sample.total.to_bits() ^ previous.total.to_bits());
+                    previous = *sample;
+                }
+            }
+        }
+        e.buf
+    }
+
+    fn decode_state(&self, payload: &[u8]) -> Result<DecodedState, String> {
+        let mut d = Decoder::new(payload);
+        let (newest_ts, last_sweep_ts) = (d.u64()?, d.u64()?);
+        let n = d.len(32)?;
+        let mut series = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = d.u64()?;
+            series.push((
+                key,
+                CounterSeries {
+                    last_value: d.f64()?,
+                    last_ts: d.u64()?,
+                    start_ts: d.u64()?,
+                },
+            ));
+        }
+        let n = d.len(60)?;
+        let mut groups = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = d.u64()?;
+            let slo = d.u32()? as usize;
+            if slo >= self.slos.len() {
+                return Err(format!(
+                    "group of SLO #{slo}, only {} configured",
+                    self.slos.len()
+                ));
+            }
+            let labels = (0..d.len(16)?)
+                .map(|_| Ok((d.str()?, d.str()?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            let service = match d.u8()? {
+                0 => Service::Unseen,
+                1 => Service::Same(
+                    (0..d.len(16)?)
+                        .map(|_| Ok((d.str()?, d.str()?)))
+                        .collect::<Result<Vec<_>, String>>()?,
+                ),
+                2 => Service::Mixed,
+                other => return Err(format!("bad service tag {other}")),
+            };
+            let (bad, total, last_ts) = (d.f64()?, d.f64()?, d.u64()?);
+            let mut group = Group {
+                labels,
+                service,
+                bad,
+                total,
+                last_ts,
+                ..self.new_group(slo, Vec::new(), last_ts)
+            };
+            for ring in [&mut group.ring, &mut group.period_ring] {
+                let mut previous = Sample {
+                    ts_ms: 0,
+                    bad: 0.0,
+                    total: 0.0,
+                };
+                for _ in 0..d.len(24)? {
+                    let sample = Sample {
+                        ts_ms: previous.ts_ms.wrapping_add(d.i64()?),
+                        bad: f64::from_bits(previous.bad.to_bits() ^ d.u64()?),
+                        total: f64::from_bits(previous.total.to_bits() ^ d.u64()?),
+                    };
+                    ring.push(sample);
+                    previous = sample;
+                }
+            }
+            groups.push((key, group));
+        }
+        d.finished()?;
+        Ok(DecodedState {
+            newest_ts,
+            last_sweep_ts,
+            series,
+            groups,
+        })
+    }
+
+    /// Installs decoded state, keeping at most `max_series` series and `max_groups`
+    /// groups (the most recently updated; the rest are counted as dropped). Returns
+    /// (series, groups) kept.
+    fn restore(&mut self, mut state: DecodedState) -> (usize, usize) {
+        if state.series.len() > self.max_series {
+            state
+                .series
+                .sort_unstable_by_key(|(_, s)| std::cmp::Reverse(s.last_ts));
+            self.counters
+                .series_dropped
+                .add((state.series.len() - self.max_series) as u64);
+            state.series.truncate(self.max_series);
+        }
+        if state.groups.len() > self.max_groups {
+            state
+                .groups
+                .sort_unstable_by_key(|(_, g)| std::cmp::Reverse(g.last_ts));
+            self.counters
+                .groups_dropped
+                .add((state.groups.len() - self.max_groups) as u64);
+            state.groups.truncate(self.max_groups);
+        }
+        self.newest_ts = state.newest_ts;
+        self.last_sweep_ts = state.last_sweep_ts;
+        self.series = state.series.into_iter().collect();
+        self.groups = state.groups.into_iter().collect();
+        self.counters
+            .series_active
+            .set((self.series.len() + self.groups.len()) as i64);
+        (self.series.len(), self.groups.len())
+    }
+
+    fn process_metrics(&mut self, resources: &mut Vec<ResourceMetrics>) {
+        // Groups touched by this batch, with the newest timestamp of their inputs.
+        let mut touched: HashMap<u64, u64> = HashMap::new();
+        for resource_metrics in resources.iter() {
             let resource_attributes = resource_metrics
                 .resource
                 .as_ref()
                 .map(|r| r.attributes.as_slice())
                 .unwrap_or(&[]);
             let resource_hash = attributes_hash(resource_attributes);
-            for (scope_index, scope) in resource_metrics.scope_metrics.iter().enumerate() {
+            let service: Vec<(String, String)> = SERVICE_KEYS
+                .iter()
+                .filter_map(|key| lookup(resource_attributes, key).map(|v| (key.to_string(), v)))
+                .collect();
+            for scope in &resource_metrics.scope_metrics {
                 for metric in &scope.metrics {
                     for slo in 0..self.slos.len() {
                         self.process_metric(
                             slo,
                             metric,
-                            resource_attributes,
-                            resource_hash,
-                            Touched {
-                                resource: resource_index,
-                                scope: scope_index,
-                                ts: 0,
-                            },
+                            (resource_attributes, resource_hash, &service),
                             &mut touched,
                         );
                     }
                 }
             }
         }
-        let mut outputs: BTreeMap<(usize, usize), [Vec<NumberDataPoint>; 3]> = BTreeMap::new();
-        let mut touched: Vec<(u64, Touched)> = touched.into_iter().collect();
-        touched.sort_unstable_by_key(|(key, t)| (t.resource, t.scope, *key));
-        for (key, place) in touched {
+        if !touched.is_empty() {
+            self.dirty = true;
+        }
+        // One output resource per attribute set (the group's service and group_by labels).
+        let mut outputs: BTreeMap<Vec<(String, String)>, [Vec<NumberDataPoint>; 3]> =
+            BTreeMap::new();
+        let mut touched: Vec<(u64, u64)> = touched.into_iter().collect();
+        touched.sort_unstable();
+        for (key, ts) in touched {
             let Some(group) = self.groups.get_mut(&key) else {
                 continue;
             };
             let sample = Sample {
-                ts_ms: (place.ts / 1_000_000) as i64,
+                ts_ms: (ts / 1_000_000) as i64,
                 bad: group.bad,
                 total: group.total,
             };
             group.ring.push(sample);
             group.period_ring.push(sample);
-            let slot = outputs.entry((place.resource, place.scope)).or_default();
-            evaluate(&self.slos[group.slo], group, &self.windows, place.ts, slot);
+            let slot = outputs.entry(output_resource(group)).or_default();
+            evaluate(&self.slos[group.slo], group, &self.windows, ts, slot);
         }
-        for ((resource, scope), [burn, budget, alert]) in outputs {
-            let Some(scope_metrics) = resources
-                .get_mut(resource)
-                .and_then(|r| r.scope_metrics.get_mut(scope))
-            else {
-                continue;
-            };
+        for (labels, [burn, budget, alert]) in outputs {
+            let mut metrics = Vec::with_capacity(3);
             for (name, description, points) in [
                 (
                     "slo.burn_rate",
@@ -498,7 +772,7 @@ impl BurnrateProcessor {
                 ),
             ] {
                 if !points.is_empty() {
-                    scope_metrics.metrics.push(Metric {
+                    metrics.push(Metric {
                         name: name.to_string(),
                         description: description.to_string(),
                         unit: "1".to_string(),
@@ -509,6 +783,24 @@ impl BurnrateProcessor {
                     });
                 }
             }
+            if metrics.is_empty() {
+                continue;
+            }
+            resources.push(ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: labels.iter().map(|(k, v)| string_attribute(k, v)).collect(),
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: SCOPE_NAME.to_string(),
+                        ..Default::default()
+                    }),
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
         }
         self.sweep(false);
         self.counters
@@ -520,10 +812,8 @@ impl BurnrateProcessor {
         &mut self,
         slo_index: usize,
         metric: &Metric,
-        resource_attributes: &[KeyValue],
-        resource_hash: u64,
-        place: Touched,
-        touched: &mut HashMap<u64, Touched>,
+        (resource_attributes, resource_hash, service): (&[KeyValue], u64, &[(String, String)]),
+        touched: &mut HashMap<u64, u64>,
     ) {
         let slo = &self.slos[slo_index];
         // (role, matchers) pairs this metric feeds for this SLO.
@@ -541,7 +831,14 @@ impl BurnrateProcessor {
         if roles.is_empty() && !is_latency {
             return;
         }
-        let name_hash = hash_one(&metric.name);
+        let name_hash = hash_str(&metric.name);
+        let input = Input {
+            slo: slo_index,
+            name_hash,
+            resource_attributes,
+            resource_hash,
+            service,
+        };
         match &metric.data {
             Some(metric::Data::Sum(sum)) if !roles.is_empty() => {
                 let delta = sum.aggregation_temporality == AggregationTemporality::Delta as i32;
@@ -558,17 +855,13 @@ impl BurnrateProcessor {
                             continue;
                         }
                         self.observe(
-                            slo_index,
+                            &input,
                             role,
-                            name_hash,
-                            resource_attributes,
-                            resource_hash,
                             &point.attributes,
                             point.time_unix_nano,
                             point.start_time_unix_nano,
                             value,
                             delta,
-                            place,
                             touched,
                         );
                     }
@@ -605,31 +898,23 @@ impl BurnrateProcessor {
                     let good: u64 = point.bucket_counts.iter().take(bound + 1).sum();
                     let (ts, start) = (point.time_unix_nano, point.start_time_unix_nano);
                     self.observe(
-                        slo_index,
+                        &input,
                         Role::LatencyCount,
-                        name_hash,
-                        resource_attributes,
-                        resource_hash,
                         &point.attributes,
                         ts,
                         start,
                         point.count as f64,
                         delta,
-                        place,
                         touched,
                     );
                     self.observe(
-                        slo_index,
+                        &input,
                         Role::LatencyGood,
-                        name_hash,
-                        resource_attributes,
-                        resource_hash,
                         &point.attributes,
                         ts,
                         start,
                         good as f64,
                         delta,
-                        place,
                         touched,
                     );
                 }
@@ -638,42 +923,41 @@ impl BurnrateProcessor {
         }
     }
 
-    /// Feeds one counter value of one series into its group.
+    /// Feeds one counter value of one input series into its group.
     #[allow(clippy::too_many_arguments)]
     fn observe(
         &mut self,
-        slo_index: usize,
+        input: &Input<'_>,
         role: Role,
-        name_hash: u64,
-        resource_attributes: &[KeyValue],
-        resource_hash: u64,
         attributes: &[KeyValue],
         ts: u64,
         start_ts: u64,
         value: f64,
         delta_temporality: bool,
-        place: Touched,
-        touched: &mut HashMap<u64, Touched>,
+        touched: &mut HashMap<u64, u64>,
     ) {
         if ts == 0 {
             self.counters.points_without_time.add(1);
             return;
         }
         self.newest_ts = self.newest_ts.max(ts);
-        let slo = &self.slos[slo_index];
-        let mut group_hasher = DefaultHasher::new();
-        (slo_index, resource_hash).hash(&mut group_hasher);
-        let mut group_labels: Vec<KeyValue> = Vec::new();
+        let slo = &self.slos[input.slo];
+        // The group: the SLO and its group_by values, whatever resource the point came from.
+        let mut group_hasher = SeriesHasher::default();
+        group_hasher.write_u64(input.slo as u64);
+        let mut group_labels: Vec<(String, String)> = Vec::new();
         for label in &slo.group_by {
             let value = lookup(attributes, label)
-                .or_else(|| lookup(resource_attributes, label))
+                .or_else(|| lookup(input.resource_attributes, label))
                 .unwrap_or_default();
-            value.hash(&mut group_hasher);
+            group_hasher.write(value.as_bytes());
             if !value.is_empty() {
-                group_labels.push(string_attribute(label, &value));
+                group_labels.push((label.clone(), value));
             }
         }
         let group_key = group_hasher.finish();
+        let ts_ms = (ts / 1_000_000) as i64;
+        let resolution_ms = self.resolution_ms;
         if !self.groups.contains_key(&group_key) {
             if self.groups.len() >= self.max_groups {
                 self.sweep(true);
@@ -682,25 +966,20 @@ impl BurnrateProcessor {
                 self.counters.groups_dropped.add(1);
                 return;
             }
-            let span = self.longest_ms + self.resolution_ms;
-            self.groups.insert(
-                group_key,
-                Group {
-                    slo: slo_index,
-                    labels: group_labels,
-                    bad: 0.0,
-                    total: 0.0,
-                    ring: Ring::new(self.resolution_ms, span),
-                    period_ring: Ring::new(
-                        (self.period_ms / PERIOD_SLOTS).max(self.resolution_ms),
-                        self.period_ms,
-                    ),
-                    last_ts: ts,
-                },
-            );
+            self.groups
+                .insert(group_key, self.new_group(input.slo, group_labels, ts));
         }
-        let mut series_hasher = DefaultHasher::new();
-        (group_key, role, name_hash, attributes_hash(attributes)).hash(&mut series_hasher);
+        // The input series: SLO, role, metric name, resource and point attributes.
+        let mut series_hasher = SeriesHasher::default();
+        for word in [
+            input.slo as u64,
+            role as u64,
+            input.name_hash,
+            input.resource_hash,
+            attributes_hash(attributes),
+        ] {
+            series_hasher.write_u64(word);
+        }
         let series_key = series_hasher.finish();
         let increase = match self.series.get_mut(&series_key) {
             Some(series) => {
@@ -710,9 +989,7 @@ impl BurnrateProcessor {
                 }
                 let reset = value < series.last_value
                     || (start_ts != 0 && series.start_ts != 0 && start_ts != series.start_ts);
-                let increase = if delta_temporality {
-                    value
-                } else if reset {
+                let increase = if delta_temporality || reset {
                     value
                 } else {
                     value - series.last_value
@@ -740,16 +1017,17 @@ impl BurnrateProcessor {
                         start_ts,
                     },
                 );
-                // A series first seen in a group's first sample sets the group's base (so the
-                // zero-point rule of increase() sees real counter values); one that appears
-                // later contributes only what it adds from now on, as in Prometheus.
-                let group_is_new = self
-                    .groups
-                    .get(&group_key)
-                    .is_some_and(|g| g.ring.len() == 0);
-                if delta_temporality {
-                    value
-                } else if group_is_new {
+                // A series first seen in the group's first sample slot (the same scrape of
+                // another instance may come in a later batch) sets the group's base at its
+                // raw value, so the zero-point rule of increase() sees real counter values;
+                // one that appears later contributes only what it adds from now on, as in
+                // Prometheus.
+                let group_has_history = self.groups.get(&group_key).is_some_and(|g| {
+                    g.ring.first().is_some_and(|s| {
+                        s.ts_ms.div_euclid(resolution_ms) < ts_ms.div_euclid(resolution_ms)
+                    })
+                });
+                if delta_temporality || !group_has_history {
                     value
                 } else {
                     0.0
@@ -769,8 +1047,31 @@ impl BurnrateProcessor {
             Role::LatencyGood => group.bad -= increase,
         }
         group.last_ts = group.last_ts.max(ts);
-        let entry = touched.entry(group_key).or_insert(Touched { ts, ..place });
-        entry.ts = entry.ts.max(ts);
+        match &group.service {
+            Service::Unseen => group.service = Service::Same(input.service.to_vec()),
+            Service::Same(service) if service.as_slice() != input.service => {
+                group.service = Service::Mixed;
+            }
+            _ => {}
+        }
+        let entry = touched.entry(group_key).or_insert(ts);
+        *entry = (*entry).max(ts);
+    }
+
+    fn new_group(&self, slo: usize, labels: Vec<(String, String)>, ts: u64) -> Group {
+        Group {
+            slo,
+            labels,
+            service: Service::Unseen,
+            bad: 0.0,
+            total: 0.0,
+            ring: Ring::new(self.resolution_ms, self.longest_ms + self.resolution_ms),
+            period_ring: Ring::new(
+                (self.period_ms / PERIOD_SLOTS).max(self.resolution_ms),
+                self.period_ms,
+            ),
+            last_ts: ts,
+        }
     }
 
     /// Forgets counter series idle for `stale_after` and groups idle for the longest
@@ -796,8 +1097,14 @@ impl BurnrateProcessor {
                 .unwrap_or(0)
                 .saturating_mul(1_000_000),
         );
+        if self.series.len() != before {
+            self.dirty = true;
+        }
         let before = self.groups.len();
         self.groups.retain(|_, g| g.last_ts >= group_cutoff);
+        if self.groups.len() != before {
+            self.dirty = true;
+        }
         self.counters
             .groups_evicted
             .add((before - self.groups.len()) as u64);
@@ -831,14 +1138,14 @@ fn evaluate(
             string_attribute("slo.name", &slo.name),
             string_attribute("slo.window", &window.text),
         ];
-        attributes.extend(group.labels.iter().cloned());
+        attributes.extend(group_attributes(group));
         slot[0].push(gauge_point(attributes, ts, burn));
     }
     if let Some((bad, total)) = group.period_ring.span_increase() {
         if total > 0.0 {
             let remaining = 1.0 - (bad / total) / slo.budget;
             let mut attributes = vec![string_attribute("slo.name", &slo.name)];
-            attributes.extend(group.labels.iter().cloned());
+            attributes.extend(group_attributes(group));
             slot[1].push(gauge_point(attributes, ts, remaining));
         }
     }
@@ -867,7 +1174,7 @@ fn evaluate(
             string_attribute("slo.name", &slo.name),
             string_attribute("severity", severity),
         ];
-        attributes.extend(group.labels.iter().cloned());
+        attributes.extend(group_attributes(group));
         slot[2].push(gauge_point(attributes, ts, if firing { 1.0 } else { 0.0 }));
     }
 }
@@ -884,6 +1191,33 @@ impl Processor for BurnrateProcessor {
         self.process_metrics(resources);
         batch.recount();
         Ok(batch)
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.checkpoint.as_ref().map(Checkpointer::interval)
+    }
+
+    /// Checkpoints when due and the state changed since the last checkpoint.
+    fn tick(&mut self) {
+        if !self.dirty || !self.checkpoint.as_ref().is_some_and(Checkpointer::due) {
+            return;
+        }
+        let payload = self.encode_state();
+        self.dirty = false;
+        if let Some(checkpoint) = self.checkpoint.as_mut() {
+            checkpoint.submit(payload, self.newest_ts);
+        }
+    }
+
+    /// The final checkpoint, after the pipeline drained.
+    fn shutdown(&mut self) {
+        if self.checkpoint.is_none() {
+            return;
+        }
+        let payload = self.encode_state();
+        if let Some(mut checkpoint) = self.checkpoint.take() {
+            checkpoint.finish(payload, self.newest_ts);
+        }
     }
 }
 
@@ -942,27 +1276,23 @@ fn gauge_point(attributes: Vec<KeyValue>, ts: u64, value: f64) -> NumberDataPoin
     }
 }
 
-fn hash_one(value: &impl Hash) -> u64 {
-    let mut h = DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
+/// The attributes of the resource a group's outputs go in: its service (when all its
+/// inputs agree on it) and its group_by labels.
+fn output_resource(group: &Group) -> Vec<(String, String)> {
+    let mut attributes = match &group.service {
+        Service::Same(service) => service
+            .iter()
+            .filter(|(k, _)| !group.labels.iter().any(|(l, _)| l == k))
+            .cloned()
+            .collect(),
+        Service::Unseen | Service::Mixed => Vec::new(),
+    };
+    attributes.extend(group.labels.iter().cloned());
+    attributes
 }
 
-/// Order-independent hash of an attribute set (the sum of per-attribute hashes).
-fn attributes_hash(attributes: &[KeyValue]) -> u64 {
-    attributes.iter().fold(0u64, |acc, kv| {
-        let mut h = DefaultHasher::new();
-        kv.key.hash(&mut h);
-        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            None => 0u8.hash(&mut h),
-            Some(any_value::Value::StringValue(s)) => (1u8, s).hash(&mut h),
-            Some(any_value::Value::BoolValue(b)) => (2u8, b).hash(&mut h),
-            Some(any_value::Value::IntValue(i)) => (3u8, i).hash(&mut h),
-            Some(any_value::Value::DoubleValue(d)) => (4u8, d.to_bits()).hash(&mut h),
-            Some(other) => (5u8, format!("{other:?}")).hash(&mut h),
-        }
-        acc.wrapping_add(h.finish())
-    })
+fn group_attributes(group: &Group) -> impl Iterator<Item = KeyValue> + '_ {
+    group.labels.iter().map(|(k, v)| string_attribute(k, v))
 }
 
 #[cfg(test)]

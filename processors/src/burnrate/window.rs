@@ -126,6 +126,15 @@ impl Ring {
         self.samples.back()
     }
 
+    pub fn first(&self) -> Option<&Sample> {
+        self.samples.front()
+    }
+
+    /// Every sample, oldest first (for checkpoints).
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = &Sample> {
+        self.samples.iter()
+    }
+
     /// Adds a sample; a sample in the same resolution slot as the newest replaces it
     /// (the ring keeps the newest sample of each slot).
     /// Samples older than the newest are ignored (time only moves forward).

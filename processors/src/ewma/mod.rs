@@ -13,8 +13,12 @@
 //! Smoothing is time-aware: `alpha = 1 - exp(-ln2 * dt / half_life)` with `dt` the time
 //! since the series' previous point, so irregular intervals weigh correctly. Averages are
 //! bias-corrected (`S/W`, pandas `adjust=True`). Time comes only from data-point
-//! timestamps; this module must never read the wall clock, and its state must stay bounded
-//! (`max_series`, stale series evicted, both counted).
+//! timestamps; this module must never read the wall clock (only the checkpoint schedule
+//! does, in `crate::checkpoint`), and its state must stay bounded (`max_series`, stale
+//! series evicted, both counted).
+//!
+//! With `storage`, the state is checkpointed (see `crate::checkpoint`) and restored at
+//! start, so a restart does not warm every series up again.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -28,6 +32,8 @@ use oxcol_core::telemetry::{Counter, Gauge as GaugeCounter, Registry};
 use oxcol_core::{Batch, GoDuration, Processor, Refusal};
 use regex::Regex;
 use serde::Deserialize;
+
+use crate::checkpoint::{self, Checkpointer, Decoder, Encoder, Storage};
 
 pub const TYPE: &str = "ewma";
 pub const ALIASES: &[&str] = &["ewma"];
@@ -59,6 +65,13 @@ pub struct Config {
     /// again). Default 10. With `alpha`, the gap is measured in multiples of the series'
     /// previous interval.
     pub max_gap_half_lives: f64,
+    /// A `file_storage` extension (`file_storage` or `file_storage/NAME`, listed in
+    /// `service.extensions`) to checkpoint the state in, so it survives a restart.
+    /// Default: none (a restart starts every series empty).
+    pub storage: Option<String>,
+    /// With `storage`: how often the state is checkpointed (wall clock, only when it
+    /// changed), besides at shutdown. Default 30s.
+    pub checkpoint_interval: GoDuration,
 }
 
 impl Default for Config {
@@ -70,6 +83,8 @@ impl Default for Config {
             stale_after: GoDuration::from_secs(600),
             warmup_points: 5,
             max_gap_half_lives: 10.0,
+            storage: None,
+            checkpoint_interval: GoDuration::from_secs(30),
         }
     }
 }
@@ -157,6 +172,12 @@ impl Config {
         }
         if !(self.max_gap_half_lives > 0.0) {
             errors.push("max_gap_half_lives must be greater than zero (default 10)".to_string());
+        }
+        if self.storage.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            errors.push("storage must name a file_storage extension (e.g. file_storage/state) or be left out".to_string());
+        }
+        if self.checkpoint_interval.is_zero() {
+            errors.push("checkpoint_interval must be greater than zero (default 30s)".to_string());
         }
         errors
     }
@@ -373,7 +394,8 @@ impl EwmaCounters {
                 &[("processor", processor), ("reason", reason)],
             )
         };
-        let (series_evicted, series_dropped, series_active) = oxcol_core::telemetry::series_counters(registry, processor);
+        let (series_evicted, series_dropped, series_active) =
+            oxcol_core::telemetry::series_counters(registry, processor);
         EwmaCounters {
             series_evicted,
             series_dropped,
@@ -421,7 +443,62 @@ pub struct EwmaProcessor {
     newest_ts: u64,
     last_sweep_ts: u64,
     counters: EwmaCounters,
+    /// Checkpointing (`storage`): the file, the config fingerprint, and whether state
+    /// changed since the last checkpoint.
+    checkpoint: Option<Checkpointer>,
+    fingerprint: u64,
+    checkpoint_interval: Duration,
+    dirty: bool,
 }
+
+/// Version of the checkpoint payload below; bump it when the encoding or the series keys
+/// change (an older checkpoint then starts empty, counted as `reason="version"`).
+pub const STATE_VERSION: u32 = 1;
+
+/// The config keys the state depends on (series keys carry rule and predict indexes).
+fn state_fingerprint(config: &Config) -> u64 {
+    checkpoint::fingerprint(&format!("ewma\n{:?}\n{:?}", config.metrics, config.predict))
+}
+
+impl SeriesState {
+    fn encode(&self, e: &mut Encoder) {
+        e.u64(self.last_ts);
+        e.f64(self.last_value);
+        e.u64(self.start_ts);
+        e.f64(self.last_dt);
+        e.u32(self.points);
+        for s in [&self.level, &self.rate] {
+            e.f64(s.sum);
+            e.f64(s.weight);
+            e.u32(s.samples);
+        }
+    }
+
+    fn decode(d: &mut Decoder<'_>) -> Result<SeriesState, String> {
+        let (last_ts, last_value, start_ts, last_dt, points) =
+            (d.u64()?, d.f64()?, d.u64()?, d.f64()?, d.u32()?);
+        let mut smoothed = || -> Result<Smoothed, String> {
+            Ok(Smoothed {
+                sum: d.f64()?,
+                weight: d.f64()?,
+                samples: d.u32()?,
+            })
+        };
+        let (level, rate) = (smoothed()?, smoothed()?);
+        Ok(SeriesState {
+            last_ts,
+            last_value,
+            start_ts,
+            last_dt,
+            points,
+            level,
+            rate,
+        })
+    }
+}
+
+/// One tracked key of a checkpoint: (key, last seen, series state, limit state).
+type StateEntry = (u64, u64, Option<SeriesState>, Option<LimitState>);
 
 impl EwmaProcessor {
     pub fn new(
@@ -481,7 +558,101 @@ impl EwmaProcessor {
             counters: registry
                 .map(|r| EwmaCounters::new(r, id))
                 .unwrap_or_default(),
+            checkpoint: None,
+            fingerprint: state_fingerprint(config),
+            checkpoint_interval: config.checkpoint_interval.get(),
+            dirty: false,
         })
+    }
+
+    /// Checkpoints to `storage` from now on (file per processor id and `pipeline`), after
+    /// restoring what a previous run left there. An unusable checkpoint starts empty
+    /// (logged, counted); errors only when the directory cannot be used.
+    pub fn with_storage(
+        mut self,
+        storage: &Storage,
+        pipeline: &str,
+        registry: Option<&Registry>,
+    ) -> Result<EwmaProcessor, String> {
+        let (checkpointer, restored) = Checkpointer::open(
+            storage,
+            &self.id,
+            pipeline,
+            STATE_VERSION,
+            self.fingerprint,
+            self.checkpoint_interval,
+            registry,
+        )?;
+        if let Some(restored) = restored {
+            match decode_state(&restored.payload) {
+                Ok((newest_ts, last_sweep_ts, entries)) => {
+                    let restored_series = self.restore(newest_ts, last_sweep_ts, entries);
+                    checkpointer.restored(restored_series, newest_ts);
+                    tracing::info!(processor = %self.id, series = restored_series, newest_data_time_unix_nano = newest_ts, "state restored from checkpoint");
+                }
+                Err(detail) => checkpointer.decode_failed(&detail),
+            }
+        }
+        self.checkpoint = Some(checkpointer);
+        Ok(self)
+    }
+
+    /// The state as a checkpoint payload (public for the checkpoint benchmark).
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(32 + self.last_seen.len() * 110);
+        e.u64(self.newest_ts);
+        e.u64(self.last_sweep_ts);
+        e.len(self.last_seen.len());
+        for (key, seen) in &self.last_seen {
+            e.u64(*key);
+            e.u64(*seen);
+            match self.series.get(key) {
+                Some(state) => {
+                    e.u8(1);
+                    state.encode(&mut e);
+                }
+                None => e.u8(0),
+            }
+            match self.limits.get(key) {
+                Some(limit) => {
+                    e.u8(1);
+                    e.f64(limit.value);
+                    e.u64(limit.last_ts);
+                }
+                None => e.u8(0),
+            }
+        }
+        e.buf
+    }
+
+    /// Installs decoded state, keeping at most `max_series` (the most recently seen;
+    /// the rest are counted as dropped). Returns the series kept.
+    fn restore(
+        &mut self,
+        newest_ts: u64,
+        last_sweep_ts: u64,
+        mut entries: Vec<StateEntry>,
+    ) -> usize {
+        if entries.len() > self.max_series {
+            entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.1));
+            self.counters
+                .series_dropped
+                .add((entries.len() - self.max_series) as u64);
+            entries.truncate(self.max_series);
+        }
+        self.newest_ts = newest_ts;
+        self.last_sweep_ts = last_sweep_ts;
+        for (key, seen, series, limit) in entries {
+            self.last_seen.insert(key, seen);
+            if let Some(series) = series {
+                self.series.insert(key, series);
+            }
+            if let Some(limit) = limit {
+                self.limits.insert(key, limit);
+            }
+        }
+        self.counters.series_active.set(self.last_seen.len() as i64);
+        self.last_seen.len()
     }
 
     /// Series currently held (smoothed, predicted and limits).
@@ -491,6 +662,7 @@ impl EwmaProcessor {
 
     /// Marks `key` seen at `ts`; false when it is new and there is no room for it.
     fn admit(&mut self, key: u64, ts: u64) -> bool {
+        self.dirty = true;
         if let Some(seen) = self.last_seen.get_mut(&key) {
             *seen = (*seen).max(ts);
             return true;
@@ -523,6 +695,7 @@ impl EwmaProcessor {
         self.last_seen.retain(|_, seen| *seen >= cutoff);
         let evicted = before - self.last_seen.len();
         if evicted > 0 {
+            self.dirty = true;
             let live = &self.last_seen;
             self.series.retain(|k, _| live.contains_key(k));
             self.limits.retain(|k, _| live.contains_key(k));
@@ -796,6 +969,33 @@ impl EwmaProcessor {
     }
 }
 
+/// Decodes a checkpoint payload: (newest_ts, last_sweep_ts, entries).
+fn decode_state(payload: &[u8]) -> Result<(u64, u64, Vec<StateEntry>), String> {
+    let mut d = Decoder::new(payload);
+    let (newest_ts, last_sweep_ts) = (d.u64()?, d.u64()?);
+    let n = d.len(18)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (key, seen) = (d.u64()?, d.u64()?);
+        let series = match d.u8()? {
+            0 => None,
+            1 => Some(SeriesState::decode(&mut d)?),
+            other => return Err(format!("bad series flag {other}")),
+        };
+        let limit = match d.u8()? {
+            0 => None,
+            1 => Some(LimitState {
+                value: d.f64()?,
+                last_ts: d.u64()?,
+            }),
+            other => return Err(format!("bad limit flag {other}")),
+        };
+        entries.push((key, seen, series, limit));
+    }
+    d.finished()?;
+    Ok((newest_ts, last_sweep_ts, entries))
+}
+
 impl Processor for EwmaProcessor {
     fn process(&mut self, mut batch: Batch) -> Result<Batch, Refusal> {
         if batch.signal() != oxcol_core::Signal::Metrics {
@@ -808,6 +1008,33 @@ impl Processor for EwmaProcessor {
         self.process_metrics(resources);
         batch.recount();
         Ok(batch)
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.checkpoint.as_ref().map(Checkpointer::interval)
+    }
+
+    /// Checkpoints when due and the state changed since the last checkpoint.
+    fn tick(&mut self) {
+        if !self.dirty || !self.checkpoint.as_ref().is_some_and(Checkpointer::due) {
+            return;
+        }
+        let payload = self.encode_state();
+        self.dirty = false;
+        if let Some(checkpoint) = self.checkpoint.as_mut() {
+            checkpoint.submit(payload, self.newest_ts);
+        }
+    }
+
+    /// The final checkpoint, after the pipeline drained.
+    fn shutdown(&mut self) {
+        if self.checkpoint.is_none() {
+            return;
+        }
+        let payload = self.encode_state();
+        if let Some(mut checkpoint) = self.checkpoint.take() {
+            checkpoint.finish(payload, self.newest_ts);
+        }
     }
 }
 
@@ -920,7 +1147,7 @@ impl Hasher for KeyHasher {
 /// A fast hash for series identities (FxHash's word step, murmur3's finalizer). Not
 /// keyed, as the SipHash with fixed keys it replaces was not either.
 #[derive(Default)]
-struct SeriesHasher(u64);
+pub(crate) struct SeriesHasher(u64);
 
 impl SeriesHasher {
     #[inline]
@@ -972,13 +1199,13 @@ fn fmix64(mut k: u64) -> u64 {
     k ^ (k >> 33)
 }
 
-fn hash_str(s: &str) -> u64 {
+pub(crate) fn hash_str(s: &str) -> u64 {
     let mut h = SeriesHasher::default();
     s.hash(&mut h);
     h.finish()
 }
 
-fn combine(a: u64, b: u64) -> u64 {
+pub(crate) fn combine(a: u64, b: u64) -> u64 {
     fmix64(a ^ fmix64(b ^ 0x9e37_79b9_7f4a_7c15))
 }
 

@@ -568,3 +568,241 @@ fn random_points_never_panic_and_never_emit_non_finite_values() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Checkpoints
+
+use crate::checkpoint::{RestoreFailure, Storage, file_name};
+use std::path::{Path, PathBuf};
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("oxcol-ewma-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creates a scratch dir");
+    dir
+}
+
+fn storage(dir: &Path) -> Storage {
+    Storage {
+        extension: "file_storage/state".to_string(),
+        directory: dir.to_path_buf(),
+        fsync: true,
+        create_directory: false,
+        directory_permissions: 0o750,
+        lock_timeout: Duration::from_millis(100),
+    }
+}
+
+fn stateful_config() -> Config {
+    config(serde_json::json!({
+        "metrics": [{"match": "cgroup.memory.working_set", "half_life": "1m", "rate": true},
+                    {"match": "requests", "alpha": 0.3, "rate": true}],
+        "predict": [{"name": "cgroup.memory.time_to_limit", "value": "cgroup.memory.working_set",
+                     "limit": "cgroup.memory.max", "half_life": "2m"}],
+        "warmup_points": 3
+    }))
+}
+
+/// Batch i: two pods' working sets (growing irregularly), their limit, and a counter.
+fn pods(i: u64) -> Vec<ResourceMetrics> {
+    let ts = T0 + i * 15 * SEC + (i * 7919 % 3000) * 1_000_000;
+    let n = i as f64;
+    ["a", "b"]
+        .iter()
+        .enumerate()
+        .map(|(k, pod)| {
+            let ws = (300.0 + 2.0 * n + (n * 0.7 + k as f64).sin() * 5.0) * MIB;
+            resource(
+                pod,
+                vec![
+                    gauge(
+                        "cgroup.memory.working_set",
+                        "By",
+                        vec![point(ts, ws, &[("container", "app")])],
+                    ),
+                    gauge(
+                        "cgroup.memory.max",
+                        "By",
+                        vec![point(ts, 1024.0 * MIB, &[("container", "app")])],
+                    ),
+                    counter(
+                        "requests",
+                        vec![point(ts, 100.0 * n * (k as f64 + 1.0), &[])],
+                    ),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Every emitted point of the batch as (metric, resource index, value), sorted.
+fn emitted(out: &[ResourceMetrics]) -> Vec<(String, usize, u64)> {
+    let mut all: Vec<(String, usize, u64)> = out
+        .iter()
+        .enumerate()
+        .flat_map(|(r, rm)| {
+            rm.scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+                .flat_map(move |m| match &m.data {
+                    Some(metric::Data::Gauge(g))
+                        if m.name.contains(".ewma") || m.name.ends_with("time_to_limit") =>
+                    {
+                        g.data_points
+                            .iter()
+                            .map(|p| {
+                                (
+                                    m.name.clone(),
+                                    r,
+                                    point_value(p).unwrap_or(f64::NAN).to_bits(),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    }
+                    _ => Vec::new(),
+                })
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+fn with_storage(dir: &Path, config: &Config, registry: &Registry) -> EwmaProcessor {
+    EwmaProcessor::new("ewma", config, Some(registry))
+        .and_then(|p| p.with_storage(&storage(dir), "metrics/mem", Some(registry)))
+        .expect("valid config and storage")
+}
+
+fn failures(registry: &Registry, reason: RestoreFailure) -> u64 {
+    registry
+        .counter(
+            "oxcol_processor_state_restore_failures",
+            "",
+            &[("processor", "ewma"), ("reason", reason.label())],
+        )
+        .get()
+}
+
+#[test]
+fn checkpoint_round_trip_continues_bit_for_bit_without_a_new_warm_up() {
+    let dir = scratch("roundtrip");
+    let mut reference = EwmaProcessor::new("ewma", &stateful_config(), None).expect("valid");
+    let mut first = with_storage(&dir, &stateful_config(), &Registry::new());
+    for i in 0..40 {
+        run(&mut reference, pods(i));
+        run(&mut first, pods(i));
+    }
+    first.shutdown();
+    drop(first);
+    let registry = Registry::new();
+    let mut second = with_storage(&dir, &stateful_config(), &registry);
+    assert_eq!(second.series_count(), reference.series_count());
+    assert_eq!(
+        registry
+            .gauge(
+                "oxcol_processor_state_restored_timestamp_seconds",
+                "",
+                &[("processor", "ewma")]
+            )
+            .get() as u64,
+        reference.newest_ts / SEC
+    );
+    // Right after the restart every output is there (no warm-up) and equal bit for bit.
+    for i in 40..60 {
+        let (ours, theirs) = (
+            emitted(&run(&mut second, pods(i))),
+            emitted(&run(&mut reference, pods(i))),
+        );
+        // 2 pods x (working_set .ewma + .rate.ewma, requests .ewma + .rate.ewma, prediction).
+        assert_eq!(ours.len(), 10, "batch {i}: {ours:?}");
+        assert_eq!(ours, theirs, "batch {i}");
+    }
+    // Without the checkpoint, a restart warms up again: nothing on the first point.
+    let mut fresh = EwmaProcessor::new("ewma", &stateful_config(), None).expect("valid");
+    assert!(emitted(&run(&mut fresh, pods(60))).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unusable_checkpoints_start_empty_and_are_counted_by_reason() {
+    let dir = scratch("damaged");
+    let path = dir.join(file_name("ewma", "metrics/mem"));
+    let mut p = with_storage(&dir, &stateful_config(), &Registry::new());
+    for i in 0..10 {
+        run(&mut p, pods(i));
+    }
+    let held = p.series_count();
+    assert_eq!(held, 8, "2 pods x (2 smoothed + 1 predicted + 1 limit)");
+    p.shutdown();
+    drop(p);
+    let good = std::fs::read(&path).expect("written at shutdown");
+    let restart = |bytes: &[u8], config: &Config, reason: Option<RestoreFailure>| {
+        std::fs::write(&path, bytes).expect("writes the checkpoint");
+        let registry = Registry::new();
+        let p = with_storage(&dir, config, &registry);
+        for r in RestoreFailure::ALL {
+            assert_eq!(
+                failures(&registry, r),
+                u64::from(Some(r) == reason),
+                "{r:?} for {reason:?}"
+            );
+        }
+        p.series_count()
+    };
+    assert_eq!(restart(&good, &stateful_config(), None), held);
+    assert_eq!(
+        restart(
+            &good[..checkpoint::HEADER_LEN + 3],
+            &stateful_config(),
+            Some(RestoreFailure::Truncated)
+        ),
+        0
+    );
+    let mut corrupt = good.clone();
+    corrupt[checkpoint::HEADER_LEN + 1] ^= 0x40;
+    assert_eq!(
+        restart(&corrupt, &stateful_config(), Some(RestoreFailure::Corrupt)),
+        0
+    );
+    let mut newer = good.clone();
+    newer[12..16].copy_from_slice(&(STATE_VERSION + 1).to_le_bytes());
+    assert_eq!(
+        restart(&newer, &stateful_config(), Some(RestoreFailure::Version)),
+        0
+    );
+    // Another rule set (a half-life changed): the keys mean something else now.
+    let mut changed = stateful_config();
+    changed.metrics[0].half_life = Some(GoDuration::from_secs(120));
+    assert_eq!(
+        restart(&good, &changed, Some(RestoreFailure::ConfigChanged)),
+        0
+    );
+    // Keys the state does not depend on may change: a smaller max_series keeps the most
+    // recently seen series.
+    let mut smaller = stateful_config();
+    smaller.max_series = 5;
+    assert_eq!(restart(&good, &smaller, None), 5);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn storage_and_checkpoint_interval_defaults_and_errors() {
+    let defaults = Config::default();
+    assert_eq!(defaults.storage, None);
+    assert_eq!(defaults.checkpoint_interval, GoDuration::from_secs(30));
+    let c = config(
+        serde_json::json!({"metrics": [{"match": "x"}], "storage": "", "checkpoint_interval": "0s"}),
+    );
+    let errors = c.validate().join("\n");
+    assert!(
+        errors.contains("storage must name a file_storage extension"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("checkpoint_interval must be greater than zero"),
+        "{errors}"
+    );
+    // Without storage there is no timer.
+    let p = EwmaProcessor::new("ewma", &stateful_config(), None).expect("valid");
+    assert_eq!(p.tick_interval(), None);
+}
