@@ -103,7 +103,29 @@ def logs_request():
     return req
 
 
+def otlp_json(req):
+    """OTLP/JSON as the spec writes it: protobuf JSON mapping, but trace and span ids as
+    hex (not base64) and enums as integers."""
+    import base64
+    import json
+
+    def fix(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                    node[key] = base64.b64decode(value).hex()
+                else:
+                    fix(value)
+        elif isinstance(node, list):
+            for item in node:
+                fix(item)
+
+    tree = json_format.MessageToDict(req, use_integers_for_enums=True)
+    fix(tree)
+    return json.dumps(tree, indent=2).encode()
+
+
 for name, req in (("metrics", metrics_request()), ("traces", trace_request()), ("logs", logs_request())):
     write("otlp_proto", name, req.SerializeToString())
-    write("otlp_json", name + ".json", json_format.MessageToJson(req).encode())
+    write("otlp_json", name + ".json", otlp_json(req))
 write("remote_write", "metrics", metrics_request().SerializeToString())
