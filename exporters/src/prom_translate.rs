@@ -2,11 +2,19 @@
 //! `prometheus` exporters (OTel spec "Prometheus and OpenMetrics compatibility", with the
 //! naming of `prometheus/otlptranslator`).
 //!
-//! Input: OTLP `ResourceMetrics`. Output: a flat list of Prometheus samples, each with its
-//! full label set (`__name__` included, sorted byte-wise, no empty values, no duplicate
-//! names) and the index of its metric family (name, type, help, unit). The exporters only
-//! group, encode and serve; every naming and labelling rule lives here, so both exporters
-//! produce the same series for the same input.
+//! Input: OTLP `ResourceMetrics`. Output: a flat list of Prometheus samples, each with the
+//! index of its label set in [`Translation::series`] (`__name__` included, sorted
+//! byte-wise, no empty values, no duplicate names) and the index of its metric family
+//! (name, type, help, unit). The exporters only group, encode and serve; every naming and
+//! labelling rule lives here, so both exporters produce the same series for the same input.
+//!
+//! Cost: a label set is built without owned strings. Names and values are borrowed from the
+//! decoded OTLP (sanitized or stringified copies only where they differ), the labels shared
+//! by a resource and scope (promoted attributes, scope labels, `job`, `instance`, external
+//! labels) are built once per scope, and each sample's set is merged from those layers
+//! straight into its remote write 1.0 encoding (repeated `Label` messages), which is the
+//! key of the batch's [`SeriesTable`]: one copy of the bytes per distinct series, a
+//! `u32` per sample.
 //!
 //! This module must never drop data silently: what it cannot translate (an invalid name,
 //! delta temporality where it is refused, exponential histograms where native histograms
@@ -15,7 +23,9 @@
 //!
 //! Unit words come from the shared unit table, `oxcol_core::units::prometheus_word`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -78,7 +88,8 @@ pub type Labels = Vec<(String, String)>;
 /// One translated sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    pub labels: Labels,
+    /// Index of the label set in [`Translation::series`].
+    pub series: u32,
     pub value: f64,
     /// Milliseconds since the epoch.
     pub timestamp_ms: i64,
@@ -150,7 +161,8 @@ pub struct Exemplar {
 /// is OTel's index `i-1`. Spans and deltas as in the remote write `Histogram` message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NativeHistogram {
-    pub labels: Labels,
+    /// Index of the label set in [`Translation::series`].
+    pub series: u32,
     pub family: u32,
     pub timestamp_ms: i64,
     pub start_ms: i64,
@@ -191,6 +203,8 @@ pub struct Translation {
     pub dropped_points: u64,
     /// One line per distinct reason for dropped points (bounded).
     pub problems: Vec<String>,
+    /// The distinct label sets of `samples` and `histograms`.
+    pub series: SeriesTable,
     pub(crate) family_index: HashMap<(String, FamilyType), u32>,
 }
 
@@ -222,13 +236,49 @@ impl Translation {
 /// Translates every metric of `resource_metrics`.
 pub fn translate(resource_metrics: &[ResourceMetrics], settings: &Settings) -> Translation {
     let mut out = Translation::default();
+    // External labels: sorted, first of duplicate names wins, then empty values left out
+    // (they never make a label).
+    let mut extra: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &settings.extra_labels {
+        extra.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    extra.retain(|_, value| !value.is_empty());
+    let mut scratch = Scratch::default();
     for resource in resource_metrics {
-        translate_resource(resource, settings, &mut out);
+        translate_resource(resource, settings, &extra, &mut out, &mut scratch);
     }
     out
 }
 
-fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut Translation) {
+/// Buffers reused for every point of one `translate` call; `'a` borrows the input.
+#[derive(Default)]
+struct Scratch<'a> {
+    /// The point's own layer (its attributes), sorted by name.
+    point: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// (sanitized name, key, value) before sorting and joining.
+    keyed: Vec<(Cow<'a, str>, &'a str, Cow<'a, str>)>,
+    /// The sample's label set, encoded (the series key).
+    encoded: Vec<u8>,
+    /// A formatted `le`/`quantile` value.
+    float: String,
+}
+
+/// The label layers shared by every point of one scope of one resource.
+struct ScopeLabels {
+    /// External labels, overridden by promoted resource attributes, overridden by the
+    /// scope labels; sorted by name. The lowest-priority layer.
+    low: Vec<(String, String)>,
+    /// `instance` and `job` when not empty (sorted): override every attribute.
+    high: Vec<(String, String)>,
+}
+
+fn translate_resource<'a>(
+    resource: &'a ResourceMetrics,
+    settings: &Settings,
+    extra: &BTreeMap<String, String>,
+    out: &mut Translation,
+    scratch: &mut Scratch<'a>,
+) {
     let attributes: &[KeyValue] = resource.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
     let find = |key: &str| attributes.iter().find(|kv| kv.key == key).map(|kv| any_value_string(kv.value.as_ref()));
     let job = match (find("service.namespace"), find("service.name")) {
@@ -237,7 +287,14 @@ fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut
         _ => String::new(),
     };
     let instance = find("service.instance.id").unwrap_or_default();
-    let mut base = LabelBuilder::default();
+    let mut high = Vec::with_capacity(2);
+    if !instance.is_empty() {
+        high.push(("instance".to_string(), instance));
+    }
+    if !job.is_empty() {
+        high.push(("job".to_string(), job));
+    }
+    let mut base = LabelBuilder { labels: extra.clone() };
     if settings.resource_to_telemetry {
         base.layer(attributes.iter().map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))));
     }
@@ -246,8 +303,12 @@ fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut
     for scope_metrics in &resource.scope_metrics {
         let mut scoped = base.clone();
         scoped.layer(scope_labels(scope_metrics.scope.as_ref()));
+        let labels = ScopeLabels {
+            low: scoped.labels.into_iter().collect(),
+            high: high.clone(),
+        };
         for metric in &scope_metrics.metrics {
-            translate_metric(metric, &scoped, &job, &instance, settings, out);
+            translate_metric(metric, &labels, settings, out, scratch);
         }
     }
     if settings.target_info && (out.samples.len() > first_sample || out.histograms.len() > first_histogram) {
@@ -268,9 +329,13 @@ fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut
                 .unwrap_or(0);
             let name = prefixed(&settings.namespace, "target_info");
             let family = out.family(&name, FamilyType::Info, "Target metadata", "");
-            let labels = info.finish(&name, &job, &instance, &settings.extra_labels);
+            let info: Vec<(Cow<str>, Cow<str>)> = info.labels.iter().map(|(k, v)| (Cow::from(k.as_str()), Cow::from(v.as_str()))).collect();
+            let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            scratch.encoded.clear();
+            encode_label_set(&mut scratch.encoded, &[("__name__", &name)], &high, &info, &extra);
+            let series = out.series.intern(&scratch.encoded);
             out.samples.push(Sample {
-                labels,
+                series,
                 value: 1.0,
                 timestamp_ms,
                 start_ms: 0,
@@ -290,7 +355,11 @@ fn translate_resource(resource: &ResourceMetrics, settings: &Settings, out: &mut
 fn resource_key(attributes: &[KeyValue]) -> u64 {
     let mut pairs: Vec<(String, String)> = attributes.iter().map(|kv| (kv.key.clone(), any_value_string(kv.value.as_ref()))).collect();
     pairs.sort();
-    labels_hash(&pairs)
+    let mut encoded = Vec::new();
+    for (key, value) in &pairs {
+        encode_label(&mut encoded, key, value);
+    }
+    hash_bytes(&encoded)
 }
 
 /// `otel_scope_name`, `otel_scope_version` and `otel_scope_<attribute>` (attributes that
@@ -310,7 +379,15 @@ fn scope_labels(scope: Option<&InstrumentationScope>) -> Vec<(String, String)> {
     labels
 }
 
-fn translate_metric(metric: &Metric, scoped: &LabelBuilder, job: &str, instance: &str, settings: &Settings, out: &mut Translation) {
+/// The series names of one metric, formatted once.
+struct Names {
+    plain: String,
+    bucket: String,
+    sum: String,
+    count: String,
+}
+
+fn translate_metric<'a>(metric: &'a Metric, scope: &ScopeLabels, settings: &Settings, out: &mut Translation, scratch: &mut Scratch<'a>) {
     let Some(data) = &metric.data else { return };
     let (kind, monotonic, temporality) = match data {
         metric::Data::Gauge(_) => (FamilyType::Gauge, false, AggregationTemporality::Unspecified),
@@ -373,20 +450,27 @@ fn translate_metric(metric: &Metric, scoped: &LabelBuilder, job: &str, instance:
         String::new()
     };
     let family = out.family(&name, kind, &metric.description, &unit);
-    let ctx = PointContext {
-        scoped,
-        job,
-        instance,
-        settings,
-        family,
-        delta,
+    let names = match data {
+        metric::Data::Histogram(_) | metric::Data::Summary(_) => Names {
+            bucket: format!("{name}_bucket"),
+            sum: format!("{name}_sum"),
+            count: format!("{name}_count"),
+            plain: name,
+        },
+        _ => Names {
+            plain: name,
+            bucket: String::new(),
+            sum: String::new(),
+            count: String::new(),
+        },
     };
+    let ctx = PointContext { scope, family, delta };
     match data {
-        metric::Data::Gauge(g) => g.data_points.iter().for_each(|p| number_point(&ctx, &name, p, false, out)),
-        metric::Data::Sum(s) => s.data_points.iter().for_each(|p| number_point(&ctx, &name, p, monotonic, out)),
-        metric::Data::Histogram(h) => h.data_points.iter().for_each(|p| histogram_point(&ctx, &name, p, out)),
-        metric::Data::Summary(s) => s.data_points.iter().for_each(|p| summary_point(&ctx, &name, p, out)),
-        metric::Data::ExponentialHistogram(h) => h.data_points.iter().for_each(|p| exponential_point(&ctx, &name, p, out)),
+        metric::Data::Gauge(g) => g.data_points.iter().for_each(|p| number_point(&ctx, &names, p, false, out, scratch)),
+        metric::Data::Sum(s) => s.data_points.iter().for_each(|p| number_point(&ctx, &names, p, monotonic, out, scratch)),
+        metric::Data::Histogram(h) => h.data_points.iter().for_each(|p| histogram_point(&ctx, &names, p, out, scratch)),
+        metric::Data::Summary(s) => s.data_points.iter().for_each(|p| summary_point(&ctx, &names, p, out, scratch)),
+        metric::Data::ExponentialHistogram(h) => h.data_points.iter().for_each(|p| exponential_point(&ctx, &names, p, out, scratch)),
     }
 }
 
@@ -400,30 +484,48 @@ fn data_point_count(data: &metric::Data) -> u64 {
     }) as u64
 }
 
-struct PointContext<'a> {
-    scoped: &'a LabelBuilder,
-    job: &'a str,
-    instance: &'a str,
-    settings: &'a Settings,
+struct PointContext<'s> {
+    scope: &'s ScopeLabels,
     family: u32,
     delta: bool,
 }
 
 impl PointContext<'_> {
-    fn labels(&self, attributes: &[KeyValue]) -> LabelBuilder {
-        let mut labels = self.scoped.clone();
-        labels.layer(attributes.iter().map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))));
-        labels
+    /// Sets the scratch's point layer to `attributes` (sanitized names, values joined
+    /// where keys collide, empty values left out), borrowing from the input.
+    fn point_layer<'a>(&self, scratch: &mut Scratch<'a>, attributes: &'a [KeyValue]) {
+        scratch.keyed.clear();
+        for kv in attributes {
+            let value = any_value_cow(kv.value.as_ref());
+            if value.is_empty() {
+                continue;
+            }
+            if let Some(name) = label_name_cow(&kv.key) {
+                scratch.keyed.push((name, kv.key.as_str(), value));
+            }
+        }
+        // Stable: duplicate keys keep their order, as the old layer did.
+        scratch.keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        scratch.point.clear();
+        for (name, _, value) in scratch.keyed.drain(..) {
+            match scratch.point.last_mut() {
+                Some((last, joined)) if *last == name => {
+                    let mut text = std::mem::take(joined).into_owned();
+                    text.push(';');
+                    text.push_str(&value);
+                    *joined = Cow::Owned(text);
+                }
+                _ => scratch.point.push((name, value)),
+            }
+        }
     }
 
-    fn push(&self, out: &mut Translation, labels: &LabelBuilder, name: &str, extra: Option<(&str, String)>, value: f64, t: (i64, i64)) {
-        let mut labels = labels.clone();
-        if let Some((key, v)) = extra {
-            labels.set(key, v);
-        }
-        let labels = labels.finish(name, self.job, self.instance, &self.settings.extra_labels);
+    /// Adds a sample with the scratch's point layer, `__name__` = `name` and the optional
+    /// `extra` label (`le`/`quantile`, overriding an attribute of that name).
+    fn push(&self, out: &mut Translation, scratch: &mut Scratch<'_>, name: &str, extra: Option<(&str, f64)>, value: f64, t: (i64, i64)) {
+        let series = self.series(out, scratch, name, extra);
         out.samples.push(Sample {
-            labels,
+            series,
             value,
             timestamp_ms: t.0,
             start_ms: t.1,
@@ -431,13 +533,62 @@ impl PointContext<'_> {
             delta: self.delta,
         });
     }
+
+    fn series(&self, out: &mut Translation, scratch: &mut Scratch<'_>, name: &str, extra: Option<(&str, f64)>) -> u32 {
+        scratch.encoded.clear();
+        match extra {
+            Some((key, number)) => {
+                scratch.float.clear();
+                write_float(&mut scratch.float, number);
+                let top = [("__name__", name), (key, scratch.float.as_str())];
+                encode_label_set(&mut scratch.encoded, &top, &self.scope.high, &scratch.point, &self.scope.low);
+            }
+            None => encode_label_set(&mut scratch.encoded, &[("__name__", name)], &self.scope.high, &scratch.point, &self.scope.low),
+        }
+        out.series.intern(&scratch.encoded)
+    }
+}
+
+/// Merges four label layers, each sorted by name, into one sorted set (the first layer
+/// that has a name gives its value) and appends it to `out` as remote write 1.0 `Label`
+/// messages.
+fn encode_label_set<A: AsRef<str>, B: AsRef<str>, C: AsRef<str>>(
+    out: &mut Vec<u8>,
+    top: &[(&str, &str)],
+    high: &[(A, A)],
+    point: &[(B, B)],
+    low: &[(C, C)],
+) {
+    let (mut a, mut b, mut c, mut d) = (0, 0, 0, 0);
+    loop {
+        let heads = [
+            top.get(a).map(|(n, v)| (*n, *v)),
+            high.get(b).map(|(n, v)| (n.as_ref(), v.as_ref())),
+            point.get(c).map(|(n, v)| (n.as_ref(), v.as_ref())),
+            low.get(d).map(|(n, v)| (n.as_ref(), v.as_ref())),
+        ];
+        let mut best: Option<(&str, &str)> = None;
+        for (name, value) in heads.iter().flatten() {
+            match best {
+                Some((least, _)) if *name >= least => {}
+                _ => best = Some((name, value)),
+            }
+        }
+        let Some((name, value)) = best else { break };
+        encode_label(out, name, value);
+        let at = |head: Option<(&str, &str)>| head.is_some_and(|(n, _)| n == name);
+        a += at(heads[0]) as usize;
+        b += at(heads[1]) as usize;
+        c += at(heads[2]) as usize;
+        d += at(heads[3]) as usize;
+    }
 }
 
 fn millis(nanos: u64) -> i64 {
     (nanos / 1_000_000) as i64
 }
 
-fn number_point(ctx: &PointContext<'_>, name: &str, point: &NumberDataPoint, counter_like: bool, out: &mut Translation) {
+fn number_point<'a>(ctx: &PointContext<'_>, names: &Names, point: &'a NumberDataPoint, counter_like: bool, out: &mut Translation, scratch: &mut Scratch<'a>) {
     let value = if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
         stale_nan()
     } else {
@@ -445,15 +596,15 @@ fn number_point(ctx: &PointContext<'_>, name: &str, point: &NumberDataPoint, cou
             Some(number_data_point::Value::AsDouble(v)) => v,
             Some(number_data_point::Value::AsInt(v)) => v as f64,
             None => {
-                out.drop_points(1, format!("{name}: data point without a value; dropped"));
+                out.drop_points(1, format!("{}: data point without a value; dropped", names.plain));
                 return;
             }
         }
     };
     let start = if counter_like { millis(point.start_time_unix_nano) } else { 0 };
-    let labels = ctx.labels(&point.attributes);
-    ctx.push(out, &labels, name, None, value, (millis(point.time_unix_nano), start));
-    if counter_like && !is_stale_nan(value) {
+    ctx.point_layer(scratch, &point.attributes);
+    ctx.push(out, scratch, &names.plain, None, value, (millis(point.time_unix_nano), start));
+    if counter_like && !is_stale_nan(value) && !point.exemplars.is_empty() {
         let index = out.samples.len() - 1;
         out.exemplars.extend(point.exemplars.iter().filter_map(exemplar).map(|e| (index, e)));
     }
@@ -489,13 +640,14 @@ pub fn exemplar(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar) -> Option
     })
 }
 
-fn histogram_point(ctx: &PointContext<'_>, name: &str, point: &HistogramDataPoint, out: &mut Translation) {
+fn histogram_point<'a>(ctx: &PointContext<'_>, names: &Names, point: &'a HistogramDataPoint, out: &mut Translation, scratch: &mut Scratch<'a>) {
     let stale = point.flags & FLAG_NO_RECORDED_VALUE != 0;
     if !stale && !point.bucket_counts.is_empty() && point.bucket_counts.len() != point.explicit_bounds.len() + 1 {
         out.drop_points(
             1,
             format!(
-                "{name}: histogram point with {} bucket counts for {} bounds; dropped",
+                "{}: histogram point with {} bucket counts for {} bounds; dropped",
+                names.plain,
                 point.bucket_counts.len(),
                 point.explicit_bounds.len()
             ),
@@ -503,29 +655,15 @@ fn histogram_point(ctx: &PointContext<'_>, name: &str, point: &HistogramDataPoin
         return;
     }
     let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
-    let labels = ctx.labels(&point.attributes);
+    ctx.point_layer(scratch, &point.attributes);
     let value = |v: f64| if stale { stale_nan() } else { v };
     let first_bucket = out.samples.len();
     let mut cumulative = 0u64;
     for (index, bound) in point.explicit_bounds.iter().enumerate() {
         cumulative += point.bucket_counts.get(index).copied().unwrap_or(0);
-        ctx.push(
-            out,
-            &labels,
-            &format!("{name}_bucket"),
-            Some(("le", format_float(*bound))),
-            value(cumulative as f64),
-            t,
-        );
+        ctx.push(out, scratch, &names.bucket, Some(("le", *bound)), value(cumulative as f64), t);
     }
-    ctx.push(
-        out,
-        &labels,
-        &format!("{name}_bucket"),
-        Some(("le", "+Inf".to_string())),
-        value(point.count as f64),
-        t,
-    );
+    ctx.push(out, scratch, &names.bucket, Some(("le", f64::INFINITY)), value(point.count as f64), t);
     if !stale {
         // Each exemplar goes on the first bucket whose bound holds its value (`+Inf` last).
         for e in point.exemplars.iter().filter_map(exemplar) {
@@ -534,9 +672,9 @@ fn histogram_point(ctx: &PointContext<'_>, name: &str, point: &HistogramDataPoin
         }
     }
     if let Some(sum) = point.sum {
-        ctx.push(out, &labels, &format!("{name}_sum"), None, value(sum), t);
+        ctx.push(out, scratch, &names.sum, None, value(sum), t);
     }
-    ctx.push(out, &labels, &format!("{name}_count"), None, value(point.count as f64), t);
+    ctx.push(out, scratch, &names.count, None, value(point.count as f64), t);
 }
 
 /// Largest schema Prometheus accepts; finer OTel scales are merged down to it.
@@ -544,19 +682,28 @@ const MAX_SCHEMA: i32 = 8;
 /// Smallest schema Prometheus accepts (and OTel's smallest useful scale).
 const MIN_SCHEMA: i32 = -4;
 
-fn exponential_point(ctx: &PointContext<'_>, name: &str, point: &ExponentialHistogramDataPoint, out: &mut Translation) {
+fn exponential_point<'a>(
+    ctx: &PointContext<'_>,
+    names: &Names,
+    point: &'a ExponentialHistogramDataPoint,
+    out: &mut Translation,
+    scratch: &mut Scratch<'a>,
+) {
     let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
-    let labels = ctx.labels(&point.attributes);
+    ctx.point_layer(scratch, &point.attributes);
     if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
         // The series ended: a float staleness marker (Prometheus applies it to histogram
         // series too).
-        ctx.push(out, &labels, name, None, stale_nan(), t);
+        ctx.push(out, scratch, &names.plain, None, stale_nan(), t);
         return;
     }
     if point.scale < MIN_SCHEMA {
         out.drop_points(
             1,
-            format!("{name}: exponential histogram scale {} is below Prometheus' smallest schema -4; dropped", point.scale),
+            format!(
+                "{}: exponential histogram scale {} is below Prometheus' smallest schema -4; dropped",
+                names.plain, point.scale
+            ),
         );
         return;
     }
@@ -564,9 +711,9 @@ fn exponential_point(ctx: &PointContext<'_>, name: &str, point: &ExponentialHist
     let shift = (point.scale - schema) as u32;
     let (positive_spans, positive_deltas) = native_buckets(point.positive.as_ref(), shift);
     let (negative_spans, negative_deltas) = native_buckets(point.negative.as_ref(), shift);
-    let labels = labels.finish(name, ctx.job, ctx.instance, &ctx.settings.extra_labels);
+    let series = ctx.series(out, scratch, &names.plain, None);
     out.histograms.push(NativeHistogram {
-        labels,
+        series,
         family: ctx.family,
         timestamp_ms: t.0,
         start_ms: t.1,
@@ -628,32 +775,40 @@ fn native_buckets(buckets: Option<&exponential_histogram_data_point::Buckets>, s
     (spans, deltas)
 }
 
-fn summary_point(ctx: &PointContext<'_>, name: &str, point: &SummaryDataPoint, out: &mut Translation) {
+fn summary_point<'a>(ctx: &PointContext<'_>, names: &Names, point: &'a SummaryDataPoint, out: &mut Translation, scratch: &mut Scratch<'a>) {
     let stale = point.flags & FLAG_NO_RECORDED_VALUE != 0;
     let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
-    let labels = ctx.labels(&point.attributes);
+    ctx.point_layer(scratch, &point.attributes);
     let value = |v: f64| if stale { stale_nan() } else { v };
     let mut quantiles: Vec<_> = point.quantile_values.iter().collect();
     quantiles.sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
     for q in quantiles {
-        ctx.push(out, &labels, name, Some(("quantile", format_float(q.quantile))), value(q.value), t);
+        ctx.push(out, scratch, &names.plain, Some(("quantile", q.quantile)), value(q.value), t);
     }
-    ctx.push(out, &labels, &format!("{name}_sum"), None, value(point.sum), t);
-    ctx.push(out, &labels, &format!("{name}_count"), None, value(point.count as f64), t);
+    ctx.push(out, scratch, &names.sum, None, value(point.sum), t);
+    ctx.push(out, scratch, &names.count, None, value(point.count as f64), t);
 }
 
 /// A float as Prometheus writes it in `le`/`quantile` and the text format: shortest
 /// round-trip decimal (Go's `FormatFloat(f, 'f', -1, 64)` for ordinary values),
 /// `+Inf`, `-Inf`, `NaN`.
 pub fn format_float(value: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, value);
+    out
+}
+
+/// [`format_float`] appended to `out`.
+pub fn write_float(out: &mut String, value: f64) {
+    use std::fmt::Write;
     if value.is_nan() {
-        "NaN".to_string()
+        out.push_str("NaN");
     } else if value == f64::INFINITY {
-        "+Inf".to_string()
+        out.push_str("+Inf");
     } else if value == f64::NEG_INFINITY {
-        "-Inf".to_string()
+        out.push_str("-Inf");
     } else {
-        format!("{value}")
+        let _ = write!(out, "{value}");
     }
 }
 
@@ -691,22 +846,6 @@ impl LabelBuilder {
         self.labels.is_empty()
     }
 
-    /// Adds `job`, `instance` (override), extra labels (only where absent) and `__name__`;
-    /// returns the labels sorted byte-wise without empty values.
-    fn finish(mut self, name: &str, job: &str, instance: &str, extra: &[(String, String)]) -> Labels {
-        if !job.is_empty() {
-            self.labels.insert("job".to_string(), job.to_string());
-        }
-        if !instance.is_empty() {
-            self.labels.insert("instance".to_string(), instance.to_string());
-        }
-        for (key, value) in extra {
-            self.labels.entry(key.clone()).or_insert_with(|| value.clone());
-        }
-        self.labels.insert("__name__".to_string(), name.to_string());
-        // BTreeMap<String> iterates in byte-wise order, which is the order remote write wants.
-        self.labels.into_iter().filter(|(_, v)| !v.is_empty()).collect()
-    }
 }
 
 /// An OTel attribute key as a Prometheus label name: characters outside `[a-zA-Z0-9_]`
@@ -728,6 +867,17 @@ pub fn label_name(key: &str) -> Option<String> {
         name.insert_str(0, "key_");
     }
     Some(name)
+}
+
+/// [`label_name`] without a copy when `key` already is a valid label name.
+fn label_name_cow(key: &str) -> Option<Cow<'_, str>> {
+    let bytes = key.as_bytes();
+    let valid = !bytes.is_empty()
+        && !bytes[0].is_ascii_digit()
+        && bytes.iter().any(|b| *b != b'_')
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && !bytes.windows(2).any(|w| w == b"__");
+    if valid { Some(Cow::Borrowed(key)) } else { label_name(key).map(Cow::Owned) }
 }
 
 fn prefixed(namespace: &str, name: &str) -> String {
@@ -826,6 +976,14 @@ pub fn any_value_string(value: Option<&AnyValue>) -> String {
     }
 }
 
+/// [`any_value_string`], borrowing string values.
+fn any_value_cow(value: Option<&AnyValue>) -> Cow<'_, str> {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => Cow::Borrowed(s),
+        _ => Cow::Owned(any_value_string(value)),
+    }
+}
+
 fn any_value_json(value: &any_value::Value) -> serde_json::Value {
     use serde_json::Value as J;
     match value {
@@ -868,16 +1026,231 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// A stable 64-bit hash of a label set (FNV-1a), for sharding series.
-pub fn labels_hash(labels: &Labels) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, value) in labels {
-        for byte in name.bytes().chain([0xff]).chain(value.bytes()).chain([0xfe]) {
-            hash ^= byte as u64;
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+/// The distinct label sets of one translation. Each is stored once, encoded as remote
+/// write 1.0 `TimeSeries.labels` (repeated `Label { name = 1, value = 2 }` messages, field
+/// 1): the exporter copies the bytes into requests as they are, and the bytes are the
+/// identity of the series (equal label sets encode equally because they are sorted).
+#[derive(Clone, Debug, Default)]
+pub struct SeriesTable {
+    bytes: Vec<u8>,
+    entries: Vec<SeriesEntry>,
+    /// Hash -> first entry with that hash (others chained through `SeriesEntry::next`).
+    index: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SeriesEntry {
+    start: u32,
+    end: u32,
+    hash: u64,
+    /// The next entry with the same hash, `u32::MAX` for none.
+    next: u32,
+}
+
+impl SeriesTable {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The index of the label set encoded as `encoded`, added when new.
+    pub fn intern(&mut self, encoded: &[u8]) -> u32 {
+        let hash = hash_bytes(encoded);
+        let mut last = None;
+        if let Some(first) = self.index.get(&hash) {
+            let mut at = *first;
+            while let Some(entry) = self.entries.get(at as usize) {
+                if &self.bytes[entry.start as usize..entry.end as usize] == encoded {
+                    return at;
+                }
+                last = Some(at);
+                at = entry.next;
+            }
+        }
+        let index = self.entries.len() as u32;
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(encoded);
+        self.entries.push(SeriesEntry {
+            start,
+            end: self.bytes.len() as u32,
+            hash,
+            next: u32::MAX,
+        });
+        match last {
+            Some(last) => self.entries[last as usize].next = index,
+            None => {
+                self.index.insert(hash, index);
+            }
+        }
+        index
+    }
+
+    /// The index of a label set given as sorted, duplicate-free pairs.
+    pub fn intern_labels<K: AsRef<str>, V: AsRef<str>>(&mut self, labels: &[(K, V)]) -> u32 {
+        let mut encoded = Vec::new();
+        for (name, value) in labels {
+            encode_label(&mut encoded, name.as_ref(), value.as_ref());
+        }
+        self.intern(&encoded)
+    }
+
+    /// Series `index` encoded as repeated remote write 1.0 `Label` messages (empty when out
+    /// of range).
+    pub fn encoded(&self, index: u32) -> &[u8] {
+        self.entries
+            .get(index as usize)
+            .map(|e| &self.bytes[e.start as usize..e.end as usize])
+            .unwrap_or(&[])
+    }
+
+    /// A stable 64-bit hash of series `index` (the same label set always has the same
+    /// hash, in every batch and process): for sharding and staleness tracking.
+    pub fn hash(&self, index: u32) -> u64 {
+        self.entries.get(index as usize).map(|e| e.hash).unwrap_or(0)
+    }
+
+    /// The (name, value) pairs of series `index`, sorted.
+    pub fn labels(&self, index: u32) -> EncodedLabels<'_> {
+        EncodedLabels { rest: self.encoded(index) }
+    }
+
+    /// The labels of series `index` as owned pairs.
+    pub fn owned(&self, index: u32) -> Labels {
+        self.labels(index).map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+}
+
+/// Iterates over label sets encoded by [`encode_label`].
+#[derive(Clone, Debug)]
+pub struct EncodedLabels<'t> {
+    rest: &'t [u8],
+}
+
+impl<'t> EncodedLabels<'t> {
+    pub fn new(encoded: &'t [u8]) -> EncodedLabels<'t> {
+        EncodedLabels { rest: encoded }
+    }
+}
+
+impl<'t> Iterator for EncodedLabels<'t> {
+    type Item = (&'t str, &'t str);
+
+    fn next(&mut self) -> Option<(&'t str, &'t str)> {
+        // 0x0a len { 0x0a len name 0x12 len value }
+        let (label, rest) = read_plain(self.rest, 0x0a)?;
+        let (name, after) = read_plain(label, 0x0a)?;
+        let (value, _) = read_plain(after, 0x12)?;
+        self.rest = rest;
+        Some((std::str::from_utf8(name).unwrap_or(""), std::str::from_utf8(value).unwrap_or("")))
+    }
+}
+
+/// A length-delimited field with tag byte `tag`: (its bytes, the bytes after it).
+fn read_plain(bytes: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (first, mut rest) = bytes.split_first()?;
+    if *first != tag {
+        return None;
+    }
+    let mut len = 0usize;
+    let mut shift = 0;
+    loop {
+        let (byte, after) = rest.split_first()?;
+        rest = after;
+        len |= ((byte & 0x7f) as usize) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 35 {
+            return None;
         }
     }
-    hash
+    if rest.len() < len {
+        return None;
+    }
+    Some((&rest[..len], &rest[len..]))
+}
+
+/// Appends one remote write 1.0 `TimeSeries.labels` entry: `0x0a len Label { 0x0a len
+/// name 0x12 len value }`, exactly as prost encodes `Label { name, value }` with both set.
+pub fn encode_label(out: &mut Vec<u8>, name: &str, value: &str) {
+    let inner = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(value.len() as u64) + value.len();
+    out.push(0x0a);
+    put_varint(out, inner as u64);
+    out.push(0x0a);
+    put_varint(out, name.len() as u64);
+    out.extend_from_slice(name.as_bytes());
+    out.push(0x12);
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Protobuf base-128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Encoded length of a varint.
+pub fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// A stable 64-bit hash of bytes (8 bytes at a time, then the murmur3 finalizer). Not
+/// seeded: the same label set hashes the same in every process, so a series stays on its
+/// shard.
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut hash = K ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+/// A `Hasher` for keys that already are good 64-bit hashes (a `u64` passes through);
+/// byte strings go through [`hash_bytes`]. Not seeded: series hashes must be the same in
+/// every batch (shards, staleness). Crafted colliding label sets cost extra comparisons in
+/// one batch (the table chains them), never a merged series.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = self.0.rotate_left(5) ^ hash_bytes(bytes);
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        // `str` hashes end with a 0xff marker byte: mixing it in cheaply is enough.
+        self.0 = self.0.rotate_left(5) ^ value as u64;
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 #[cfg(test)]
@@ -936,14 +1309,45 @@ mod tests {
 
     #[test]
     fn colliding_keys_join_in_key_order_and_empty_values_vanish() {
-        let mut builder = LabelBuilder::default();
-        builder.layer([("foo.bar", "b".to_string()), ("foo/bar", "a".to_string()), ("empty", String::new())]);
-        let labels = builder.finish("m", "", "", &[]);
+        let gauge = metric::Data::Gauge(Gauge {
+            data_points: vec![number(
+                1.0,
+                vec![string_attribute("foo/bar", "a"), string_attribute("foo.bar", "b"), string_attribute("empty", "")],
+            )],
+        });
+        let out = translate(&[resource(vec![], vec![metric("m", "", gauge)])], &Settings::default());
         // "foo.bar" < "foo/bar" byte-wise, so b;a.
         assert_eq!(
-            labels,
-            vec![("__name__".to_string(), "m".to_string()), ("foo_bar".to_string(), "b;a".to_string())]
+            out.series.owned(out.samples[0].series),
+            vec![
+                ("__name__".to_string(), "m".to_string()),
+                ("foo_bar".to_string(), "b;a".to_string()),
+                ("otel_scope_name".to_string(), "lib".to_string()),
+                ("otel_scope_version".to_string(), "1.2".to_string()),
+            ]
         );
+    }
+
+    #[test]
+    fn series_table_interns_and_decodes() {
+        let mut table = SeriesTable::default();
+        let long = "v".repeat(300);
+        let a = table.intern_labels(&[("__name__", "up"), ("job", long.as_str())]);
+        let b = table.intern_labels(&[("__name__", "up"), ("job", "x")]);
+        assert_eq!(table.intern_labels(&[("__name__", "up"), ("job", long.as_str())]), a);
+        assert_ne!(a, b);
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.labels(a).collect::<Vec<_>>(), vec![("__name__", "up"), ("job", long.as_str())]);
+        assert_eq!(table.hash(b), hash_bytes(table.encoded(b)));
+        // The encoding is prost's for repeated `Label` messages (field 1 of TimeSeries).
+        assert_eq!(table.encoded(b), &[0x0a, 0x0e, 0x0a, 0x08, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_', 0x12, 0x02, b'u', b'p', 0x0a, 0x08, 0x0a, 0x03, b'j', b'o', b'b', 0x12, 0x01, b'x'][..]);
+        for value in [0u64, 1, 127, 128, 300, 16_384, u32::MAX as u64, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(out.len(), varint_len(value), "{value}");
+        }
+        // Out of range: empty, never a panic.
+        assert_eq!(table.labels(99).count(), 0);
     }
 
     fn resource(attributes: Vec<KeyValue>, metrics: Vec<Metric>) -> ResourceMetrics {
@@ -985,11 +1389,17 @@ mod tests {
         }
     }
 
-    fn render(samples: &[Sample]) -> Vec<String> {
-        samples
+    /// The samples as `name=value,... value @ts` lines (`scope`: with the otel_scope_* labels).
+    fn render_with(out: &Translation, scope: bool) -> Vec<String> {
+        out.samples
             .iter()
             .map(|s| {
-                let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels: Vec<String> = out
+                    .series
+                    .labels(s.series)
+                    .filter(|(k, _)| scope || !k.starts_with("otel_scope"))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 format!("{} {} @{}", labels.join(","), format_float(s.value), s.timestamp_ms)
             })
             .collect()
@@ -1014,7 +1424,7 @@ mod tests {
         let input = vec![resource(service(), vec![metric("http.requests", "{request}", sum)])];
         let out = translate(&input, &Settings::default());
         assert_eq!(
-            render(&out.samples),
+            render_with(&out, true),
             vec![
                 "__name__=http_requests_total,http_method=GET,instance=pod-1,job=shop/checkout,otel_scope_name=lib,otel_scope_version=1.2 5 @2000",
                 "__name__=target_info,host_name=node-7,instance=pod-1,job=shop/checkout 1 @2000",
@@ -1039,7 +1449,7 @@ mod tests {
         };
         let out = translate(&input, &settings);
         assert_eq!(
-            render(&out.samples),
+            render_with(&out, true),
             vec![
                 "__name__=http_requests_total,cluster=eu,host_name=node-7,http_method=GET,instance=pod-1,job=shop/checkout,otel_scope_name=lib,otel_scope_version=1.2,service_instance_id=pod-1,service_name=checkout,service_namespace=shop 5 @2000"
             ]
@@ -1075,18 +1485,15 @@ mod tests {
             vec![],
             vec![metric("rpc.duration", "s", histogram), metric("latency", "ms", summary)],
         )];
-        let mut out = translate(
+        let out = translate(
             &input,
             &Settings {
                 target_info: false,
                 ..Settings::default()
             },
         );
-        for s in &mut out.samples {
-            s.labels.retain(|(k, _)| !k.starts_with("otel_scope"));
-        }
         assert_eq!(
-            render(&out.samples),
+            render_with(&out, false),
             vec![
                 "__name__=rpc_duration_seconds_bucket,le=0.1 1 @3000",
                 "__name__=rpc_duration_seconds_bucket,le=0.5 3 @3000",
@@ -1167,9 +1574,9 @@ mod tests {
             .exemplars
             .iter()
             .map(|(i, e)| {
-                let sample = &out.samples[*i];
-                let le = sample.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.clone()).unwrap_or_default();
-                (format!("{}{{{le}}}", sample.labels[0].1), e.value, e.labels.clone())
+                let labels = out.series.owned(out.samples[*i].series);
+                let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.clone()).unwrap_or_default();
+                (format!("{}{{{le}}}", labels[0].1), e.value, e.labels.clone())
             })
             .collect();
         let ids = |extra: Option<(&str, &str)>| {
@@ -1226,7 +1633,7 @@ mod tests {
         assert_eq!(out.histograms.len(), 2);
         assert_eq!((out.dropped_points, out.problems.len()), (1, 1), "scale -5 is refused: {:?}", out.problems);
         let h = &out.histograms[0];
-        assert_eq!(h.labels[0].1, "lat_seconds");
+        assert_eq!(out.series.owned(h.series)[0].1, "lat_seconds");
         assert_eq!((h.schema, h.count, h.zero_count, h.sum, h.start_ms, h.timestamp_ms), (0, 10, 2, 10.0, 1000, 3000));
         assert_eq!(h.positive_spans, vec![(1, 2), (3, 3)]);
         assert_eq!(h.positive_deltas, vec![1, 1, 2, -4, 1]);
@@ -1267,3 +1674,4 @@ mod tests {
         assert_eq!(base64(b"hello"), "aGVsbG8=");
     }
 }
+

@@ -206,13 +206,14 @@ impl Exporter for PrometheusExporter {
                 store.families.insert(family.name.clone(), family.clone());
             }
             for sample in translation.samples {
+                let labels = translation.series.owned(sample.series);
                 if is_stale_nan(sample.value) {
-                    store.series.remove(&sample.labels);
+                    store.series.remove(&labels);
                     continue;
                 }
                 let family = translation.families[sample.family as usize].name.clone();
                 let expired = |e: &Entry| now.duration_since(e.updated) > self.shared.expiration;
-                match store.series.get_mut(&sample.labels) {
+                match store.series.get_mut(&labels) {
                     Some(entry) if sample.delta && !expired(entry) => {
                         entry.value += sample.value;
                         entry.timestamp_ms = entry.timestamp_ms.max(sample.timestamp_ms);
@@ -222,7 +223,7 @@ impl Exporter for PrometheusExporter {
                     Some(entry) if !sample.delta && sample.timestamp_ms < entry.timestamp_ms && !expired(entry) => {}
                     _ => {
                         store.series.insert(
-                            sample.labels,
+                            labels,
                             Entry {
                                 family,
                                 value: sample.value,

@@ -116,12 +116,8 @@ impl RemoteWriteExporter {
         self
     }
 
-    /// Sends one encoded (uncompressed) request body.
-    async fn send(&self, body: Vec<u8>) -> Sent {
-        let compressed = match encode::snappy(&body) {
-            Ok(c) => c,
-            Err(reason) => return Sent::Failed(ExportError::Permanent { reason }),
-        };
+    /// Sends one encoded, snappy-compressed request body.
+    async fn send(&self, compressed: Vec<u8>) -> Sent {
         let mut request = Request::builder().method(Method::POST).uri(self.uri.clone());
         let Some(headers) = request.headers_mut() else {
             return Sent::Failed(ExportError::Permanent {
@@ -224,6 +220,9 @@ impl Exporter for RemoteWriteExporter {
                 reason: format!("cannot decode the batch: {e}"),
             })?;
             let mut translation = prom_translate::translate(resource_metrics, &self.settings);
+            // The translation owns what it needs: the decoded batch is not held while
+            // encoding and sending (the queue keeps its own copy for a retry).
+            drop(batch);
             let evicted = {
                 let mut tracker = self.staleness.lock().unwrap_or_else(|p| p.into_inner());
                 tracker.observe(&mut translation, Instant::now());
@@ -251,20 +250,25 @@ impl Exporter for RemoteWriteExporter {
             let shards = encode::shard(series, self.shards);
             let mut metadata_pending = self.send_metadata;
             let mut shard_requests = Vec::with_capacity(shards.len());
+            // One uncompressed body buffer for every request; only compressed bodies are kept.
+            let mut body = Vec::new();
+            let mut compressor = encode::Compressor::default();
             for shard in shards {
                 let mut bodies = Vec::new();
                 for chunk in encode::chunks(shard, self.max_batch_size_bytes) {
                     let samples: usize = chunk.iter().map(|s| s.samples.len() + s.histograms.len()).sum();
-                    let body = if self.v2 {
-                        encode::encode_v2(&chunk, &translation.families)
+                    body.clear();
+                    if self.v2 {
+                        encode::encode_v2_into(&mut body, &chunk, &translation.families);
                     } else {
                         let metadata = std::mem::take(&mut metadata_pending).then_some(translation.families.as_slice());
-                        encode::encode_v1(&chunk, metadata)
-                    };
-                    bodies.push((body, samples));
+                        encode::encode_v1_into(&mut body, &chunk, metadata);
+                    }
+                    bodies.push((compressor.compress(&body), samples));
                 }
                 shard_requests.push(bodies);
             }
+            drop((body, compressor, translation));
             // Shards in parallel; the requests of one shard one after another, stopping at
             // the first failure (what follows would be retried with the batch anyway).
             let results = futures::future::join_all(shard_requests.into_iter().map(|bodies| async move {
@@ -275,7 +279,11 @@ impl Exporter for RemoteWriteExporter {
                         failed_samples += samples;
                         continue;
                     }
-                    if let Sent::Failed(e) = self.send(body).await {
+                    let sent = match body {
+                        Ok(compressed) => self.send(compressed).await,
+                        Err(reason) => Sent::Failed(ExportError::Permanent { reason }),
+                    };
+                    if let Sent::Failed(e) = sent {
                         failed_samples += samples;
                         error = Some(e);
                     }

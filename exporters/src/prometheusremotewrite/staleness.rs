@@ -17,22 +17,23 @@
 //!
 //! Memory is bounded by `max_series`: when full, the 10% least recently seen series are
 //! forgotten at once (counted in [`Tracker::evicted`]; they get no marker). A series is
-//! identified by a 64-bit hash of its labels (a collision would merge two series' timing).
+//! identified by the 64-bit hash of its labels (`SeriesTable::hash`; a collision would
+//! merge two series' timing) and keeps its labels in their encoded form (the batch's
+//! `SeriesTable` bytes: one allocation per series, copied back into a batch as they are).
 //! Markers computed for a batch stay pending until that batch was delivered or refused,
 //! so a retried batch carries them again.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::prom_translate::{
-    FamilyType, Labels, Sample, Translation, is_stale_nan, labels_hash, stale_nan,
-};
+use crate::prom_translate::{FamilyType, IdentityHasher, Sample, Translation, is_stale_nan, stale_nan};
 
 /// One tracked series: enough to write its marker.
 struct Tracked {
-    /// Labels packed as `len(u32 LE) bytes` pairs: one allocation per series.
-    labels: Box<[u8]>,
+    /// Labels encoded as in `SeriesTable` (remote write 1.0 `Label` messages).
+    labels: Arc<[u8]>,
     family: Arc<(String, FamilyType)>,
     last_ms: i64,
     seen: Instant,
@@ -40,7 +41,7 @@ struct Tracked {
 
 #[derive(Default)]
 struct Resource {
-    series: HashMap<u64, Tracked>,
+    series: HashMap<u64, Tracked, BuildHasherDefault<IdentityHasher>>,
     reported: Option<Instant>,
     swept: Option<Instant>,
 }
@@ -48,7 +49,8 @@ struct Resource {
 /// A marker waiting to be delivered.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Marker {
-    pub labels: Labels,
+    /// Encoded as in `SeriesTable`.
+    pub labels: Arc<[u8]>,
     pub family: Arc<(String, FamilyType)>,
     pub timestamp_ms: i64,
 }
@@ -65,32 +67,6 @@ pub struct Tracker {
     pub evicted: u64,
     /// Markers produced by the absence rule (not counting `NO_RECORDED_VALUE` points).
     pub markers: u64,
-}
-
-fn pack(labels: &Labels) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(labels.iter().map(|(n, v)| n.len() + v.len() + 8).sum());
-    for (name, value) in labels {
-        for text in [name, value] {
-            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-            out.extend_from_slice(text.as_bytes());
-        }
-    }
-    out.into_boxed_slice()
-}
-
-fn unpack(packed: &[u8]) -> Labels {
-    let mut texts = Vec::new();
-    let mut rest = packed;
-    while rest.len() >= 4 {
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let end = (4 + len).min(rest.len());
-        texts.push(String::from_utf8_lossy(&rest[4..end]).into_owned());
-        rest = &rest[end..];
-    }
-    texts
-        .chunks_exact(2)
-        .map(|pair| (pair[0].clone(), pair[1].clone()))
-        .collect()
 }
 
 impl Tracker {
@@ -130,21 +106,19 @@ impl Tracker {
                 )
                 .max();
             let Some(newest) = newest else { continue };
-            let mut seen: Vec<(&Labels, u32, i64, bool)> = translation.samples
-                [span.samples.clone()]
-            .iter()
-            .map(|s| (&s.labels, s.family, s.timestamp_ms, is_stale_nan(s.value)))
-            .collect();
-            seen.extend(
-                translation.histograms[span.histograms.clone()]
-                    .iter()
-                    .map(|h| (&h.labels, h.family, h.timestamp_ms, false)),
-            );
+            let seen = translation.samples[span.samples.clone()]
+                .iter()
+                .map(|s| (s.series, s.family, s.timestamp_ms, is_stale_nan(s.value)))
+                .chain(
+                    translation.histograms[span.histograms.clone()]
+                        .iter()
+                        .map(|h| (h.series, h.family, h.timestamp_ms, false)),
+                );
             let mut added = 0usize;
             let resource = self.resources.entry(span.key).or_default();
             resource.reported = Some(now);
-            for (labels, family, timestamp_ms, stale) in seen {
-                let hash = labels_hash(labels);
+            for (series, family, timestamp_ms, stale) in seen {
+                let hash = translation.series.hash(series);
                 if stale {
                     if resource.series.remove(&hash).is_some() {
                         self.total -= 1;
@@ -167,7 +141,7 @@ impl Tracker {
                 resource.series.insert(
                     hash,
                     Tracked {
-                        labels: pack(labels),
+                        labels: Arc::from(translation.series.encoded(series)),
                         family,
                         last_ms: timestamp_ms,
                         seen: now,
@@ -188,7 +162,7 @@ impl Tracker {
                         return true;
                     }
                     ended.push(Marker {
-                        labels: unpack(&tracked.labels),
+                        labels: Arc::clone(&tracked.labels),
                         family: Arc::clone(&tracked.family),
                         timestamp_ms: newest.max(tracked.last_ms + 1),
                     });
@@ -206,8 +180,9 @@ impl Tracker {
         self.forget_silent_resources(now);
         for marker in &self.pending {
             let family = translation.family(&marker.family.0, marker.family.1, "", "");
+            let series = translation.series.intern(&marker.labels);
             translation.samples.push(Sample {
-                labels: marker.labels.clone(),
+                series,
                 value: stale_nan(),
                 timestamp_ms: marker.timestamp_ms,
                 start_ms: 0,
@@ -288,20 +263,15 @@ mod tests {
     use super::*;
     use crate::prom_translate::{ResourceSpan, STALE_NAN_BITS};
 
-    fn labels(name: &str) -> Labels {
-        vec![
-            ("__name__".to_string(), name.to_string()),
-            ("job".to_string(), "j".to_string()),
-        ]
-    }
 
     /// One resource (key 7) sending the named gauges at `ts`.
     fn push(names: &[&str], ts: i64) -> Translation {
         let mut t = Translation::default();
         for name in names {
             let family = t.family(name, FamilyType::Gauge, "", "");
+            let series = t.series.intern_labels(&[("__name__", *name), ("job", "j")]);
             t.samples.push(Sample {
-                labels: labels(name),
+                series,
                 value: 1.0,
                 timestamp_ms: ts,
                 start_ms: 0,
@@ -321,7 +291,7 @@ mod tests {
         t.samples
             .iter()
             .filter(|s| s.value.to_bits() == STALE_NAN_BITS)
-            .map(|s| (s.labels[0].1.clone(), s.timestamp_ms))
+            .map(|s| (t.series.owned(s.series)[0].1.clone(), s.timestamp_ms))
             .collect()
     }
 
@@ -393,11 +363,33 @@ mod tests {
     }
 
     #[test]
-    fn labels_pack_round_trip() {
-        let l = vec![
-            ("__name__".to_string(), "m".to_string()),
-            ("v".to_string(), "a\0b;é".to_string()),
-        ];
-        assert_eq!(unpack(&pack(&l)), l);
+    fn a_marker_carries_the_series_labels_exactly() {
+        let start = Instant::now();
+        let mut tracker = Tracker::new(Duration::from_secs(1), 100);
+        let mut first = Translation::default();
+        let labels = [("__name__", "m"), ("v", "a\0b;é")];
+        let series = first.series.intern_labels(&labels);
+        let family = first.family("m", FamilyType::Gauge, "", "");
+        first.samples.push(Sample {
+            series,
+            value: 1.0,
+            timestamp_ms: 10,
+            start_ms: 0,
+            family,
+            delta: false,
+        });
+        first.resources.push(ResourceSpan {
+            samples: 0..1,
+            histograms: 0..0,
+            key: 7,
+        });
+        tracker.observe(&mut first, start);
+        let mut t = push(&["other"], 20);
+        tracker.observe(&mut t, start + Duration::from_secs(2));
+        let marker = t.samples.iter().find(|s| is_stale_nan(s.value)).map(|s| t.series.owned(s.series));
+        assert_eq!(
+            marker,
+            Some(labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect())
+        );
     }
 }
