@@ -62,6 +62,26 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Spawns `command` with stdin closed and stdout and stderr written to the file `log`
+/// (created anew); panics naming the program when it cannot start.
+pub fn spawn_logged(command: &mut Command, log: &Path) -> ChildGuard {
+    let file = std::fs::File::create(log)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", log.display()));
+    let stdout = file.try_clone().expect("clones the log handle");
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot start {}: {error}",
+                command.get_program().to_string_lossy()
+            )
+        });
+    ChildGuard::new(child)
+}
+
 /// The addresses a sink prints on its first stdout line.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 pub struct SinkAddresses {

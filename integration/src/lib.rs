@@ -8,7 +8,9 @@ pub mod child;
 pub mod compare;
 pub mod control_client;
 pub mod load;
+pub mod net;
 pub mod otlp;
+pub mod prometheus;
 pub mod sink;
 
 #[cfg(test)]

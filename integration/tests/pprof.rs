@@ -217,8 +217,9 @@ service:
     assert!(by_service("down").is_empty() && by_service("html").is_empty());
 
     // Errors: counted every scrape, logged once per target.
-    let telemetry =
-        gohelp::http_get(&format!("127.0.0.1:{metrics_port}"), "/metrics").unwrap_or_default();
+    let telemetry = gohelp::http_get(&format!("127.0.0.1:{metrics_port}"), "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
     let errors = |reason: &str| -> f64 {
         telemetry
             .lines()

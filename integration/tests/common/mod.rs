@@ -5,13 +5,14 @@
 #![allow(dead_code)]
 
 use oxcol_core::Signal;
-use oxcol_integration::child::ChildGuard;
+use oxcol_integration::child::{ChildGuard, spawn_logged};
 use oxcol_integration::load::{self, LoadConfig, LoadSummary, Protocol};
+pub use oxcol_integration::net::free_port;
 use oxcol_integration::otlp::RequestShape;
 use oxcol_integration::sink::{self, RunningSink, SinkConfig, SinkStats};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,14 +38,6 @@ pub fn oxcol_binary() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released; the OS does not hand it out again soon).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("binds a free loopback port")
-        .port()
 }
 
 /// Runs a test body under an overall time limit, so no test can hang.
@@ -97,17 +90,12 @@ impl Oxcol {
         std::fs::create_dir_all(&dir).expect("creates the temp dir");
         let config = dir.join("config.yaml");
         std::fs::write(&config, &yaml).expect("writes the config");
-        let log = std::fs::File::create(dir.join("oxcol.log")).expect("creates the log file");
-        let child = Command::new(oxcol_binary())
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clones the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starts oxcol");
+        let child = spawn_logged(
+            Command::new(oxcol_binary()).arg("--config").arg(&config),
+            &dir.join("oxcol.log"),
+        );
         let mut oxcol = Oxcol {
-            guard: Some(ChildGuard::new(child)),
+            guard: Some(child),
             dir,
             grpc_port,
             http_port,

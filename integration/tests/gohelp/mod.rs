@@ -1,24 +1,17 @@
-//! Helpers for the tests that scrape real Go services (pprof.rs, prometheus_receiver.rs):
+//! Helpers for the tests that run real Go services (pprof.rs, prometheus_receiver.rs,
+//! processor_chain.rs):
 //! build integration/go once, run a service on a free port, run oxcol, and capture what
 //! oxcol exports (OTLP/JSON over HTTP) in memory.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use oxcol_integration::child::{ChildGuard, first_line};
+use oxcol_integration::child::{ChildGuard, first_line, spawn_logged};
+pub use oxcol_integration::net::{free_port, http_get};
 use serde_json::Value;
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binds a free loopback port")
-        .port()
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -77,63 +70,77 @@ impl GoService {
 
     /// GET `path`; the body, or "" on error.
     pub fn get(&self, path: &str) -> String {
-        http_get(&self.addr, path).unwrap_or_default()
+        http_get(&self.addr, path)
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
 }
 
-/// A minimal HTTP/1.0 GET with a 5 s bound, so tests need no HTTP client crate.
-pub fn http_get(addr: &str, path: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect_timeout(
-        &addr.parse().map_err(|e| format!("{e}"))?,
-        Duration::from_secs(2),
-    )
-    .map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default())
-}
-
-/// oxcol running a config; killed on drop. Its stderr goes to a file for `stop_and_log`.
+/// oxcol running a config, its stdout and stderr in a log file; killed on drop (the log
+/// is printed when the test panics).
 pub struct Oxcol {
     child: ChildGuard,
     log_path: PathBuf,
-    config_path: PathBuf,
+    config_path: Option<PathBuf>,
 }
 
+/// oxcol running `config` (YAML text).
 pub fn oxcol(config: &str) -> Oxcol {
-    let binary = workspace().join("target/debug/oxcol");
-    assert!(binary.is_file(), "build oxcol first: cargo build -p oxcol");
-    let unique = format!("{}-{}", std::process::id(), free_port());
-    let config_path = std::env::temp_dir().join(format!("oxcol-go-{unique}.yaml"));
-    let log_path = std::env::temp_dir().join(format!("oxcol-go-{unique}.log"));
+    let config_path = std::env::temp_dir().join(format!(
+        "oxcol-go-{}-{}.yaml",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::write(&config_path, config).expect("config written");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(binary)
-        .arg("--config")
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("oxcol starts");
-    Oxcol {
-        child: ChildGuard::new(child),
-        log_path,
-        config_path,
-    }
+    let mut oxcol = Oxcol::run(&config_path, &[], &[]);
+    oxcol.config_path = Some(config_path);
+    oxcol
 }
 
 impl Oxcol {
+    /// `oxcol --config <config>` with `--set` overrides and extra environment variables.
+    pub fn run(config: &Path, sets: &[&str], env: &[(&str, String)]) -> Oxcol {
+        let binary = workspace().join("target/debug/oxcol");
+        assert!(binary.is_file(), "build oxcol first: cargo build -p oxcol");
+        let log_path = std::env::temp_dir().join(format!(
+            "oxcol-go-{}-{}.log",
+            std::process::id(),
+            free_port()
+        ));
+        let mut command = Command::new(binary);
+        command.arg("--config").arg(config);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        Oxcol {
+            child: spawn_logged(&mut command, &log_path),
+            log_path,
+            config_path: None,
+        }
+    }
+
+    /// Waits up to `limit`, polling every `every`, until `GET /metrics` on `metrics_addr`
+    /// answers 200 with a body; panics with the log if oxcol exits first or the time passes.
+    pub fn wait_metrics(&mut self, metrics_addr: &str, limit: Duration, every: Duration) {
+        let ready = wait_every(limit, every, || {
+            if let Ok(Some(status)) = self.child.child_mut().try_wait() {
+                panic!(
+                    "oxcol exited during start-up with {status}:\n{}",
+                    self.log()
+                );
+            }
+            http_get(metrics_addr, "/metrics")
+                .ok()
+                .filter(|(status, body)| *status == 200 && !body.is_empty())
+        });
+        assert!(
+            ready.is_some(),
+            "oxcol did not serve its /metrics within {limit:?}:\n{}",
+            self.log()
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -147,7 +154,12 @@ impl Oxcol {
 
 impl Drop for Oxcol {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.config_path);
+        if std::thread::panicking() {
+            eprintln!("---- oxcol log ----\n{}", self.stop_and_log());
+        }
+        if let Some(config_path) = &self.config_path {
+            let _ = std::fs::remove_file(config_path);
+        }
         let _ = std::fs::remove_file(&self.log_path);
     }
 }
@@ -298,13 +310,22 @@ pub fn attr(attributes: &Value, key: &str) -> Option<String> {
 }
 
 /// Polls `check` every 200 ms until it returns Some or `limit` passes.
-pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(limit: Duration, check: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_every(limit, Duration::from_millis(200), check)
+}
+
+/// Polls `check` every `every` until it returns Some or `limit` passes.
+pub fn wait_every<T>(
+    limit: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Some(value) = check() {
             return Some(value);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(every);
     }
     None
 }
