@@ -95,9 +95,17 @@ pub fn otlp_proto(data: &[u8]) {
 /// then a `Batch`. Properties: the protobuf encoding of what was parsed passes the skeleton
 /// scan with the same count, and prost decodes it back.
 pub fn otlp_json(data: &[u8]) {
-    let metrics = serde_json::from_slice::<ExportMetricsServiceRequest>(data)
+    // Metrics as the receiver parses them: serde, then the strict check of the oneofs
+    // (receivers/src/otlp/json.rs), which only accepts what serde accepts.
+    let metrics = oxcol_receivers::otlp::json::parse_metrics(data)
         .ok()
-        .map(|r| Batch::from_metrics(r.resource_metrics));
+        .map(|r| {
+            assert!(
+                serde_json::from_slice::<ExportMetricsServiceRequest>(data).is_ok(),
+                "the strict parse accepted what serde refuses"
+            );
+            Batch::from_metrics(r.resource_metrics)
+        });
     let traces = serde_json::from_slice::<ExportTraceServiceRequest>(data)
         .ok()
         .map(|r| Batch::from_traces(r.resource_spans));
@@ -265,14 +273,25 @@ pub fn cgroup_parse(data: &[u8]) {
     }
 }
 
-/// The smaps receiver's /proc parsers: `smaps_rollup` fields, `stat`, field names.
+/// The smaps receiver's /proc parsers: `smaps_rollup` fields, `stat`, field names, full
+/// `smaps` (mappings, their class, the `detailed` breakdown with its top files).
 pub fn smaps_parse(data: &[u8]) {
-    use oxcol_receivers::smaps::parse;
+    use oxcol_receivers::smaps::{detailed, parse};
     parse::for_each_rollup_field(data, |field, _| {
         let _ = parse::snake_case(field);
     });
     let _ = parse::parse_stat(data);
     let _ = parse::snake_case(data);
+    parse::for_each_mapping(data, |mapping| {
+        assert_eq!(data.get(mapping.path_offset..mapping.path_offset + mapping.path.len()), Some(mapping.path));
+        let _ = parse::MappingClass::of(mapping.perms, mapping.path);
+    });
+    let mut breakdown = detailed::Breakdown::default();
+    breakdown.parse(data, 3);
+    assert!(breakdown.files.len() <= 3);
+    for file in &breakdown.files {
+        assert!(data.get(file.path.clone()).is_some());
+    }
 }
 
 /// pprof: profile bodies (gzip or plain protobuf, with the receiver's inflate limit) and

@@ -3,8 +3,8 @@
 //! no libFuzzer), then over a bounded number of random mutations of those inputs. This
 //! keeps the targets compiling and the found crashes fixed.
 //!
-//!   cd fuzz && cargo test --test replay
-//!   OXCOL_FUZZ_MUTATIONS=200000 cargo test --release --test replay   # a longer random run
+//!   cd fuzz && cargo test --no-default-features --test replay   # (scripts/test runs this)
+//!   OXCOL_FUZZ_MUTATIONS=200000 cargo test --release --no-default-features --test replay   # a longer random run
 
 use std::path::Path;
 

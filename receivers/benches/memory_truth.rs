@@ -2,11 +2,13 @@
 //!
 //! The node (written to a temp dir once): 500 cgroup v2 container cgroups with every file
 //! the cgroup receiver reads (copied from the v2-systemd fixture), and a /proc with 1000
-//! processes' `stat` and `smaps_rollup`. Each pair of benches reads exactly the same
-//! files; the "bare" one only does open/read/close into a reused buffer (`read_to_end`,
-//! which also makes a `statx` and an `lseek` per file for its size hint). The processes
-//! group also has a bare loop without them (`..._no_size_hint`), as the smaps receiver
-//! now reads.
+//! processes' `stat`, `smaps_rollup` and full `smaps` (the recorded `sleep` fixture, 37
+//! mappings). Each pair of benches reads exactly the same files; the "bare" loops only
+//! do open/read/close into a reused buffer: `bare_open_read_close` with `read_to_end`
+//! (which also makes a `statx` and an `lseek` per file for its size hint), and
+//! `..._no_size_hint` with plain `read` calls until EOF, as both receivers read.
+//! `self_process` reads this process's real /proc/self files (the kernel's page walk and
+//! formatting included), rollup only vs `detailed: true`.
 //!
 //! Run: `cargo bench -p oxcol-receivers --bench memory_truth`.
 
@@ -52,6 +54,8 @@ struct Node {
     cgroup_paths: Vec<String>,
     cgroup_files: Vec<PathBuf>,
     proc_files: Vec<PathBuf>,
+    /// `proc_files` plus each process's full `smaps`.
+    detailed_files: Vec<PathBuf>,
 }
 
 fn build_node() -> Node {
@@ -67,7 +71,8 @@ fn build_node() -> Node {
     let read_files = [
         "memory.current", "memory.max", "memory.high", "memory.low", "memory.min", "memory.peak", "memory.swap.current", "memory.swap.max",
         "memory.stat", "memory.events", "memory.events.local", "cpu.stat", "cpu.max", "io.stat", "pids.current", "pids.max",
-        "cpu.pressure", "memory.pressure", "io.pressure",
+        "cpu.pressure", "memory.pressure", "io.pressure", "memory.swap.high", "memory.swap.peak", "memory.swap.events",
+        "memory.zswap.current", "memory.zswap.max", "pids.peak", "pids.events", "irq.pressure",
     ];
     let mut cgroup_paths = Vec::new();
     let mut cgroup_files = Vec::new();
@@ -85,15 +90,19 @@ fn build_node() -> Node {
     std::fs::create_dir_all(&proc).expect("proc dir");
     std::fs::write(proc.join("stat"), "btime 1700000000\n").expect("write");
     let mut proc_files = Vec::new();
+    let mut detailed_files = Vec::new();
+    let smaps = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smaps/sleep-glibc.smaps")).expect("smaps fixture");
     for pid in 1..=PROCESSES {
         let dir = proc.join(pid.to_string());
         std::fs::create_dir_all(&dir).expect("pid dir");
         std::fs::write(dir.join("stat"), format!("{pid} (worker-{pid}) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {} 1000 10 1\n", 1000 + pid)).expect("write");
         std::fs::write(dir.join("smaps_rollup"), ROLLUP).expect("write");
+        std::fs::write(dir.join("smaps"), &smaps).expect("write");
         proc_files.push(dir.join("stat"));
         proc_files.push(dir.join("smaps_rollup"));
+        detailed_files.extend([dir.join("stat"), dir.join("smaps_rollup"), dir.join("smaps")]);
     }
-    Node { root, cgroup_paths, cgroup_files, proc_files }
+    Node { root, cgroup_paths, cgroup_files, proc_files, detailed_files }
 }
 
 fn bare_read(files: &[PathBuf], buffer: &mut Vec<u8>) -> usize {
@@ -132,24 +141,42 @@ fn benches(c: &mut Criterion) {
     let mut cgroups = cgroup::Collector::new("cgroup", &cgroup_config, &registry);
     let smaps_config = smaps::Config { proc_path: node.root.join("proc"), self_process: Some(false), all: true, ..smaps::Config::default() };
     let mut processes = smaps::Collector::new("smaps", &smaps_config, &registry);
+    let mut detailed = smaps::Collector::new("smaps", &smaps::Config { detailed: true, ..smaps_config.clone() }, &registry);
     let mut buffer = Vec::with_capacity(16 * 1024);
+    let mut plain = vec![0u8; 64 * 1024];
 
     let mut group = c.benchmark_group("node_500_cgroups");
     group.sample_size(20);
     group.bench_function("oxcol_scrape", |b| b.iter(|| black_box(cgroups.collect(SystemTime::now()).len())));
     group.bench_function("bare_open_read_close", |b| b.iter(|| black_box(bare_read(&node.cgroup_files, &mut buffer))));
+    group.bench_function("bare_open_read_close_no_size_hint", |b| b.iter(|| black_box(bare_read_no_size_hint(&node.cgroup_files, &mut plain))));
     group.finish();
 
     let mut group = c.benchmark_group("node_1000_processes");
     group.sample_size(20);
     group.bench_function("oxcol_scrape", |b| b.iter(|| black_box(processes.collect(SystemTime::now()).len())));
     group.bench_function("bare_open_read_close", |b| b.iter(|| black_box(bare_read(&node.proc_files, &mut buffer))));
-    let mut plain = vec![0u8; 16 * 1024];
     group.bench_function("bare_open_read_close_no_size_hint", |b| b.iter(|| black_box(bare_read_no_size_hint(&node.proc_files, &mut plain))));
+    group.finish();
+
+    let mut group = c.benchmark_group("node_1000_processes_detailed");
+    group.sample_size(20);
+    group.bench_function("oxcol_scrape", |b| b.iter(|| black_box(detailed.collect(SystemTime::now()).len())));
+    group.bench_function("bare_open_read_close", |b| b.iter(|| black_box(bare_read(&node.detailed_files, &mut buffer))));
+    group.bench_function("bare_open_read_close_no_size_hint", |b| b.iter(|| black_box(bare_read_no_size_hint(&node.detailed_files, &mut plain))));
+    group.finish();
+
+    // This process, through the real kernel: smaps_rollup alone vs rollup + full smaps.
+    let mut rollup_self = smaps::Collector::new("smaps", &smaps::Config::default(), &registry);
+    let mut detailed_self = smaps::Collector::new("smaps", &smaps::Config { detailed: true, ..smaps::Config::default() }, &registry);
+    let mut group = c.benchmark_group("self_process");
+    group.bench_function("rollup", |b| b.iter(|| black_box(rollup_self.collect(SystemTime::now()).len())));
+    group.bench_function("detailed", |b| b.iter(|| black_box(detailed_self.collect(SystemTime::now()).len())));
     group.finish();
 
     assert_eq!(cgroups.collect(SystemTime::now()).len(), CGROUPS);
     assert_eq!(processes.collect(SystemTime::now()).len(), PROCESSES as usize);
+    assert_eq!(detailed.collect(SystemTime::now()).len(), PROCESSES as usize);
     let _ = std::fs::remove_dir_all(&node.root);
 }
 

@@ -30,6 +30,8 @@ pub struct ResourceBuilder {
     metrics: Vec<Metric>,
     time_unix_nano: u64,
     start_time_unix_nano: u64,
+    /// The point capacity of the next new metric (see [`ResourceBuilder::reserve_points`]).
+    next_points: usize,
 }
 
 impl ResourceBuilder {
@@ -37,7 +39,14 @@ impl ResourceBuilder {
     /// first seen, the process start time).
     /// `expected_metrics` sizes the metric list once (a cgroup has ~110, a process ~25).
     pub fn new(time_unix_nano: u64, start_time_unix_nano: u64, expected_metrics: usize) -> Self {
-        ResourceBuilder { metrics: Vec::with_capacity(expected_metrics), time_unix_nano, start_time_unix_nano }
+        ResourceBuilder { metrics: Vec::with_capacity(expected_metrics), time_unix_nano, start_time_unix_nano, next_points: 1 }
+    }
+
+    /// Sizes the point list of the next new metric for `points` points (a metric with
+    /// one point per event, device or PSI window), so it is allocated once instead of
+    /// growing 1 -> 4 -> 8 -> ... Applies to the next metric only.
+    pub fn reserve_points(&mut self, points: usize) {
+        self.next_points = points.max(1);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -80,10 +89,12 @@ impl ResourceBuilder {
                 }
             }
         }
+        let mut data_points = Vec::with_capacity(std::mem::replace(&mut self.next_points, 1));
+        data_points.push(point);
         let data = match kind {
-            Kind::Gauge => metric::Data::Gauge(Gauge { data_points: vec![point] }),
+            Kind::Gauge => metric::Data::Gauge(Gauge { data_points }),
             Kind::MonotonicSum => metric::Data::Sum(Sum {
-                data_points: vec![point],
+                data_points,
                 aggregation_temporality: AggregationTemporality::Cumulative as i32,
                 is_monotonic: true,
             }),
@@ -102,6 +113,15 @@ impl ResourceBuilder {
             schema_url: String::new(),
         }
     }
+}
+
+/// USER_HZ, the unit of the tick counts in /proc/PID/stat and v1 `cpuacct.stat`:
+/// `sysconf(_SC_CLK_TCK)`, or 100 (its value on every mainstream architecture) if that
+/// fails. Callers read it once, at construction.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value; it has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
 /// Nanoseconds since the Unix epoch.

@@ -180,6 +180,7 @@ impl Collector {
     /// The cgroups to read this scrape: self, explicit paths, discovered ones (deduplicated).
     pub fn targets(&mut self) -> Vec<Target> {
         let mut targets = self.self_targets.clone();
+        let own = targets.len();
         if !self.config.paths.is_empty() || !self.config.discovery.include.is_empty() {
             match locate::detect_layout(&self.config.root_path) {
                 Some(layout) => {
@@ -190,8 +191,10 @@ impl Collector {
                     }
                     paths.sort_unstable();
                     paths.dedup();
+                    targets.reserve(paths.len());
                     for path in paths {
-                        if !targets.iter().any(|t| t.path == path) {
+                        // `paths` is deduplicated already: only `self` can repeat one.
+                        if !targets[..own].iter().any(|t| t.path == path) {
                             targets.push(layout.target(&path));
                         }
                     }
@@ -214,8 +217,8 @@ impl Collector {
         let mut out = Vec::with_capacity(targets.len());
         for target in &targets {
             let Some(primary) = target.dirs.memory.as_ref().or(target.dirs.unified.as_ref()) else { continue };
-            let inode = match std::fs::metadata(primary) {
-                Ok(meta) => std::os::unix::fs::MetadataExt::ino(&meta),
+            let inode = match self.reader.inode(primary) {
+                Ok(inode) => inode,
                 Err(error) => {
                     // Listed but gone: vanished between discovery and reading. An
                     // explicit path that does not exist is the same to the user.
@@ -224,20 +227,20 @@ impl Collector {
                 }
             };
             let generation = self.generation;
-            let known = self.known.entry(target.path.clone()).or_insert_with(|| Known {
-                inode,
-                start_time_unix_nano: now_nanos,
-                attributes: resource_attributes(target),
-                generation,
-            });
+            // Look up by &str first: no key allocation per cgroup per scrape.
+            if !self.known.contains_key(&target.path) {
+                self.known.insert(target.path.clone(), Known { inode, start_time_unix_nano: now_nanos, attributes: resource_attributes(target), generation });
+            }
+            let Some(known) = self.known.get_mut(&target.path) else { continue };
             if known.inode != inode {
                 known.inode = inode;
                 known.start_time_unix_nano = now_nanos;
             }
             known.generation = generation;
-            let mut builder = ResourceBuilder::new(now_nanos, known.start_time_unix_nano, 112);
+            let mut builder = ResourceBuilder::new(now_nanos, known.start_time_unix_nano, 128);
             let attributes = known.attributes.clone();
             read::read_target(&mut self.reader, target, &mut builder);
+            self.reader.release();
             if !builder.is_empty() {
                 out.push(builder.finish(attributes, SCOPE));
             }

@@ -87,15 +87,37 @@ fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// `memory.oom_control`): calls `each(key, value)` for every `key value` line whose value
 /// is an unsigned integer. Other lines are skipped.
 pub fn for_each_flat(bytes: &[u8], mut each: impl FnMut(&[u8], u64)) {
-    for line in bytes.split(|&b| b == b'\n') {
-        let mut parts = fields(line);
-        let (Some(key), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        if let Some(value) = parse_u64(value) {
-            each(key, value);
+    crate::smaps::parse::for_each_line(bytes, |line, _| {
+        if let Some((key, value)) = two_words(line) {
+            if let Some(value) = parse_u64(value) {
+                each(key, value);
+            }
         }
+    });
+}
+
+/// The two ASCII-whitespace-separated words of `line`; `None` if it has more or fewer.
+/// One pass over the bytes (memory.stat has ~60 lines per cgroup).
+fn two_words(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut words: [&[u8]; 2] = [&[], &[]];
+    let mut count = 0;
+    let mut at = 0;
+    while at < line.len() {
+        if line[at].is_ascii_whitespace() {
+            at += 1;
+            continue;
+        }
+        let start = at;
+        while at < line.len() && !line[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        if count == 2 {
+            return None;
+        }
+        words[count] = &line[start..at];
+        count += 1;
     }
+    (count == 2).then_some((words[0], words[1]))
 }
 
 /// One PSI line (`some` or `full`): averages in percent and the total stall time in µs.
@@ -257,6 +279,53 @@ mod tests {
         assert_eq!(parse_decimal(b"1.5"), Some(1.5));
         assert_eq!(parse_decimal(b"1.x"), None);
         assert_eq!(parse_decimal(b""), None);
+    }
+
+    /// The first, iterator-based flat parser: the reference for `for_each_flat`.
+    fn reference_flat(bytes: &[u8]) -> Vec<(Vec<u8>, u64)> {
+        let mut out = Vec::new();
+        for line in bytes.split(|&b| b == b'\n') {
+            let mut parts = fields(line);
+            let (Some(key), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            if let Some(value) = parse_u64(value) {
+                out.push((key.to_vec(), value));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn flat_parser_matches_reference_on_mutated_input() {
+        let seed: &[u8] = b"anon 113246208\nfile 41943040\nkernel 2097152\ninactive_file 41943040\npgfault 1017\nworkingset_refault_anon 0\n";
+        let mut state: u64 = 0x1234_5678_9ABC_DEF1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut seen = 0;
+        for _ in 0..5_000 {
+            let mut input = seed.to_vec();
+            for _ in 0..(next() % 10) {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 3 {
+                    0 if at < input.len() => input[at] = [b' ', b'\t', b'\n', b'\r', 0x0c, b'7', b'x', 0xff][(next() % 8) as usize],
+                    1 => input.insert(at, [b' ', b'\n', b'\t', b'9', b'_', 0xff][(next() % 6) as usize]),
+                    _ if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let mut got = Vec::new();
+            for_each_flat(&input, |k, v| got.push((k.to_vec(), v)));
+            assert_eq!(got, reference_flat(&input), "{}", String::from_utf8_lossy(&input));
+            seen += got.len();
+        }
+        assert!(seen > 5_000 * 3, "mutations leave most lines valid ({seen})");
     }
 
     /// Property test: random bytes and mutated real files never panic any parser.

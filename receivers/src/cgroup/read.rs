@@ -2,13 +2,19 @@
 //! where the meaning is the same; the map is in docs/components/cgroup.md).
 //!
 //! Every file is read whole into one reused buffer (one `read` call per file for these
-//! small files, so each value is consistent within its file). A missing file means the
-//! controller is absent here and is skipped silently; a vanished cgroup, a permission
-//! error, an unsupported file (PSI disabled: EOPNOTSUPP) or unparsable content is skipped
-//! and counted.
+//! small files, so each value is consistent within its file). The cgroup directory is
+//! opened once (`O_PATH`) and its files with `openat` relative to it: the kernel walks
+//! one path element per file instead of the whole cgroup path, and no path is built.
+//! A missing file means the controller is absent here and is skipped silently; a
+//! vanished cgroup, a permission error, an unsupported file (PSI disabled: EOPNOTSUPP)
+//! or unparsable content is skipped and counted.
 
 use std::ffi::OsString;
-use std::io::{ErrorKind, Read as _};
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 use oxcol_core::telemetry::{Counter, Registry};
@@ -53,26 +59,123 @@ impl ReadErrors {
 pub struct Gone;
 
 pub struct Reader {
+    /// Always initialised (zeros at first), grown by doubling; a read fills `filled`.
     buffer: Vec<u8>,
+    filled: usize,
     path: OsString,
     pub errors: ReadErrors,
+    /// USER_HZ, for v1 `cpuacct.stat` (read once at construction).
+    clock_ticks: u64,
+    /// memory.stat field -> metric name and kind, built once per field.
+    stat_names: StatNames,
+    /// The directory being read (`O_PATH`), and its path; closed by `release`.
+    dir: Option<File>,
+    dir_path: OsString,
+    /// `dir_path` NUL-terminated, for open(2).
+    dir_cpath: Vec<u8>,
+}
+
+/// Opens `name` (a file name, no `/`) relative to the directory `dir`.
+fn open_at(dir: RawFd, name: &str) -> std::io::Result<File> {
+    let mut cname = [0u8; 64];
+    let bytes = name.as_bytes();
+    if bytes.len() >= cname.len() || bytes.contains(&0) {
+        return Err(ErrorKind::InvalidInput.into());
+    }
+    cname[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: `cname` is NUL-terminated (zeros after the name, which has no NUL) and
+    // outlives the call; `dir` is an open descriptor owned by the Reader.
+    let fd = unsafe { libc::openat(dir, cname.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 impl Reader {
     pub fn new(errors: ReadErrors) -> Reader {
-        Reader { buffer: Vec::with_capacity(16 * 1024), path: OsString::with_capacity(512), errors }
+        Reader {
+            buffer: vec![0; 16 * 1024],
+            filled: 0,
+            path: OsString::with_capacity(512),
+            errors,
+            clock_ticks: super::emit::clock_ticks_per_second(),
+            stat_names: StatNames::default(),
+            dir: None,
+            dir_path: OsString::with_capacity(512),
+            dir_cpath: Vec::with_capacity(512),
+        }
+    }
+
+    /// The descriptor of `dir`, opened with `O_PATH` unless it is the one already open.
+    /// `None` if it cannot be opened: the caller falls back to opening by full path,
+    /// which reports the error as before.
+    fn open_dir(&mut self, dir: &Path) -> Option<RawFd> {
+        if let Some(open) = &self.dir {
+            if self.dir_path.as_os_str() == dir.as_os_str() {
+                return Some(open.as_raw_fd());
+            }
+        }
+        self.dir = None;
+        let bytes = dir.as_os_str().as_bytes();
+        if bytes.contains(&0) {
+            return None;
+        }
+        self.dir_cpath.clear();
+        self.dir_cpath.extend_from_slice(bytes);
+        self.dir_cpath.push(0);
+        // SAFETY: `dir_cpath` is NUL-terminated with no NUL inside and outlives the call.
+        let fd = unsafe { libc::open(self.dir_cpath.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just returned by open and nothing else owns it.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        self.dir_path.clear();
+        self.dir_path.push(dir.as_os_str());
+        let raw = file.as_raw_fd();
+        self.dir = Some(file);
+        Some(raw)
+    }
+
+    /// The inode of `dir` (the identity of a cgroup directory), from the descriptor the
+    /// reads that follow use.
+    pub fn inode(&mut self, dir: &Path) -> std::io::Result<u64> {
+        if self.open_dir(dir).is_some() {
+            if let Some(open) = &self.dir {
+                return open.metadata().map(|m| m.ino());
+            }
+        }
+        std::fs::metadata(dir).map(|m| m.ino())
+    }
+
+    /// Closes the directory: a removed cgroup is not kept alive between scrapes.
+    pub fn release(&mut self) {
+        self.dir = None;
     }
 
     /// Reads `dir/name` whole. `Ok(None)`: skipped (missing silently, or counted).
     pub fn read(&mut self, dir: &Path, name: &str) -> Result<Option<&[u8]>, Gone> {
-        self.path.clear();
-        self.path.push(dir.as_os_str());
-        self.path.push("/");
-        self.path.push(name);
-        self.buffer.clear();
-        let result = std::fs::File::open(Path::new(&self.path)).and_then(|mut file| file.read_to_end(&mut self.buffer));
+        self.filled = 0;
+        let file = match self.open_dir(dir) {
+            Some(fd) => open_at(fd, name),
+            None => {
+                self.path.clear();
+                self.path.push(dir.as_os_str());
+                self.path.push("/");
+                self.path.push(name);
+                File::open(Path::new(&self.path))
+            }
+        };
+        // Plain reads until EOF: no statx + lseek size hint per file as `read_to_end`
+        // makes (cgroupfs reports size 0 anyway).
+        let result = file.and_then(|mut file| crate::smaps::read_all(&mut file, &mut self.buffer));
         match result {
-            Ok(_) => Ok(Some(&self.buffer)),
+            Ok(filled) => {
+                self.filled = filled;
+                Ok(Some(&self.buffer[..filled]))
+            }
             Err(error) if error.kind() == ErrorKind::NotFound => {
                 if dir.exists() {
                     Ok(None) // this kernel or this cgroup has no such file
@@ -102,11 +205,45 @@ fn is_event_counter(field: &[u8]) -> bool {
     PREFIXES.iter().any(|p| field.starts_with(p)) || field == b"zswpwb"
 }
 
-fn emit_stat_field(builder: &mut ResourceBuilder, name: &mut String, field: &str, value: u64) {
-    name.clear();
-    name.push_str(MEMORY_STAT);
-    name.push_str(field);
-    if is_event_counter(field.as_bytes()) {
+/// memory.stat field -> (`cgroup.memory.stat.<field>`, is a counter), built the first
+/// time a field is seen. Fields come in the same order in every cgroup's file, so the
+/// entry after the last one found is tried first: a lookup is one comparison.
+#[derive(Default)]
+struct StatNames {
+    entries: Vec<(Box<[u8]>, Box<str>, bool)>,
+    next: usize,
+}
+
+impl StatNames {
+    /// Call before each file.
+    fn restart(&mut self) {
+        self.next = 0;
+    }
+
+    fn lookup(&mut self, field: &[u8]) -> Option<(&str, bool)> {
+        let index = match self.entries.get(self.next).filter(|(f, _, _)| &**f == field) {
+            Some(_) => self.next,
+            None => match self.entries.iter().position(|(f, _, _)| &**f == field) {
+                Some(i) => i,
+                None => {
+                    let name = std::str::from_utf8(field).ok()?;
+                    // A bound on what a hostile or broken file can make us keep.
+                    if self.entries.len() >= 1024 {
+                        return None;
+                    }
+                    self.entries.push((field.into(), format!("{MEMORY_STAT}{name}").into_boxed_str(), is_event_counter(field)));
+                    self.entries.len() - 1
+                }
+            },
+        };
+        self.next = index + 1;
+        self.entries.get(index).map(|(_, name, counter)| (&**name, *counter))
+    }
+}
+
+fn emit_stat_field(builder: &mut ResourceBuilder, names: &mut StatNames, field: &[u8], value: u64) {
+    let Some((name, counter)) = names.lookup(field) else { return };
+    if counter {
         builder.counter_int(name, "1", value, &[]);
     } else {
         builder.gauge_int(name, "By", clamp(value), &[]);
@@ -158,7 +295,11 @@ fn read_v2(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Re
         ("memory.min", "cgroup.memory.min"),
         ("memory.peak", "cgroup.memory.peak"),
         ("memory.swap.current", "cgroup.memory.swap.current"),
+        ("memory.swap.high", "cgroup.memory.swap.high"),
         ("memory.swap.max", "cgroup.memory.swap.max"),
+        ("memory.swap.peak", "cgroup.memory.swap.peak"),
+        ("memory.zswap.current", "cgroup.memory.zswap.current"),
+        ("memory.zswap.max", "cgroup.memory.zswap.max"),
     ] {
         if let Some(data) = reader.read(dir, file)? {
             let limit = parse::parse_limit(data);
@@ -166,18 +307,20 @@ fn read_v2(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Re
         }
     }
     let mut inactive_file = None;
-    if let Some(data) = reader.read(dir, "memory.stat")? {
-        parse::for_each_flat(data, |key, value| {
-            let Ok(field) = std::str::from_utf8(key) else { return };
-            if field == "inactive_file" {
+    if reader.read(dir, "memory.stat")?.is_some() {
+        let Reader { buffer, filled, stat_names, .. } = &mut *reader;
+        stat_names.restart();
+        parse::for_each_flat(&buffer[..*filled], |key, value| {
+            if key == b"inactive_file" {
                 inactive_file = Some(value);
             }
-            emit_stat_field(builder, &mut name, field, value);
+            emit_stat_field(builder, stat_names, key, value);
         });
     }
     emit_working_set(builder, current, inactive_file);
-    for (file, metric) in [("memory.events", "cgroup.memory.events"), ("memory.events.local", "cgroup.memory.events.local")] {
+    for (file, metric) in [("memory.events", "cgroup.memory.events"), ("memory.events.local", "cgroup.memory.events.local"), ("memory.swap.events", "cgroup.memory.swap.events")] {
         if let Some(data) = reader.read(dir, file)? {
+            builder.reserve_points(8);
             parse::for_each_flat(data, |key, value| {
                 if let Ok(event) = std::str::from_utf8(key) {
                     builder.counter_int(metric, "1", value, &[("event", event)]);
@@ -210,10 +353,12 @@ fn read_v2(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Re
         }
     }
     if let Some(data) = reader.read(dir, "io.stat")? {
+        let devices = data.iter().filter(|&&b| b == b'\n').count();
         for (key, unit) in [("rbytes", "By"), ("wbytes", "By"), ("dbytes", "By"), ("rios", "1"), ("wios", "1"), ("dios", "1")] {
             name.clear();
             name.push_str("cgroup.io.stat.");
             name.push_str(key);
+            builder.reserve_points(devices);
             parse::for_each_nested(data, |device, subkey, value| {
                 if subkey == key.as_bytes() {
                     if let Ok(device) = std::str::from_utf8(device) {
@@ -241,22 +386,39 @@ fn read_pids(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> 
             None => reader.errors.parse.add(1),
         }
     }
+    if let Some(data) = reader.read(dir, "pids.peak")? {
+        match parse::parse_u64(parse::trim(data)) {
+            Some(v) => builder.gauge_int("cgroup.pids.peak", "1", clamp(v), &[]),
+            None => reader.errors.parse.add(1),
+        }
+    }
+    if let Some(data) = reader.read(dir, "pids.events")? {
+        builder.reserve_points(2);
+        parse::for_each_flat(data, |key, value| {
+            if let Ok(event) = std::str::from_utf8(key) {
+                builder.counter_int("cgroup.pids.events", "1", value, &[("event", event)]);
+            }
+        });
+    }
     Ok(())
 }
 
 fn read_pressure(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Result<(), Gone> {
-    let mut found: [(&str, Option<Psi>); 3] = [("cpu", None), ("memory", None), ("io", None)];
+    let mut found: [(&str, Option<Psi>); 4] = [("cpu", None), ("memory", None), ("io", None), ("irq", None)];
     for (resource, slot) in &mut found {
         let file = match *resource {
             "cpu" => "cpu.pressure",
             "memory" => "memory.pressure",
-            _ => "io.pressure",
+            "io" => "io.pressure",
+            _ => "irq.pressure",
         };
         if let Some(data) = reader.read(dir, file)? {
             *slot = Some(parse::parse_psi(data));
         }
     }
     let lines = |psi: &Psi| [("some", psi.some), ("full", psi.full)];
+    let count: usize = found.iter().filter_map(|(_, psi)| psi.as_ref()).map(|psi| usize::from(psi.some.is_some()) + usize::from(psi.full.is_some())).sum();
+    builder.reserve_points(count);
     for (resource, psi) in &found {
         let Some(psi) = psi else { continue };
         for (kind, line) in lines(psi) {
@@ -265,6 +427,7 @@ fn read_pressure(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder)
             }
         }
     }
+    builder.reserve_points(count * 3);
     for (resource, psi) in &found {
         let Some(psi) = psi else { continue };
         for (kind, line) in lines(psi) {
@@ -314,8 +477,10 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
         }
         let mut inactive_file = None;
         let mut swap = None;
-        if let Some(data) = reader.read(dir, "memory.stat")? {
-            parse::for_each_flat(data, |key, value| {
+        if reader.read(dir, "memory.stat")?.is_some() {
+            let Reader { buffer, filled, stat_names, .. } = &mut *reader;
+            stat_names.restart();
+            parse::for_each_flat(&buffer[..*filled], |key, value| {
                 let Ok(key) = std::str::from_utf8(key) else { return };
                 if key == "total_swap" {
                     swap = Some(value);
@@ -325,7 +490,7 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
                 if field == "inactive_file" {
                     inactive_file = Some(value);
                 }
-                emit_stat_field(builder, &mut name, field, value);
+                emit_stat_field(builder, stat_names, field.as_bytes(), value);
             });
         }
         if let Some(swap) = swap {
@@ -349,12 +514,28 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
         }
     }
     if let Some(dir) = target.dirs.cpuacct.as_deref() {
+        let mut user_and_system = 0;
         for (file, metric) in [("cpuacct.usage", "cgroup.cpu.stat.usage"), ("cpuacct.usage_user", "cgroup.cpu.stat.user"), ("cpuacct.usage_sys", "cgroup.cpu.stat.system")] {
             if let Some(data) = reader.read(dir, file)? {
                 match parse::parse_u64(parse::trim(data)) {
-                    Some(ns) => builder.counter_f64(metric, "s", ns as f64 / 1e9, &[]),
+                    Some(ns) => {
+                        builder.counter_f64(metric, "s", ns as f64 / 1e9, &[]);
+                        user_and_system += usize::from(file != "cpuacct.usage");
+                    }
                     None => reader.errors.parse.add(1),
                 }
+            }
+        }
+        // Kernels before 4.7 have no cpuacct.usage_user/usage_sys: cpuacct.stat has
+        // user/system in USER_HZ ticks (coarser, but the same meaning).
+        if user_and_system == 0 {
+            let ticks = reader.clock_ticks as f64;
+            if let Some(data) = reader.read(dir, "cpuacct.stat")? {
+                parse::for_each_flat(data, |key, value| match key {
+                    b"user" => builder.counter_f64("cgroup.cpu.stat.user", "s", value as f64 / ticks, &[]),
+                    b"system" => builder.counter_f64("cgroup.cpu.stat.system", "s", value as f64 / ticks, &[]),
+                    _ => {}
+                });
             }
         }
     }
@@ -428,6 +609,6 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
 impl Reader {
     /// The content of the last successful read.
     fn last(&self) -> Option<&[u8]> {
-        Some(&self.buffer)
+        self.buffer.get(..self.filled)
     }
 }

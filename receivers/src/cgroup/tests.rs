@@ -129,6 +129,25 @@ fn v2_systemd_driver_kubepods() {
     assert_eq!(value(rm, "cgroup.io.stat.rbytes", &[("device", "8:0")]), Some(4096.0));
     assert_eq!(v(rm, "cgroup.pids.current"), 17.0);
     assert_eq!(v(rm, "cgroup.pids.max"), 4096.0);
+    // Newer v2 files: swap peak/high/events, zswap, pids peak/events, irq PSI.
+    assert_eq!(v(rm, "cgroup.memory.swap.peak"), 4_194_304.0);
+    assert_eq!(value(rm, "cgroup.memory.swap.high", &[]), None, "`max`");
+    assert_eq!(value(rm, "cgroup.memory.swap.events", &[("event", "fail")]), Some(3.0));
+    assert_eq!(value(rm, "cgroup.memory.swap.events", &[("event", "high")]), Some(0.0));
+    assert!(is_monotonic_sum(rm, "cgroup.memory.swap.events") && unit(rm, "cgroup.memory.swap.events") == Some("1"));
+    assert_eq!(v(rm, "cgroup.memory.zswap.current"), 0.0);
+    assert_eq!(value(rm, "cgroup.memory.zswap.max", &[]), None);
+    assert_eq!(v(rm, "cgroup.pids.peak"), 23.0);
+    assert!(is_gauge(rm, "cgroup.pids.peak"));
+    assert_eq!(value(rm, "cgroup.pids.events", &[("event", "max")]), Some(0.0));
+    assert!(is_monotonic_sum(rm, "cgroup.pids.events"));
+    assert_eq!(value(rm, "cgroup.pressure.stall_time", &[("resource", "irq"), ("kind", "full")]), Some(4.000007));
+    assert_eq!(value(rm, "cgroup.pressure.stall_time", &[("resource", "irq"), ("kind", "some")]), None, "irq.pressure has only `full`");
+    assert_eq!(value(rm, "cgroup.pressure.avg", &[("resource", "irq"), ("kind", "full"), ("window", "10s")]), Some(0.005));
+    // A kernel without these files (the second container): nothing, and no error.
+    let older = out.iter().find(|rm| resource_attr(rm, "container.id").is_some_and(|id| id.starts_with("9f8e"))).unwrap();
+    assert_eq!(value(older, "cgroup.pids.peak", &[]), None);
+    assert_eq!(value(older, "cgroup.pressure.stall_time", &[("resource", "irq"), ("kind", "full")]), None);
 
     // The second container: unlimited memory.max -> absent; even seed -> cpu.max max.
     let rm2 = out.iter().find(|rm| resource_attr(rm, "container.id").is_some_and(|id| id.starts_with("9f8e"))).unwrap();
@@ -172,6 +191,13 @@ fn v2_cgroupfs_driver_kubepods() {
     assert_eq!(resource_attr(guaranteed, "k8s.pod.qos_class"), Some("Guaranteed"));
     assert_eq!(v(guaranteed, "cgroup.memory.max"), 134_217_728.0);
     assert_eq!(value(guaranteed, "cgroup.memory.events", &[("event", "max")]), Some(3.0));
+    assert_eq!(v(container, "cgroup.memory.swap.high"), 536_870_912.0);
+    assert_eq!(v(container, "cgroup.memory.swap.peak"), 1_048_576.0);
+    assert_eq!(v(container, "cgroup.memory.zswap.max"), 268_435_456.0);
+    assert_eq!(value(container, "cgroup.memory.swap.events", &[("event", "high")]), Some(7.0));
+    assert_eq!(value(container, "cgroup.pids.events", &[("event", "max")]), Some(5.0));
+    assert_eq!(v(container, "cgroup.pids.peak"), 4096.0);
+    assert_eq!(value(container, "cgroup.pressure.stall_time", &[("resource", "irq"), ("kind", "full")]), Some(12e-6));
     // max_depth bounds the walk: depth 2 sees kubepods/besteffort and kubepods/pod..., not below.
     let mut shallow = node_config("v2-cgroupfs", &["kubepods/**"], &[]);
     shallow.discovery.max_depth = 2;
@@ -216,6 +242,31 @@ fn v1_host_maps_to_the_same_names() {
     assert_eq!(value(pod, "cgroup.memory.max", &[]), None, "9223372036854771712 is v1's unlimited");
     assert_eq!(v(pod, "cgroup.memory.stat.anon"), 2.0 * 113_246_208.0, "hierarchical total_ keys, not local ones");
     assert_eq!(value(pod, "cgroup.cpu.max", &[]), None, "cfs_quota_us -1 is unlimited");
+}
+
+/// Kernels before 4.7 have no cpuacct.usage_user/usage_sys: user/system come from
+/// cpuacct.stat, in USER_HZ ticks (sysconf(_SC_CLK_TCK)).
+#[test]
+fn v1_cpuacct_stat_ticks_when_usage_user_is_missing() {
+    let temp = std::env::temp_dir().join(format!("oxcol-cgroup-v1-old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&temp);
+    let copy = std::process::Command::new("cp").arg("-r").arg(fixture("v1")).arg(&temp).status().unwrap();
+    assert!(copy.success());
+    let container = format!("kubepods/burstable/pod{UID}/{CID}");
+    for file in ["cpuacct.usage_user", "cpuacct.usage_sys"] {
+        std::fs::remove_file(temp.join("cpuacct").join(&container).join(file)).unwrap();
+    }
+    let config = Config { root_path: temp.clone(), self_cgroup: Some(false), paths: vec![container.clone()], ..Config::default() };
+    let (out, _) = scrape(&config);
+    let rm = by_path(&out, &format!("/{container}"));
+    let ticks = emit::clock_ticks_per_second() as f64;
+    assert_eq!(v(rm, "cgroup.cpu.stat.user"), 100_000.0 / ticks, "user 100000 ticks");
+    assert_eq!(v(rm, "cgroup.cpu.stat.system"), 23_481.0 / ticks);
+    assert_eq!(v(rm, "cgroup.cpu.stat.usage"), 1234.814734725, "cpuacct.usage is still ns");
+    // With the ns files present, cpuacct.stat is not used.
+    let (out, _) = scrape(&node_config("v1", &["kubepods/**"], &[]));
+    assert_eq!(v(by_path(&out, &format!("/{container}")), "cgroup.cpu.stat.system"), 234.814734725);
+    let _ = std::fs::remove_dir_all(&temp);
 }
 
 #[test]

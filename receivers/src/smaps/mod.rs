@@ -11,7 +11,13 @@
 //!
 //! Identity is (pid, starttime from /proc/PID/stat): a reused pid is a new process, with
 //! a new `process.creation.time` and a new data-point start time.
+//!
+//! `detailed: true` also reads full /proc/PID/smaps (see [`detailed`]): the same page
+//! walk again plus the kernel formatting ~25 lines per mapping, ~2.5x the rollup scrape
+//! for a process with a few dozen mappings and more with thousands;
+//! docs/components/smaps.md has the measured numbers.
 
+pub mod detailed;
 pub mod parse;
 
 use std::collections::HashMap;
@@ -35,10 +41,6 @@ use crate::scraper::{ScrapeOutput, Scraper};
 pub const TYPE: &str = "smaps";
 pub const ALIASES: &[&str] = &["smaps"];
 pub const SCOPE: &str = "oxcol/receiver/smaps";
-
-/// Clock ticks per second of /proc/PID/stat `starttime` (USER_HZ). 100 on every Linux
-/// architecture oxcol builds for.
-const CLOCK_TICKS_PER_SECOND: u64 = 100;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -69,8 +71,14 @@ pub struct Config {
     /// the cheap /proc/PID/statm, before any smaps_rollup is read). 0 = no bound.
     /// Default 0.
     pub top: usize,
-    /// Full /proc/PID/smaps by mapping class. Default false. Not implemented yet.
+    /// Also read full /proc/PID/smaps and break Rss/Pss/Swap down by mapping class
+    /// (heap, stack, anonymous, file, shmem, vdso), plus the `top_files` largest files
+    /// by Pss. ~2.5x the cost of the rollup alone for a small process, more with many
+    /// mappings. Default false.
     pub detailed: bool,
+    /// With `detailed`, how many files (by Pss, summed over their mappings) get
+    /// `process.smaps.file.*` points. 0 = none. Default 10.
+    pub top_files: usize,
 }
 
 impl Default for Config {
@@ -87,6 +95,7 @@ impl Default for Config {
             all: false,
             top: 0,
             detailed: false,
+            top_files: 10,
         }
     }
 }
@@ -115,8 +124,8 @@ impl Config {
                 }
             }
         }
-        if self.detailed {
-            errors.push("detailed: true (full smaps by mapping class) is not implemented yet; remove it or set it to false".to_string());
+        if self.top_files > MAX_TOP_FILES {
+            errors.push(format!("top_files: {} is more than {MAX_TOP_FILES}; each file is a series per process, set a smaller number", self.top_files));
         }
         if !self.reads_self() && !self.has_other_selector() {
             errors.push("no process selected: set self, pids, pid_files, names, cmdline, cgroups or all".to_string());
@@ -124,6 +133,9 @@ impl Config {
         errors
     }
 }
+
+/// The bound on `top_files` (series per process).
+const MAX_TOP_FILES: usize = 1000;
 
 /// `oxcol_smaps_skipped_processes{receiver, reason}`.
 struct Skipped {
@@ -177,6 +189,12 @@ pub struct Collector {
     /// pid -> the identity last seen under it, with its resource attributes.
     identities: HashMap<u32, Identity>,
     generation: u64,
+    /// USER_HZ (`sysconf(_SC_CLK_TCK)`), the unit of /proc/PID/stat `starttime`.
+    clock_ticks: u64,
+    /// `detailed`: the per-process breakdown, its file list reused across processes.
+    breakdown: detailed::Breakdown,
+    /// `detailed`: full smaps reads that failed after the rollup was read.
+    detailed_errors: Counter,
 }
 
 /// A process selected for reading in this scrape.
@@ -218,6 +236,13 @@ impl Collector {
             boot_time_seconds,
             identities: HashMap::new(),
             generation: 0,
+            clock_ticks: crate::cgroup::emit::clock_ticks_per_second(),
+            breakdown: detailed::Breakdown::default(),
+            detailed_errors: registry.counter(
+                "oxcol_smaps_detailed_read_errors",
+                "detailed: full /proc/PID/smaps reads that failed after the process's smaps_rollup was read (it exited, or an io error); the rollup metrics are still emitted.",
+                &[("receiver", id)],
+            ),
         }
     }
 
@@ -378,9 +403,10 @@ impl Collector {
 
         let mut out = Vec::with_capacity(selected.len());
         for Selected { pid, comm, ppid, starttime } in selected {
-            let start_seconds = self.boot_time_seconds + starttime / CLOCK_TICKS_PER_SECOND;
-            let start_nanos = start_seconds * 1_000_000_000 + (starttime % CLOCK_TICKS_PER_SECOND) * (1_000_000_000 / CLOCK_TICKS_PER_SECOND);
-            let mut builder = ResourceBuilder::new(now_nanos, start_nanos, 24);
+            let ticks = self.clock_ticks;
+            let start_seconds = self.boot_time_seconds + starttime / ticks;
+            let start_nanos = start_seconds.saturating_mul(1_000_000_000).saturating_add((starttime % ticks).saturating_mul(1_000_000_000) / ticks);
+            let mut builder = ResourceBuilder::new(now_nanos, start_nanos, if self.config.detailed { 32 } else { 24 });
             let filled = match self.read(pid, "smaps_rollup") {
                 Ok(data) => data.len(),
                 Err(error) => {
@@ -409,6 +435,16 @@ impl Collector {
             });
             if builder.is_empty() {
                 continue;
+            }
+            if self.config.detailed {
+                match self.read(pid, "smaps") {
+                    Ok(data) => {
+                        let filled = data.len();
+                        self.breakdown.parse(&self.buffer[..filled], self.config.top_files);
+                        self.breakdown.emit(&self.buffer[..filled], &mut builder);
+                    }
+                    Err(_) => self.detailed_errors.add(1),
+                }
             }
             // Resource attributes are built once per identity (pid, starttime).
             let attributes = match self.identities.get_mut(&pid) {
@@ -448,7 +484,7 @@ impl Collector {
 /// Reads `file` to its end into `buffer` from the start, growing it when full; returns
 /// the bytes read. Unlike `read_to_end`, it asks for no size hint (procfs files report
 /// size 0, so the `statx` + `lseek` that `read_to_end` makes per file are wasted).
-fn read_all(file: &mut std::fs::File, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+pub(crate) fn read_all(file: &mut std::fs::File, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
     if buffer.is_empty() {
         buffer.resize(8 * 1024, 0);
     }

@@ -10,24 +10,38 @@
 
 /// Calls `each(field, bytes)` for every `Field: N kB` line.
 pub fn for_each_rollup_field(data: &[u8], mut each: impl FnMut(&[u8], u64)) {
-    for line in data.split(|&b| b == b'\n') {
+    for_each_line(data, |line, _| {
         // Exactly three whitespace-separated words: `Field:`, the number, `kB`.
         let mut words = [&line[..0]; 3];
         if !split_words(line, &mut words) {
-            continue;
+            return;
         }
         let [key, value, unit] = words;
         if unit != b"kB" {
-            continue;
+            return;
         }
-        let Some(field) = key.strip_suffix(b":") else { continue };
+        let Some(field) = key.strip_suffix(b":") else { return };
         if field.is_empty() {
-            continue;
+            return;
         }
         if let Some(kib) = parse_u64(value) {
             each(field, kib.saturating_mul(1024));
         }
+    });
+}
+
+/// Calls `each(line, offset)` for every `\n`-separated line of `data` and where it
+/// starts, exactly like `data.split(|&b| b == b'\n')` (the last line may be empty or
+/// unterminated). Newlines are found with `memchr` (SIMD): full smaps is ~1,000 lines
+/// per 28 KB for a small process, so this is its hot loop.
+#[inline]
+pub(crate) fn for_each_line<'a>(data: &'a [u8], mut each: impl FnMut(&'a [u8], usize)) {
+    let mut line_start = 0;
+    for end in memchr::memchr_iter(b'\n', data) {
+        each(data.get(line_start..end).unwrap_or_default(), line_start);
+        line_start = end + 1;
     }
+    each(data.get(line_start..).unwrap_or_default(), line_start);
 }
 
 /// Splits `line` at ASCII whitespace into exactly `words.len()` non-empty words; false
@@ -86,6 +100,218 @@ pub fn snake_case(field: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The class of one mapping (VMA) of full `/proc/PID/smaps`, from its pathname and
+/// permissions (the rule is in docs/components/smaps.md):
+///
+/// - `heap`: `[heap]` (the brk heap; glibc malloc's mmap arenas are `anonymous`).
+/// - `stack`: `[stack]`, `[stack:TID]` (old kernels named thread stacks).
+/// - `vdso`: kernel-provided special mappings: `[vdso]`, `[vvar]`, `[vvar_vclock]`,
+///   `[vsyscall]`, `[vectors]`, `[sigpage]`, `[uprobes]`.
+/// - `shmem`: shared memory: paths under `/dev/shm/`, `/memfd:` (memfd_create),
+///   `/SYSV` (System V shm), `/dev/zero` (a shared anonymous mapping shows as
+///   `/dev/zero (deleted)`), `[anon_shmem:NAME]`, and a mapping with no path whose
+///   permissions say shared (`s`).
+/// - `file`: any other path: executables, libraries, mapped data files, devices, a
+///   deleted file (` (deleted)`) that is none of the above.
+/// - `anonymous`: private mappings with no path (malloc arenas, Go/JVM heaps, thread
+///   stacks) and named ones (`[anon:NAME]`), and any other bracketed name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MappingClass {
+    Heap,
+    Stack,
+    Anonymous,
+    File,
+    Shmem,
+    Vdso,
+}
+
+impl MappingClass {
+    /// Every class, in the order the receiver emits them.
+    pub const ALL: [MappingClass; 6] = [MappingClass::Heap, MappingClass::Stack, MappingClass::Anonymous, MappingClass::File, MappingClass::Shmem, MappingClass::Vdso];
+
+    /// The `mapping.class` attribute value.
+    pub fn name(self) -> &'static str {
+        match self {
+            MappingClass::Heap => "heap",
+            MappingClass::Stack => "stack",
+            MappingClass::Anonymous => "anonymous",
+            MappingClass::File => "file",
+            MappingClass::Shmem => "shmem",
+            MappingClass::Vdso => "vdso",
+        }
+    }
+
+    /// Position in [`MappingClass::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The class of a mapping with these permissions (`rw-p`) and pathname (empty for
+    /// none).
+    pub fn of(perms: &[u8], path: &[u8]) -> MappingClass {
+        let shared = perms.get(3) == Some(&b's');
+        if path.is_empty() {
+            return if shared { MappingClass::Shmem } else { MappingClass::Anonymous };
+        }
+        if path[0] == b'[' {
+            const SPECIAL: [&[u8]; 6] = [b"[vdso]", b"[vvar", b"[vsyscall]", b"[vectors]", b"[sigpage]", b"[uprobes]"];
+            return if path == b"[heap]" {
+                MappingClass::Heap
+            } else if path.starts_with(b"[stack]") || path.starts_with(b"[stack:") {
+                MappingClass::Stack
+            } else if SPECIAL.iter().any(|s| path.starts_with(s)) {
+                MappingClass::Vdso
+            } else if path.starts_with(b"[anon_shmem:") || shared {
+                MappingClass::Shmem
+            } else {
+                MappingClass::Anonymous
+            };
+        }
+        const SHMEM: [&[u8]; 4] = [b"/dev/shm/", b"/memfd:", b"/SYSV", b"/dev/zero"];
+        if SHMEM.iter().any(|s| path.starts_with(s)) {
+            MappingClass::Shmem
+        } else {
+            MappingClass::File
+        }
+    }
+}
+
+/// One mapping of full `/proc/PID/smaps`, with the fields the detailed mode reads (in
+/// bytes; a field the kernel did not print is 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mapping<'a> {
+    /// `r-xp`, `rw-s`, ...
+    pub perms: &'a [u8],
+    /// The pathname as the kernel prints it (newlines escaped as `\012`, a deleted
+    /// file with ` (deleted)` appended); empty for none.
+    pub path: &'a [u8],
+    /// Where `path` starts in the input, so callers can keep ranges instead of slices.
+    pub path_offset: usize,
+    pub rss: u64,
+    pub pss: u64,
+    pub swap: u64,
+}
+
+/// The header line of a mapping (`start-end perms offset dev inode [path]`): the
+/// permissions and the pathname with its offset in `line`. `None` for any other line.
+fn parse_mapping_header(line: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+    let mut at = 0;
+    let word = |at: &mut usize| -> Option<(usize, usize)> {
+        while *at < line.len() && line[*at] == b' ' {
+            *at += 1;
+        }
+        let start = *at;
+        while *at < line.len() && line[*at] != b' ' {
+            *at += 1;
+        }
+        (*at > start).then_some((start, *at))
+    };
+    let (s, e) = word(&mut at)?;
+    let range = &line[s..e];
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let hex = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_hexdigit);
+    if !hex(&range[..dash]) || !hex(&range[dash + 1..]) {
+        return None;
+    }
+    let (s, e) = word(&mut at)?;
+    let perms = &line[s..e];
+    if perms.len() != 4 {
+        return None;
+    }
+    let (s, e) = word(&mut at)?; // offset
+    if !hex(&line[s..e]) {
+        return None;
+    }
+    let (s, e) = word(&mut at)?; // dev MAJ:MIN
+    if !line[s..e].iter().all(|&b| b.is_ascii_hexdigit() || b == b':') {
+        return None;
+    }
+    let (s, e) = word(&mut at)?; // inode
+    if !line[s..e].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    while at < line.len() && line[at] == b' ' {
+        at += 1;
+    }
+    Some((perms, &line[at..], at))
+}
+
+/// Calls `each` for every mapping of full `/proc/PID/smaps`: a header line (it starts
+/// with a lowercase hex digit, as the kernel prints addresses) and the `Rss:`, `Pss:` and
+/// `Swap:` lines after it (`Key: N kB`, the key at the start of the line). Every other
+/// line (the other ~20 fields, `VmFlags`, `THPeligible`) is skipped after one look at its
+/// first byte: full smaps is ~25 lines per mapping, so this is the hot loop of
+/// `detailed`. Does not allocate. Lines before the first header are ignored.
+pub fn for_each_mapping(data: &[u8], mut each: impl FnMut(&Mapping<'_>)) {
+    let mut current: Option<Mapping<'_>> = None;
+    for_each_line(data, |line, start| match line.first() {
+        // Only 3 of the ~24 field lines matter: test their prefix before the call.
+        Some(b'R' | b'P' | b'S') if line.starts_with(b"Rss:") || line.starts_with(b"Pss:") || line.starts_with(b"Swap:") => {
+            if let Some(mapping) = current.as_mut() {
+                set_mapping_field(mapping, line);
+            }
+        }
+        Some(b) if b.is_ascii_digit() || (b'a'..=b'f').contains(b) => {
+            if let Some((perms, path, at)) = parse_mapping_header(line) {
+                if let Some(done) = current.take() {
+                    each(&done);
+                }
+                current = Some(Mapping { perms, path, path_offset: start + at, ..Mapping::default() });
+            }
+        }
+        _ => {}
+    });
+    if let Some(done) = current {
+        each(&done);
+    }
+}
+
+/// `Rss:`, `Pss:` or `Swap:` with exactly a number and `kB` after it.
+fn set_mapping_field(mapping: &mut Mapping<'_>, line: &[u8]) {
+    let (slot, rest) = if let Some(rest) = line.strip_prefix(b"Rss:") {
+        (&mut mapping.rss, rest)
+    } else if let Some(rest) = line.strip_prefix(b"Pss:") {
+        (&mut mapping.pss, rest)
+    } else if let Some(rest) = line.strip_prefix(b"Swap:") {
+        (&mut mapping.swap, rest)
+    } else {
+        return;
+    };
+    if let Some(kib) = kib_value(rest) {
+        *slot = kib.saturating_mul(1024);
+    }
+}
+
+/// What follows the key of a `Key: N kB` line: whitespace, the number, whitespace, `kB`,
+/// optional whitespace; anything else is `None` (the key word must end right at the
+/// colon). The same lines `split_words` + `parse_u64` accept, in one pass.
+fn kib_value(rest: &[u8]) -> Option<u64> {
+    let skip = |at: &mut usize| {
+        while *at < rest.len() && rest[*at].is_ascii_whitespace() {
+            *at += 1;
+        }
+    };
+    let mut at = 0;
+    skip(&mut at);
+    if at == 0 {
+        return None;
+    }
+    let digits = at;
+    while at < rest.len() && !rest[at].is_ascii_whitespace() {
+        at += 1;
+    }
+    let value = parse_u64(&rest[digits..at])?;
+    let unit = at;
+    skip(&mut at);
+    if at == unit || rest.get(at..at + 2) != Some(b"kB") {
+        return None;
+    }
+    at += 2;
+    let end = at;
+    skip(&mut at);
+    (at == rest.len() && (end == rest.len() || rest[end].is_ascii_whitespace())).then_some(value)
 }
 
 /// What the receiver needs from /proc/PID/stat.
@@ -223,6 +449,179 @@ Locked:                0 kB
         assert!(lines > 15_000, "mutations must leave most lines valid ({lines})");
     }
 
+    /// Full /proc/PID/smaps recorded on this machine (kernel 6.18): `sleep` (glibc,
+    /// [heap], libraries, locale files) and a static Go program with a /dev/shm mapping.
+    pub const SLEEP_SMAPS: &[u8] = include_bytes!("../../tests/fixtures/smaps/sleep-glibc.smaps");
+    pub const GO_SMAPS: &[u8] = include_bytes!("../../tests/fixtures/smaps/go-static.smaps");
+
+    #[test]
+    fn mapping_classes() {
+        let cases: [(&str, &str, MappingClass); 22] = [
+            ("rw-p", "[heap]", MappingClass::Heap),
+            ("rw-p", "[stack]", MappingClass::Stack),
+            ("rw-p", "[stack:1234]", MappingClass::Stack),
+            ("r-xp", "[vdso]", MappingClass::Vdso),
+            ("r--p", "[vvar]", MappingClass::Vdso),
+            ("r--p", "[vvar_vclock]", MappingClass::Vdso),
+            ("--xp", "[vsyscall]", MappingClass::Vdso),
+            ("r-xp", "[vectors]", MappingClass::Vdso),
+            ("rw-p", "", MappingClass::Anonymous),
+            ("---p", "", MappingClass::Anonymous),
+            ("rw-p", "[anon:libc_malloc]", MappingClass::Anonymous),
+            ("rw-s", "", MappingClass::Shmem),
+            ("rw-s", "[anon_shmem:pool]", MappingClass::Shmem),
+            ("rw-s", "/dev/shm/oxcol-smaps-fixture", MappingClass::Shmem),
+            ("rw-s", "/memfd:wayland-cursor (deleted)", MappingClass::Shmem),
+            ("rw-s", "/SYSV00000000 (deleted)", MappingClass::Shmem),
+            ("rw-s", "/dev/zero (deleted)", MappingClass::Shmem),
+            ("r-xp", "/usr/lib/x86_64-linux-gnu/libc.so.6", MappingClass::File),
+            ("r--s", "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache", MappingClass::File),
+            ("rw-s", "/var/lib/db/data.mdb", MappingClass::File),
+            ("r-xp", "/usr/bin/app (deleted)", MappingClass::File),
+            ("rw-p", "[unknown]", MappingClass::Anonymous),
+        ];
+        for (perms, path, class) in cases {
+            assert_eq!(MappingClass::of(perms.as_bytes(), path.as_bytes()), class, "{perms} {path}");
+        }
+        assert_eq!(MappingClass::ALL.map(|c| c.index()), [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn smaps_mappings_from_a_real_file() {
+        let mut mappings = Vec::new();
+        for_each_mapping(SLEEP_SMAPS, |m| mappings.push((String::from_utf8_lossy(m.perms).into_owned(), String::from_utf8_lossy(m.path).into_owned(), m.rss, m.pss, m.swap, m.path_offset)));
+        let headers = SLEEP_SMAPS.split(|&b| b == b'\n').filter(|l| l.first().is_some_and(u8::is_ascii_hexdigit) && l.contains(&b'-')).count();
+        assert_eq!(mappings.len(), headers);
+        assert_eq!(mappings.len(), 37);
+        assert_eq!((mappings[0].0.as_str(), mappings[0].1.as_str(), mappings[0].2, mappings[0].3), ("r--p", "/usr/bin/sleep", 8 * 1024, 8 * 1024));
+        let heap = mappings.iter().find(|m| m.1 == "[heap]").unwrap();
+        assert_eq!((heap.2, heap.3), (16 * 1024, 16 * 1024));
+        let anonymous = mappings.iter().filter(|m| m.1.is_empty()).count();
+        assert_eq!(anonymous, 3, "`rw-p 00000000 00:00 0 ` lines have no path");
+        // path_offset points at the path in the input.
+        for m in &mappings {
+            assert_eq!(&SLEEP_SMAPS[m.5..m.5 + m.1.len()], m.1.as_bytes());
+        }
+        // Pss summed over mappings: each mapping's value is truncated to a KiB, the
+        // rollup's sum is not, so the sum is at most the rollup and short by < 1 KiB per
+        // mapping. Rss is in whole pages: equal.
+        let (rss, pss): (u64, u64) = mappings.iter().fold((0, 0), |(r, p), m| (r + m.2, p + m.3));
+        assert_eq!(rss, 1812 * 1024);
+        assert_eq!(pss, 213 * 1024);
+        let mut go = 0;
+        for_each_mapping(GO_SMAPS, |_| go += 1);
+        assert_eq!(go, 32);
+        // smaps_rollup fed to the smaps parser: one mapping, [rollup].
+        let mut rollup = Vec::new();
+        for_each_mapping(ROLLUP, |m| rollup.push((m.path.to_vec(), m.rss)));
+        assert_eq!(rollup, [(b"[rollup]".to_vec(), 1688 * 1024)]);
+    }
+
+    /// A plain, iterator-based smaps parser: the reference for `for_each_mapping`.
+    fn reference_mappings(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, u64, u64, u64)> {
+        let mut out: Vec<(Vec<u8>, Vec<u8>, u64, u64, u64)> = Vec::new();
+        for line in data.split(|&b| b == b'\n') {
+            let hex = |w: &[u8]| !w.is_empty() && w.iter().all(u8::is_ascii_hexdigit);
+            if !line.first().is_some_and(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+                let words: Vec<&[u8]> = line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
+                if words.len() == 3 && words[2] == b"kB" && line.starts_with(words[0]) {
+                    if let (Some(last), Some(kib)) = (out.last_mut(), parse_u64(words[1])) {
+                        match words[0] {
+                            b"Rss:" => last.2 = kib.saturating_mul(1024),
+                            b"Pss:" => last.3 = kib.saturating_mul(1024),
+                            b"Swap:" => last.4 = kib.saturating_mul(1024),
+                            _ => {}
+                        }
+                    }
+                }
+                continue;
+            }
+            let words: Vec<&[u8]> = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).collect();
+            if words.len() < 5 {
+                continue;
+            }
+            let Some((start, end)) = words[0].iter().position(|&b| b == b'-').map(|d| (&words[0][..d], &words[0][d + 1..])) else { continue };
+            if !hex(start) || !hex(end) || words[1].len() != 4 || !hex(words[2]) || !words[3].iter().all(|&b| b.is_ascii_hexdigit() || b == b':') || !words[4].iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            // The path: everything after the fifth word and the spaces that follow it.
+            let mut seen = 0;
+            let mut at = 0;
+            while seen < 5 {
+                while line[at] == b' ' {
+                    at += 1;
+                }
+                while at < line.len() && line[at] != b' ' {
+                    at += 1;
+                }
+                seen += 1;
+            }
+            while at < line.len() && line[at] == b' ' {
+                at += 1;
+            }
+            out.push((words[1].to_vec(), line[at..].to_vec(), 0, 0, 0));
+        }
+        out
+    }
+
+    #[test]
+    fn lines_agree_with_split() {
+        let mut state: u64 = 0x0123_4567_89AB_CDEF;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Newlines at every position and in runs, bytes around them, lengths up to 40.
+        for round in 0..20_000 {
+            let len = round % 41;
+            let data: Vec<u8> = (0..len).map(|_| [b'\n', 0x0b, 0x8a, 0x09, b'a', 0xff, 0x00, 0x0a][(next() % 8) as usize]).collect();
+            let mut got = Vec::new();
+            for_each_line(&data, |line, offset| {
+                assert_eq!(&data[offset..offset + line.len()], line);
+                got.push(line.to_vec());
+            });
+            let expected: Vec<Vec<u8>> = data.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+            assert_eq!(got, expected, "{data:?}");
+        }
+    }
+
+    #[test]
+    fn smaps_parser_matches_reference_on_mutated_input() {
+        let mut state: u64 = 0x5851_F42D_4C95_7F2D;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut mappings = 0;
+        for round in 0..1_500 {
+            let mut input = if round % 2 == 0 { SLEEP_SMAPS.to_vec() } else { GO_SMAPS.to_vec() };
+            for _ in 0..(next() % 40) {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 3 {
+                    0 if at < input.len() => input[at] = [b' ', b'\t', b':', b'-', b'k', b'B', b'7', b'f', b'\n', b'[', 0xff][(next() % 11) as usize],
+                    1 => input.insert(at, [b' ', b':', b'\n', b'-', b'9', b'x', b's', 0xff][(next() % 8) as usize]),
+                    _ if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let mut got = Vec::new();
+            for_each_mapping(&input, |m| {
+                assert_eq!(&input[m.path_offset..m.path_offset + m.path.len()], m.path);
+                let _ = MappingClass::of(m.perms, m.path);
+                got.push((m.perms.to_vec(), m.path.to_vec(), m.rss, m.pss, m.swap));
+            });
+            assert_eq!(got, reference_mappings(&input), "{}", String::from_utf8_lossy(&input));
+            mappings += got.len();
+        }
+        assert!(mappings > 1_500 * 25, "mutations must leave most mappings valid ({mappings})");
+    }
+
     #[test]
     fn stat_with_hostile_comm() {
         let stat = parse_stat(b"3353 (cat) R 3348 3348 2292 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 18417 5652480 200 18446744073709551615").unwrap();
@@ -267,6 +666,10 @@ Locked:                0 kB
             if let Some(stat) = parse_stat(&input) {
                 total = total.wrapping_add(stat.starttime);
             }
+            for_each_mapping(&input, |m| {
+                total = total.wrapping_add(m.pss);
+                let _ = MappingClass::of(m.perms, m.path);
+            });
         }
         assert!(total > 0);
     }

@@ -49,9 +49,12 @@ fn config_defaults_and_validation() {
     assert_eq!(config.proc_path, Path::new("/proc"));
     assert!(config.reads_self() && config.validate().is_empty());
     assert!(!Config { all: true, ..Config::default() }.reads_self());
-    let bad = Config { proc_path: "proc".into(), names: vec!["(".into()], detailed: true, self_process: Some(false), ..Config::default() };
+    assert!(!config.detailed && config.top_files == 10);
+    assert!(Config { detailed: true, top_files: 1000, ..Config::default() }.validate().is_empty());
+    let bad = Config { proc_path: "proc".into(), names: vec!["(".into()], top_files: 1001, self_process: Some(false), ..Config::default() };
     let errors = bad.validate();
     assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[2].contains("top_files"), "{errors:?}");
     assert!(Config { self_process: Some(false), ..Config::default() }.validate()[0].contains("no process selected"));
 }
 
@@ -165,4 +168,181 @@ fn rfc3339_dates() {
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(rfc3339(1_700_000_009), "2023-11-14T22:13:29Z");
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smaps").join(name)).unwrap()
+}
+
+fn rollup_field(rollup: &[u8], name: &[u8]) -> u64 {
+    let mut found = None;
+    parse::for_each_rollup_field(rollup, |field, bytes| {
+        if field == name {
+            found = Some(bytes);
+        }
+    });
+    found.unwrap_or_else(|| panic!("{} not in the rollup", String::from_utf8_lossy(name)))
+}
+
+/// Checks a breakdown of full smaps against the smaps_rollup of the same process: Rss
+/// and Swap sum exactly (whole pages), Pss is short by less than 1 KiB per mapping (each
+/// mapping's Pss is truncated to a KiB, the rollup's sum is truncated once).
+fn assert_matches_rollup(breakdown: &detailed::Breakdown, rollup: &[u8], slack: u64) {
+    let sum = |f: fn(&detailed::ClassTotals) -> u64| breakdown.classes.iter().map(f).sum::<u64>();
+    let mappings = sum(|t| t.count);
+    let (rss, pss, swap) = (rollup_field(rollup, b"Rss"), rollup_field(rollup, b"Pss"), rollup_field(rollup, b"Swap"));
+    assert!(sum(|t| t.rss).abs_diff(rss) <= slack, "Rss {} vs rollup {rss}", sum(|t| t.rss));
+    assert!(sum(|t| t.swap).abs_diff(swap) <= slack, "Swap {} vs rollup {swap}", sum(|t| t.swap));
+    let detailed_pss = sum(|t| t.pss);
+    assert!(detailed_pss <= pss + slack && pss < detailed_pss + mappings * 1024 + slack, "Pss {detailed_pss} vs rollup {pss} ({mappings} mappings)");
+}
+
+#[test]
+fn detailed_breakdown_of_recorded_smaps_matches_their_rollup() {
+    let mut breakdown = detailed::Breakdown::default();
+    let class = |b: &detailed::Breakdown, c: parse::MappingClass| b.classes[c.index()];
+    use parse::MappingClass::*;
+
+    let smaps = fixture("sleep-glibc.smaps");
+    breakdown.parse(&smaps, 3);
+    assert_matches_rollup(&breakdown, &fixture("sleep-glibc.smaps_rollup"), 0);
+    assert_eq!(class(&breakdown, Heap), detailed::ClassTotals { rss: 16 << 10, pss: 16 << 10, swap: 0, count: 1 });
+    assert_eq!(class(&breakdown, Stack), detailed::ClassTotals { rss: 16 << 10, pss: 16 << 10, swap: 0, count: 1 });
+    assert_eq!(class(&breakdown, File), detailed::ClassTotals { rss: 1744 << 10, pss: 149 << 10, swap: 0, count: 28 });
+    assert_eq!(class(&breakdown, Anonymous), detailed::ClassTotals { rss: 32 << 10, pss: 32 << 10, swap: 0, count: 3 });
+    assert_eq!(class(&breakdown, Vdso).count, 4, "[vvar], [vvar_vclock], [vdso], [vsyscall]");
+    assert_eq!(class(&breakdown, Shmem).count, 0);
+    // libc's five segments are one file; the top three by Pss, largest first.
+    let files: Vec<(&[u8], u64, u64)> = breakdown.files.iter().map(|f| (&smaps[f.path.clone()], f.pss >> 10, f.rss >> 10)).collect();
+    assert_eq!(files, [(&b"/usr/lib/x86_64-linux-gnu/libc.so.6"[..], 69, 1288), (&b"/usr/bin/sleep"[..], 44, 44), (&b"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"[..], 23, 212)]);
+    breakdown.parse(&smaps, 0);
+    assert!(breakdown.files.is_empty());
+    breakdown.parse(&smaps, 1000);
+    assert_eq!(breakdown.files.len(), 16, "every distinct file once");
+
+    let smaps = fixture("go-static.smaps");
+    breakdown.parse(&smaps, 10);
+    assert_matches_rollup(&breakdown, &fixture("go-static.smaps_rollup"), 0);
+    assert_eq!(class(&breakdown, Shmem), detailed::ClassTotals { rss: 1024 << 10, pss: 1024 << 10, swap: 0, count: 1 });
+    assert_eq!(class(&breakdown, Heap).count, 0, "a static Go binary has no brk heap");
+    assert_eq!(class(&breakdown, Anonymous).pss, 9240 << 10);
+    let paths: Vec<&[u8]> = breakdown.files.iter().map(|f| &smaps[f.path.clone()]).collect();
+    assert_eq!(paths, [&b"/tmp/w4/gofix/fixture"[..], b"/dev/shm/oxcol-smaps-fixture"]);
+}
+
+/// A file mapped in two places that are not adjacent is still one entry.
+#[test]
+fn detailed_merges_a_file_mapped_twice() {
+    let smaps = b"00400000-00401000 r--p 00000000 fe:00 1 /data/a\nRss: 4 kB\nPss: 4 kB\n\
+00401000-00402000 rw-p 00000000 00:00 0 \nRss: 4 kB\nPss: 4 kB\n\
+00500000-00510000 r--s 00000000 fe:00 2 /data/b\nRss: 64 kB\nPss: 8 kB\n\
+00600000-00601000 r--p 00001000 fe:00 1 /data/a\nRss: 8 kB\nPss: 8 kB\nSwap: 4 kB\n";
+    let mut breakdown = detailed::Breakdown::default();
+    breakdown.parse(smaps, 1);
+    assert_eq!(breakdown.files, [detailed::FileEntry { path: 40..47, pss: 12 << 10, rss: 12 << 10 }]);
+    assert_eq!(&smaps[40..47], b"/data/a");
+    assert_eq!(breakdown.classes[parse::MappingClass::File.index()].swap, 4 << 10);
+}
+
+/// A child with known mappings: 64 MiB of touched anonymous memory, 8 MiB in /dev/shm,
+/// 4 MiB in a memfd, read through the collector with `detailed: true`.
+#[test]
+fn detailed_live_child_by_class_and_against_its_rollup() {
+    let marker = format!("oxcol-smaps-detailed-{}", std::process::id());
+    let shm = format!("/dev/shm/{marker}");
+    let program = format!(
+        "import mmap, os, sys, time\nb = bytearray(64 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n\
+f = open('{shm}', 'w+b'); f.truncate(8 << 20); s = mmap.mmap(f.fileno(), 8 << 20)\nfor i in range(0, 8 << 20, 4096): s[i] = 1\n\
+fd = os.memfd_create('oxcol-test'); os.ftruncate(fd, 4 << 20); m = mmap.mmap(fd, 4 << 20)\nfor i in range(0, 4 << 20, 4096): m[i] = 1\n\
+print('ready', flush=True)\ntime.sleep(60)\n"
+    );
+    let mut child = Command::new("python3").args(["-c", &program, &marker]).stdout(Stdio::piped()).spawn().expect("python3 is installed (test dependency)");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let guard = Guard(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).expect("child prints ready");
+    let _ = std::fs::remove_file(&shm);
+    assert_eq!(line.trim(), "ready");
+    let pid = guard.0.id();
+
+    let registry = Registry::new();
+    let mut collector = Collector::new("smaps", &Config { pids: vec![pid], detailed: true, top_files: 5, ..Config::default() }, &registry);
+    let out = collector.collect(std::time::SystemTime::now());
+    assert_eq!(out.len(), 1);
+    let rm = &out[0];
+    let class = |name: &str, c: &str| value(rm, name, &[("mapping.class", c)]).unwrap_or_else(|| panic!("{name}{{{c}}} missing"));
+    assert!(class("process.smaps.mapping.pss", "anonymous") + class("process.smaps.mapping.pss", "heap") >= 64.0 * MIB);
+    assert!((12.0 * MIB..13.0 * MIB).contains(&class("process.smaps.mapping.rss", "shmem")), "{}", class("process.smaps.mapping.rss", "shmem") / MIB);
+    assert!(class("process.smaps.mapping.rss", "file") > 0.0 && class("process.smaps.mapping.count", "vdso") >= 1.0);
+    assert!(class("process.smaps.mapping.count", "stack") == 1.0);
+    assert_eq!(unit(rm, "process.smaps.mapping.count"), Some("{mapping}"));
+    assert!(is_gauge(rm, "process.smaps.mapping.pss") && unit(rm, "process.smaps.mapping.pss") == Some("By"));
+    // The shm file (deleted by now) and the memfd are among the top files by Pss.
+    let shm_path = format!("{shm} (deleted)");
+    assert_eq!(value(rm, "process.smaps.file.pss", &[("file.path", &shm_path)]), Some(8.0 * MIB));
+    assert_eq!(value(rm, "process.smaps.file.rss", &[("file.path", "/memfd:oxcol-test (deleted)")]), Some(4.0 * MIB));
+    let files = crate::cgroup::emit::lookup::find(rm, "process.smaps.file.pss").map(|m| match &m.data {
+        Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) => g.data_points.len(),
+        _ => 0,
+    });
+    assert_eq!(files, Some(5));
+    // The rollup totals are still there, and the classes add up to them. Pss of shared
+    // library pages moves when other processes map or unmap them between the two reads
+    // (builds run beside this test): retry a few times.
+    assert!(value(rm, "process.smaps.pss_anon", &[]).is_some());
+    let mut last = String::new();
+    for _ in 0..5 {
+        let rollup = std::fs::read(format!("/proc/{pid}/smaps_rollup")).unwrap();
+        let smaps = std::fs::read(format!("/proc/{pid}/smaps")).unwrap();
+        let mut breakdown = detailed::Breakdown::default();
+        breakdown.parse(&smaps, 0);
+        match std::panic::catch_unwind(|| assert_matches_rollup(&breakdown, &rollup, 0)) {
+            Ok(()) => return,
+            Err(e) => last = e.downcast_ref::<String>().cloned().unwrap_or_default(),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("detailed totals never matched the rollup: {last}");
+}
+
+/// `detailed` on a fixture /proc: the recorded smaps of `sleep` as one process's.
+#[test]
+fn detailed_fixture_proc_points() {
+    let proc = std::env::temp_dir().join(format!("oxcol-smaps-detailed-proc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&proc);
+    std::fs::create_dir_all(proc.join("42")).unwrap();
+    std::fs::write(proc.join("stat"), "btime 1700000000\n").unwrap();
+    std::fs::write(proc.join("42/stat"), "42 (sleep) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 1\n").unwrap();
+    std::fs::write(proc.join("42/smaps_rollup"), fixture("sleep-glibc.smaps_rollup")).unwrap();
+    std::fs::write(proc.join("42/smaps"), fixture("sleep-glibc.smaps")).unwrap();
+    std::fs::create_dir_all(proc.join("43")).unwrap();
+    std::fs::write(proc.join("43/stat"), "43 (gone) S 1 43 43 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 1\n").unwrap();
+    std::fs::write(proc.join("43/smaps_rollup"), fixture("go-static.smaps_rollup")).unwrap();
+    let registry = Registry::new();
+    let base = Config { proc_path: proc.clone(), pids: vec![42, 43], self_process: Some(false), detailed: true, ..Config::default() };
+    let out = Collector::new("smaps", &base, &registry).collect(UNIX_EPOCH);
+    assert_eq!(out.len(), 2);
+    let rm = &out[0];
+    assert_eq!(value(rm, "process.smaps.mapping.pss", &[("mapping.class", "heap")]), Some(16.0 * 1024.0));
+    assert_eq!(value(rm, "process.smaps.mapping.rss", &[("mapping.class", "file")]), Some(1744.0 * 1024.0));
+    assert_eq!(value(rm, "process.smaps.mapping.swap", &[("mapping.class", "shmem")]), Some(0.0), "every class is emitted, zeros too");
+    assert_eq!(value(rm, "process.smaps.file.pss", &[("file.path", "/usr/lib/x86_64-linux-gnu/libc.so.6")]), Some(69.0 * 1024.0));
+    assert_eq!(value(rm, "process.smaps.rss", &[]), Some(1812.0 * 1024.0), "the rollup metrics are unchanged");
+    // pid 43 has no smaps file: its rollup metrics are kept, the failure is counted.
+    assert_eq!(value(&out[1], "process.smaps.rss", &[]), Some(11788.0 * 1024.0));
+    assert_eq!(value(&out[1], "process.smaps.mapping.pss", &[("mapping.class", "heap")]), None);
+    assert!(registry.render_prometheus().contains("oxcol_smaps_detailed_read_errors{receiver=\"smaps\"} 1"));
+    let out = Collector::new("smaps", &Config { top_files: 0, ..base.clone() }, &registry).collect(UNIX_EPOCH);
+    assert!(crate::cgroup::emit::lookup::find(&out[0], "process.smaps.file.pss").is_none());
+    assert!(value(&out[0], "process.smaps.mapping.count", &[("mapping.class", "vdso")]) == Some(4.0));
+    let out = Collector::new("smaps", &Config { detailed: false, ..base }, &registry).collect(UNIX_EPOCH);
+    assert!(crate::cgroup::emit::lookup::find(&out[0], "process.smaps.mapping.pss").is_none());
+    let _ = std::fs::remove_dir_all(&proc);
+}
+
+#[test]
+fn clock_ticks_come_from_sysconf() {
+    let ticks = crate::cgroup::emit::clock_ticks_per_second();
+    let getconf = Command::new("getconf").arg("CLK_TCK").output().ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse::<u64>().ok());
+    assert_eq!(Some(ticks), getconf.or(Some(100)));
 }
