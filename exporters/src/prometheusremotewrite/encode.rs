@@ -326,22 +326,7 @@ pub fn encode_v2_into<'t>(out: &mut Vec<u8>, series: &[Series<'t>], families: &'
             put_int(&mut body, 0x18, *start);
         }
         for h in &s.histograms {
-            let v1 = histogram_v1(h);
-            let h2 = v2::Histogram {
-                count_int: v1.count_int,
-                sum: v1.sum,
-                schema: v1.schema,
-                zero_threshold: v1.zero_threshold,
-                zero_count_int: v1.zero_count_int,
-                negative_spans: v1.negative_spans,
-                negative_deltas: v1.negative_deltas,
-                positive_spans: v1.positive_spans,
-                positive_deltas: v1.positive_deltas,
-                reset_hint: v1.reset_hint,
-                timestamp: v1.timestamp,
-                start_timestamp: h.start_ms,
-            };
-            prost::encoding::message::encode(3, &h2, &mut body);
+            prost::encoding::message::encode(3, &histogram_v2(h), &mut body);
         }
         for e in &s.exemplars {
             let exemplar = v2::Exemplar {
@@ -369,6 +354,25 @@ pub fn encode_v2_into<'t>(out: &mut Vec<u8>, series: &[Series<'t>], families: &'
 
 /// A native histogram in the 1.0 message (integer counts, reset hint UNKNOWN: the
 /// receiver detects resets itself, as for cumulative OTLP data).
+/// The remote write 2.0 form of a native histogram: the 1.0 fields plus its start time.
+fn histogram_v2(h: &NativeHistogram) -> v2::Histogram {
+    let v1 = histogram_v1(h);
+    v2::Histogram {
+        count_int: v1.count_int,
+        sum: v1.sum,
+        schema: v1.schema,
+        zero_threshold: v1.zero_threshold,
+        zero_count_int: v1.zero_count_int,
+        negative_spans: v1.negative_spans,
+        negative_deltas: v1.negative_deltas,
+        positive_spans: v1.positive_spans,
+        positive_deltas: v1.positive_deltas,
+        reset_hint: v1.reset_hint,
+        timestamp: v1.timestamp,
+        start_timestamp: h.start_ms,
+    }
+}
+
 fn histogram_v1(h: &NativeHistogram) -> v1::Histogram {
     let spans = |spans: &[(i32, u32)]| spans.iter().map(|(offset, length)| v1::BucketSpan { offset: *offset, length: *length }).collect();
     v1::Histogram {
@@ -674,23 +678,7 @@ mod tests {
                 histograms: s
                     .histograms
                     .iter()
-                    .map(|h| {
-                        let v1 = histogram_v1(h);
-                        v2::Histogram {
-                            count_int: v1.count_int,
-                            sum: v1.sum,
-                            schema: v1.schema,
-                            zero_threshold: v1.zero_threshold,
-                            zero_count_int: v1.zero_count_int,
-                            negative_spans: v1.negative_spans,
-                            negative_deltas: v1.negative_deltas,
-                            positive_spans: v1.positive_spans,
-                            positive_deltas: v1.positive_deltas,
-                            reset_hint: v1.reset_hint,
-                            timestamp: v1.timestamp,
-                            start_timestamp: h.start_ms,
-                        }
-                    })
+                    .map(|h| histogram_v2(h))
                     .collect(),
                 exemplars: s
                     .exemplars
