@@ -343,6 +343,43 @@ impl Target {
     }
 }
 
+/// A processor whose state is checkpointed: the policy every such processor follows,
+/// written once. A checkpoint is written when the state changed since the last one and
+/// the interval passed (`Processor::tick`), and once more after the pipeline drained
+/// (`Processor::shutdown`); the state is encoded only then.
+pub(crate) trait Checkpointed {
+    /// The checkpointer (None without `storage`) and the changed-since-last flag.
+    fn checkpoint_parts(&mut self) -> (&mut Option<Checkpointer>, &mut bool);
+    /// The newest data-point time of the state, in nanoseconds since the epoch.
+    fn newest_data_ts(&self) -> u64;
+    fn encode_state(&self) -> Vec<u8>;
+
+    /// For `Processor::tick`: checkpoints when due and the state changed.
+    fn checkpoint_if_due(&mut self) {
+        let (checkpoint, dirty) = self.checkpoint_parts();
+        if !*dirty || !checkpoint.as_ref().is_some_and(Checkpointer::due) {
+            return;
+        }
+        let (payload, newest_ts) = (self.encode_state(), self.newest_data_ts());
+        let (checkpoint, dirty) = self.checkpoint_parts();
+        *dirty = false;
+        if let Some(checkpoint) = checkpoint.as_mut() {
+            checkpoint.submit(payload, newest_ts);
+        }
+    }
+
+    /// For `Processor::shutdown`: the final checkpoint, after the pipeline drained.
+    fn final_checkpoint(&mut self) {
+        if self.checkpoint_parts().0.is_none() {
+            return;
+        }
+        let (payload, newest_ts) = (self.encode_state(), self.newest_data_ts());
+        if let Some(mut checkpoint) = self.checkpoint_parts().0.take() {
+            checkpoint.finish(payload, newest_ts);
+        }
+    }
+}
+
 /// The checkpoint file of one processor instance: restores at start, then writes.
 pub struct Checkpointer {
     target: Arc<Target>,

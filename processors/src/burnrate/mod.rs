@@ -42,7 +42,7 @@ use oxcol_core::{Batch, Processor, Refusal};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::checkpoint::{self, Checkpointer, Decoder, Encoder, Storage};
+use crate::checkpoint::{self, Checkpointed, Checkpointer, Decoder, Encoder, Storage};
 use crate::ewma::{SeriesHasher, attributes_hash, hash_str};
 
 pub use window::PromDuration;
@@ -1197,27 +1197,26 @@ impl Processor for BurnrateProcessor {
         self.checkpoint.as_ref().map(Checkpointer::interval)
     }
 
-    /// Checkpoints when due and the state changed since the last checkpoint.
     fn tick(&mut self) {
-        if !self.dirty || !self.checkpoint.as_ref().is_some_and(Checkpointer::due) {
-            return;
-        }
-        let payload = self.encode_state();
-        self.dirty = false;
-        if let Some(checkpoint) = self.checkpoint.as_mut() {
-            checkpoint.submit(payload, self.newest_ts);
-        }
+        self.checkpoint_if_due();
     }
 
-    /// The final checkpoint, after the pipeline drained.
     fn shutdown(&mut self) {
-        if self.checkpoint.is_none() {
-            return;
-        }
-        let payload = self.encode_state();
-        if let Some(mut checkpoint) = self.checkpoint.take() {
-            checkpoint.finish(payload, self.newest_ts);
-        }
+        self.final_checkpoint();
+    }
+}
+
+impl Checkpointed for BurnrateProcessor {
+    fn checkpoint_parts(&mut self) -> (&mut Option<Checkpointer>, &mut bool) {
+        (&mut self.checkpoint, &mut self.dirty)
+    }
+
+    fn newest_data_ts(&self) -> u64 {
+        self.newest_ts
+    }
+
+    fn encode_state(&self) -> Vec<u8> {
+        BurnrateProcessor::encode_state(self)
     }
 }
 

@@ -33,7 +33,7 @@ use oxcol_core::{Batch, GoDuration, Processor, Refusal};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::checkpoint::{self, Checkpointer, Decoder, Encoder, Storage};
+use crate::checkpoint::{self, Checkpointed, Checkpointer, Decoder, Encoder, Storage};
 
 pub const TYPE: &str = "ewma";
 pub const ALIASES: &[&str] = &["ewma"];
@@ -1014,27 +1014,26 @@ impl Processor for EwmaProcessor {
         self.checkpoint.as_ref().map(Checkpointer::interval)
     }
 
-    /// Checkpoints when due and the state changed since the last checkpoint.
     fn tick(&mut self) {
-        if !self.dirty || !self.checkpoint.as_ref().is_some_and(Checkpointer::due) {
-            return;
-        }
-        let payload = self.encode_state();
-        self.dirty = false;
-        if let Some(checkpoint) = self.checkpoint.as_mut() {
-            checkpoint.submit(payload, self.newest_ts);
-        }
+        self.checkpoint_if_due();
     }
 
-    /// The final checkpoint, after the pipeline drained.
     fn shutdown(&mut self) {
-        if self.checkpoint.is_none() {
-            return;
-        }
-        let payload = self.encode_state();
-        if let Some(mut checkpoint) = self.checkpoint.take() {
-            checkpoint.finish(payload, self.newest_ts);
-        }
+        self.final_checkpoint();
+    }
+}
+
+impl Checkpointed for EwmaProcessor {
+    fn checkpoint_parts(&mut self) -> (&mut Option<Checkpointer>, &mut bool) {
+        (&mut self.checkpoint, &mut self.dirty)
+    }
+
+    fn newest_data_ts(&self) -> u64 {
+        self.newest_ts
+    }
+
+    fn encode_state(&self) -> Vec<u8> {
+        EwmaProcessor::encode_state(self)
     }
 }
 
