@@ -67,6 +67,21 @@ impl Drop for ChildGuard {
 pub fn spawn_logged(command: &mut Command, log: &Path) -> ChildGuard {
     let file = std::fs::File::create(log)
         .unwrap_or_else(|error| panic!("cannot create {}: {error}", log.display()));
+    spawn_into(command, file)
+}
+
+/// As [`spawn_logged`], appending to `log`: a process restarted by a test keeps the
+/// log of its earlier runs.
+pub fn spawn_appending(command: &mut Command, log: &Path) -> ChildGuard {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|error| panic!("cannot open {}: {error}", log.display()));
+    spawn_into(command, file)
+}
+
+fn spawn_into(command: &mut Command, file: std::fs::File) -> ChildGuard {
     let stdout = file.try_clone().expect("clones the log handle");
     let child = command
         .stdin(Stdio::null())

@@ -16,7 +16,7 @@ mod common;
 
 use common::*;
 use oxcol_core::Signal;
-use oxcol_integration::child::ChildGuard;
+use oxcol_integration::child::{spawn_appending, ChildGuard};
 use oxcol_integration::load::{self, LoadConfig, LoadSummary, Protocol};
 use oxcol_integration::sink::RunningSink;
 use serde_json::json;
@@ -164,20 +164,10 @@ service:
 
     /// Starts oxcol (appending to the log) and waits until its gRPC port answers.
     async fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("opens the log");
-        let child = Command::new(oxcol_binary())
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clones the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starts oxcol");
-        self.child = Some(ChildGuard::new(child));
+        self.child = Some(spawn_appending(
+            Command::new(oxcol_binary()).arg("--config").arg(&self.config),
+            &self.log,
+        ));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.child_mut().try_wait()) {

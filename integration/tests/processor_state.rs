@@ -22,7 +22,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{READY_TIMEOUT, bounded, free_port, metric_sum, oxcol_binary};
@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use oxcol_integration::child::ChildGuard;
+use oxcol_integration::child::{spawn_appending, ChildGuard};
 use oxcol_integration::sink::{self, RunningSink, SinkConfig};
 use prost::Message;
 
@@ -153,20 +153,10 @@ impl Node {
     }
 
     async fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("opens the log");
-        let child = Command::new(oxcol_binary())
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clones the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starts oxcol");
-        self.child = Some(ChildGuard::new(child));
+        self.child = Some(spawn_appending(
+            Command::new(oxcol_binary()).arg("--config").arg(&self.config),
+            &self.log,
+        ));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.child_mut().try_wait()) {
