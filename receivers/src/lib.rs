@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod otlp;
 pub mod pprof;
 pub mod prometheus;
+mod proc_text;
 pub mod scrape_http;
 pub mod scraper;
 pub mod smaps;

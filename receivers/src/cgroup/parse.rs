@@ -100,24 +100,7 @@ pub fn for_each_flat(bytes: &[u8], mut each: impl FnMut(&[u8], u64)) {
 /// One pass over the bytes (memory.stat has ~60 lines per cgroup).
 fn two_words(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut words: [&[u8]; 2] = [&[], &[]];
-    let mut count = 0;
-    let mut at = 0;
-    while at < line.len() {
-        if line[at].is_ascii_whitespace() {
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < line.len() && !line[at].is_ascii_whitespace() {
-            at += 1;
-        }
-        if count == 2 {
-            return None;
-        }
-        words[count] = &line[start..at];
-        count += 1;
-    }
-    (count == 2).then_some((words[0], words[1]))
+    crate::proc_text::split_words(line, &mut words).then_some((words[0], words[1]))
 }
 
 /// One PSI line (`some` or `full`): averages in percent and the total stall time in µs.

@@ -8,6 +8,8 @@
 //! stat: `comm` sits in parentheses and may contain spaces and `)`, so the line is split
 //! at the last `)`.
 
+use crate::proc_text::split_words;
+
 /// Calls `each(field, bytes)` for every `Field: N kB` line.
 pub fn for_each_rollup_field(data: &[u8], mut each: impl FnMut(&[u8], u64)) {
     for_each_line(data, |line, _| {
@@ -42,29 +44,6 @@ pub(crate) fn for_each_line<'a>(data: &'a [u8], mut each: impl FnMut(&'a [u8], u
         line_start = end + 1;
     }
     each(data.get(line_start..).unwrap_or_default(), line_start);
-}
-
-/// Splits `line` at ASCII whitespace into exactly `words.len()` non-empty words; false
-/// when it has more or fewer. One pass over the bytes.
-fn split_words<'a>(line: &'a [u8], words: &mut [&'a [u8]]) -> bool {
-    let mut count = 0;
-    let mut at = 0;
-    while at < line.len() {
-        if line[at].is_ascii_whitespace() {
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < line.len() && !line[at].is_ascii_whitespace() {
-            at += 1;
-        }
-        if count == words.len() {
-            return false;
-        }
-        words[count] = &line[start..at];
-        count += 1;
-    }
-    count == words.len()
 }
 
 fn parse_u64(bytes: &[u8]) -> Option<u64> {
