@@ -7,6 +7,7 @@ its ports and its Prometheus text.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -43,10 +44,37 @@ def require_oxcol() -> Path:
     return path
 
 
+_PORT_FLOOR = 10_000
+_next_port = itertools.count()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free 127.0.0.1 port no other call in this process gets.
+
+    Taken below the kernel's ephemeral range, so no bind(:0) or outgoing connection of
+    another process can take it before the test's child binds it (the same rule as
+    integration/src/net.rs `free_port`; the offset differs by PID).
+    """
+    ceiling = max(_ephemeral_floor(), _PORT_FLOOR + 1024)
+    span = ceiling - _PORT_FLOOR
+    start = (os.getpid() * 7919 + 4099) % span
+    for _ in range(span):
+        port = _PORT_FLOOR + (start + next(_next_port)) % span
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {_PORT_FLOOR}..{ceiling}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -535,11 +535,7 @@ async fn record_writes_the_sent_requests() {
 async fn unreachable_receiver_fails_without_retry_and_is_waited_for_with_retry() {
     bounded(async {
         // A free port nobody listens on (yet).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::net::free_port();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let template = || LoadConfig {
             protocol: Protocol::Grpc,

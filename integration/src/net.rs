@@ -8,12 +8,38 @@ use std::time::{Duration, Instant};
 /// Longest time one [`http_get`] may take: connect, send, and read the whole answer.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A free TCP port on 127.0.0.1 (bound then released; the OS does not hand it out again soon).
+/// Lowest port [`free_port`] hands out.
+const PORT_FLOOR: u16 = 10_000;
+
+/// A free TCP port on 127.0.0.1 that no other caller of `free_port` in this process gets.
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`, 32768 up by
+/// default), so neither `bind(:0)` nor an outgoing connection of any process can take the
+/// port between this check and the child binding it. Each process starts at its own
+/// PID-derived offset and walks forward, so parallel test binaries do not pick alike; a
+/// port is only handed out after binding it succeeded.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("binds a free loopback port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ceiling = ephemeral_floor().max(PORT_FLOOR + 1024);
+    let span = u32::from(ceiling - PORT_FLOOR);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = PORT_FLOOR + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORT_FLOOR}..{ceiling}")
+}
+
+/// First port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// `GET path` (with its query string) from `addr` (`127.0.0.1:PORT`) over HTTP/1.0, so the

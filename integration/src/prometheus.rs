@@ -206,6 +206,34 @@ impl Prometheus {
         prometheus
     }
 
+    /// Starts Prometheus over a TSDB backfilled from `openmetrics` (an OpenMetrics text
+    /// ending in `# EOF`) with `promtool tsdb create-blocks-from openmetrics`, so queries
+    /// see series with the timestamps the text gives; `flags` as in [`Prometheus::start`].
+    pub fn backfilled(openmetrics: &str, flags: &[&str]) -> Prometheus {
+        let mut prometheus = Prometheus::prepare("global:\n  scrape_interval: 1m\n", flags);
+        let input = prometheus.dir.join("series.om");
+        std::fs::write(&input, openmetrics).expect("writes the OpenMetrics input");
+        let promtool = binary().with_file_name("promtool");
+        let output = Command::new(&promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(prometheus.dir.join("data"))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (Debian package prometheus; scripts/test installs it)",
+                    promtool.display()
+                )
+            });
+        assert!(
+            output.status.success(),
+            "promtool create-blocks-from failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        prometheus.launch();
+        prometheus
+    }
+
     fn prepare(config: &str, flags: &[&str]) -> Prometheus {
         let dir = std::env::temp_dir().join(format!(
             "oxcol-prometheus-{}-{}",

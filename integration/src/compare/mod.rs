@@ -22,7 +22,6 @@ use crate::otlp::RequestShape;
 use oxcol_core::Signal;
 use report::{MachineInfo, Report, RunResult, SystemInfo};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -232,7 +231,7 @@ impl RunVars {
         sink_grpc: String,
         sink_http: String,
     ) -> Result<RunVars, String> {
-        let ports = free_ports(5)?;
+        let ports: Vec<u16> = (0..5).map(|_| crate::net::free_port()).collect();
         let mut values = config.vars.clone();
         for (name, port) in ["grpc_port", "http_port", "port1", "port2", "port3"]
             .iter()
@@ -311,19 +310,6 @@ fn expand_command(
         return Err("the command is empty".into());
     }
     Ok(words)
-}
-
-/// Free ports on 127.0.0.1, all held at once so they differ, then released.
-fn free_ports(count: usize) -> Result<Vec<u16>, String> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|error| format!("cannot bind a free port on 127.0.0.1: {error}"))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()
-        .map_err(|error| error.to_string())
 }
 
 /// A started system under test: its own process group, stopped on drop (SIGTERM to the

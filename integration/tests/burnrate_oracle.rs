@@ -11,10 +11,7 @@
 //! jitter, so no sample sits exactly on a window edge (Prometheus 2.x ranges are closed
 //! on the left, 3.x ranges open; the processor follows 3.x).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -23,19 +20,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use oxcol_core::{Batch, Data, Processor};
+use oxcol_integration::prometheus::{Api, Prometheus, sample_value};
 use oxcol_processors::burnrate::{BurnrateProcessor, Config};
 
 const CODES: [&str; 3] = ["200", "500", "503"];
 const SCRAPES: usize = 120;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn label(key: &str, value: &str) -> KeyValue {
     KeyValue {
@@ -102,83 +91,32 @@ fn series(instance: Instance) -> (Vec<i64>, Vec<[f64; 3]>) {
     (timestamps, rows)
 }
 
-fn http_get(port: u16, path_and_query: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status line")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-fn encode_query(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn prometheus_value(port: u16, query: &str, ts_ms: i64) -> Option<f64> {
-    let path = format!(
-        "/api/v1/query?query={}&time={}.{:03}",
-        encode_query(query),
-        ts_ms / 1000,
-        ts_ms % 1000
-    );
-    let (status, body) = http_get(port, &path).unwrap_or_else(|e| panic!("query {query}: {e}"));
-    assert_eq!(status, 200, "query {query}: {body}");
-    let json: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("query {query}: {e}: {body}"));
-    let value = json["data"]["result"].get(0)?["value"][1]
-        .as_str()?
-        .parse::<f64>()
-        .ok()?;
+/// The burn rate Prometheus computes for `query` at `ts_ms`; None when it has no finite one.
+fn prometheus_value(api: Api, query: &str, ts_ms: i64) -> Option<f64> {
+    let result = api.query_at(query, ts_ms as f64 / 1000.0);
+    let value = sample_value(result.first()?);
     value.is_finite().then_some(value)
 }
 
 #[test]
 fn burn_rates_match_prometheus_increase_on_the_same_series() {
-    oracle(&[SINGLE], "single");
+    oracle(&[SINGLE]);
 }
 
 #[test]
 fn two_instances_are_summed_by_group_as_prometheus_sum_by_does() {
-    oracle(
-        &[
-            Instance {
-                name: "a",
-                ..SINGLE
-            },
-            Instance {
-                name: "b",
-                seed: 0x9e37_79b9_7f4a_7c15,
-                reset_at: 85,
-                scale: 3.0,
-            },
-        ],
-        "sumby",
-    );
+    oracle(&[
+        Instance {
+            name: "a",
+            ..SINGLE
+        },
+        Instance {
+            name: "b",
+            seed: 0x9e37_79b9_7f4a_7c15,
+            reset_at: 85,
+            scale: 3.0,
+        },
+    ]);
 }
 
 /// Backfills every instance's series into Prometheus and feeds them to the processor (one
@@ -186,18 +124,11 @@ fn two_instances_are_summed_by_group_as_prometheus_sum_by_does() {
 /// scrape), then compares the burn rates. With one unnamed instance: no resource
 /// attributes, no `group_by`, plain `sum`; with named ones: `group_by: [service]` and
 /// `sum by (service)`.
-fn oracle(instances: &[Instance], tag: &str) {
+fn oracle(instances: &[Instance]) {
     let grouped = instances.iter().any(|i| !i.name.is_empty());
     let data: Vec<(Vec<i64>, Vec<[f64; 3]>)> = instances.iter().map(|i| series(*i)).collect();
     // Every instance is scraped at the same timestamps (one Prometheus scrape loop).
     let timestamps = data[0].0.clone();
-    let dir = std::env::temp_dir().join(format!(
-        "oxcol-burnrate-oracle-{tag}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-
     // 1. Backfill the series into a TSDB with promtool.
     let mut openmetrics = String::from("# TYPE http_requests counter\n");
     for (instance, (_, rows)) in instances.iter().zip(&data) {
@@ -218,38 +149,11 @@ fn oracle(instances: &[Instance], tag: &str) {
         }
     }
     openmetrics.push_str("# EOF\n");
-    let input = dir.join("series.om");
-    std::fs::write(&input, openmetrics).expect("write openmetrics");
-    let tsdb = dir.join("data");
-    let status = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&input)
-        .arg(&tsdb)
-        .stdout(Stdio::null())
-        .status()
-        .expect("promtool is installed (Debian package prometheus; scripts/test installs it)");
-    assert!(status.success(), "promtool create-blocks-from failed");
 
-    // 2. Start Prometheus over it on a free port.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("write prometheus.yml");
-    let _prometheus = KillOnDrop(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.retention.time=30d")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is installed (Debian package; scripts/test installs it)"),
-    );
+    // 2. Start Prometheus over a TSDB backfilled with them.
+    let prometheus = Prometheus::backfilled(&openmetrics, &["--storage.tsdb.retention.time=30d"]);
 
-    // 3. Meanwhile, feed the same samples to the processor, one scrape per batch.
+    // 3. Feed the same samples to the processor, one scrape per batch.
     let group_by: Vec<&str> = if grouped { vec!["service"] } else { vec![] };
     let config: Config = serde_json::from_value(serde_json::json!({
         "period": "1h", "windows": ["30s", "1m"], "resolution": "1s",
@@ -346,18 +250,7 @@ fn oracle(instances: &[Instance], tag: &str) {
         ours.len()
     );
 
-    // 4. Wait (bounded) for Prometheus, then compare at every emitted timestamp.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if matches!(http_get(port, "/-/ready"), Ok((200, _))) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus did not become ready on 127.0.0.1:{port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // 4. Compare at every emitted timestamp.
     // Known, documented difference: Prometheus extrapolates each series back to no
     // further than its own zero point; oxcol extrapolates the group's sum. They differ
     // only where that zero-point rule cuts the extrapolation of one series (after the
@@ -396,7 +289,7 @@ fn oracle(instances: &[Instance], tag: &str) {
         let query = format!(
             "sum{by}(increase(http_requests_total{{code=~\"5..\"}}[{window}])) / sum{by}(increase(http_requests_total[{window}])) / (1 - 0.99)"
         );
-        let theirs = prometheus_value(port, &query, *ts);
+        let theirs = prometheus_value(prometheus.api(), &query, *ts);
         let holds_reset = zero_point_rule_binds(*ts, window_ms(window));
         match theirs {
             Some(theirs) if (theirs - ours).abs() <= 1e-9 * theirs.abs().max(1.0) => exact += 1,
@@ -404,7 +297,6 @@ fn oracle(instances: &[Instance], tag: &str) {
             other => mismatches.push(format!("t={ts} window={window} zero-point rule binds={holds_reset}: oxcol {ours} prometheus {other:?}")),
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         mismatches.is_empty(),
         "{} of {} burn rates differ from Prometheus:\n{}",
@@ -417,6 +309,7 @@ fn oracle(instances: &[Instance], tag: &str) {
         "only {exact} exact matches ({near_reset} near the reset)"
     );
     eprintln!(
-        "{tag}: {exact} burn rates equal to Prometheus' within 1e-9, {near_reset} within 10% (Prometheus' per-series zero-point rule binds)"
+        "{} instance(s): {exact} burn rates equal to Prometheus' within 1e-9, {near_reset} within 10% (Prometheus' per-series zero-point rule binds)",
+        instances.len()
     );
 }
