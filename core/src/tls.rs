@@ -21,9 +21,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use serde::Deserialize;
 
 use crate::GoDuration;
@@ -60,7 +62,8 @@ pub struct TlsClientConfig {
     pub server_name_override: Option<String>,
     /// Also trust the system pool when `ca_file`/`ca_pem` is set. Default false.
     pub include_system_ca_certs_pool: Option<bool>,
-    /// Accepted for compatibility; client material is read once at start (see docs/security.md).
+    /// Re-read the CA (`ca_file`) and the client certificate and key this often, at the
+    /// next handshake after the interval (new connections). Default: never.
     pub reload_interval: Option<GoDuration>,
 }
 
@@ -80,7 +83,8 @@ pub struct TlsServerConfig {
     /// CA that signs client certificates: when set, every client must present a valid
     /// certificate (mTLS). Default none (no client certificate asked for).
     pub client_ca_file: Option<String>,
-    /// Re-read `client_ca_file` periodically: accepted; the client CA is read at start.
+    /// Re-read `client_ca_file` when it changed: checked at handshakes, at most once per
+    /// `reload_interval` (default 1s). Default false.
     pub client_ca_file_reload: bool,
     /// `"1.2"` (default) or `"1.3"`.
     pub min_version: Option<String>,
@@ -234,6 +238,14 @@ fn check_pair(errors: &mut Vec<String>, a: &str, file: &Option<String>, pem: &Op
     }
 }
 
+fn check_reload_interval(errors: &mut Vec<String>, interval: Option<GoDuration>) {
+    if interval.is_some_and(|d| d.is_zero()) {
+        errors.push(
+            "tls.reload_interval must be greater than 0 (remove it to never reload)".to_string(),
+        );
+    }
+}
+
 impl TlsClientConfig {
     /// Whether a client certificate, CA or version bound is configured (material that
     /// only makes sense with TLS on).
@@ -260,6 +272,7 @@ impl TlsClientConfig {
         if let Err(e) = versions(&self.min_version, &self.max_version) {
             errors.push(e);
         }
+        check_reload_interval(&mut errors, self.reload_interval);
         if self
             .server_name_override
             .as_deref()
@@ -271,38 +284,49 @@ impl TlsClientConfig {
         errors
     }
 
-    /// The rustls client configuration (files are read now; errors name them).
+    /// The rustls client configuration. Files are read now (errors name them) and, with
+    /// `reload_interval`, again at the first handshake after each interval.
     pub fn rustls_config(&self, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
+        let every = self.reload_interval.map(|d| d.get());
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&versions(&self.min_version, &self.max_version)?)
-            .map_err(|e| format!("tls: {e}"))?;
+            .map_err(|e| format!("tls: {e}"))?
+            .dangerous();
         let builder = if self.insecure_skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(SkipServerVerification(provider())))
+            builder.with_custom_certificate_verifier(Arc::new(SkipServerVerification(provider())))
         } else {
-            let ca = read_pem("ca", &self.ca_file, &self.ca_pem)?;
-            builder.with_root_certificates(roots(
-                &origin("ca", &self.ca_file),
-                ca,
-                self.include_system_ca_certs_pool.unwrap_or(false),
-            )?)
+            let tls = self.clone();
+            let verifier = Reloading::new(origin("ca", &self.ca_file), every, move || {
+                let ca = read_pem("ca", &tls.ca_file, &tls.ca_pem)?;
+                let what = origin("ca", &tls.ca_file);
+                let store = roots(&what, ca, tls.include_system_ca_certs_pool.unwrap_or(false))?;
+                let verifier: Arc<dyn ServerCertVerifier> =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+                        .build()
+                        .map_err(|e| format!("{what}: cannot verify servers with it: {e}"))?;
+                Ok(verifier)
+            })?;
+            builder.with_custom_certificate_verifier(Arc::new(ServerVerifier(verifier)))
         };
-        let cert = read_pem("cert", &self.cert_file, &self.cert_pem)?;
-        let key = read_pem("key", &self.key_file, &self.key_pem)?;
-        let mut config = match (cert, key) {
-            (Some(cert), Some(key)) => {
-                let chain = parse_certs(&origin("cert", &self.cert_file), &cert)?;
-                let key = parse_key(&origin("key", &self.key_file), &key)?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("{} and {}: not a usable client certificate and key: {e}", origin("cert", &self.cert_file), origin("key", &self.key_file)))?
-            }
-            (None, None) => builder.with_no_client_auth(),
-            _ => return Err("tls: a client certificate needs both cert_file (or cert_pem) and key_file (or key_pem)".to_string()),
+        let mut config = if self.configures_client_cert() {
+            let c = self.clone();
+            let cert = Reloading::new(origin("cert", &self.cert_file), every, move || {
+                certified_key(&c.cert_file, &c.cert_pem, &c.key_file, &c.key_pem)?
+                    .ok_or_else(|| "tls: no client certificate configured".to_string())
+            })?;
+            builder.with_client_cert_resolver(Arc::new(ClientCert(cert)))
+        } else {
+            builder.with_no_client_auth()
         };
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
+    }
+
+    fn configures_client_cert(&self) -> bool {
+        self.cert_file.is_some()
+            || self.cert_pem.is_some()
+            || self.key_file.is_some()
+            || self.key_pem.is_some()
     }
 
     /// The name the server certificate must carry: `server_name_override`, else `host`.
@@ -332,11 +356,9 @@ impl TlsServerConfig {
         if let Err(e) = versions(&self.min_version, &self.max_version) {
             errors.push(e);
         }
-        if self.reload_interval.is_some_and(|d| d.is_zero()) {
-            errors.push(
-                "tls.reload_interval must be greater than 0 (remove it to never reload)"
-                    .to_string(),
-            );
+        check_reload_interval(&mut errors, self.reload_interval);
+        if self.client_ca_file_reload && self.client_ca_file.is_none() {
+            errors.push("tls.client_ca_file_reload needs tls.client_ca_file".to_string());
         }
         errors
     }
@@ -350,77 +372,247 @@ impl TlsServerConfig {
         let client_ca = match &self.client_ca_file {
             Some(path) => Some((
                 format!("tls.client_ca_file {path:?}"),
-                std::fs::read(path).map_err(|e| format!("tls.client_ca_file {path:?}: cannot read: {e} (check the path and its permissions)"))?,
+                Some(path.clone()),
+                None,
             )),
-            None => read_pem("ca", &self.ca_file, &self.ca_pem)?.map(|b| (origin("ca", &self.ca_file), b)),
+            None => (self.ca_file.is_some() || self.ca_pem.is_some())
+                .then(|| (origin("ca", &self.ca_file), self.ca_file.clone(), self.ca_pem.clone())),
         };
         let builder = match client_ca {
-            Some((what, bytes)) => {
-                let store = roots(
-                    &what,
-                    Some(bytes),
-                    self.include_system_ca_certs_pool.unwrap_or(false),
-                )?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
-                        .build()
-                        .map_err(|e| format!("{what}: cannot verify clients with it: {e}"))?;
-                builder.with_client_cert_verifier(verifier)
+            Some((what, file, pem)) => {
+                let include_system = self.include_system_ca_certs_pool.unwrap_or(false);
+                let load_verifier = move || {
+                    let bytes = match &file {
+                        Some(path) => std::fs::read(path).map_err(|e| {
+                            format!("{what}: cannot read: {e} (check the path and its permissions)")
+                        })?,
+                        None => pem.clone().unwrap_or_default().into_bytes(),
+                    };
+                    let store = roots(&what, Some(bytes), include_system)?;
+                    let verifier: Arc<dyn ClientCertVerifier> =
+                        WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
+                            .build()
+                            .map_err(|e| format!("{what}: cannot verify clients with it: {e}"))?;
+                    Ok(verifier)
+                };
+                if self.client_ca_file_reload {
+                    let every = self
+                        .reload_interval
+                        .map_or(Duration::from_secs(1), |d| d.get());
+                    let verifier = Reloading::new(
+                        "tls.client_ca_file".to_string(),
+                        Some(every),
+                        load_verifier,
+                    )?
+                    .when_changed(self.client_ca_file.clone().map(Into::into));
+                    builder.with_client_cert_verifier(Arc::new(ClientVerifier(verifier)))
+                } else {
+                    builder.with_client_cert_verifier(load_verifier()?)
+                }
             }
             None => builder.with_no_client_auth(),
         };
-        let resolver = ReloadingCert::new(self.clone())?;
-        let mut config = builder.with_cert_resolver(Arc::new(resolver));
+        let c = self.clone();
+        let every = self.reload_interval.map(|d| d.get());
+        let cert = Reloading::new(origin("cert", &self.cert_file), every, move || {
+            certified_key(&c.cert_file, &c.cert_pem, &c.key_file, &c.key_pem)?.ok_or_else(|| {
+                "tls: a server needs cert_file (or cert_pem) and key_file (or key_pem)".to_string()
+            })
+        })?;
+        let mut config = builder.with_cert_resolver(Arc::new(ServerCert(cert)));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
 }
 
-/// The server certificate, re-read from its files every `reload_interval`.
-#[derive(Debug)]
-struct ReloadingCert {
-    config: TlsServerConfig,
-    current: Mutex<(Instant, Arc<CertifiedKey>)>,
+/// A value loaded from files (a certificate and key, or a verifier built from a CA file)
+/// and loaded again at the first use after each `every`, or never when `every` is None.
+/// With `when_changed`, a reload happens only when that file's modification time
+/// changed. A failed reload keeps the previous value and logs why (never a secret: the
+/// errors name files and parser complaints only).
+struct Reloading<T: ?Sized> {
+    what: String,
+    every: Option<Duration>,
+    watched: Option<std::path::PathBuf>,
+    load: Box<dyn Fn() -> Result<Arc<T>, String> + Send + Sync>,
+    current: Mutex<Loaded<T>>,
 }
 
-impl ReloadingCert {
-    fn new(config: TlsServerConfig) -> Result<ReloadingCert, String> {
-        let key = certified_key(
-            &config.cert_file,
-            &config.cert_pem,
-            &config.key_file,
-            &config.key_pem,
-        )?
-        .ok_or_else(|| {
-            "tls: a server needs cert_file (or cert_pem) and key_file (or key_pem)".to_string()
-        })?;
-        Ok(ReloadingCert {
-            config,
-            current: Mutex::new((Instant::now(), key)),
+struct Loaded<T: ?Sized> {
+    checked: Instant,
+    modified: Option<std::time::SystemTime>,
+    value: Arc<T>,
+}
+
+fn modified(path: &Option<std::path::PathBuf>) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path.as_ref()?).ok()?.modified().ok()
+}
+
+impl<T: ?Sized> Reloading<T> {
+    /// Loads now: an error here is a start-up error.
+    fn new(
+        what: String,
+        every: Option<Duration>,
+        load: impl Fn() -> Result<Arc<T>, String> + Send + Sync + 'static,
+    ) -> Result<Reloading<T>, String> {
+        let value = load()?;
+        Ok(Reloading {
+            what,
+            every,
+            watched: None,
+            load: Box::new(load),
+            current: Mutex::new(Loaded {
+                checked: Instant::now(),
+                modified: None,
+                value,
+            }),
         })
     }
-}
 
-impl ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    /// Reload only when `path`'s modification time differs from the last load's.
+    fn when_changed(mut self, path: Option<std::path::PathBuf>) -> Reloading<T> {
+        let current = self.current.get_mut().unwrap_or_else(|p| p.into_inner());
+        current.modified = modified(&path);
+        self.watched = path;
+        self
+    }
+
+    /// The current value, reloaded first when due.
+    fn get(&self) -> Arc<T> {
         let mut current = self
             .current
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(interval) = self.config.reload_interval {
-            if current.0.elapsed() >= interval.get() {
-                current.0 = Instant::now();
-                let c = &self.config;
-                match certified_key(&c.cert_file, &c.cert_pem, &c.key_file, &c.key_pem) {
-                    Ok(Some(key)) => current.1 = key,
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot reload the TLS certificate; keeping the previous one")
+        if let Some(every) = self.every {
+            if current.checked.elapsed() >= every {
+                current.checked = Instant::now();
+                let stamp = modified(&self.watched);
+                let changed = self.watched.is_none() || stamp != current.modified;
+                if changed {
+                    match (self.load)() {
+                        Ok(value) => {
+                            current.value = value;
+                            current.modified = stamp;
+                            tracing::debug!(what = %self.what, "TLS material reloaded");
+                        }
+                        Err(error) => {
+                            tracing::warn!(what = %self.what, %error, "cannot reload TLS material; keeping the previous one")
+                        }
                     }
                 }
             }
         }
-        Some(Arc::clone(&current.1))
+        Arc::clone(&current.value)
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for Reloading<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloading")
+            .field("what", &self.what)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server certificate (see [`Reloading`]).
+#[derive(Debug)]
+struct ServerCert(Reloading<CertifiedKey>);
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.get())
+    }
+}
+
+/// The client certificate for mTLS (see [`Reloading`]).
+#[derive(Debug)]
+struct ClientCert(Reloading<CertifiedKey>);
+
+impl ResolvesClientCert for ClientCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.get())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Verifies servers against the CA of the moment (see [`Reloading`]); webpki does the work.
+#[derive(Debug)]
+struct ServerVerifier(Reloading<dyn ServerCertVerifier>);
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .get()
+            .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.get().verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.get().verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.get().supported_verify_schemes()
+    }
+}
+
+/// Verifies client certificates against the client CA of the moment (`client_ca_file_reload`).
+/// It sends no CA hints (they would borrow from a value that may be replaced); clients
+/// then offer the certificate they have.
+#[derive(Debug)]
+struct ClientVerifier(Reloading<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0.get().verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.get().verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.get().verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.get().supported_verify_schemes()
     }
 }
 

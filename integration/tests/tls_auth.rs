@@ -8,6 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use oxcol_core::Signal;
-use oxcol_core::tls::{GrpcTlsConnector, TlsClientConfig};
+use oxcol_core::tls::{GrpcTlsConnector, TlsClientConfig, TlsServerConfig};
 use oxcol_integration::child::ChildGuard;
 use oxcol_integration::otlp::{RequestShape, request_pool};
 use rcgen::{
@@ -431,4 +432,175 @@ async fn count_closed(streams: &mut [tokio::net::TcpStream]) -> usize {
         }
     }
     closed
+}
+
+/// Runs one TLS handshake in memory between a client and a server built by oxcol's `tls`
+/// configs (the same code every exporter and receiver uses; a built config keeps its
+/// reload state, so tests build it once). Ok: the common name of the certificate each
+/// side saw from the other (None when the client sent none).
+fn handshake(
+    server: &Arc<rustls::ServerConfig>,
+    client: &Arc<rustls::ClientConfig>,
+) -> Result<(String, Option<String>), String> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(Arc::clone(client), name).unwrap();
+    let mut server = rustls::ServerConnection::new(Arc::clone(server)).unwrap();
+    for _ in 0..20 {
+        if !client.is_handshaking() && !server.is_handshaking() {
+            let common_name = |certs: Option<&[rustls::pki_types::CertificateDer<'_>]>| {
+                certs.and_then(|c| c.first()).map(|der| common_name(der))
+            };
+            return Ok((
+                common_name(client.peer_certificates()).unwrap_or_default(),
+                common_name(server.peer_certificates()),
+            ));
+        }
+        let mut wire = Vec::new();
+        client.write_tls(&mut wire).unwrap();
+        server.read_tls(&mut wire.as_slice()).unwrap();
+        server
+            .process_new_packets()
+            .map_err(|e| format!("server refused: {e}"))?;
+        wire.clear();
+        server.write_tls(&mut wire).unwrap();
+        client.read_tls(&mut wire.as_slice()).unwrap();
+        client
+            .process_new_packets()
+            .map_err(|e| format!("client refused: {e}"))?;
+    }
+    Err("the handshake did not finish".into())
+}
+
+/// The CN of a DER certificate made by [`leaf`] (its subject holds one CN, in UTF-8 or
+/// printable string: the bytes after the CN OID and two tag/length bytes).
+fn common_name(der: &[u8]) -> String {
+    const CN_OID: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+    // The subject's CN follows the issuer's: take the last one.
+    let at = der
+        .windows(CN_OID.len())
+        .rposition(|w| w == CN_OID)
+        .expect("a CN");
+    let len = der[at + 6] as usize;
+    String::from_utf8_lossy(&der[at + 7..at + 7 + len]).into_owned()
+}
+
+/// Replaces `to`'s certificate and key with `from`'s (as a cert-manager rotation does).
+fn rotate(pki: &Pki, from: &str, to: &str) {
+    for suffix in [".pem", "-key.pem"] {
+        std::fs::copy(
+            pki.path(&format!("{from}{suffix}")),
+            pki.path(&format!("{to}{suffix}")),
+        )
+        .unwrap();
+    }
+}
+
+/// `reload_interval` on a server: a rotated certificate is served after the interval,
+/// not before; a broken file keeps the previous certificate.
+#[test]
+fn server_certificate_is_reloaded_after_reload_interval() {
+    let pki = make_pki("reload-server");
+    let main_ca = ca("rotation CA");
+    std::fs::write(pki.dir.join("rot-ca.pem"), main_ca.pem()).unwrap();
+    leaf(&pki.dir, "first", &main_ca, true, false);
+    leaf(&pki.dir, "second", &main_ca, true, false);
+    rotate(&pki, "first", "live");
+    let server: TlsServerConfig = serde_json::from_value(serde_json::json!({
+        "cert_file": pki.path("live.pem"), "key_file": pki.path("live-key.pem"),
+        "reload_interval": "1500ms",
+    }))
+    .unwrap();
+    let server = server.rustls_config(&[]).unwrap();
+    // A new client each time would not resume the TLS session (a resumed session
+    // carries the certificate of its first handshake): resumption off.
+    let mut client = tls_client(&pki, "rot-ca.pem", None).rustls_config(&[]).unwrap();
+    client.resumption = rustls::client::Resumption::disabled();
+    let client = Arc::new(client);
+    let seen = || handshake(&server, &client).map(|(cn, _)| cn);
+    assert_eq!(seen().unwrap(), "first");
+    rotate(&pki, "second", "live");
+    assert_eq!(seen().unwrap(), "first", "not reloaded before the interval");
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(seen().unwrap(), "second", "reloaded after the interval");
+    std::fs::write(pki.path("live.pem"), "not a certificate").unwrap();
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(
+        seen().unwrap(),
+        "second",
+        "a broken file keeps the previous certificate"
+    );
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// `reload_interval` on a client: the CA (`ca_file`) and the client certificate are
+/// re-read after the interval, so a rotated CA and a rotated client certificate take
+/// effect on new connections without a restart.
+#[test]
+fn client_ca_and_certificate_are_reloaded_after_reload_interval() {
+    let pki = make_pki("reload-client");
+    let second_ca = ca("second client CA");
+    leaf(&pki.dir, "client2", &second_ca, false, false);
+    // The server: signed by the main CA; mTLS for clients of the main or the second CA.
+    let client_cas = [
+        std::fs::read_to_string(pki.path("ca.pem")).unwrap(),
+        second_ca.pem(),
+    ]
+    .concat();
+    std::fs::write(pki.path("client-cas.pem"), client_cas).unwrap();
+    let server: TlsServerConfig = serde_json::from_value(serde_json::json!({
+        "cert_file": pki.path("server.pem"), "key_file": pki.path("server-key.pem"),
+        "client_ca_file": pki.path("client-cas.pem"),
+    }))
+    .unwrap();
+    let server = server.rustls_config(&[]).unwrap();
+    // The client trusts the other CA at first, and presents the `client` certificate.
+    std::fs::copy(pki.path("other-ca.pem"), pki.path("trusted.pem")).unwrap();
+    rotate(&pki, "client", "mine");
+    let mut client = tls_client(&pki, "trusted.pem", Some("mine"));
+    client.reload_interval = Some(serde_json::from_value(serde_json::json!("1500ms")).unwrap());
+    let client = Arc::new(client.rustls_config(&[]).unwrap());
+    let connect = || handshake(&server, &client);
+    let error = connect().expect_err("a server signed by an untrusted CA is refused");
+    assert!(error.contains("client refused"), "{error}");
+    std::fs::copy(pki.path("ca.pem"), pki.path("trusted.pem")).unwrap();
+    rotate(&pki, "client2", "mine");
+    assert!(connect().is_err(), "not reloaded before the interval");
+    std::thread::sleep(Duration::from_millis(1600));
+    let (server_cn, client_cn) = connect().expect("the rotated CA is trusted after the interval");
+    assert_eq!(server_cn, "server");
+    assert_eq!(client_cn.as_deref(), Some("client2"), "the rotated client certificate is sent");
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// `client_ca_file_reload` on a server: a client signed by a CA that is added to
+/// `client_ca_file` is accepted once the file changed, without a restart.
+#[test]
+fn server_client_ca_file_reload_follows_the_file() {
+    let pki = make_pki("reload-client-ca");
+    std::fs::copy(pki.path("ca.pem"), pki.path("clients.pem")).unwrap();
+    let server: TlsServerConfig = serde_json::from_value(serde_json::json!({
+        "cert_file": pki.path("server.pem"), "key_file": pki.path("server-key.pem"),
+        "client_ca_file": pki.path("clients.pem"), "client_ca_file_reload": true,
+        "reload_interval": "200ms",
+    }))
+    .unwrap();
+    let server = server.rustls_config(&[]).unwrap();
+    let stranger = Arc::new(
+        tls_client(&pki, "ca.pem", Some("stranger"))
+            .rustls_config(&[])
+            .unwrap(),
+    );
+    let error = handshake(&server, &stranger).expect_err("another CA's client");
+    assert!(error.contains("server refused"), "{error}");
+    let both = [
+        std::fs::read_to_string(pki.path("ca.pem")).unwrap(),
+        std::fs::read_to_string(pki.path("other-ca.pem")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(pki.path("clients.pem"), both).unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    let (_, client_cn) = handshake(&server, &stranger)
+        .expect("the client CA file now holds the stranger's CA");
+    assert_eq!(client_cn.as_deref(), Some("stranger"));
+    let _ = std::fs::remove_dir_all(&pki.dir);
 }

@@ -50,7 +50,14 @@ pub struct TlsSettings {
     /// `TLS12`/`TLS13` or `1.2`/`1.3`. Default 1.2.
     pub min_version: Option<String>,
     pub max_version: Option<String>,
+    /// Re-read `ca_file`, `cert_file` and `key_file` at the first new connection after this
+    /// interval. Default 1m when any of them is set (Prometheus re-reads rotated TLS files
+    /// without a restart, and so do scrapes here).
+    pub reload_interval: Option<oxcol_core::GoDuration>,
 }
+
+/// [`TlsSettings::reload_interval`] when files are set and it is not.
+const DEFAULT_RELOAD: oxcol_core::GoDuration = oxcol_core::GoDuration::from_secs(60);
 
 impl TlsSettings {
     /// Whether anything that only matters with TLS is set.
@@ -85,6 +92,10 @@ impl TlsSettings {
             server_name_override: either(&self.server_name, &self.server_name_override, "server_name/server_name_override")?,
             min_version: version(&self.min_version)?,
             max_version: version(&self.max_version)?,
+            reload_interval: self.reload_interval.or_else(|| {
+                let files = self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
+                files.then_some(DEFAULT_RELOAD)
+            }),
             ..TlsClientConfig::default()
         })
     }
