@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,6 +35,13 @@ pub struct ServerLimits {
     /// Bytes a connection must send before `read_header_timeout` (24: the HTTP/2 preface;
     /// 16: the shortest HTTP/1 request line).
     pub preamble_bytes: usize,
+    /// Close a connection that has had no request in flight and sent no bytes for this
+    /// long (gRPC `keepalive.server_parameters.max_connection_idle`). None: never.
+    pub max_idle: Option<Duration>,
+    /// Close a connection this long after it was accepted, whatever it is doing (gRPC
+    /// `max_connection_age` + `max_connection_age_grace`: GOAWAY is sent at the age by
+    /// the HTTP/2 server, this is the hard end). None: never.
+    pub max_lifetime: Option<Duration>,
 }
 
 impl ServerLimits {
@@ -48,6 +55,8 @@ impl ServerLimits {
                 .filter(|d| !d.is_zero())
                 .unwrap_or(DEFAULT_READ_HEADER_TIMEOUT),
             preamble_bytes: 16,
+            max_idle: None,
+            max_lifetime: None,
         }
     }
 
@@ -70,16 +79,125 @@ enum Inner {
 /// One accepted connection: plaintext or TLS, holding its connection slot until dropped.
 pub struct ServerIo {
     inner: Inner,
-    remote: SocketAddr,
+    info: ConnectionInfo,
     /// Set until the first `remaining` bytes arrived.
     deadline: Option<Pin<Box<Sleep>>>,
     remaining: usize,
+    /// `max_idle` and its timer, when set.
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// Fires at `max_lifetime`, when set.
+    lifetime: Option<Pin<Box<Sleep>>>,
     _slot: OwnedSemaphorePermit,
 }
 
 impl ServerIo {
+    fn new(
+        inner: Inner,
+        remote: SocketAddr,
+        deadline: Pin<Box<Sleep>>,
+        limits: &ServerLimits,
+        slot: OwnedSemaphorePermit,
+    ) -> ServerIo {
+        let info = ConnectionInfo {
+            remote,
+            activity: Arc::new(Activity::default()),
+        };
+        ServerIo {
+            inner,
+            idle: limits
+                .max_idle
+                .map(|idle| (idle, Box::pin(tokio::time::sleep(idle)))),
+            lifetime: limits
+                .max_lifetime
+                .map(|lifetime| Box::pin(tokio::time::sleep(lifetime))),
+            info,
+            deadline: Some(deadline),
+            remaining: limits.preamble_bytes,
+            _slot: slot,
+        }
+    }
+
     pub fn remote_addr(&self) -> SocketAddr {
-        self.remote
+        self.info.remote
+    }
+
+    /// With `max_idle`: whether the connection has been idle that long (then it is
+    /// closed); otherwise re-arms the timer for the earliest moment it could be.
+    fn idle_expired(&mut self, cx: &mut Context<'_>, got_bytes: bool) -> bool {
+        let Some((idle, timer)) = &mut self.idle else {
+            return false;
+        };
+        let now = tokio::time::Instant::now();
+        let activity = &self.info.activity;
+        if got_bytes || activity.in_flight.load(Ordering::Acquire) > 0 {
+            activity.touch();
+        }
+        let since = activity.idle_since();
+        if since.elapsed() >= *idle && activity.in_flight.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        // Not expired: since + idle is ahead (since is now when a request is in flight).
+        timer.as_mut().reset((since + *idle).max(now + Duration::from_millis(1)));
+        // Registers the waker: poll_read runs again when the timer fires.
+        let _ = timer.as_mut().poll(cx);
+        false
+    }
+}
+
+/// What the service sees of its connection (tonic puts it in each request's extensions):
+/// the peer, and the activity that `max_idle` watches.
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    pub remote: SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl ConnectionInfo {
+    /// Marks a request in flight on this connection until the guard drops: a connection
+    /// is never closed as idle while it serves one.
+    pub fn busy(&self) -> Busy {
+        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(Arc::clone(&self.activity))
+    }
+}
+
+/// A request in flight (see [`ConnectionInfo::busy`]).
+pub struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Requests in flight on one connection and when it last did anything.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    start: tokio::time::Instant,
+    /// Milliseconds after `start` of the last activity.
+    last_ms: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            start: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    fn idle_since(&self) -> tokio::time::Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Acquire))
     }
 }
 
@@ -90,13 +208,28 @@ impl AsyncRead for ServerIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        let aged = this.lifetime.as_mut();
+        if aged.is_some_and(|lifetime| lifetime.as_mut().poll(cx).is_ready()) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection older than max_connection_age + max_connection_age_grace",
+            )));
+        }
         let before = buf.filled().len();
         let polled = match &mut this.inner {
             Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
+        let got = buf.filled().len() - before;
+        // Checked while waiting for bytes (and re-armed when some came).
+        let idle = (polled.is_pending() || got > 0) && this.idle_expired(cx, got > 0);
+        if idle && polled.is_pending() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection idle for max_connection_idle",
+            )));
+        }
         if let Some(deadline) = &mut this.deadline {
-            let got = buf.filled().len() - before;
             this.remaining = this.remaining.saturating_sub(got);
             if this.remaining == 0 {
                 this.deadline = None;
@@ -153,9 +286,9 @@ impl AsyncWrite for ServerIo {
 }
 
 impl tonic::transport::server::Connected for ServerIo {
-    type ConnectInfo = SocketAddr;
-    fn connect_info(&self) -> SocketAddr {
-        self.remote
+    type ConnectInfo = ConnectionInfo;
+    fn connect_info(&self) -> ConnectionInfo {
+        self.info.clone()
     }
 }
 
@@ -211,13 +344,7 @@ pub fn incoming(
             let deadline = Box::pin(tokio::time::sleep(limits.read_header_timeout));
             match &acceptor {
                 None => {
-                    let io = ServerIo {
-                        inner: Inner::Plain(tcp),
-                        remote,
-                        deadline: Some(deadline),
-                        remaining: limits.preamble_bytes,
-                        _slot: slot,
-                    };
+                    let io = ServerIo::new(Inner::Plain(tcp), remote, deadline, &limits, slot);
                     if sender.send(io).await.is_err() {
                         return;
                     }
@@ -228,18 +355,11 @@ pub fn incoming(
                     let acceptor = acceptor.clone();
                     let sender = sender.clone();
                     let server = server.clone();
-                    let timeout = limits.read_header_timeout;
-                    let preamble = limits.preamble_bytes;
+                    let limits = limits.clone();
                     tokio::spawn(async move {
-                        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                        match tokio::time::timeout(limits.read_header_timeout, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
-                                let io = ServerIo {
-                                    inner: Inner::Tls(Box::new(stream)),
-                                    remote,
-                                    deadline: Some(deadline),
-                                    remaining: preamble,
-                                    _slot: slot,
-                                };
+                                let io = ServerIo::new(Inner::Tls(Box::new(stream)), remote, deadline, &limits, slot);
                                 let _ = sender.send(io).await;
                             }
                             // A refused client certificate, a wrong protocol, a scanner: debug only.

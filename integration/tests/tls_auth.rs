@@ -410,6 +410,107 @@ async fn slow_clients_do_not_starve_others_and_are_cut_off() {
     .await;
 }
 
+/// `keepalive.server_parameters`: a connection with nothing in flight is closed after
+/// `max_connection_idle`, one with a request in flight is not; with `max_connection_age`
+/// the server sends GOAWAY and closes after `max_connection_age_grace`.
+#[tokio::test]
+async fn grpc_idle_and_aged_connections_are_closed() {
+    bounded(Duration::from_secs(60), async {
+        let sink = start_sink().await;
+        let (idle_port, aged_port) = (free_port(), free_port());
+        let yaml = format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{idle_port}\n        keepalive:\n          server_parameters:\n            max_connection_idle: 1s\n  otlp/aged:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{aged_port}\n        keepalive:\n          server_parameters:\n            max_connection_age: 1s\n            max_connection_age_grace: 1s\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp, otlp/aged]\n      exporters: [otlp]\n",
+            sink = sink.grpc_addr,
+        );
+        let _oxcol = Proc::start("keepalive", &yaml, &[idle_port, aged_port]).await;
+        let started = Instant::now();
+        let idle = h2_connect(idle_port).await;
+        let mut busy = h2_connect(idle_port).await;
+        // A request whose body never comes: in flight for as long as the test runs.
+        busy.write_all(&h2_open_export_stream()).await.unwrap();
+        // Aged with a request in flight: GOAWAY at the age, closed at age + grace.
+        let mut aged = h2_connect(aged_port).await;
+        aged.write_all(&h2_open_export_stream()).await.unwrap();
+        let (idle_frames, idle_closed) = h2_read_until_closed(idle, Duration::from_secs(5)).await;
+        let idle_closed = idle_closed.expect("an idle connection is closed after max_connection_idle");
+        assert!(
+            idle_closed >= Duration::from_millis(900) && idle_closed < Duration::from_secs(4),
+            "closed after {idle_closed:?} (frames {idle_frames:?})"
+        );
+        let (aged_frames, aged_closed) = h2_read_until_closed(aged, Duration::from_secs(6)).await;
+        assert!(aged_frames.contains(&7), "GOAWAY at max_connection_age: frames {aged_frames:?}, closed after {aged_closed:?}");
+        aged_closed.expect("closed after max_connection_age + grace");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1900) && started.elapsed() < Duration::from_secs(5),
+            "an aged connection with a request in flight closed {:?} after it opened",
+            started.elapsed()
+        );
+        // By now (> 2 s) the busy connection has outlived max_connection_idle twice.
+        assert!(started.elapsed() > Duration::from_secs(2));
+        let (_, busy_closed) = h2_read_until_closed(busy, Duration::from_millis(300)).await;
+        assert_eq!(busy_closed, None, "a connection with a request in flight is not idle");
+    })
+    .await;
+}
+
+/// A raw HTTP/2 connection: the client preface and an empty SETTINGS frame sent.
+async fn h2_connect(port: u16) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    stream
+}
+
+/// A HEADERS frame (stream 1, END_HEADERS, no END_STREAM) opening an OTLP metrics export:
+/// HPACK literal fields without indexing or Huffman coding.
+fn h2_open_export_stream() -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"),
+        (":authority", "127.0.0.1"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        block.push(0);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let len = block.len() as u32;
+    let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x1, 0x4, 0, 0, 0, 1];
+    frame.extend(block);
+    frame
+}
+
+/// Reads HTTP/2 frames until the server closes the connection or `limit` passes: the frame
+/// types seen, and when the close came (None: still open).
+async fn h2_read_until_closed(
+    mut stream: tokio::net::TcpStream,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(&mut stream, &mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break Some(started.elapsed()),
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+            Err(_) => break None,
+        }
+    };
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = (usize::from(bytes[at]) << 16) | (usize::from(bytes[at + 1]) << 8) | usize::from(bytes[at + 2]);
+        types.push(bytes[at + 3]);
+        at += 9 + len;
+    }
+    (types, closed)
+}
+
 /// How many of `streams` the server has closed (EOF or reset), reading past any answer.
 async fn count_closed(streams: &mut [tokio::net::TcpStream]) -> usize {
     let mut closed = 0;

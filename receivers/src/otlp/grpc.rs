@@ -120,6 +120,8 @@ where
     B: http_body::Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
+    // In flight until answered: max_connection_idle never closes a connection serving it.
+    let _busy = request.extensions().get::<oxcol_core::listen::ConnectionInfo>().map(|c| c.busy());
     // Credentials first: an unauthenticated client learns nothing else.
     if let Err(failure) = shared.authenticate(request.headers()) {
         return Status::unauthenticated(failure.to_string()).into_http();
@@ -177,6 +179,14 @@ pub(crate) async fn serve(id: &str, config: &GrpcConfig, shared: Arc<Shared>, sh
         if let Some(timeout) = params.timeout {
             builder = builder.http2_keepalive_timeout(Some(timeout.get()));
         }
+        // As in gRPC-Go: at max_connection_age the server sends GOAWAY (clients reconnect,
+        // e.g. to a new backend behind a load balancer) and closes the connection after
+        // max_connection_age_grace at the latest.
+        // (tonic's own max_connection_age_grace would replace the GOAWAY by a close at
+        // age + grace: the accept loop enforces the grace instead, see `limits` below.)
+        if let Some(age) = params.max_connection_age {
+            builder = builder.max_connection_age(age.get());
+        }
     }
     let router = builder
         .add_service(MetricsService { shared: Arc::clone(&shared), max_bytes })
@@ -189,7 +199,13 @@ pub(crate) async fn serve(id: &str, config: &GrpcConfig, shared: Arc<Shared>, sh
     let secure = tls.is_some();
     // Bounded connections, TLS handshakes off the accept path, a deadline for the HTTP/2
     // preface: slow or idle clients cannot starve the others (core/src/listen.rs).
-    let limits = oxcol_core::listen::ServerLimits::grpc(config.max_connections, None);
+    let mut limits = oxcol_core::listen::ServerLimits::grpc(config.max_connections, None);
+    if let Some(params) = config.keepalive.as_ref().and_then(|k| k.server_parameters.as_ref()) {
+        limits.max_idle = params.max_connection_idle.map(|d| d.get()).filter(|d| !d.is_zero());
+        if let (Some(age), Some(grace)) = (params.max_connection_age, params.max_connection_age_grace) {
+            limits.max_lifetime = Some(age.get() + grace.get());
+        }
+    }
     let incoming = oxcol_core::listen::incoming(&format!("{id}/grpc"), listener, tls, limits, shutdown.clone());
     let id = id.to_string();
     tracing::info!(receiver = %id, endpoint = %bound, tls = secure, "OTLP/gRPC receiver listening");
