@@ -111,7 +111,7 @@ service:
     /// `wal.directory` (no batch processor: each queued request is sent alone, so the
     /// sink's sample count is exactly the points; `target_info` and staleness markers,
     /// which add samples, are off).
-    fn remote_write(scratch: &Scratch, sink: &RunningSink) -> Node {
+    fn remote_write(scratch: &Scratch, write_url: &str) -> Node {
         let (grpc_port, http_port, metrics_port) = (free_port(), free_port(), free_port());
         let yaml = format!(
             "receivers:
@@ -123,7 +123,7 @@ service:
         endpoint: 127.0.0.1:{http_port}
 exporters:
   prometheusremotewrite:
-    endpoint: http://{sink}/api/v1/write
+    endpoint: {write_url}
     target_info:
       enabled: false
     staleness_interval: 0s
@@ -141,7 +141,6 @@ service:
       exporters: [prometheusremotewrite]
 ",
             dir = scratch.path.join("queue").join("wal").display(),
-            sink = sink.http_addr,
         );
         Node::with_config(scratch, &yaml, grpc_port, metrics_port)
     }
@@ -346,7 +345,7 @@ async fn remote_write_wal_kill_9_ten_times_under_load_loses_nothing_acknowledged
     bounded(Duration::from_secs(90), async {
         let sink = start_sink().await;
         let scratch = Scratch::new("prw-kill9");
-        let mut node = Node::remote_write(&scratch, &sink);
+        let mut node = Node::remote_write(&scratch, &format!("http://{}/api/v1/write", sink.http_addr));
         node.start().await;
         let load = tokio::spawn(load::run(load_config(
             node.endpoint(),
@@ -393,6 +392,98 @@ async fn remote_write_wal_kill_9_ten_times_under_load_loses_nothing_acknowledged
         );
         let failed = node.metric("otelcol_exporter_send_failed_metric_points").await;
         assert_eq!(failed, 0.0, "nothing refused by the sink after the last start");
+        node.kill9();
+    })
+    .await;
+}
+
+/// Remote write with `wal.directory` against a real Prometheus (Debian package): one
+/// counter sample per request, acknowledged by oxcol before it is sent. Prometheus is
+/// killed (SIGKILL) at request 15, oxcol is `kill -9`ed at 25 and restarted while
+/// Prometheus is still down, Prometheus comes back at 40: every acknowledged sample is in
+/// Prometheus once, in order (Prometheus refuses out-of-order samples, so a queue that
+/// resent out of order would lose them), and none was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_wal_delivers_to_a_real_prometheus_across_its_outage_and_kill_9() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+        number_data_point,
+    };
+    use oxcol_integration::prometheus::Prometheus;
+    bounded(Duration::from_secs(120), async {
+        let mut prometheus = Prometheus::start_async("global:\n  scrape_interval: 1m\n", &[]).await;
+        let scratch = Scratch::new("prw-prometheus");
+        let mut node = Node::remote_write(&scratch, &prometheus.write_url());
+        node.start().await;
+        let base_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as u64
+            - 120_000;
+        const TOTAL: u64 = 60;
+        for i in 0..TOTAL {
+            match i {
+                15 => prometheus.kill(),
+                25 => {
+                    node.kill9();
+                    node.start().await;
+                }
+                40 => prometheus.launch_async().await,
+                _ => {}
+            }
+            let point = NumberDataPoint {
+                time_unix_nano: (base_ms + i * 1000) * 1_000_000,
+                value: Some(number_data_point::Value::AsDouble(i as f64)),
+                ..Default::default()
+            };
+            let request = ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    scope_metrics: vec![ScopeMetrics {
+                        metrics: vec![Metric {
+                            name: "wal_seq".into(),
+                            data: Some(metric::Data::Sum(Sum {
+                                data_points: vec![point],
+                                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                                is_monotonic: true,
+                            })),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            let mut client = MetricsServiceClient::connect(format!("http://{}", node.endpoint()))
+                .await
+                .expect("connects to oxcol");
+            client.export(request).await.expect("oxcol acknowledges every request (queued on disk)");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let values: Vec<f64> = loop {
+            let result = prometheus.query_async("wal_seq_total[10m]").await;
+            let values: Vec<f64> = result
+                .first()
+                .and_then(|s| s["values"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|v| v[1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN))
+                .collect();
+            if values.len() as u64 >= TOTAL || Instant::now() >= deadline {
+                break values;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(
+            values,
+            (0..TOTAL).map(|i| i as f64).collect::<Vec<_>>(),
+            "every acknowledged sample in Prometheus, in order, once\noxcol log:\n{}",
+            node.log()
+        );
+        let failed = node.metric("otelcol_exporter_send_failed_metric_points").await;
+        assert_eq!(failed, 0.0, "nothing refused by Prometheus after the restart");
         node.kill9();
     })
     .await;
