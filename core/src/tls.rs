@@ -65,6 +65,10 @@ pub struct TlsClientConfig {
     /// Re-read the CA (`ca_file`) and the client certificate and key this often, at the
     /// next handshake after the interval (new connections). Default: never.
     pub reload_interval: Option<GoDuration>,
+    /// Cipher suites allowed, Go/IANA names (see [`cipher_suite`]). Default: all of rustls'.
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups in order of preference: `X25519`, `P256`, `P384`. Default: all three.
+    pub curve_preferences: Vec<String>,
 }
 
 /// `tls:` of a server (the Collector's `configtls.ServerConfig`). Present = TLS on.
@@ -92,10 +96,82 @@ pub struct TlsServerConfig {
     pub include_system_ca_certs_pool: Option<bool>,
     /// Re-read `cert_file`/`key_file` this often (checked at handshakes). Default: never.
     pub reload_interval: Option<GoDuration>,
+    /// As for clients.
+    pub cipher_suites: Vec<String>,
+    pub curve_preferences: Vec<String>,
 }
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The rustls suite for a `cipher_suites` entry: Go's names (the Collector's), which are
+/// the IANA names (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, `TLS_AES_128_GCM_SHA256`).
+/// CBC, RSA key exchange and 3DES suites do not exist in rustls: an error names them.
+fn cipher_suite(name: &str) -> Result<rustls::SupportedCipherSuite, String> {
+    use rustls::crypto::ring::cipher_suite as suite;
+    Ok(match name {
+        "TLS_AES_128_GCM_SHA256" => suite::TLS13_AES_128_GCM_SHA256,
+        "TLS_AES_256_GCM_SHA384" => suite::TLS13_AES_256_GCM_SHA384,
+        "TLS_CHACHA20_POLY1305_SHA256" => suite::TLS13_CHACHA20_POLY1305_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
+            suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
+            suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        other if other.contains("_CBC_") || other.starts_with("TLS_RSA_") || other.contains("3DES") || other.contains("RC4") => {
+            return Err(format!(
+                "tls.cipher_suites: {other:?} is not supported (no CBC, RC4, 3DES or RSA key exchange suites: they are insecure); use an ECDHE GCM or CHACHA20 suite"
+            ))
+        }
+        other => return Err(format!("tls.cipher_suites: unknown cipher suite {other:?}")),
+    })
+}
+
+/// The key exchange group for a `curve_preferences` entry (Go's names).
+fn curve(name: &str) -> Result<&'static dyn rustls::crypto::SupportedKxGroup, String> {
+    use rustls::crypto::ring::kx_group;
+    match name {
+        "X25519" => Ok(kx_group::X25519),
+        "P256" | "CurveP256" => Ok(kx_group::SECP256R1),
+        "P384" | "CurveP384" => Ok(kx_group::SECP384R1),
+        "P521" | "CurveP521" | "X25519MLKEM768" => Err(format!(
+            "tls.curve_preferences: {name:?} is not supported by oxcol's TLS provider; use X25519, P256 or P384"
+        )),
+        other => Err(format!("tls.curve_preferences: unknown curve {other:?}")),
+    }
+}
+
+/// The crypto provider with `cipher_suites` and `curve_preferences` applied. TLS 1.3
+/// suites stay all enabled unless a TLS 1.3 suite is listed (Go ignores the list for
+/// TLS 1.3; the Collector documents it for TLS 1.2 and below).
+fn configured_provider(cipher_suites: &[String], curves: &[String]) -> Result<Arc<CryptoProvider>, String> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !cipher_suites.is_empty() {
+        let listed: Vec<rustls::SupportedCipherSuite> =
+            cipher_suites.iter().map(|n| cipher_suite(n)).collect::<Result<_, _>>()?;
+        let lists_tls13 = listed.iter().any(|s| s.tls13().is_some());
+        let mut suites: Vec<rustls::SupportedCipherSuite> = Vec::new();
+        if !lists_tls13 {
+            suites.extend(provider.cipher_suites.iter().filter(|s| s.tls13().is_some()));
+        }
+        suites.extend(listed);
+        provider.cipher_suites = suites;
+    }
+    if !curves.is_empty() {
+        provider.kx_groups = curves.iter().map(|n| curve(n)).collect::<Result<_, _>>()?;
+    }
+    Ok(Arc::new(provider))
+}
+
+fn check_provider(errors: &mut Vec<String>, cipher_suites: &[String], curves: &[String]) {
+    errors.extend(cipher_suites.iter().filter_map(|n| cipher_suite(n).err()));
+    errors.extend(curves.iter().filter_map(|n| curve(n).err()));
 }
 
 fn versions(
@@ -273,6 +349,7 @@ impl TlsClientConfig {
             errors.push(e);
         }
         check_reload_interval(&mut errors, self.reload_interval);
+        check_provider(&mut errors, &self.cipher_suites, &self.curve_preferences);
         if self
             .server_name_override
             .as_deref()
@@ -288,7 +365,10 @@ impl TlsClientConfig {
     /// `reload_interval`, again at the first handshake after each interval.
     pub fn rustls_config(&self, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
         let every = self.reload_interval.map(|d| d.get());
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
+        let builder = rustls::ClientConfig::builder_with_provider(configured_provider(
+            &self.cipher_suites,
+            &self.curve_preferences,
+        )?)
             .with_protocol_versions(&versions(&self.min_version, &self.max_version)?)
             .map_err(|e| format!("tls: {e}"))?
             .dangerous();
@@ -357,6 +437,7 @@ impl TlsServerConfig {
             errors.push(e);
         }
         check_reload_interval(&mut errors, self.reload_interval);
+        check_provider(&mut errors, &self.cipher_suites, &self.curve_preferences);
         if self.client_ca_file_reload && self.client_ca_file.is_none() {
             errors.push("tls.client_ca_file_reload needs tls.client_ca_file".to_string());
         }
@@ -366,7 +447,10 @@ impl TlsServerConfig {
     /// The rustls server configuration. Certificate files are read now (errors name
     /// them) and again every `reload_interval`, at the next handshake.
     pub fn rustls_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, String> {
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
+        let builder = rustls::ServerConfig::builder_with_provider(configured_provider(
+            &self.cipher_suites,
+            &self.curve_preferences,
+        )?)
             .with_protocol_versions(&versions(&self.min_version, &self.max_version)?)
             .map_err(|e| format!("tls: {e}"))?;
         let client_ca = match &self.client_ca_file {

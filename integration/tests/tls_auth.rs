@@ -538,11 +538,11 @@ async fn count_closed(streams: &mut [tokio::net::TcpStream]) -> usize {
 /// Runs one TLS handshake in memory between a client and a server built by oxcol's `tls`
 /// configs (the same code every exporter and receiver uses; a built config keeps its
 /// reload state, so tests build it once). Ok: the common name of the certificate each
-/// side saw from the other (None when the client sent none).
+/// side saw from the other (None when the client sent none), and the cipher suite.
 fn handshake(
     server: &Arc<rustls::ServerConfig>,
     client: &Arc<rustls::ClientConfig>,
-) -> Result<(String, Option<String>), String> {
+) -> Result<(String, Option<String>, String), String> {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut client = rustls::ClientConnection::new(Arc::clone(client), name).unwrap();
     let mut server = rustls::ServerConnection::new(Arc::clone(server)).unwrap();
@@ -551,9 +551,11 @@ fn handshake(
             let common_name = |certs: Option<&[rustls::pki_types::CertificateDer<'_>]>| {
                 certs.and_then(|c| c.first()).map(|der| common_name(der))
             };
+            let suite = client.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
             return Ok((
                 common_name(client.peer_certificates()).unwrap_or_default(),
                 common_name(server.peer_certificates()),
+                suite.unwrap_or_default(),
             ));
         }
         let mut wire = Vec::new();
@@ -617,7 +619,7 @@ fn server_certificate_is_reloaded_after_reload_interval() {
     let mut client = tls_client(&pki, "rot-ca.pem", None).rustls_config(&[]).unwrap();
     client.resumption = rustls::client::Resumption::disabled();
     let client = Arc::new(client);
-    let seen = || handshake(&server, &client).map(|(cn, _)| cn);
+    let seen = || handshake(&server, &client).map(|(cn, _, _)| cn);
     assert_eq!(seen().unwrap(), "first");
     rotate(&pki, "second", "live");
     assert_eq!(seen().unwrap(), "first", "not reloaded before the interval");
@@ -667,7 +669,7 @@ fn client_ca_and_certificate_are_reloaded_after_reload_interval() {
     rotate(&pki, "client2", "mine");
     assert!(connect().is_err(), "not reloaded before the interval");
     std::thread::sleep(Duration::from_millis(1600));
-    let (server_cn, client_cn) = connect().expect("the rotated CA is trusted after the interval");
+    let (server_cn, client_cn, _) = connect().expect("the rotated CA is trusted after the interval");
     assert_eq!(server_cn, "server");
     assert_eq!(client_cn.as_deref(), Some("client2"), "the rotated client certificate is sent");
     let _ = std::fs::remove_dir_all(&pki.dir);
@@ -700,8 +702,48 @@ fn server_client_ca_file_reload_follows_the_file() {
     .concat();
     std::fs::write(pki.path("clients.pem"), both).unwrap();
     std::thread::sleep(Duration::from_millis(250));
-    let (_, client_cn) = handshake(&server, &stranger)
+    let (_, client_cn, _) = handshake(&server, &stranger)
         .expect("the client CA file now holds the stranger's CA");
     assert_eq!(client_cn.as_deref(), Some("stranger"));
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// `cipher_suites` and `curve_preferences` (Go names) restrict what is negotiated: a
+/// common suite is used, disjoint suites or curves fail the handshake, unsupported
+/// names are config errors that name them.
+#[test]
+fn cipher_suites_and_curve_preferences_are_applied() {
+    let pki = make_pki("suites");
+    let server = |suites: &[&str], curves: &[&str]| {
+        let config: TlsServerConfig = serde_json::from_value(serde_json::json!({
+            "cert_file": pki.path("server.pem"), "key_file": pki.path("server-key.pem"),
+            "max_version": "1.2", "cipher_suites": suites, "curve_preferences": curves,
+        }))
+        .unwrap();
+        config.rustls_config(&[]).unwrap()
+    };
+    let client = |suites: &[&str], curves: &[&str]| {
+        let mut config = tls_client(&pki, "ca.pem", None);
+        config.cipher_suites = suites.iter().map(|s| s.to_string()).collect();
+        config.curve_preferences = curves.iter().map(|s| s.to_string()).collect();
+        Arc::new(config.rustls_config(&[]).unwrap())
+    };
+    let gcm256 = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384";
+    let chacha = "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256";
+    let (_, _, suite) = handshake(&server(&[gcm256], &[]), &client(&[], &[])).unwrap();
+    assert_eq!(suite, gcm256, "the server's only suite is negotiated");
+    let (_, _, suite) = handshake(&server(&[], &[]), &client(&[chacha], &[])).unwrap();
+    assert_eq!(suite, chacha, "the client's only suite is negotiated");
+    assert!(handshake(&server(&[gcm256], &[]), &client(&[chacha], &[])).is_err(), "no common suite");
+    assert!(handshake(&server(&[], &["X25519"]), &client(&[], &["P384"])).is_err(), "no common curve");
+    handshake(&server(&[], &["P384", "X25519"]), &client(&[], &["P384"])).expect("a common curve");
+    let bad = TlsClientConfig {
+        cipher_suites: vec!["TLS_RSA_WITH_AES_128_CBC_SHA".into()],
+        curve_preferences: vec!["P521".into()],
+        ..Default::default()
+    };
+    let errors = bad.validate().join("\n");
+    assert!(errors.contains("TLS_RSA_WITH_AES_128_CBC_SHA") && errors.contains("insecure"), "{errors}");
+    assert!(errors.contains("P521"), "{errors}");
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
