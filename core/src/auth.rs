@@ -14,6 +14,48 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use crate::reload::Reloading;
+
+/// How often a token file is checked for a change (at the next request after it):
+/// Kubernetes projected service account tokens are replaced well before they expire.
+pub const TOKEN_FILE_CHECK: Duration = Duration::from_secs(1);
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Reads a token file: trimmed, non-empty. Errors name the file, never the content.
+fn read_token(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("filename {path:?}: cannot read: {e}"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("filename {path:?}: the file is empty"));
+    }
+    Ok(token.to_string())
+}
+
+/// Fixed material, or material re-read from `path` when it changed.
+fn source<T: Send + Sync + 'static>(
+    path: Option<&str>,
+    fixed: impl FnOnce() -> Result<T, String>,
+    from_file: impl Fn(String) -> Result<T, String> + Send + Sync + 'static,
+) -> Result<Arc<Reloading<T>>, String> {
+    let reloading = match path {
+        None => {
+            let value = Arc::new(fixed()?);
+            Reloading::new("token".into(), None, move || Ok(Arc::clone(&value)))?
+        }
+        Some(path) => {
+            let file = path.to_string();
+            Reloading::new(format!("token file {path:?}"), Some(TOKEN_FILE_CHECK), move || {
+                from_file(read_token(&file)?).map(Arc::new)
+            })?
+            .when_changed(Some(path.into()))
+        }
+    };
+    Ok(Arc::new(reloading))
+}
+
 /// `auth:` of a receiver or exporter: `{authenticator: bearertokenauth/NAME}`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -48,7 +90,7 @@ pub enum ServerAuthenticator {
     Bearer {
         header: HeaderName,
         scheme: String,
-        tokens: Vec<Vec<u8>>,
+        tokens: Arc<Reloading<Vec<Vec<u8>>>>,
     },
     /// `Authorization: Basic base64(user:password)` checked against htpasswd entries.
     Basic { users: Vec<(String, PasswordHash)> },
@@ -64,7 +106,7 @@ impl std::fmt::Debug for ServerAuthenticator {
             } => write!(
                 f,
                 "Bearer {{ header: {header}, scheme: {scheme:?}, tokens: {} [REDACTED] }}",
-                tokens.len()
+                tokens.get().len()
             ),
             ServerAuthenticator::Basic { users } => {
                 write!(f, "Basic {{ users: {} [REDACTED] }}", users.len())
@@ -79,21 +121,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl ServerAuthenticator {
+    /// Accepts any of `tokens`, or the token in `filename` (re-read when the file changed,
+    /// checked at most every [`TOKEN_FILE_CHECK`]; a failed re-read keeps the old token).
     pub fn bearer(
         header: &str,
         scheme: &str,
         tokens: Vec<String>,
+        filename: Option<&str>,
     ) -> Result<ServerAuthenticator, String> {
         let header = HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
             .map_err(|_| format!("header {header:?} is not a valid header name"))?;
-        let tokens: Vec<Vec<u8>> = tokens
-            .into_iter()
-            .map(|t| t.trim().as_bytes().to_vec())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if tokens.is_empty() {
-            return Err("no token configured (set token, tokens or filename)".to_string());
-        }
+        let fixed = || {
+            let tokens: Vec<Vec<u8>> = tokens
+                .into_iter()
+                .map(|t| t.trim().as_bytes().to_vec())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if tokens.is_empty() {
+                return Err("no token configured (set token, tokens or filename)".to_string());
+            }
+            Ok(tokens)
+        };
+        let tokens = source(filename, fixed, |token| Ok(vec![token.into_bytes()]))?;
         Ok(ServerAuthenticator::Bearer {
             header,
             scheme: scheme.to_string(),
@@ -169,7 +218,7 @@ impl ServerAuthenticator {
                 };
                 // Every token is compared (no early exit) so timing says nothing about which.
                 let mut matched = false;
-                for token in tokens {
+                for token in tokens.get().iter() {
                     matched |= constant_time_eq(presented, token);
                 }
                 if matched {
@@ -217,11 +266,12 @@ impl ServerAuthenticator {
     }
 }
 
-/// Credentials a client adds to every request: one header, marked sensitive.
+/// Credentials a client adds to every request: one header, marked sensitive; with a
+/// token file, its value follows the file (see [`ClientCredentials::value`]).
 #[derive(Clone)]
 pub struct ClientCredentials {
     pub header: HeaderName,
-    pub value: HeaderValue,
+    value: Arc<Reloading<HeaderValue>>,
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -234,31 +284,57 @@ impl std::fmt::Debug for ClientCredentials {
     }
 }
 
+fn sensitive(text: &str) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(text)
+        .map_err(|_| "the credentials contain characters not allowed in a header".to_string())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 impl ClientCredentials {
-    pub fn bearer(header: &str, scheme: &str, token: &str) -> Result<ClientCredentials, String> {
+    /// `header: <scheme> <token>`; the token from `filename` when set (re-read when the
+    /// file changed, checked at most every [`TOKEN_FILE_CHECK`]), else `token`.
+    pub fn bearer(
+        header: &str,
+        scheme: &str,
+        token: &str,
+        filename: Option<&str>,
+    ) -> Result<ClientCredentials, String> {
         let header = HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
             .map_err(|_| format!("header {header:?} is not a valid header name"))?;
-        let text = if scheme.is_empty() {
-            token.trim().to_string()
-        } else {
-            format!("{scheme} {}", token.trim())
+        let scheme = scheme.to_string();
+        let render = move |token: &str| {
+            if scheme.is_empty() {
+                sensitive(token.trim())
+            } else {
+                sensitive(&format!("{scheme} {}", token.trim()))
+            }
         };
-        let mut value = HeaderValue::from_str(&text)
-            .map_err(|_| "the token contains characters not allowed in a header".to_string())?;
-        value.set_sensitive(true);
+        let fixed = if filename.is_some() {
+            Err(String::new()) // not used: the file is read instead
+        } else if token.trim().is_empty() {
+            Err("no token configured".to_string())
+        } else {
+            render(token)
+        };
+        let value = source(filename, || fixed, move |token| render(&token))?;
         Ok(ClientCredentials { header, value })
     }
 
+    /// The header value to send now.
+    pub fn value(&self) -> HeaderValue {
+        HeaderValue::clone(&self.value.get())
+    }
+
     pub fn basic(username: &str, password: &str) -> Result<ClientCredentials, String> {
-        let mut value = HeaderValue::from_str(&format!(
+        let value = sensitive(&format!(
             "Basic {}",
             BASE64.encode(format!("{username}:{password}"))
         ))
         .map_err(|_| "invalid basic credentials".to_string())?;
-        value.set_sensitive(true);
         Ok(ClientCredentials {
             header: http::header::AUTHORIZATION,
-            value,
+            value: source(None, || Ok(value), |_| Err(String::new()))?,
         })
     }
 }
@@ -282,6 +358,7 @@ mod tests {
             "Authorization",
             "Bearer",
             vec!["s3cret".into(), "other".into()],
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -304,16 +381,16 @@ mod tests {
             auth.authenticate(&HeaderMap::new()),
             Err(AuthFailure("missing credentials"))
         );
-        let client = ClientCredentials::bearer("Authorization", "Bearer", "s3cret\n").unwrap();
+        let client = ClientCredentials::bearer("Authorization", "Bearer", "s3cret\n", None).unwrap();
         assert_eq!(
             auth.authenticate(&with(
                 client.header.as_str(),
-                client.value.to_str().unwrap()
+                client.value().to_str().unwrap()
             )),
             Ok(())
         );
         assert!(!format!("{auth:?} {client:?}").contains("s3cret"));
-        assert!(ServerAuthenticator::bearer("Authorization", "Bearer", vec![" ".into()]).is_err());
+        assert!(ServerAuthenticator::bearer("Authorization", "Bearer", vec![" ".into()], None).is_err());
     }
 
     #[test]
@@ -327,22 +404,22 @@ mod tests {
         let auth = ServerAuthenticator::basic_from_htpasswd("htpasswd.inline", &text).unwrap();
         let good = ClientCredentials::basic("alice", "pa55").unwrap();
         assert_eq!(
-            auth.authenticate(&with("authorization", good.value.to_str().unwrap())),
+            auth.authenticate(&with("authorization", good.value().to_str().unwrap())),
             Ok(())
         );
         let bob = ClientCredentials::basic("bob", "pa55w0rd").unwrap();
         assert_eq!(
-            auth.authenticate(&with("authorization", bob.value.to_str().unwrap())),
+            auth.authenticate(&with("authorization", bob.value().to_str().unwrap())),
             Ok(())
         );
         let wrong = ClientCredentials::basic("alice", "nope").unwrap();
         assert!(
-            auth.authenticate(&with("authorization", wrong.value.to_str().unwrap()))
+            auth.authenticate(&with("authorization", wrong.value().to_str().unwrap()))
                 .is_err()
         );
         let nobody = ClientCredentials::basic("carol", "pa55").unwrap();
         assert!(
-            auth.authenticate(&with("authorization", nobody.value.to_str().unwrap()))
+            auth.authenticate(&with("authorization", nobody.value().to_str().unwrap()))
                 .is_err()
         );
         assert!(
@@ -359,7 +436,7 @@ mod tests {
     #[test]
     fn random_headers_never_panic() {
         let bearer =
-            ServerAuthenticator::bearer("authorization", "Bearer", vec!["t".into()]).unwrap();
+            ServerAuthenticator::bearer("authorization", "Bearer", vec!["t".into()], None).unwrap();
         let basic =
             ServerAuthenticator::basic_from_htpasswd("x", "u:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=")
                 .unwrap();

@@ -11,6 +11,7 @@ pub mod listen;
 pub mod process;
 pub mod tls;
 pub mod relabel;
+pub mod reload;
 pub mod units;
 pub mod batch;
 pub mod compression;

@@ -11,9 +11,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
@@ -29,6 +29,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureS
 use serde::Deserialize;
 
 use crate::GoDuration;
+use crate::reload::Reloading;
 
 /// ALPN for gRPC (HTTP/2 only).
 pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
@@ -506,96 +507,6 @@ impl TlsServerConfig {
         let mut config = builder.with_cert_resolver(Arc::new(ServerCert(cert)));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
-    }
-}
-
-/// A value loaded from files (a certificate and key, or a verifier built from a CA file)
-/// and loaded again at the first use after each `every`, or never when `every` is None.
-/// With `when_changed`, a reload happens only when that file's modification time
-/// changed. A failed reload keeps the previous value and logs why (never a secret: the
-/// errors name files and parser complaints only).
-struct Reloading<T: ?Sized> {
-    what: String,
-    every: Option<Duration>,
-    watched: Option<std::path::PathBuf>,
-    load: Box<dyn Fn() -> Result<Arc<T>, String> + Send + Sync>,
-    current: Mutex<Loaded<T>>,
-}
-
-struct Loaded<T: ?Sized> {
-    checked: Instant,
-    modified: Option<std::time::SystemTime>,
-    value: Arc<T>,
-}
-
-fn modified(path: &Option<std::path::PathBuf>) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path.as_ref()?).ok()?.modified().ok()
-}
-
-impl<T: ?Sized> Reloading<T> {
-    /// Loads now: an error here is a start-up error.
-    fn new(
-        what: String,
-        every: Option<Duration>,
-        load: impl Fn() -> Result<Arc<T>, String> + Send + Sync + 'static,
-    ) -> Result<Reloading<T>, String> {
-        let value = load()?;
-        Ok(Reloading {
-            what,
-            every,
-            watched: None,
-            load: Box::new(load),
-            current: Mutex::new(Loaded {
-                checked: Instant::now(),
-                modified: None,
-                value,
-            }),
-        })
-    }
-
-    /// Reload only when `path`'s modification time differs from the last load's.
-    fn when_changed(mut self, path: Option<std::path::PathBuf>) -> Reloading<T> {
-        let current = self.current.get_mut().unwrap_or_else(|p| p.into_inner());
-        current.modified = modified(&path);
-        self.watched = path;
-        self
-    }
-
-    /// The current value, reloaded first when due.
-    fn get(&self) -> Arc<T> {
-        let mut current = self
-            .current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(every) = self.every {
-            if current.checked.elapsed() >= every {
-                current.checked = Instant::now();
-                let stamp = modified(&self.watched);
-                let changed = self.watched.is_none() || stamp != current.modified;
-                if changed {
-                    match (self.load)() {
-                        Ok(value) => {
-                            current.value = value;
-                            current.modified = stamp;
-                            tracing::debug!(what = %self.what, "TLS material reloaded");
-                        }
-                        Err(error) => {
-                            tracing::warn!(what = %self.what, %error, "cannot reload TLS material; keeping the previous one")
-                        }
-                    }
-                }
-            }
-        }
-        Arc::clone(&current.value)
-    }
-}
-
-impl<T: ?Sized> std::fmt::Debug for Reloading<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reloading")
-            .field("what", &self.what)
-            .field("every", &self.every)
-            .finish_non_exhaustive()
     }
 }
 

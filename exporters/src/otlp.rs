@@ -126,6 +126,8 @@ impl Config {
 pub struct OtlpGrpcExporter {
     channel: Channel,
     metadata: MetadataMap,
+    /// `auth:` credentials, added to each request as they are at that moment.
+    credentials: Option<(MetadataKey<tonic::metadata::Ascii>, ClientCredentials)>,
     compression: Option<CompressionEncoding>,
     timeout: Duration,
     max_response_bytes: usize,
@@ -166,6 +168,7 @@ impl OtlpGrpcExporter {
         Ok(OtlpGrpcExporter {
             channel,
             metadata,
+            credentials: None,
             compression,
             timeout: config.timeout.get(),
             max_response_bytes: config.max_recv_msg_size_mib.unwrap_or(4) << 20,
@@ -178,12 +181,18 @@ impl OtlpGrpcExporter {
     pub fn with_credentials(mut self, credentials: Option<ClientCredentials>) -> Result<OtlpGrpcExporter, String> {
         if let Some(credentials) = credentials {
             let key = MetadataKey::from_str(credentials.header.as_str()).map_err(|_| "auth: invalid header name".to_string())?;
-            let mut value = MetadataValue::try_from(credentials.value.as_bytes()).map_err(|_| "auth: the credentials are not valid gRPC metadata".to_string())?;
-            value.set_sensitive(true);
-            self.metadata.insert(key, value);
+            credentials_metadata(&credentials.value())?;
+            self.credentials = Some((key, credentials));
         }
         Ok(self)
     }
+}
+
+/// The credentials as gRPC metadata, marked sensitive (never logged).
+fn credentials_metadata(value: &http::HeaderValue) -> Result<MetadataValue<tonic::metadata::Ascii>, String> {
+    let mut value = MetadataValue::try_from(value.as_bytes()).map_err(|_| "auth: the credentials are not valid gRPC metadata".to_string())?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Classifies a gRPC status per the OTLP spec.
@@ -211,6 +220,12 @@ impl Exporter for OtlpGrpcExporter {
             grpc.ready().await.map_err(|e| ExportError::Retryable { reason: format!("connection not ready: {e}"), after: None })?;
             let mut request = tonic::Request::new(batch);
             *request.metadata_mut() = self.metadata.clone();
+            if let Some((key, credentials)) = &self.credentials {
+                // The value of the moment: a token file may have been rotated.
+                if let Ok(value) = credentials_metadata(&credentials.value()) {
+                    request.metadata_mut().insert(key.clone(), value);
+                }
+            }
             request.set_timeout(self.timeout);
             let path = http::uri::PathAndQuery::from_static(signal.grpc_path());
             let response = tokio::time::timeout(self.timeout + Duration::from_millis(100), grpc.unary(request, path, RawCodec::<Batch>::default()))

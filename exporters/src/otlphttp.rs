@@ -145,6 +145,8 @@ pub struct OtlpHttpExporter {
     client: Client<oxcol_core::tls::HttpsConnector, Full<Bytes>>,
     urls: [(Signal, http::Uri); 3],
     headers: HeaderMap,
+    /// `auth:` credentials, added to each request as they are at that moment.
+    credentials: Option<oxcol_core::auth::ClientCredentials>,
     encoding: WireEncoding,
     compression: Encoding,
     timeout: Duration,
@@ -182,6 +184,7 @@ impl OtlpHttpExporter {
             client,
             urls,
             headers,
+            credentials: None,
             encoding: config.encoding,
             compression: parse_compression(&config.compression)?,
             timeout: config.timeout.get(),
@@ -191,7 +194,7 @@ impl OtlpHttpExporter {
     /// Adds the `auth:` authenticator's credentials to every request.
     pub fn with_credentials(mut self, credentials: Option<ClientCredentials>) -> OtlpHttpExporter {
         if let Some(credentials) = credentials {
-            self.headers.insert(credentials.header, credentials.value);
+            self.credentials = Some(credentials);
         }
         self
     }
@@ -253,6 +256,10 @@ impl Exporter for OtlpHttpExporter {
             let mut request = Request::builder().method(Method::POST).uri(uri);
             let headers = request.headers_mut().expect("builder has no error before body()");
             headers.extend(self.headers.clone());
+            if let Some(credentials) = &self.credentials {
+                // The value of the moment: a token file may have been rotated.
+                headers.insert(credentials.header.clone(), credentials.value());
+            }
             headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             headers.insert(http::header::USER_AGENT, HeaderValue::from_static(concat!("oxcol/", env!("CARGO_PKG_VERSION"))));
             if let Some(value) = self.compression.header_value() {

@@ -700,6 +700,8 @@ fn server_client_ca_file_reload_follows_the_file() {
         std::fs::read_to_string(pki.path("other-ca.pem")).unwrap(),
     ]
     .concat();
+    // File times tick with the kernel's coarse clock (a few ms): let one pass.
+    std::thread::sleep(Duration::from_millis(20));
     std::fs::write(pki.path("clients.pem"), both).unwrap();
     std::thread::sleep(Duration::from_millis(250));
     let (_, client_cn, _) = handshake(&server, &stranger)

@@ -116,7 +116,7 @@ mod tests {
         assert!(config.validate().is_empty());
         let credentials = config.client_credentials().unwrap();
         let mut headers = http::HeaderMap::new();
-        headers.insert(credentials.header, credentials.value);
+        headers.insert(credentials.header.clone(), credentials.value());
         assert!(
             config
                 .server_authenticator()

@@ -66,32 +66,31 @@ impl Config {
         errors
     }
 
-    /// The tokens, read from `filename` if set. Errors name the file, never the content.
-    fn tokens(&self) -> Result<Vec<String>, String> {
-        if let Some(path) = &self.filename {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("filename {path:?}: cannot read: {e}"))?;
-            return Ok(vec![text.trim().to_string()]);
-        }
-        Ok(self
-            .token
+    /// The inline tokens (`token`, `tokens`); `filename` is read by the authenticator.
+    fn inline_tokens(&self) -> Vec<String> {
+        self.token
             .iter()
             .cloned()
             .chain(self.tokens.iter().cloned())
-            .collect())
+            .collect()
     }
 
+    /// Checks requests against the tokens, or the token in `filename`: re-read when the
+    /// file changed (Kubernetes rotates projected service account tokens).
     pub fn server_authenticator(&self) -> Result<ServerAuthenticator, String> {
-        ServerAuthenticator::bearer(&self.header, &self.scheme, self.tokens()?)
+        ServerAuthenticator::bearer(
+            &self.header,
+            &self.scheme,
+            self.inline_tokens(),
+            self.filename.as_deref(),
+        )
     }
 
+    /// Sends `token` (the first of `tokens`), or the token in `filename`, re-read when
+    /// the file changed.
     pub fn client_credentials(&self) -> Result<ClientCredentials, String> {
-        let tokens = self.tokens()?;
-        let token = tokens
-            .first()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| "no token configured".to_string())?;
-        ClientCredentials::bearer(&self.header, &self.scheme, token)
+        let token = self.inline_tokens().into_iter().next().unwrap_or_default();
+        ClientCredentials::bearer(&self.header, &self.scheme, &token, self.filename.as_deref())
     }
 }
 
@@ -109,9 +108,9 @@ mod tests {
         assert!(config.validate().is_empty());
         assert!(!format!("{config:?}").contains("t0ps3cret"));
         let credentials = config.client_credentials().unwrap();
-        assert_eq!(credentials.value.to_str().unwrap(), "Bearer t0ps3cret");
+        assert_eq!(credentials.value().to_str().unwrap(), "Bearer t0ps3cret");
         let mut headers = http::HeaderMap::new();
-        headers.insert(credentials.header, credentials.value);
+        headers.insert(credentials.header.clone(), credentials.value());
         assert!(
             config
                 .server_authenticator()
@@ -129,5 +128,41 @@ mod tests {
                 .unwrap_err()
                 .contains("/nonexistent/token")
         );
+    }
+
+    /// A rotated token file (as Kubernetes rotates projected service account tokens) is
+    /// picked up by both sides within TOKEN_FILE_CHECK, without a restart; an emptied
+    /// file keeps the previous token.
+    #[test]
+    fn a_rotated_token_file_is_followed_by_server_and_client() {
+        let dir = std::env::temp_dir().join(format!("oxcol-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "first-token\n").unwrap();
+        let config = Config {
+            filename: Some(path.to_string_lossy().into_owned()),
+            ..Config::default()
+        };
+        let server = config.server_authenticator().unwrap();
+        let client = config.client_credentials().unwrap();
+        let presenting = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::AUTHORIZATION, value.parse().unwrap());
+            server.authenticate(&headers)
+        };
+        assert_eq!(client.value().to_str().unwrap(), "Bearer first-token");
+        assert!(presenting("Bearer first-token").is_ok());
+        // File times tick with the kernel's coarse clock (a few ms): let one pass.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "second-token\n").unwrap();
+        std::thread::sleep(oxcol_core::auth::TOKEN_FILE_CHECK + std::time::Duration::from_millis(100));
+        assert_eq!(client.value().to_str().unwrap(), "Bearer second-token");
+        assert!(presenting("Bearer second-token").is_ok());
+        assert!(presenting("Bearer first-token").is_err(), "the old token is no longer accepted");
+        std::fs::write(&path, "").unwrap();
+        std::thread::sleep(oxcol_core::auth::TOKEN_FILE_CHECK + std::time::Duration::from_millis(100));
+        assert_eq!(client.value().to_str().unwrap(), "Bearer second-token", "an empty file keeps the token");
+        assert!(presenting("Bearer second-token").is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -51,6 +51,8 @@ pub struct RemoteWriteExporter {
     client: Client<oxcol_core::tls::HttpsConnector, Full<Bytes>>,
     uri: http::Uri,
     headers: HeaderMap,
+    /// `auth:` credentials, added to each request as they are at that moment.
+    credentials: Option<oxcol_core::auth::ClientCredentials>,
     settings: Settings,
     v2: bool,
     send_metadata: bool,
@@ -97,6 +99,7 @@ impl RemoteWriteExporter {
             client,
             uri,
             headers,
+            credentials: None,
             settings,
             v2: config.is_v2(),
             send_metadata: config.send_metadata,
@@ -111,7 +114,7 @@ impl RemoteWriteExporter {
     /// Adds the `auth:` authenticator's credentials to every request.
     pub fn with_credentials(mut self, credentials: Option<oxcol_core::auth::ClientCredentials>) -> RemoteWriteExporter {
         if let Some(credentials) = credentials {
-            self.headers.insert(credentials.header, credentials.value);
+            self.credentials = Some(credentials);
         }
         self
     }
@@ -127,6 +130,10 @@ impl RemoteWriteExporter {
         headers.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         // User headers may replace User-Agent, never the protocol's own headers.
         headers.extend(self.headers.clone());
+        if let Some(credentials) = &self.credentials {
+            // The value of the moment: a token file may have been rotated.
+            headers.insert(credentials.header.clone(), credentials.value());
+        }
         headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
         let (content_type, version) = if self.v2 {
             ("application/x-protobuf;proto=io.prometheus.write.v2.Request", "2.0.0")
