@@ -47,9 +47,11 @@ fn source<T: Send + Sync + 'static>(
         }
         Some(path) => {
             let file = path.to_string();
-            Reloading::new(format!("token file {path:?}"), Some(TOKEN_FILE_CHECK), move || {
-                from_file(read_token(&file)?).map(Arc::new)
-            })?
+            Reloading::new(
+                format!("token file {path:?}"),
+                Some(TOKEN_FILE_CHECK),
+                move || from_file(read_token(&file)?).map(Arc::new),
+            )?
             .when_changed(Some(path.into()))
         }
     };
@@ -381,7 +383,8 @@ mod tests {
             auth.authenticate(&HeaderMap::new()),
             Err(AuthFailure("missing credentials"))
         );
-        let client = ClientCredentials::bearer("Authorization", "Bearer", "s3cret\n", None).unwrap();
+        let client =
+            ClientCredentials::bearer("Authorization", "Bearer", "s3cret\n", None).unwrap();
         assert_eq!(
             auth.authenticate(&with(
                 client.header.as_str(),
@@ -390,7 +393,9 @@ mod tests {
             Ok(())
         );
         assert!(!format!("{auth:?} {client:?}").contains("s3cret"));
-        assert!(ServerAuthenticator::bearer("Authorization", "Bearer", vec![" ".into()], None).is_err());
+        assert!(
+            ServerAuthenticator::bearer("Authorization", "Bearer", vec![" ".into()], None).is_err()
+        );
     }
 
     #[test]

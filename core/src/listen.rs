@@ -137,7 +137,9 @@ impl ServerIo {
             return true;
         }
         // Not expired: since + idle is ahead (since is now when a request is in flight).
-        timer.as_mut().reset((since + *idle).max(now + Duration::from_millis(1)));
+        timer
+            .as_mut()
+            .reset((since + *idle).max(now + Duration::from_millis(1)));
         // Registers the waker: poll_read runs again when the timer fires.
         let _ = timer.as_mut().poll(cx);
         false
@@ -357,9 +359,17 @@ pub fn incoming(
                     let server = server.clone();
                     let limits = limits.clone();
                     tokio::spawn(async move {
-                        match tokio::time::timeout(limits.read_header_timeout, acceptor.accept(tcp)).await {
+                        match tokio::time::timeout(limits.read_header_timeout, acceptor.accept(tcp))
+                            .await
+                        {
                             Ok(Ok(stream)) => {
-                                let io = ServerIo::new(Inner::Tls(Box::new(stream)), remote, deadline, &limits, slot);
+                                let io = ServerIo::new(
+                                    Inner::Tls(Box::new(stream)),
+                                    remote,
+                                    deadline,
+                                    &limits,
+                                    slot,
+                                );
                                 let _ = sender.send(io).await;
                             }
                             // A refused client certificate, a wrong protocol, a scanner: debug only.

@@ -94,4 +94,3 @@ impl<T: ?Sized> std::fmt::Debug for Reloading<T> {
             .finish_non_exhaustive()
     }
 }
-

@@ -18,10 +18,10 @@ use std::time::Duration;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -117,7 +117,8 @@ fn cipher_suite(name: &str) -> Result<rustls::SupportedCipherSuite, String> {
         "TLS_CHACHA20_POLY1305_SHA256" => suite::TLS13_CHACHA20_POLY1305_SHA256,
         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
         "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
             suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
         }
         "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
@@ -125,10 +126,15 @@ fn cipher_suite(name: &str) -> Result<rustls::SupportedCipherSuite, String> {
         "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
             suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
         }
-        other if other.contains("_CBC_") || other.starts_with("TLS_RSA_") || other.contains("3DES") || other.contains("RC4") => {
+        other
+            if other.contains("_CBC_")
+                || other.starts_with("TLS_RSA_")
+                || other.contains("3DES")
+                || other.contains("RC4") =>
+        {
             return Err(format!(
                 "tls.cipher_suites: {other:?} is not supported (no CBC, RC4, 3DES or RSA key exchange suites: they are insecure); use an ECDHE GCM or CHACHA20 suite"
-            ))
+            ));
         }
         other => return Err(format!("tls.cipher_suites: unknown cipher suite {other:?}")),
     })
@@ -151,15 +157,25 @@ fn curve(name: &str) -> Result<&'static dyn rustls::crypto::SupportedKxGroup, St
 /// The crypto provider with `cipher_suites` and `curve_preferences` applied. TLS 1.3
 /// suites stay all enabled unless a TLS 1.3 suite is listed (Go ignores the list for
 /// TLS 1.3; the Collector documents it for TLS 1.2 and below).
-fn configured_provider(cipher_suites: &[String], curves: &[String]) -> Result<Arc<CryptoProvider>, String> {
+fn configured_provider(
+    cipher_suites: &[String],
+    curves: &[String],
+) -> Result<Arc<CryptoProvider>, String> {
     let mut provider = rustls::crypto::ring::default_provider();
     if !cipher_suites.is_empty() {
-        let listed: Vec<rustls::SupportedCipherSuite> =
-            cipher_suites.iter().map(|n| cipher_suite(n)).collect::<Result<_, _>>()?;
+        let listed: Vec<rustls::SupportedCipherSuite> = cipher_suites
+            .iter()
+            .map(|n| cipher_suite(n))
+            .collect::<Result<_, _>>()?;
         let lists_tls13 = listed.iter().any(|s| s.tls13().is_some());
         let mut suites: Vec<rustls::SupportedCipherSuite> = Vec::new();
         if !lists_tls13 {
-            suites.extend(provider.cipher_suites.iter().filter(|s| s.tls13().is_some()));
+            suites.extend(
+                provider
+                    .cipher_suites
+                    .iter()
+                    .filter(|s| s.tls13().is_some()),
+            );
         }
         suites.extend(listed);
         provider.cipher_suites = suites;
@@ -370,9 +386,9 @@ impl TlsClientConfig {
             &self.cipher_suites,
             &self.curve_preferences,
         )?)
-            .with_protocol_versions(&versions(&self.min_version, &self.max_version)?)
-            .map_err(|e| format!("tls: {e}"))?
-            .dangerous();
+        .with_protocol_versions(&versions(&self.min_version, &self.max_version)?)
+        .map_err(|e| format!("tls: {e}"))?
+        .dangerous();
         let builder = if self.insecure_skip_verify {
             builder.with_custom_certificate_verifier(Arc::new(SkipServerVerification(provider())))
         } else {
@@ -452,16 +468,21 @@ impl TlsServerConfig {
             &self.cipher_suites,
             &self.curve_preferences,
         )?)
-            .with_protocol_versions(&versions(&self.min_version, &self.max_version)?)
-            .map_err(|e| format!("tls: {e}"))?;
+        .with_protocol_versions(&versions(&self.min_version, &self.max_version)?)
+        .map_err(|e| format!("tls: {e}"))?;
         let client_ca = match &self.client_ca_file {
             Some(path) => Some((
                 format!("tls.client_ca_file {path:?}"),
                 Some(path.clone()),
                 None,
             )),
-            None => (self.ca_file.is_some() || self.ca_pem.is_some())
-                .then(|| (origin("ca", &self.ca_file), self.ca_file.clone(), self.ca_pem.clone())),
+            None => (self.ca_file.is_some() || self.ca_pem.is_some()).then(|| {
+                (
+                    origin("ca", &self.ca_file),
+                    self.ca_file.clone(),
+                    self.ca_pem.clone(),
+                )
+            }),
         };
         let builder = match client_ca {
             Some((what, file, pem)) => {
@@ -534,6 +555,32 @@ impl ResolvesClientCert for ClientCert {
     }
 }
 
+/// The signature checks of a verifier wrapper, delegated to the verifier of the moment
+/// (`self.0`, a [`Reloading`] verifier): the same three methods for servers and clients.
+macro_rules! signatures_of_the_moment {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.get().verify_tls12_signature(message, cert, dss)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.get().verify_tls13_signature(message, cert, dss)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.get().supported_verify_schemes()
+        }
+    };
+}
+
 /// Verifies servers against the CA of the moment (see [`Reloading`]); webpki does the work.
 #[derive(Debug)]
 struct ServerVerifier(Reloading<dyn ServerCertVerifier>);
@@ -551,25 +598,7 @@ impl ServerCertVerifier for ServerVerifier {
             .get()
             .verify_server_cert(end_entity, intermediates, name, ocsp, now)
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.get().supported_verify_schemes()
-    }
+    signatures_of_the_moment!();
 }
 
 /// Verifies client certificates against the client CA of the moment (`client_ca_file_reload`).
@@ -588,27 +617,11 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0.get().verify_client_cert(end_entity, intermediates, now)
+        self.0
+            .get()
+            .verify_client_cert(end_entity, intermediates, now)
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.get().supported_verify_schemes()
-    }
+    signatures_of_the_moment!();
 }
 
 /// `insecure_skip_verify: true`: any certificate is accepted, signatures are still checked

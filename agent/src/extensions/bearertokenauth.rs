@@ -155,13 +155,24 @@ mod tests {
         // File times tick with the kernel's coarse clock (a few ms): let one pass.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&path, "second-token\n").unwrap();
-        std::thread::sleep(oxcol_core::auth::TOKEN_FILE_CHECK + std::time::Duration::from_millis(100));
+        std::thread::sleep(
+            oxcol_core::auth::TOKEN_FILE_CHECK + std::time::Duration::from_millis(100),
+        );
         assert_eq!(client.value().to_str().unwrap(), "Bearer second-token");
         assert!(presenting("Bearer second-token").is_ok());
-        assert!(presenting("Bearer first-token").is_err(), "the old token is no longer accepted");
+        assert!(
+            presenting("Bearer first-token").is_err(),
+            "the old token is no longer accepted"
+        );
         std::fs::write(&path, "").unwrap();
-        std::thread::sleep(oxcol_core::auth::TOKEN_FILE_CHECK + std::time::Duration::from_millis(100));
-        assert_eq!(client.value().to_str().unwrap(), "Bearer second-token", "an empty file keeps the token");
+        std::thread::sleep(
+            oxcol_core::auth::TOKEN_FILE_CHECK + std::time::Duration::from_millis(100),
+        );
+        assert_eq!(
+            client.value().to_str().unwrap(),
+            "Bearer second-token",
+            "an empty file keeps the token"
+        );
         assert!(presenting("Bearer second-token").is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
