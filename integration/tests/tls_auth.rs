@@ -410,6 +410,75 @@ async fn slow_clients_do_not_starve_others_and_are_cut_off() {
     .await;
 }
 
+/// A client that never reads its responses (HTTP/2 receive window 0) and opens 300
+/// export streams: the server advertises and enforces 200 concurrent streams (the rest
+/// are refused with RST_STREAM), and other clients are served meanwhile.
+#[tokio::test]
+async fn grpc_client_that_never_reads_is_bounded_by_max_concurrent_streams() {
+    bounded(Duration::from_secs(60), async {
+        let sink = start_sink().await;
+        let port = free_port();
+        let yaml = format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{port}\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n",
+            sink = sink.grpc_addr,
+        );
+        let _oxcol = Proc::start("never-reads", &yaml, &[port]).await;
+        let mut greedy = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // Preface, then SETTINGS_INITIAL_WINDOW_SIZE = 0: no response body can be sent.
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+        greedy.write_all(&hello).await.unwrap();
+        // An empty ExportMetricsServiceRequest: the 5-byte gRPC prefix of a 0-byte message.
+        let mut requests = Vec::new();
+        for n in 0..300u32 {
+            let stream = 2 * n + 1;
+            requests.extend(h2_open_export_stream(stream));
+            requests.extend(h2_frame(0x0, 0x1, stream, &[0, 0, 0, 0, 0]));
+        }
+        greedy.write_all(&requests).await.unwrap();
+        let started = Instant::now();
+        grpc_export(port, None, None).await.expect("another client is served");
+        assert!(started.elapsed() < Duration::from_secs(2), "the other client waited {:?}", started.elapsed());
+        let (frames, _) = h2_read(greedy, Duration::from_secs(2)).await;
+        let settings = frames.iter().find(|(kind, flags, _)| *kind == 0x4 && flags & 1 == 0).expect("server SETTINGS");
+        let advertised = settings.2.chunks(6).find(|p| p.len() == 6 && p[..2] == [0, 3]).map(|p| u32::from_be_bytes([p[2], p[3], p[4], p[5]]));
+        assert_eq!(advertised, Some(200), "SETTINGS_MAX_CONCURRENT_STREAMS");
+        let refused = frames.iter().filter(|(kind, _, payload)| *kind == 0x3 && payload.as_slice() == [0, 0, 0, 7]).count();
+        let answered = frames.iter().filter(|(kind, _, _)| *kind == 0x1).count();
+        assert!(refused >= 100, "streams past the limit refused (REFUSED_STREAM): {refused}");
+        assert!(answered <= 200, "at most 200 streams served at once: {answered} response headers");
+    })
+    .await;
+}
+
+/// The HTTP/2 frames (type, flags, payload) the server sent until it closed the
+/// connection or `limit` passed, and when it closed it (None: still open).
+async fn h2_read(
+    mut stream: tokio::net::TcpStream,
+    limit: Duration,
+) -> (Vec<(u8, u8, Vec<u8>)>, Option<Duration>) {
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16384];
+    let closed = loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(&mut stream, &mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break Some(started.elapsed()),
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+            Err(_) => break None,
+        }
+    };
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = (usize::from(bytes[at]) << 16) | (usize::from(bytes[at + 1]) << 8) | usize::from(bytes[at + 2]);
+        let end = (at + 9 + len).min(bytes.len());
+        frames.push((bytes[at + 3], bytes[at + 4], bytes[at + 9..end].to_vec()));
+        at += 9 + len;
+    }
+    (frames, closed)
+}
+
 /// `keepalive.server_parameters`: a connection with nothing in flight is closed after
 /// `max_connection_idle`, one with a request in flight is not; with `max_connection_age`
 /// the server sends GOAWAY and closes after `max_connection_age_grace`.
@@ -427,18 +496,18 @@ async fn grpc_idle_and_aged_connections_are_closed() {
         let idle = h2_connect(idle_port).await;
         let mut busy = h2_connect(idle_port).await;
         // A request whose body never comes: in flight for as long as the test runs.
-        busy.write_all(&h2_open_export_stream()).await.unwrap();
+        busy.write_all(&h2_open_export_stream(1)).await.unwrap();
         // Aged with a request in flight: GOAWAY at the age, closed at age + grace.
         let mut aged = h2_connect(aged_port).await;
-        aged.write_all(&h2_open_export_stream()).await.unwrap();
-        let (idle_frames, idle_closed) = h2_read_until_closed(idle, Duration::from_secs(5)).await;
+        aged.write_all(&h2_open_export_stream(1)).await.unwrap();
+        let (idle_frames, idle_closed) = h2_read(idle, Duration::from_secs(5)).await;
         let idle_closed = idle_closed.expect("an idle connection is closed after max_connection_idle");
         assert!(
             idle_closed >= Duration::from_millis(900) && idle_closed < Duration::from_secs(4),
             "closed after {idle_closed:?} (frames {idle_frames:?})"
         );
-        let (aged_frames, aged_closed) = h2_read_until_closed(aged, Duration::from_secs(6)).await;
-        assert!(aged_frames.contains(&7), "GOAWAY at max_connection_age: frames {aged_frames:?}, closed after {aged_closed:?}");
+        let (aged_frames, aged_closed) = h2_read(aged, Duration::from_secs(6)).await;
+        assert!(aged_frames.iter().any(|f| f.0 == 7), "GOAWAY at max_connection_age: frames {aged_frames:?}, closed after {aged_closed:?}");
         aged_closed.expect("closed after max_connection_age + grace");
         assert!(
             started.elapsed() >= Duration::from_millis(1900) && started.elapsed() < Duration::from_secs(5),
@@ -447,7 +516,7 @@ async fn grpc_idle_and_aged_connections_are_closed() {
         );
         // By now (> 2 s) the busy connection has outlived max_connection_idle twice.
         assert!(started.elapsed() > Duration::from_secs(2));
-        let (_, busy_closed) = h2_read_until_closed(busy, Duration::from_millis(300)).await;
+        let (_, busy_closed) = h2_read(busy, Duration::from_millis(300)).await;
         assert_eq!(busy_closed, None, "a connection with a request in flight is not idle");
     })
     .await;
@@ -460,9 +529,9 @@ async fn h2_connect(port: u16) -> tokio::net::TcpStream {
     stream
 }
 
-/// A HEADERS frame (stream 1, END_HEADERS, no END_STREAM) opening an OTLP metrics export:
-/// HPACK literal fields without indexing or Huffman coding.
-fn h2_open_export_stream() -> Vec<u8> {
+/// A HEADERS frame (END_HEADERS, no END_STREAM) opening an OTLP metrics export on
+/// `stream`: HPACK literal fields without indexing or Huffman coding.
+fn h2_open_export_stream(stream: u32) -> Vec<u8> {
     let mut block = Vec::new();
     for (name, value) in [
         (":method", "POST"),
@@ -478,37 +547,16 @@ fn h2_open_export_stream() -> Vec<u8> {
         block.push(value.len() as u8);
         block.extend_from_slice(value.as_bytes());
     }
-    let len = block.len() as u32;
-    let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x1, 0x4, 0, 0, 0, 1];
-    frame.extend(block);
-    frame
+    h2_frame(0x1, 0x4, stream, &block)
 }
 
-/// Reads HTTP/2 frames until the server closes the connection or `limit` passes: the frame
-/// types seen, and when the close came (None: still open).
-async fn h2_read_until_closed(
-    mut stream: tokio::net::TcpStream,
-    limit: Duration,
-) -> (Vec<u8>, Option<Duration>) {
-    let started = Instant::now();
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
-    let closed = loop {
-        let left = limit.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(&mut stream, &mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break Some(started.elapsed()),
-            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
-            Err(_) => break None,
-        }
-    };
-    let mut types = Vec::new();
-    let mut at = 0;
-    while at + 9 <= bytes.len() {
-        let len = (usize::from(bytes[at]) << 16) | (usize::from(bytes[at + 1]) << 8) | usize::from(bytes[at + 2]);
-        types.push(bytes[at + 3]);
-        at += 9 + len;
-    }
-    (types, closed)
+/// One HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }
 
 /// How many of `streams` the server has closed (EOF or reset), reading past any answer.

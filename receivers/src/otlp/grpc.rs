@@ -169,9 +169,10 @@ pub(crate) async fn serve(id: &str, config: &GrpcConfig, shared: Arc<Shared>, sh
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let max_bytes = config.max_recv_msg_size_mib << 20;
     let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
-    if config.max_concurrent_streams > 0 {
-        builder = builder.max_concurrent_streams(config.max_concurrent_streams);
-    }
+    // 0 (the Collector's default) means unlimited in gRPC-Go and in tonic: a client that
+    // never reads its responses could then hold any number of streams. oxcol bounds it.
+    let streams = if config.max_concurrent_streams > 0 { config.max_concurrent_streams } else { super::DEFAULT_MAX_CONCURRENT_STREAMS };
+    builder = builder.max_concurrent_streams(streams);
     if let Some(params) = config.keepalive.as_ref().and_then(|k| k.server_parameters.as_ref()) {
         if let Some(time) = params.time {
             builder = builder.http2_keepalive_interval(Some(time.get()));

@@ -50,6 +50,9 @@ pub struct Protocols {
     pub http: Option<HttpConfig>,
 }
 
+/// HTTP/2 streams one gRPC connection may have open when `max_concurrent_streams` is 0.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 200;
+
 /// Server-side keepalive keys of the Collector's gRPC server config.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
