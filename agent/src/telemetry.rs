@@ -213,6 +213,7 @@ pub async fn serve_metrics(address: &str, tls: Option<&oxcol_core::tls::TlsServe
         .await
         .map_err(|e| format!("service.telemetry.metrics: cannot listen on {socket}: {e} (set service.telemetry.metrics.address, or level: none)"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let stats = oxcol_core::listen::ConnectionStats::new(&registry, "telemetry");
     let router = Router::new().route(
         "/metrics",
         get(move || {
@@ -225,7 +226,8 @@ pub async fn serve_metrics(address: &str, tls: Option<&oxcol_core::tls::TlsServe
         None => None,
     };
     let secure = tls.is_some();
-    let limits = oxcol_core::listen::ServerLimits::http(None, None);
+    let mut limits = oxcol_core::listen::ServerLimits::http(None, None);
+    limits.stats = Some(stats);
     let incoming = oxcol_core::listen::incoming("telemetry", listener, tls, limits.clone(), shutdown.clone());
     tracing::info!(endpoint = %bound, tls = secure, "self-telemetry metrics at /metrics");
     let task = tokio::spawn(async move {

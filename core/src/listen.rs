@@ -20,6 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::{Counter, Gauge, Registry};
+
 /// Default of `max_connections` (oxcol key on every server): connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default of `read_header_timeout`: a new connection must finish its TLS handshake and
@@ -42,6 +44,82 @@ pub struct ServerLimits {
     /// `max_connection_age` + `max_connection_age_grace`: GOAWAY is sent at the age by
     /// the HTTP/2 server, this is the hard end). None: never.
     pub max_lifetime: Option<Duration>,
+    /// Where connection counts go (self-telemetry); None: not counted.
+    pub stats: Option<Arc<ConnectionStats>>,
+}
+
+/// Why the server closed a connection, for [`ConnectionStats`].
+#[derive(Clone, Copy, Debug)]
+enum Closed {
+    TlsHandshakeFailed,
+    TlsHandshakeTimeout,
+    HeaderTimeout,
+    Idle,
+    MaxAge,
+}
+
+impl Closed {
+    const ALL: [Closed; 5] = [
+        Closed::TlsHandshakeFailed,
+        Closed::TlsHandshakeTimeout,
+        Closed::HeaderTimeout,
+        Closed::Idle,
+        Closed::MaxAge,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Closed::TlsHandshakeFailed => "tls_handshake_failed",
+            Closed::TlsHandshakeTimeout => "tls_handshake_timeout",
+            Closed::HeaderTimeout => "read_header_timeout",
+            Closed::Idle => "max_connection_idle",
+            Closed::MaxAge => "max_connection_age",
+        }
+    }
+}
+
+/// Self-telemetry of one server's connections: `oxcol_server_connections{server}` (open
+/// now), `oxcol_server_connections_accepted{server}`,
+/// `oxcol_server_connections_closed{server,reason}` (closed by the server's limits) and
+/// `oxcol_server_connection_limit_reached{server}` (times `max_connections` was full).
+#[derive(Debug)]
+pub struct ConnectionStats {
+    open: Gauge,
+    accepted: Counter,
+    closed: [Counter; 5],
+    limit_reached: Counter,
+}
+
+impl ConnectionStats {
+    pub fn new(registry: &Registry, server: &str) -> Arc<ConnectionStats> {
+        let labels = [("server", server)];
+        Arc::new(ConnectionStats {
+            open: registry.gauge("oxcol_server_connections", "Connections open now.", &labels),
+            accepted: registry.counter("oxcol_server_connections_accepted", "Connections accepted.", &labels),
+            closed: Closed::ALL.map(|reason| {
+                registry.counter(
+                    "oxcol_server_connections_closed",
+                    "Connections closed by the server's limits, by reason.",
+                    &[("server", server), ("reason", reason.label())],
+                )
+            }),
+            limit_reached: registry.counter(
+                "oxcol_server_connection_limit_reached",
+                "Times every max_connections slot was taken (new connections wait in the backlog).",
+                &labels,
+            ),
+        })
+    }
+
+    fn closed(&self, reason: Closed) {
+        self.closed[reason as usize].add(1);
+    }
+}
+
+fn count(stats: &Option<Arc<ConnectionStats>>, reason: Closed) {
+    if let Some(stats) = stats {
+        stats.closed(reason);
+    }
 }
 
 impl ServerLimits {
@@ -57,6 +135,7 @@ impl ServerLimits {
             preamble_bytes: 16,
             max_idle: None,
             max_lifetime: None,
+            stats: None,
         }
     }
 
@@ -87,7 +166,16 @@ pub struct ServerIo {
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
     /// Fires at `max_lifetime`, when set.
     lifetime: Option<Pin<Box<Sleep>>>,
+    stats: Option<Arc<ConnectionStats>>,
     _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for ServerIo {
+    fn drop(&mut self) {
+        if let Some(stats) = &self.stats {
+            stats.open.add(-1);
+        }
+    }
 }
 
 impl ServerIo {
@@ -102,6 +190,9 @@ impl ServerIo {
             remote,
             activity: Arc::new(Activity::default()),
         };
+        if let Some(stats) = &limits.stats {
+            stats.open.add(1);
+        }
         ServerIo {
             inner,
             idle: limits
@@ -113,6 +204,7 @@ impl ServerIo {
             info,
             deadline: Some(deadline),
             remaining: limits.preamble_bytes,
+            stats: limits.stats.clone(),
             _slot: slot,
         }
     }
@@ -212,6 +304,7 @@ impl AsyncRead for ServerIo {
         let this = self.get_mut();
         let aged = this.lifetime.as_mut();
         if aged.is_some_and(|lifetime| lifetime.as_mut().poll(cx).is_ready()) {
+            count(&this.stats, Closed::MaxAge);
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "connection older than max_connection_age + max_connection_age_grace",
@@ -226,6 +319,7 @@ impl AsyncRead for ServerIo {
         // Checked while waiting for bytes (and re-armed when some came).
         let idle = (polled.is_pending() || got > 0) && this.idle_expired(cx, got > 0);
         if idle && polled.is_pending() {
+            count(&this.stats, Closed::Idle);
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "connection idle for max_connection_idle",
@@ -236,6 +330,7 @@ impl AsyncRead for ServerIo {
             if this.remaining == 0 {
                 this.deadline = None;
             } else if polled.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                count(&this.stats, Closed::HeaderTimeout);
                 return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "client sent no request within read_header_timeout",
@@ -327,6 +422,11 @@ pub fn incoming(
                 _ = shutdown.cancelled() => return,
                 slot = Arc::clone(&slots).acquire_owned() => match slot { Ok(s) => s, Err(_) => return },
             };
+            if slots.available_permits() == 0 {
+                if let Some(stats) = &limits.stats {
+                    stats.limit_reached.add(1);
+                }
+            }
             if slots.available_permits() == 0 && !warned_full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(server = %server, max_connections = limits.max_connections, "connection limit reached; new connections wait until others close");
             }
@@ -343,6 +443,9 @@ pub fn incoming(
                 },
             };
             let _ = tcp.set_nodelay(true);
+            if let Some(stats) = &limits.stats {
+                stats.accepted.add(1);
+            }
             let deadline = Box::pin(tokio::time::sleep(limits.read_header_timeout));
             match &acceptor {
                 None => {
@@ -374,9 +477,11 @@ pub fn incoming(
                             }
                             // A refused client certificate, a wrong protocol, a scanner: debug only.
                             Ok(Err(error)) => {
+                                count(&limits.stats, Closed::TlsHandshakeFailed);
                                 tracing::debug!(server = %server, %remote, %error, "TLS handshake failed")
                             }
                             Err(_) => {
+                                count(&limits.stats, Closed::TlsHandshakeTimeout);
                                 tracing::debug!(server = %server, %remote, "TLS handshake timed out")
                             }
                         }
@@ -431,8 +536,16 @@ pub async fn serve_http<S, B>(
             .into_owned();
         let connection = graceful.watch(connection);
         let server = server.to_string();
+        let stats = limits.stats.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
+                // hyper's own header_read_timeout (HTTP/1) closes slow request heads.
+                let timed_out = error
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_timeout);
+                if timed_out {
+                    count(&stats, Closed::HeaderTimeout);
+                }
                 tracing::debug!(server = %server, %error, "connection ended with an error");
             }
         });

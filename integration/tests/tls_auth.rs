@@ -297,7 +297,7 @@ async fn mtls_refuses_missing_and_foreign_client_certs_and_clients_refuse_bad_se
         let pki = make_pki("mtls");
         let sink = start_sink().await;
         let (grpc, http) = (free_port(), free_port());
-        let _oxcol = Proc::start(
+        let oxcol = Proc::start(
             "mtls",
             &format!(
                 "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n        tls:\n          cert_file: {cert}\n          key_file: {key}\n          client_ca_file: {ca}\n      http:\n        endpoint: 127.0.0.1:{http}\n        tls:\n          cert_file: {expired}\n          key_file: {expired_key}\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n",
@@ -327,6 +327,8 @@ async fn mtls_refuses_missing_and_foreign_client_certs_and_clients_refuse_bad_se
         assert_eq!(http_export(&format!("https://localhost:{http}/v1/metrics"), Some(&skip), None).await, Ok(200), "insecure_skip_verify accepts it");
         let stats = wait_sink(&sink, Duration::from_secs(10), |s| s.signal(Signal::Metrics).items >= 20).await;
         assert_eq!(stats.signal(Signal::Metrics).items, 20, "only the two accepted requests arrived");
+        let refused = oxcol.metric("oxcol_server_connections_closed", &[("server", "otlp/grpc"), ("reason", "tls_handshake_failed")]).await;
+        assert!(refused >= 2.0, "the refused client certificates are counted: {refused}");
         let _ = std::fs::remove_dir_all(&pki.dir);
     })
     .await;
@@ -383,7 +385,7 @@ async fn slow_clients_do_not_starve_others_and_are_cut_off() {
             "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n      http:\n        endpoint: 127.0.0.1:{http}\n        read_header_timeout: 2s\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n",
             sink = sink.grpc_addr,
         );
-        let _oxcol = Proc::start("slow", &yaml, &[grpc, http]).await;
+        let oxcol = Proc::start("slow", &yaml, &[grpc, http]).await;
         let mut slow = Vec::new();
         for _ in 0..200 {
             let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", http)).await.unwrap();
@@ -404,6 +406,11 @@ async fn slow_clients_do_not_starve_others_and_are_cut_off() {
         assert_eq!(count_closed(&mut slow).await, 200, "slow HTTP connections are closed after read_header_timeout");
         tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed()) + Duration::from_millis(500)).await;
         assert_eq!(count_closed(&mut idle_grpc).await, 100, "idle gRPC connections are closed after the preface deadline");
+        // And counted in self-telemetry.
+        let closed = "oxcol_server_connections_closed";
+        assert_eq!(oxcol.metric(closed, &[("server", "otlp/http"), ("reason", "read_header_timeout")]).await, 200.0);
+        assert_eq!(oxcol.metric(closed, &[("server", "otlp/grpc"), ("reason", "read_header_timeout")]).await, 100.0);
+        assert!(oxcol.metric("oxcol_server_connections_accepted", &[("server", "otlp/http")]).await >= 201.0);
         let stats = wait_sink(&sink, Duration::from_secs(10), |s| s.signal(Signal::Metrics).items >= 20).await;
         assert_eq!(stats.signal(Signal::Metrics).items, 20);
     })
@@ -491,7 +498,7 @@ async fn grpc_idle_and_aged_connections_are_closed() {
             "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{idle_port}\n        keepalive:\n          server_parameters:\n            max_connection_idle: 1s\n  otlp/aged:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{aged_port}\n        keepalive:\n          server_parameters:\n            max_connection_age: 1s\n            max_connection_age_grace: 1s\nexporters:\n  otlp:\n    endpoint: {sink}\n    tls:\n      insecure: true\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp, otlp/aged]\n      exporters: [otlp]\n",
             sink = sink.grpc_addr,
         );
-        let _oxcol = Proc::start("keepalive", &yaml, &[idle_port, aged_port]).await;
+        let oxcol = Proc::start("keepalive", &yaml, &[idle_port, aged_port]).await;
         let started = Instant::now();
         let idle = h2_connect(idle_port).await;
         let mut busy = h2_connect(idle_port).await;
@@ -516,8 +523,12 @@ async fn grpc_idle_and_aged_connections_are_closed() {
         );
         // By now (> 2 s) the busy connection has outlived max_connection_idle twice.
         assert!(started.elapsed() > Duration::from_secs(2));
+        assert_eq!(oxcol.metric("oxcol_server_connections", &[("server", "otlp/grpc")]).await, 1.0, "the busy connection is open");
         let (_, busy_closed) = h2_read(busy, Duration::from_millis(300)).await;
         assert_eq!(busy_closed, None, "a connection with a request in flight is not idle");
+        let closed = "oxcol_server_connections_closed";
+        assert_eq!(oxcol.metric(closed, &[("server", "otlp/grpc"), ("reason", "max_connection_idle")]).await, 1.0);
+        assert_eq!(oxcol.metric(closed, &[("server", "otlp/aged/grpc"), ("reason", "max_connection_age")]).await, 1.0);
     })
     .await;
 }

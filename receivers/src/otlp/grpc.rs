@@ -189,6 +189,7 @@ pub(crate) async fn serve(id: &str, config: &GrpcConfig, shared: Arc<Shared>, sh
             builder = builder.max_connection_age(age.get());
         }
     }
+    let stats = oxcol_core::listen::ConnectionStats::new(&shared.registry, &format!("{id}/grpc"));
     let router = builder
         .add_service(MetricsService { shared: Arc::clone(&shared), max_bytes })
         .add_service(TraceService { shared: Arc::clone(&shared), max_bytes })
@@ -201,6 +202,7 @@ pub(crate) async fn serve(id: &str, config: &GrpcConfig, shared: Arc<Shared>, sh
     // Bounded connections, TLS handshakes off the accept path, a deadline for the HTTP/2
     // preface: slow or idle clients cannot starve the others (core/src/listen.rs).
     let mut limits = oxcol_core::listen::ServerLimits::grpc(config.max_connections, None);
+    limits.stats = Some(stats);
     if let Some(params) = config.keepalive.as_ref().and_then(|k| k.server_parameters.as_ref()) {
         limits.max_idle = params.max_connection_idle.map(|d| d.get()).filter(|d| !d.is_zero());
         if let (Some(age), Some(grace)) = (params.max_connection_age, params.max_connection_age_grace) {

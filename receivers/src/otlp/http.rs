@@ -220,8 +220,10 @@ pub(crate) async fn serve(id: &str, config: &HttpConfig, shared: Arc<Shared>, sh
         None => None,
     };
     let secure = tls.is_some();
-    let limits = oxcol_core::listen::ServerLimits::http(config.max_connections, config.read_header_timeout.map(|d| d.get()));
+    let registry = Arc::clone(&shared.registry);
+    let mut limits = oxcol_core::listen::ServerLimits::http(config.max_connections, config.read_header_timeout.map(|d| d.get()));
     let name = format!("{id}/http");
+    limits.stats = Some(oxcol_core::listen::ConnectionStats::new(&registry, &name));
     let incoming = oxcol_core::listen::incoming(&name, listener, tls, limits.clone(), shutdown.clone());
     tracing::info!(receiver = %id, endpoint = %bound, tls = secure, "OTLP/HTTP receiver listening");
     let task = tokio::spawn(async move {
