@@ -95,7 +95,10 @@ pub enum ServerAuthenticator {
         tokens: Arc<Reloading<Vec<Vec<u8>>>>,
     },
     /// `Authorization: Basic base64(user:password)` checked against htpasswd entries.
-    Basic { users: Vec<(String, PasswordHash)> },
+    Basic {
+        users: Vec<(String, PasswordHash)>,
+        verified: Arc<Verified>,
+    },
 }
 
 impl std::fmt::Debug for ServerAuthenticator {
@@ -110,7 +113,7 @@ impl std::fmt::Debug for ServerAuthenticator {
                 "Bearer {{ header: {header}, scheme: {scheme:?}, tokens: {} [REDACTED] }}",
                 tokens.get().len()
             ),
-            ServerAuthenticator::Basic { users } => {
+            ServerAuthenticator::Basic { users, .. } => {
                 write!(f, "Basic {{ users: {} [REDACTED] }}", users.len())
             }
         }
@@ -191,7 +194,10 @@ impl ServerAuthenticator {
         if users.is_empty() {
             return Err(format!("{origin}: no user entries"));
         }
-        Ok(ServerAuthenticator::Basic { users })
+        Ok(ServerAuthenticator::Basic {
+            users,
+            verified: Arc::new(Verified::new()?),
+        })
     }
 
     /// Checks a request's headers.
@@ -229,7 +235,7 @@ impl ServerAuthenticator {
                     Err(AuthFailure("invalid token"))
                 }
             }
-            ServerAuthenticator::Basic { users } => {
+            ServerAuthenticator::Basic { users, verified } => {
                 let value = headers
                     .get(http::header::AUTHORIZATION)
                     .ok_or(AuthFailure("missing credentials"))?
@@ -252,7 +258,9 @@ impl ServerAuthenticator {
                     return Err(AuthFailure("invalid username or password"));
                 };
                 let ok = match hash {
-                    PasswordHash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+                    PasswordHash::Bcrypt(h) => verified.check(user, password, || {
+                        bcrypt::verify(password, h).unwrap_or(false)
+                    }),
                     PasswordHash::Sha1(digest) => {
                         use sha1::Digest;
                         constant_time_eq(&sha1::Sha1::digest(password.as_bytes()), digest)
@@ -265,6 +273,64 @@ impl ServerAuthenticator {
                 }
             }
         }
+    }
+}
+
+/// Basic-auth credentials that passed a bcrypt check, so a client sending the same
+/// credentials with every request pays one bcrypt verification (tens of milliseconds of
+/// CPU at the usual cost 10), not one per request. Kept as HMAC-SHA256 tags under a key
+/// drawn at start: neither passwords nor an offline-attackable hash are held. Only
+/// successes are kept (wrong guesses always pay bcrypt); at most
+/// [`Verified::CAPACITY`] entries, forgotten all at once when full.
+pub struct Verified {
+    key: ring::hmac::Key,
+    tags: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    bcrypt_checks: std::sync::atomic::AtomicU64,
+}
+
+impl Verified {
+    pub const CAPACITY: usize = 4096;
+
+    fn new() -> Result<Verified, String> {
+        let random = ring::rand::SystemRandom::new();
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random)
+            .map_err(|_| "basicauth: no randomness for the credential cache key".to_string())?;
+        Ok(Verified {
+            key,
+            tags: std::sync::Mutex::new(std::collections::HashSet::new()),
+            bcrypt_checks: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Whether `user`/`password` is right: known-good credentials at once, else `bcrypt`.
+    fn check(&self, user: &str, password: &str, bcrypt: impl FnOnce() -> bool) -> bool {
+        let mut context = ring::hmac::Context::with_key(&self.key);
+        context.update(user.as_bytes());
+        context.update(&[0]);
+        context.update(password.as_bytes());
+        let mut tag = [0u8; 32];
+        tag.copy_from_slice(context.sign().as_ref());
+        let lock = || self.tags.lock().unwrap_or_else(|p| p.into_inner());
+        if lock().contains(&tag) {
+            return true;
+        }
+        self.bcrypt_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !bcrypt() {
+            return false;
+        }
+        let mut tags = lock();
+        if tags.len() >= Self::CAPACITY {
+            tags.clear();
+        }
+        tags.insert(tag);
+        true
+    }
+
+    /// bcrypt verifications done so far.
+    pub fn bcrypt_checks(&self) -> u64 {
+        self.bcrypt_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -436,6 +502,45 @@ mod tests {
             error.contains("line 1") && !error.contains("xyz"),
             "{error}"
         );
+    }
+
+    /// Known-good basic credentials skip bcrypt; wrong passwords never do, and a right
+    /// password for one user does not open another.
+    #[test]
+    fn basic_credentials_that_passed_bcrypt_are_not_checked_again() {
+        let text = format!(
+            "alice:{}\nbob:{}\n",
+            bcrypt::hash("pa55", 4).unwrap(),
+            bcrypt::hash("other", 4).unwrap()
+        );
+        let auth = ServerAuthenticator::basic_from_htpasswd("htpasswd.inline", &text).unwrap();
+        let ServerAuthenticator::Basic { verified, .. } = &auth else {
+            panic!("basic")
+        };
+        let header = |user: &str, password: &str| {
+            with(
+                "authorization",
+                ClientCredentials::basic(user, password)
+                    .unwrap()
+                    .value()
+                    .to_str()
+                    .unwrap(),
+            )
+        };
+        for _ in 0..10 {
+            assert_eq!(auth.authenticate(&header("alice", "pa55")), Ok(()));
+        }
+        assert_eq!(verified.bcrypt_checks(), 1, "one bcrypt check for ten requests");
+        for _ in 0..3 {
+            assert!(auth.authenticate(&header("alice", "wrong")).is_err());
+        }
+        assert_eq!(verified.bcrypt_checks(), 4, "every wrong password pays bcrypt");
+        assert!(
+            auth.authenticate(&header("bob", "pa55")).is_err(),
+            "alice's password does not open bob"
+        );
+        assert_eq!(auth.clone().authenticate(&header("alice", "pa55")), Ok(()));
+        assert_eq!(verified.bcrypt_checks(), 5, "clones share what was verified");
     }
 
     #[test]
