@@ -372,7 +372,7 @@ pub async fn start(settings: &Settings, configs: &HashMap<(Kind, String), Compon
     for reference in &settings.service_extensions {
         if let ComponentConfig::HealthCheck(c) = &configs[&(Kind::Extension, reference.id.clone())] {
             let auth = c.auth.as_ref().and_then(|a| authenticators.get(&a.authenticator).cloned());
-            let (_, task) = health_check::serve(&reference.id, c, Arc::clone(&healthy), auth, servers_stop.clone()).await?;
+            let (_, task) = health_check::serve(&reference.id, c, Arc::clone(&healthy), auth, &registry, servers_stop.clone()).await?;
             server_tasks.push(task);
         }
     }

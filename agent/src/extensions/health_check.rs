@@ -74,7 +74,7 @@ impl Config {
 }
 
 /// Serves the health endpoint until `shutdown`; `healthy` is flipped by the service.
-pub async fn serve(id: &str, config: &Config, healthy: Arc<AtomicBool>, auth: Option<Arc<ServerAuthenticator>>, shutdown: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), String> {
+pub async fn serve(id: &str, config: &Config, healthy: Arc<AtomicBool>, auth: Option<Arc<ServerAuthenticator>>, registry: &oxcol_core::telemetry::Registry, shutdown: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), String> {
     let address = oxcol_receivers::otlp::resolve_endpoint(&config.endpoint).map_err(|e| format!("extension {id}: endpoint {:?}: {e}", config.endpoint))?;
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| format!("extension {id}: cannot listen on {address}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -100,8 +100,9 @@ pub async fn serve(id: &str, config: &Config, healthy: Arc<AtomicBool>, auth: Op
         Some(tls) => Some(tls.rustls_config(oxcol_core::tls::ALPN_HTTP).map_err(|e| format!("extension {id}: {e}"))?),
         None => None,
     };
-    let limits = ServerLimits::http(None, None);
+    let mut limits = ServerLimits::http(None, None);
     let name = id.to_string();
+    limits.stats = Some(oxcol_core::listen::ConnectionStats::new(registry, &name));
     let incoming = oxcol_core::listen::incoming(&name, listener, tls, limits.clone(), shutdown.clone());
     tracing::info!(extension = %name, endpoint = %bound, tls = config.tls.is_some(), "health check listening");
     let task = tokio::spawn(async move {
