@@ -507,22 +507,22 @@ async fn grpc_idle_and_aged_connections_are_closed() {
         // Aged with a request in flight: GOAWAY at the age, closed at age + grace.
         let mut aged = h2_connect(aged_port).await;
         aged.write_all(&h2_open_export_stream(1)).await.unwrap();
-        let (idle_frames, idle_closed) = h2_read(idle, Duration::from_secs(5)).await;
+        let (idle_frames, idle_closed) = h2_read(idle, Duration::from_secs(8)).await;
         let idle_closed = idle_closed.expect("an idle connection is closed after max_connection_idle");
         assert!(
-            idle_closed >= Duration::from_millis(900) && idle_closed < Duration::from_secs(4),
+            idle_closed >= Duration::from_millis(900) && idle_closed < Duration::from_secs(7),
             "closed after {idle_closed:?} (frames {idle_frames:?})"
         );
-        let (aged_frames, aged_closed) = h2_read(aged, Duration::from_secs(6)).await;
+        let (aged_frames, aged_closed) = h2_read(aged, Duration::from_secs(9)).await;
         assert!(aged_frames.iter().any(|f| f.0 == 7), "GOAWAY at max_connection_age: frames {aged_frames:?}, closed after {aged_closed:?}");
         aged_closed.expect("closed after max_connection_age + grace");
         assert!(
-            started.elapsed() >= Duration::from_millis(1900) && started.elapsed() < Duration::from_secs(5),
+            started.elapsed() >= Duration::from_millis(1900) && started.elapsed() < Duration::from_secs(8),
             "an aged connection with a request in flight closed {:?} after it opened",
             started.elapsed()
         );
-        // By now (> 2 s) the busy connection has outlived max_connection_idle twice.
-        assert!(started.elapsed() > Duration::from_secs(2));
+        // Let the busy connection outlive max_connection_idle twice.
+        tokio::time::sleep(Duration::from_millis(2200).saturating_sub(started.elapsed())).await;
         assert_eq!(oxcol.metric("oxcol_server_connections", &[("server", "otlp/grpc")]).await, 1.0, "the busy connection is open");
         let (_, busy_closed) = h2_read(busy, Duration::from_millis(300)).await;
         assert_eq!(busy_closed, None, "a connection with a request in flight is not idle");
