@@ -214,21 +214,25 @@ impl ServerIo {
     }
 
     /// With `max_idle`: whether the connection has been idle that long (then it is
-    /// closed); otherwise re-arms the timer for the earliest moment it could be.
+    /// closed). Activity only stamps a time; the timer is looked at when it fires and then
+    /// re-armed for the earliest moment the connection could be idle long enough.
     fn idle_expired(&mut self, cx: &mut Context<'_>, got_bytes: bool) -> bool {
         let Some((idle, timer)) = &mut self.idle else {
             return false;
         };
-        let now = tokio::time::Instant::now();
         let activity = &self.info.activity;
-        if got_bytes || activity.in_flight.load(Ordering::Acquire) > 0 {
+        let busy = activity.in_flight.load(Ordering::Acquire) > 0;
+        if got_bytes || busy {
             activity.touch();
         }
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
         let since = activity.idle_since();
-        if since.elapsed() >= *idle && activity.in_flight.load(Ordering::Acquire) == 0 {
+        if !busy && since.elapsed() >= *idle {
             return true;
         }
-        // Not expired: since + idle is ahead (since is now when a request is in flight).
+        let now = tokio::time::Instant::now();
         timer
             .as_mut()
             .reset((since + *idle).max(now + Duration::from_millis(1)));
