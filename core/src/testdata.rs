@@ -15,6 +15,27 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 const BASE_TIME_NANOS: u64 = 1_700_000_000_000_000_000;
 
+/// A deterministic xorshift64 generator (shifts 13, 7, 17) for property tests,
+/// benchmarks and fuzz replays: the same seed gives the same sequence everywhere, with no
+/// dependency. Not for anything secret. The seed must not be 0.
+#[derive(Clone, Debug)]
+pub struct XorShift64(pub u64);
+
+impl XorShift64 {
+    /// The next state, which is also the number drawn.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
 pub fn string_attribute(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),

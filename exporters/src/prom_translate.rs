@@ -1647,11 +1647,9 @@ mod tests {
 
     #[test]
     fn random_names_never_panic_and_stay_valid() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = oxcol_core::testdata::XorShift64(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let seed = rng.next_u64();
             let len = (seed % 12) as usize;
             let text: String = (0..len)
                 .map(|i| char::from_u32(((seed >> (i * 5)) % 0x250) as u32).unwrap_or('x'))

@@ -24,15 +24,12 @@ fn inputs(dir: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A small xorshift generator: deterministic, no dependency.
-struct Rng(u64);
+/// The shared deterministic generator, with a `below` that accepts 0.
+struct Rng(oxcol_core::testdata::XorShift64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
@@ -89,7 +86,7 @@ fn every_target_survives_its_corpus_its_regressions_and_mutations() {
             body(input);
         }
         seeds.extend(regressions);
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
+        let mut rng = Rng(oxcol_core::testdata::XorShift64(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64));
         for _ in 0..mutations {
             let seed = &seeds[rng.below(seeds.len())];
             body(&mutate(&mut rng, seed));

@@ -62,13 +62,8 @@ fn series(instance: Instance) -> (Vec<i64>, Vec<[f64; 3]>) {
         / 1000
         - 3 * 3600)
         * 1000;
-    let mut state: u64 = instance.seed;
-    let mut next = move |n: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % n
-    };
+    let mut rng = oxcol_core::testdata::XorShift64(instance.seed);
+    let mut next = move |n: u64| rng.below(n);
     let mut values = [5000.0, 40.0, 7.0];
     let mut timestamps = Vec::new();
     let mut rows = Vec::new();

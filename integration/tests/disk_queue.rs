@@ -297,18 +297,14 @@ async fn kill_9_twenty_times_under_load_loses_nothing_acknowledged() {
             true,
         )));
         // Random moments (xorshift seeded from the clock; the seed is printed).
-        let mut seed = std::time::SystemTime::now()
+        let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             | 1;
         println!("kill schedule seed {seed}");
-        let mut random = move |range: std::ops::Range<u64>| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            range.start + seed % (range.end - range.start)
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(seed);
+        let mut random = move |range: std::ops::Range<u64>| range.start + rng.below(range.end - range.start);
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_millis(random(150..900))).await;
             node.kill9();
@@ -353,18 +349,14 @@ async fn remote_write_wal_kill_9_ten_times_under_load_loses_nothing_acknowledged
             5_000.0,
             true,
         )));
-        let mut seed = std::time::SystemTime::now()
+        let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             | 1;
         println!("kill schedule seed {seed}");
-        let mut random = move |range: std::ops::Range<u64>| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            range.start + seed % (range.end - range.start)
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(seed);
+        let mut random = move |range: std::ops::Range<u64>| range.start + rng.below(range.end - range.start);
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_millis(random(300..1200))).await;
             node.kill9();

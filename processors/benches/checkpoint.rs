@@ -194,13 +194,8 @@ fn burnrate_state(groups: usize, dir: &Path) -> (BurnrateConfig, BurnrateProcess
     let steps = 3 * 86_400 / 30 + 2;
     let routes: Vec<String> = (0..groups).map(|g| format!("/r{g}")).collect();
     let mut counters = vec![(0.0f64, 0.0f64); groups];
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut random = move |n: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n) as f64
-    };
+    let mut rng = oxcol_core::testdata::XorShift64(0x2545_f491_4f6c_dd1d);
+    let mut random = move |n: u64| rng.below(n) as f64;
     for step in 0..steps as u64 {
         let ts = T0 + step * 30 * SEC;
         for c in counters.iter_mut() {

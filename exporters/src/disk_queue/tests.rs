@@ -237,13 +237,8 @@ async fn random_garbage_segments_never_fail_the_start() {
     let tmp = TempDir::new("garbage");
     let (segment, _) = three_records(&tmp.0).await;
     let whole = read_file(&segment).unwrap();
-    let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = oxcol_core::testdata::XorShift64(0x9e3779b97f4a7c15);
+    let mut rand = move || rng.next_u64();
     for _ in 0..200 {
         let case = TempDir::new("garbage-case");
         let mut bytes = whole.clone();

@@ -699,13 +699,8 @@ mod tests {
     /// histograms, out-of-range families) encode to exactly prost's bytes, 1.0 and 2.0.
     #[test]
     fn hand_written_encoding_equals_prost_on_random_series() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next_u64();
         let words = ["", "a", "job", "__name__", "le", "é", "x".repeat(130).leak(), "0", "Zone", "b;c"];
         let numbers = [0.0, -0.0, 1.0, -2.5, f64::NAN, f64::INFINITY, crate::prom_translate::stale_nan(), 1e300];
         let times = [0i64, 1, -1, 1_700_000_000_000, i64::MIN, 127, 128];

@@ -344,13 +344,8 @@ mod tests {
     #[test]
     fn parsers_never_panic_on_mutated_input() {
         // Deterministic mutations (xorshift) of the fixtures: truncations, byte flips.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next_u64();
         for fixture in [STAT, STATUS, PROC_STAT, "0.1 0.2 0.3 1/2 3"] {
             for _ in 0..2000 {
                 let mut bytes = fixture.as_bytes().to_vec();

@@ -175,11 +175,9 @@ mod tests {
     #[test]
     fn random_templates_never_panic() {
         let alphabet = ['{', '}', 'a', ' ', '\'', '"', '\\', 'é', '_'];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = oxcol_core::testdata::XorShift64(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let len = (state % 12) as usize;
             let text: String = (0..len)
                 .map(|i| alphabet[((state >> (i * 4)) % alphabet.len() as u64) as usize])

@@ -356,13 +356,8 @@ mod tests {
         }
         let pattern_elements = ["**", "a", "*", "b?"];
         let path_elements = ["a", "b", "bc"];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x2545_f491_4f6c_dd1d);
+        let mut next = |n: usize| rng.below(n as u64) as usize;
         for _ in 0..5000 {
             let pattern: Vec<&str> = (0..next(6)).map(|_| pattern_elements[next(4)]).collect();
             let path: Vec<&str> = (0..next(6)).map(|_| path_elements[next(3)]).collect();

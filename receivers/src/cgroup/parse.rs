@@ -282,13 +282,8 @@ mod tests {
     #[test]
     fn flat_parser_matches_reference_on_mutated_input() {
         let seed: &[u8] = b"anon 113246208\nfile 41943040\nkernel 2097152\ninactive_file 41943040\npgfault 1017\nworkingset_refault_anon 0\n";
-        let mut state: u64 = 0x1234_5678_9ABC_DEF1;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x1234_5678_9ABC_DEF1);
+        let mut next = || rng.next_u64();
         let mut seen = 0;
         for _ in 0..5_000 {
             let mut input = seed.to_vec();
@@ -320,13 +315,8 @@ mod tests {
             b"259:0 rbytes=1048576 wbytes=4096 rios=12 wios=1 dbytes=0 dios=0\n",
             b"8:0 Read 4096\n8:0 Write 0\nTotal 4096\n",
         ];
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.next_u64();
         let mut sink = 0u64;
         for round in 0..20_000 {
             let seed = seeds[round % seeds.len()];

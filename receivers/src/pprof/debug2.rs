@@ -181,14 +181,12 @@ goroutine 9 [sync.Mutex.Lock]:\n";
                 let _ = parse(&DUMP[..cut]);
             }
         }
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = oxcol_core::testdata::XorShift64(0x9e37_79b9_7f4a_7c15);
         let bytes = DUMP.as_bytes();
         for _ in 0..300 {
             let mut mutated = bytes.to_vec();
             for _ in 0..8 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
+                let seed = rng.next_u64();
                 let at = (seed as usize) % mutated.len();
                 mutated[at] = (seed >> 32) as u8;
             }

@@ -288,13 +288,8 @@ fn broken_bodies_are_named() {
 fn random_and_mutated_bodies_never_panic() {
     let plain = inflate(GOROUTINE, LIMIT).expect("inflates");
     let heap = inflate(HEAP, LIMIT).expect("inflates");
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = oxcol_core::testdata::XorShift64(0x2545_f491_4f6c_dd1d);
+    let mut next = || rng.next_u64();
     for round in 0..2000 {
         let source = if round % 2 == 0 { &plain } else { &heap };
         let mut body = source.clone();

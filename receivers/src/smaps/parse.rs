@@ -399,13 +399,8 @@ Locked:                0 kB
 
     #[test]
     fn one_pass_parser_matches_reference_on_mutated_input() {
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.next_u64();
         let mut lines = 0;
         for _ in 0..3_000 {
             let mut input = ROLLUP.to_vec();
@@ -545,13 +540,8 @@ Locked:                0 kB
 
     #[test]
     fn lines_agree_with_split() {
-        let mut state: u64 = 0x0123_4567_89AB_CDEF;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x0123_4567_89AB_CDEF);
+        let mut next = || rng.next_u64();
         // Newlines at every position and in runs, bytes around them, lengths up to 40.
         for round in 0..20_000 {
             let len = round % 41;
@@ -568,13 +558,8 @@ Locked:                0 kB
 
     #[test]
     fn smaps_parser_matches_reference_on_mutated_input() {
-        let mut state: u64 = 0x5851_F42D_4C95_7F2D;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x5851_F42D_4C95_7F2D);
+        let mut next = || rng.next_u64();
         let mut mappings = 0;
         for round in 0..1_500 {
             let mut input = if round % 2 == 0 { SLEEP_SMAPS.to_vec() } else { GO_SMAPS.to_vec() };
@@ -613,13 +598,8 @@ Locked:                0 kB
 
     #[test]
     fn parsers_never_panic_on_mutated_input() {
-        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = oxcol_core::testdata::XorShift64(0x2545_F491_4F6C_DD1D);
+        let mut next = || rng.next_u64();
         let stat_seed: &[u8] = b"3353 (cat) R 3348 3348 2292 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 18417 5652480 200 1";
         let mut total = 0u64;
         for round in 0..20_000 {

@@ -185,13 +185,8 @@ fn random_wrong_values_are_either_refused_or_kept() {
         Value::Null,
         serde_json::json!(7),
     ];
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |n: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % n as u64) as usize
-    };
+    let mut rng = oxcol_core::testdata::XorShift64(0x2545_f491_4f6c_dd1d);
+    let mut next = move |n: usize| rng.below(n as u64) as usize;
     let (mut refused, mut accepted) = (0, 0);
     for _ in 0..3000 {
         let mut value = fixture.clone();
