@@ -352,6 +352,15 @@ impl std::fmt::Debug for ClientCredentials {
     }
 }
 
+/// `<scheme> <token>` (or the token alone without a scheme), marked sensitive.
+fn bearer_value(scheme: &str, token: &str) -> Result<HeaderValue, String> {
+    if scheme.is_empty() {
+        sensitive(token.trim())
+    } else {
+        sensitive(&format!("{scheme} {}", token.trim()))
+    }
+}
+
 fn sensitive(text: &str) -> Result<HeaderValue, String> {
     let mut value = HeaderValue::from_str(text)
         .map_err(|_| "the credentials contain characters not allowed in a header".to_string())?;
@@ -370,22 +379,14 @@ impl ClientCredentials {
     ) -> Result<ClientCredentials, String> {
         let header = HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
             .map_err(|_| format!("header {header:?} is not a valid header name"))?;
-        let scheme = scheme.to_string();
-        let render = move |token: &str| {
-            if scheme.is_empty() {
-                sensitive(token.trim())
-            } else {
-                sensitive(&format!("{scheme} {}", token.trim()))
+        let fixed = || {
+            if token.trim().is_empty() {
+                return Err("no token configured".to_string());
             }
+            bearer_value(scheme, token)
         };
-        let fixed = if filename.is_some() {
-            Err(String::new()) // not used: the file is read instead
-        } else if token.trim().is_empty() {
-            Err("no token configured".to_string())
-        } else {
-            render(token)
-        };
-        let value = source(filename, || fixed, move |token| render(&token))?;
+        let scheme = scheme.to_string();
+        let value = source(filename, fixed, move |token| bearer_value(&scheme, &token))?;
         Ok(ClientCredentials { header, value })
     }
 

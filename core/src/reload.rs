@@ -16,6 +16,9 @@ pub struct Reloading<T: ?Sized> {
     watched: Option<std::path::PathBuf>,
     load: Box<dyn Fn() -> Result<Arc<T>, String> + Send + Sync>,
     current: Mutex<Loaded<T>>,
+    /// The value when it is never reloaded (`every` None): read without the lock, which a
+    /// request or handshake path would otherwise take every time.
+    fixed: Option<Arc<T>>,
 }
 
 struct Loaded<T: ?Sized> {
@@ -38,6 +41,7 @@ impl<T: ?Sized> Reloading<T> {
         let value = load()?;
         Ok(Reloading {
             what,
+            fixed: every.is_none().then(|| Arc::clone(&value)),
             every,
             watched: None,
             load: Box::new(load),
@@ -59,6 +63,9 @@ impl<T: ?Sized> Reloading<T> {
 
     /// The current value, reloaded first when due.
     pub fn get(&self) -> Arc<T> {
+        if let Some(value) = &self.fixed {
+            return Arc::clone(value);
+        }
         let mut current = self
             .current
             .lock()
