@@ -1,6 +1,6 @@
 """Writes the generated seeds of the fuzz corpus: OTLP protobuf and OTLP/JSON requests of
-every signal and metric type (the other seeds are copies of the repository's fixtures; see
-fuzz/README.md). Run with the project's venv: `../.venv/bin/python seeds.py`."""
+every signal and metric type, also as Kafka messages with headers (the other seeds are
+copies of the repository's fixtures or written by hand; see fuzz/README.md). Run with the project's venv: `../.venv/bin/python seeds.py`."""
 
 import os
 
@@ -125,7 +125,16 @@ def otlp_json(req):
     return json.dumps(tree, indent=2).encode()
 
 
-for name, req in (("metrics", metrics_request()), ("traces", trace_request()), ("logs", logs_request())):
+# kafka_message: selector byte (signal = s % 3 in metrics, traces, logs; encoding = s / 3 % 2:
+# otlp_proto, otlp_json), a byte N, N bytes of headers, then the message value.
+KAFKA_HEADERS = b"tenant=acme\nsource=edge-1\nother=x\ntenant=acme-2"
+for index, (name, req) in enumerate(
+    (("metrics", metrics_request()), ("traces", trace_request()), ("logs", logs_request()))
+):
     write("otlp_proto", name, req.SerializeToString())
     write("otlp_json", name + ".json", otlp_json(req))
+    headers = KAFKA_HEADERS if index != 1 else b""
+    prefix = bytes([index, len(headers)]) + headers
+    write("kafka_message", name + "-proto", prefix + req.SerializeToString())
+    write("kafka_message", name + "-json", bytes([index + 3]) + prefix[1:] + otlp_json(req))
 write("remote_write", "metrics", metrics_request().SerializeToString())

@@ -283,7 +283,10 @@ pub fn smaps_parse(data: &[u8]) {
     let _ = parse::parse_stat(data);
     let _ = parse::snake_case(data);
     parse::for_each_mapping(data, |mapping| {
-        assert_eq!(data.get(mapping.path_offset..mapping.path_offset + mapping.path.len()), Some(mapping.path));
+        assert_eq!(
+            data.get(mapping.path_offset..mapping.path_offset + mapping.path.len()),
+            Some(mapping.path)
+        );
         let _ = parse::MappingClass::of(mapping.perms, mapping.path);
     });
     let mut breakdown = detailed::Breakdown::default();
@@ -403,6 +406,602 @@ pub fn remote_write(data: &[u8]) {
     let _ = encode::shard(series, 3);
 }
 
+/// The jaeger receiver's Thrift readers (binary `Batch` of `POST /api/traces`, agent
+/// `emitBatch` in binary and compact) and its gRPC `PostSpansRequest` decode, then the
+/// translation to OTLP. A batch the Thrift readers accept always translates (their ids
+/// have the right length) into at most as many spans as it had.
+pub fn jaeger_thrift(data: &[u8]) {
+    use oxcol_receivers::jaeger::{model, thrift, translate};
+    let decoded = [
+        thrift::decode_binary_batch(data),
+        thrift::decode_binary_agent(data),
+        thrift::decode_compact_agent(data),
+    ];
+    for batch in decoded.into_iter().flatten() {
+        let spans = batch.spans.len();
+        let out = translate::batch_to_resource_spans(batch, translate::Flavor::Thrift)
+            .expect("a decoded Thrift batch translates");
+        let translated: usize = out
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        assert!(translated <= spans, "{translated} spans out of {spans}");
+    }
+    if let Ok(request) = <model::PostSpansRequest as prost::Message>::decode(data) {
+        let _ = translate::batch_to_resource_spans(
+            request.batch.unwrap_or_default(),
+            translate::Flavor::Proto,
+        );
+    }
+}
+
+/// The statsd receiver's line parser and aggregator: any bytes, split into lines, parse
+/// (with every flag combination) without panicking; an accepted line has a name and
+/// sorted, unique attribute keys; aggregating the accepted lines into summaries and
+/// small exponential histograms and flushing never panics, and no histogram side holds
+/// more buckets than its `max_size`.
+pub fn statsd_line(data: &[u8]) {
+    use oxcol_receivers::statsd::aggregate::{
+        Aggregator, CounterType, Observer, Settings, SourceKeying,
+    };
+    use oxcol_receivers::statsd::parse::parse_line;
+    let text = String::from_utf8_lossy(data);
+    let settings = Settings {
+        is_monotonic_counter: true,
+        counter_type: CounterType::Int,
+        timer: Observer::Histogram {
+            max_size: 4,
+            explicit: std::sync::Arc::from(Vec::new()),
+        },
+        histogram: Observer::Summary {
+            percentiles: std::sync::Arc::from(vec![0.0, 50.0, 100.0]),
+        },
+        keying: SourceKeying::AddressOnly,
+        max_points_per_interval: 1000,
+        version: String::new(),
+    };
+    let mut aggregator = Aggregator::new(settings, 1);
+    for (i, line) in text.split('\n').enumerate() {
+        for (metric_type, simple_tags) in [(false, false), (true, true)] {
+            let Ok(parsed) = parse_line(line, metric_type, simple_tags) else {
+                continue;
+            };
+            assert!(!parsed.name.is_empty());
+            assert!(
+                parsed.attributes.windows(2).all(|w| w[0].0 < w[1].0),
+                "{:?}",
+                parsed.attributes
+            );
+            let address = if i % 2 == 0 { "10.0.0.1:5" } else { "[::1]:6" };
+            let _ = aggregator.add(&parsed, address, 2);
+        }
+    }
+    for resource in aggregator.flush(3) {
+        for metric in resource.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            if let Some(
+                opentelemetry_proto::tonic::metrics::v1::metric::Data::ExponentialHistogram(h),
+            ) = &metric.data
+            {
+                for point in &h.data_points {
+                    for side in [&point.positive, &point.negative].into_iter().flatten() {
+                        assert!(
+                            side.bucket_counts.len() <= 4,
+                            "{} buckets",
+                            side.bucket_counts.len()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The filelog receiver's container log line parsers (Docker JSON, CRI-O, containerd):
+/// any bytes, split into lines, parsed detected and as each format, never panic; an accepted
+/// line has `log` and `stream` and no `time` left in its fields; the `container` operator on
+/// those lines (partial `P` lines recombined, k8s metadata from the path) never panics and
+/// never loses a line's file range (every range is emitted, dropped or held).
+pub fn container_log(data: &[u8]) {
+    use oxcol_receivers::filelog::container::{Format, parse_line};
+    use oxcol_receivers::filelog::entry::{Entry, Mark};
+    use oxcol_receivers::filelog::operators::{Chain, OperatorConfig, Output};
+    let text = String::from_utf8_lossy(data);
+    for format in [
+        None,
+        Some(Format::Docker),
+        Some(Format::Crio),
+        Some(Format::Containerd),
+    ] {
+        for line in text.split('\n') {
+            if let Ok(parsed) = parse_line(line, format) {
+                assert!(parsed.fields.contains_key("log") && parsed.fields.contains_key("stream"));
+                assert!(!parsed.fields.contains_key("time"));
+            }
+        }
+    }
+    let configs: Vec<OperatorConfig> =
+        serde_json::from_value(serde_json::json!([{"type": "container", "max_log_size": 64}]))
+            .expect("a valid constant operator config");
+    let Ok(mut chain) = Chain::build(&configs) else {
+        panic!("the container operator builds");
+    };
+    let now = std::time::Instant::now();
+    let mut out = Output::default();
+    let mut ranges = 0usize;
+    for (i, line) in text.split('\n').enumerate() {
+        let mut entry = Entry {
+            body: serde_json::Value::String(line.to_string()),
+            marks: vec![Mark {
+                file: 1,
+                start: i as u64,
+                end: i as u64 + 1,
+            }],
+            ..Default::default()
+        };
+        let path = if i % 2 == 0 {
+            "/var/log/pods/ns_pod_0a-1b/c/0.log"
+        } else {
+            "/x/y.log"
+        };
+        entry.attributes.insert(
+            "log.file.path".into(),
+            serde_json::Value::String(path.into()),
+        );
+        ranges += 1;
+        chain.process(entry, now, &mut out);
+    }
+    let emitted: usize = out.entries.iter().map(|e| e.marks.len()).sum();
+    assert_eq!(emitted + out.dropped.len() + chain.held().len(), ranges);
+    chain.flush(now, true, &mut out);
+    assert!(chain.held().is_empty());
+}
+
+/// Protobuf-encodes OTLP spans and scans them back: the scan must accept what oxcol
+/// produced and count as many spans as the data holds.
+fn check_traces(resource_spans: Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>) {
+    let batch = Batch::from_traces(resource_spans);
+    let scanned = Batch::from_encoded(Signal::Traces, batch.to_bytes())
+        .unwrap_or_else(|e| panic!("the encoding of translated spans fails the scan: {e}"));
+    assert_eq!(
+        scanned.items(),
+        batch.items(),
+        "translated count != scanned count"
+    );
+}
+
+/// The zipkin receiver's decoders: v1 JSON, v2 JSON and v2 protobuf (`ListOfSpans`), each
+/// with and without `parse_string_tags`, through the translation to OTLP. Properties: the
+/// translation keeps every span the decoder accepted (v1: every non-null array element;
+/// v2: every parsed span), and its protobuf encoding passes the skeleton scan with that
+/// count.
+pub fn zipkin(data: &[u8]) {
+    use oxcol_receivers::zipkin::{translate, v1};
+    let v1_spans = serde_json::from_slice::<Vec<serde_json::Value>>(data)
+        .ok()
+        .map(|spans| spans.iter().filter(|s| !s.is_null()).count());
+    for parse_string_tags in [false, true] {
+        if let Ok(out) = v1::parse_json_v1(data, parse_string_tags, 1_700_000_000_000_000_000) {
+            let spans: usize = out
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            // (serde skips unknown fields without checking their UTF-8, so the typed
+            // parse may accept what the `Value` parse refuses.)
+            if let Some(elements) = v1_spans {
+                assert_eq!(spans, elements, "v1: spans out != JSON array elements");
+            }
+            check_traces(out);
+        }
+    }
+    for parsed in [
+        translate::parse_json_v2(data),
+        translate::parse_proto_v2(data),
+    ] {
+        let Ok(spans) = parsed else {
+            continue;
+        };
+        for parse_string_tags in [false, true] {
+            let count = spans.len();
+            if let Ok(out) = translate::to_otlp(spans.clone(), parse_string_tags) {
+                let translated: usize = out
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum();
+                assert_eq!(translated, count, "v2: translated spans != parsed spans");
+                check_traces(out);
+            }
+        }
+    }
+    // The receiver's entry points (the same steps, as the HTTP handler calls them).
+    let _ = oxcol_receivers::zipkin::decode_v1(data, true);
+    let _ = oxcol_receivers::zipkin::decode_v2(false, data, false);
+    let _ = oxcol_receivers::zipkin::decode_v2(true, data, false);
+}
+
+/// The small fixed batches OTTL statements run on: 1 resource, 1 scope, and 2 spans (the
+/// first with an event and a link), 4 metrics (gauge, sum, histogram, summary, 2 points
+/// each) and 2 log records.
+struct OttlData {
+    traces: Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>,
+    metrics: Vec<opentelemetry_proto::tonic::metrics::v1::ResourceMetrics>,
+    logs: Vec<opentelemetry_proto::tonic::logs::v1::ResourceLogs>,
+}
+
+fn ottl_data() -> &'static OttlData {
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    use oxcol_core::testdata;
+    static DATA: std::sync::OnceLock<OttlData> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| {
+        let mut traces = testdata::trace_request(1, 2).resource_spans;
+        let span = &mut traces[0].scope_spans[0].spans[0];
+        span.events.push(Event {
+            time_unix_nano: span.start_time_unix_nano + 5,
+            name: "exception".to_string(),
+            attributes: vec![testdata::string_attribute("exception.message", "boom")],
+            dropped_attributes_count: 0,
+        });
+        span.links.push(Link {
+            trace_id: vec![9; 16],
+            span_id: vec![9; 8],
+            ..Default::default()
+        });
+        OttlData {
+            traces,
+            metrics: testdata::metrics_request(1, 4, 2).resource_metrics,
+            logs: testdata::logs_request(1, 2).resource_logs,
+        }
+    })
+}
+
+/// OTTL: the text parsed as a statement and as a condition in every context, its syntax
+/// checked without a context, and the context inferred from its lines (flat form). A
+/// statement that parses runs (error_mode ignore) on the fixed batches of its signal(s);
+/// a condition that parses is evaluated on every item of its context. Property: whatever
+/// a statement wrote still encodes as OTLP that the skeleton scan accepts with the same
+/// item count.
+pub fn ottl(data: &[u8]) {
+    use oxcol_ottl::{ContextKind, DataPointRef, ErrorMode, Item, StatementGroup};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = oxcol_ottl::check_syntax(text);
+    let lines: Vec<&str> = text.lines().collect();
+    let _ = oxcol_ottl::infer_context(&lines);
+    let fixed = ottl_data();
+    for context in ContextKind::ALL {
+        if let Ok(statement) = oxcol_ottl::parse_statement(text, context) {
+            let group =
+                StatementGroup::new(context, vec![statement], Vec::new(), ErrorMode::Ignore);
+            let mut ignored = Vec::new();
+            let (traces, metrics, logs) = match context {
+                ContextKind::Resource | ContextKind::Scope => (true, true, true),
+                ContextKind::Span | ContextKind::SpanEvent => (true, false, false),
+                ContextKind::Metric | ContextKind::DataPoint => (false, true, false),
+                ContextKind::Log => (false, false, true),
+            };
+            let mut batches = Vec::new();
+            if traces {
+                let mut data = fixed.traces.clone();
+                if group.run_traces(&mut data, &mut ignored).is_ok() {
+                    batches.push(Batch::from_traces(data));
+                }
+            }
+            if metrics {
+                let mut data = fixed.metrics.clone();
+                if group.run_metrics(&mut data, &mut ignored).is_ok() {
+                    batches.push(Batch::from_metrics(data));
+                }
+            }
+            if logs {
+                let mut data = fixed.logs.clone();
+                if group.run_logs(&mut data, &mut ignored).is_ok() {
+                    batches.push(Batch::from_logs(data));
+                }
+            }
+            for batch in batches {
+                let signal = batch.signal();
+                let scanned = Batch::from_encoded(signal, batch.to_bytes()).unwrap_or_else(|e| {
+                    panic!("{signal:?}: what {text:?} wrote fails the scan: {e}")
+                });
+                assert_eq!(
+                    scanned.items(),
+                    batch.items(),
+                    "{signal:?}: count after {text:?}"
+                );
+            }
+        }
+        if let Ok(condition) = oxcol_ottl::parse_condition(text, context) {
+            let mut items = Vec::new();
+            for rs in &fixed.traces {
+                let resource = rs.resource.as_ref();
+                items.push(Item::Resource { resource });
+                for ss in &rs.scope_spans {
+                    let scope = ss.scope.as_ref();
+                    items.push(Item::Scope { resource, scope });
+                    for span in &ss.spans {
+                        items.push(Item::Span {
+                            resource,
+                            scope,
+                            span,
+                        });
+                        for event in &span.events {
+                            items.push(Item::SpanEvent {
+                                resource,
+                                scope,
+                                span,
+                                event,
+                            });
+                        }
+                    }
+                }
+            }
+            for rm in &fixed.metrics {
+                let resource = rm.resource.as_ref();
+                for sm in &rm.scope_metrics {
+                    let scope = sm.scope.as_ref();
+                    for metric in &sm.metrics {
+                        items.push(Item::Metric {
+                            resource,
+                            scope,
+                            metric,
+                        });
+                        for point in DataPointRef::of_metric(metric) {
+                            items.push(Item::DataPoint {
+                                resource,
+                                scope,
+                                metric,
+                                point,
+                            });
+                        }
+                    }
+                }
+            }
+            for rl in &fixed.logs {
+                let resource = rl.resource.as_ref();
+                for sl in &rl.scope_logs {
+                    let scope = sl.scope.as_ref();
+                    for log in &sl.log_records {
+                        items.push(Item::Log {
+                            resource,
+                            scope,
+                            log,
+                        });
+                    }
+                }
+            }
+            for item in items.iter().filter(|i| i.context() == context) {
+                let _ = condition.matches(item);
+            }
+        }
+    }
+}
+
+/// The kafka receiver's message handling without librdkafka: the value decoded per signal
+/// and encoding (the same decoders as `otlp_proto` and `otlp_json`), then the wanted
+/// headers set as `kafka.header.*` resource attributes (which decodes an encoded batch).
+/// Input: a selector byte (signal = s % 3, encoding = s / 3 % 2: proto, JSON), a byte N,
+/// N bytes of headers (`key=value` or `key` lines), the rest is the message value.
+/// Properties: adding the attributes keeps the item count; every resource then holds each
+/// header attribute exactly once, with the value of the last header of that name; the
+/// result still encodes and passes the skeleton scan with that count.
+pub fn kafka_message(data: &[u8]) {
+    use oxcol_core::kafka::Encoding;
+    use oxcol_receivers::kafka_message;
+    let (sel, rest) = selector(data);
+    let signal = SIGNALS[usize::from(sel) % 3];
+    let encoding = if (sel / 3) % 2 == 0 {
+        Encoding::OtlpProto
+    } else {
+        Encoding::OtlpJson
+    };
+    let (header_len, rest) = selector(rest);
+    let (header_block, payload) = rest.split_at(usize::from(header_len).min(rest.len()));
+    let headers: Vec<(&str, Option<&[u8]>)> = header_block
+        .split(|b| *b == b'\n')
+        .filter_map(|line| {
+            let (key, value) = match line.iter().position(|b| *b == b'=') {
+                Some(at) => (&line[..at], Some(&line[at + 1..])),
+                None => (line, None),
+            };
+            std::str::from_utf8(key).ok().map(|key| (key, value))
+        })
+        .collect();
+    let wanted = ["tenant".to_string(), "source".to_string(), String::new()];
+    let attributes = kafka_message::header_attributes(headers.iter().copied(), &wanted);
+    assert_eq!(
+        attributes.len(),
+        headers
+            .iter()
+            .filter(|(k, _)| wanted.iter().any(|w| w == k))
+            .count()
+    );
+    let Ok(mut batch) = kafka_message::decode(signal, encoding, payload) else {
+        return;
+    };
+    assert_eq!(batch.signal(), signal);
+    let items = batch.items();
+    if kafka_message::add_resource_attributes(&mut batch, &attributes).is_err() {
+        // Only an encoded batch that does not decode can fail here.
+        assert!(!attributes.is_empty() && encoding == Encoding::OtlpProto);
+        return;
+    }
+    assert_eq!(
+        batch.items(),
+        items,
+        "header attributes changed the item count"
+    );
+    let resources: Vec<Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = match signal {
+        Signal::Metrics => match batch.metrics_mut() {
+            Ok(r) => r
+                .iter()
+                .map(|r| r.resource.clone().unwrap_or_default().attributes)
+                .collect(),
+            Err(_) => return,
+        },
+        Signal::Traces => match batch.traces_mut() {
+            Ok(r) => r
+                .iter()
+                .map(|r| r.resource.clone().unwrap_or_default().attributes)
+                .collect(),
+            Err(_) => return,
+        },
+        Signal::Logs => match batch.logs_mut() {
+            Ok(r) => r
+                .iter()
+                .map(|r| r.resource.clone().unwrap_or_default().attributes)
+                .collect(),
+            Err(_) => return,
+        },
+    };
+    for resource in &resources {
+        for attribute in &attributes {
+            let same: Vec<_> = resource.iter().filter(|a| a.key == attribute.key).collect();
+            let last = attributes.iter().rev().find(|a| a.key == attribute.key);
+            assert_eq!(same.len(), 1, "{} not exactly once", attribute.key);
+            assert_eq!(
+                Some(same[0]),
+                last,
+                "{} has not the last value",
+                attribute.key
+            );
+        }
+    }
+    let scanned = Batch::from_encoded(signal, batch.to_bytes()).unwrap_or_else(|e| {
+        panic!("{signal:?}: the batch with header attributes fails the scan: {e}")
+    });
+    assert_eq!(scanned.items(), items);
+}
+
+/// The filelog receiver's parsing operators. Each line of the input is also tried as a Go,
+/// strptime and epoch timestamp layout (parsing the next line with it), as an `if`/`expr`
+/// expression (evaluated on an entry of the next line) and as a field path. Then, when the
+/// first line is a JSON list of operators, the chain it builds runs on the other lines;
+/// otherwise two fixed chains run on every line: `regex_parser` (named groups, embedded
+/// `timestamp` (gotime) and `severity`) into `recombine` (`is_first_entry`, per source),
+/// and `json_parser` (embedded epoch `timestamp` and `severity` with a mapping) into
+/// `time_parser` (strptime) and `severity_parser` (preset otel). Properties: a fixed chain
+/// never loses a line's file range (each is emitted, dropped or held, exactly once); any
+/// chain emits, drops or holds every range at least once (a router may copy an entry)
+/// and holds nothing after a forced flush.
+pub fn filelog(data: &[u8]) {
+    use oxcol_receivers::filelog::entry::{Entry, Field, Mark};
+    use oxcol_receivers::filelog::expr::Expr;
+    use oxcol_receivers::filelog::operators::{self, Chain, OperatorConfig, Output};
+    use oxcol_receivers::filelog::time::{Layout, Location};
+    let text = String::from_utf8_lossy(data);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let entry_of = |i: usize, line: &str| {
+        let mut entry = Entry {
+            body: serde_json::Value::String(line.to_string()),
+            marks: vec![Mark {
+                file: 1,
+                start: i as u64,
+                end: i as u64 + 1,
+            }],
+            ..Default::default()
+        };
+        let path = if i % 3 == 0 {
+            "/var/log/a.log"
+        } else {
+            "/var/log/b.log"
+        };
+        entry.attributes.insert(
+            "log.file.path".into(),
+            serde_json::Value::String(path.into()),
+        );
+        entry
+    };
+    for (i, pair) in lines.windows(2).enumerate().take(16) {
+        let (first, next) = (pair[0], pair[1]);
+        for kind in ["gotime", "strptime", "epoch"] {
+            if let Ok(layout) = Layout::new(kind, first) {
+                let value = serde_json::Value::String(next.to_string());
+                let _ = layout.parse(&value, Location::Utc, 2024);
+                if let Ok(number) = next.parse::<f64>() {
+                    let _ = layout.parse(&serde_json::json!(number), Location::Utc, 2024);
+                }
+            }
+        }
+        if let Ok(expr) = Expr::parse(first) {
+            let entry = entry_of(i, next);
+            let _ = expr.eval(&entry);
+            let _ = expr.matches(&entry);
+        }
+        if let Ok(field) = Field::parse(first) {
+            let mut entry = entry_of(i, next);
+            let _ = entry.get(&field);
+            entry.set(&field, serde_json::Value::String(next.to_string()));
+            let _ = entry.delete(&field);
+        }
+        let _ = operators::parse_json_object(first);
+    }
+    let now = std::time::Instant::now();
+    let run = |configs: &[OperatorConfig], lines: &[&str], exact: bool| {
+        let Ok(mut chain) = Chain::build(configs) else {
+            return;
+        };
+        let mut out = Output::default();
+        for (i, line) in lines.iter().enumerate() {
+            chain.process(entry_of(i, line), now, &mut out);
+        }
+        let emitted: usize = out.entries.iter().map(|e| e.marks.len()).sum();
+        let accounted = emitted + out.dropped.len() + chain.held().len();
+        if exact {
+            assert_eq!(
+                accounted,
+                lines.len(),
+                "a line's file range was lost or doubled"
+            );
+        } else {
+            assert!(accounted >= lines.len(), "a line's file range was lost");
+        }
+        chain.flush(now, true, &mut out);
+        assert!(chain.held().is_empty(), "held after a forced flush");
+        for entry in &out.entries {
+            let _ = entry.to_log_record();
+        }
+    };
+    if let Some((first, rest)) = lines.split_first()
+        && let Ok(configs) = serde_json::from_str::<Vec<OperatorConfig>>(first)
+    {
+        let _ = operators::problems(&configs);
+        run(&configs, rest, false);
+        return;
+    }
+    static FIXED: std::sync::OnceLock<[Vec<OperatorConfig>; 2]> = std::sync::OnceLock::new();
+    let fixed = FIXED.get_or_init(|| {
+        let chain = |json| serde_json::from_value(json).expect("a valid constant operator config");
+        [
+            chain(serde_json::json!([
+                {"type": "regex_parser", "on_error": "send_quiet",
+                 "regex": r"^(?P<time>\d{4}-\d{2}-\d{2}T\S+) (?P<sev>[A-Za-z]+)(?: \[(?P<thread>[^\]]*)\])? (?P<msg>.*)$",
+                 "timestamp": {"parse_from": "attributes.time", "layout_type": "gotime",
+                               "layout": "2006-01-02T15:04:05.999999999Z07:00"},
+                 "severity": {"parse_from": "attributes.sev"}},
+                {"type": "recombine", "combine_field": "body", "combine_with": "\n",
+                 "is_first_entry": r#"attributes.sev != nil or body matches "^\\d""#,
+                 "max_batch_size": 5, "max_log_size": 256}
+            ])),
+            chain(serde_json::json!([
+                {"type": "json_parser", "on_error": "send_quiet",
+                 "timestamp": {"parse_from": "attributes.ts", "layout_type": "epoch", "layout": "s.ms"},
+                 "severity": {"parse_from": "attributes.level",
+                              "mapping": {"warn": "w", "error": ["e", "err"], "fatal": {"min": 500, "max": 599}}}},
+                {"type": "time_parser", "on_error": "send_quiet", "parse_from": "attributes.time",
+                 "layout": "%Y-%m-%d %H:%M:%S.%L %z"},
+                {"type": "severity_parser", "on_error": "send_quiet", "parse_from": "attributes.lvl",
+                 "preset": "otel", "overwrite_text": true}
+            ])),
+        ]
+    });
+    for configs in fixed {
+        run(configs, &lines, true);
+    }
+}
+
 /// Every target by name, for the replay test and the fallback driver.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("otlp_proto", otlp_proto),
@@ -415,4 +1014,11 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("prometheus_text", prometheus_text),
     ("relabel", relabel),
     ("remote_write", remote_write),
+    ("jaeger_thrift", jaeger_thrift),
+    ("statsd_line", statsd_line),
+    ("container_log", container_log),
+    ("zipkin", zipkin),
+    ("ottl", ottl),
+    ("kafka_message", kafka_message),
+    ("filelog", filelog),
 ];

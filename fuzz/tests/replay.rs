@@ -86,7 +86,9 @@ fn every_target_survives_its_corpus_its_regressions_and_mutations() {
             body(input);
         }
         seeds.extend(regressions);
-        let mut rng = Rng(oxcol_core::testdata::XorShift64(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64));
+        let mut rng = Rng(oxcol_core::testdata::XorShift64(
+            0x9e37_79b9_7f4a_7c15 ^ name.len() as u64,
+        ));
         for _ in 0..mutations {
             let seed = &seeds[rng.below(seeds.len())];
             body(&mutate(&mut rng, seed));
