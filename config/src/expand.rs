@@ -2,8 +2,13 @@
 //! `${env:VAR}`, `${VAR}`, `${env:VAR:-default}` (default when VAR is unset or empty),
 //! `$$` for a literal `$`, and references nested inside a reference's text.
 //!
-//! An unset variable with no default becomes "" (as in the Collector). Other providers
-//! (`file:`, `http:`, ...) are errors: oxcol does not read configuration from them.
+//! An unset variable with no default becomes "" (as in the Collector). `${file:PATH}` is
+//! the file's content (a path relative to the working directory, as the Collector reads
+//! it): inside longer text its bytes as written; as the whole value, the content parsed as
+//! YAML (a map or list becomes that fragment, with positions in that file, and its own
+//! references expanded; a string stays the exact bytes, trailing newline included, as the
+//! Collector's `NewRetrievedFromYAML` keeps them). Other providers (`http:`, `https:`,
+//! `yaml:`, ...) are errors: oxcol does not read configuration from them.
 //! A value that is exactly one reference is re-typed (`${env:PORT}` -> 4317); a reference
 //! inside longer text stays text. Map keys are never expanded.
 
@@ -15,35 +20,122 @@ use crate::{ConfigError, Location, Node, Value};
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// How deep `${file:...}` fragments may include further fragments (a file that names
+/// itself would otherwise recurse forever).
+const MAX_FILE_DEPTH: usize = 8;
+
 /// Expands every string value in the tree in place, pushing one error per bad value.
 pub(crate) fn expand_tree(node: &mut Node, env: Env<'_>, errors: &mut Vec<ConfigError>) {
+    expand_node(node, env, errors, 0);
+}
+
+fn expand_node(node: &mut Node, env: Env<'_>, errors: &mut Vec<ConfigError>, depth: usize) {
     match &mut node.value {
         Value::String(text) => {
             if !text.contains('$') {
                 return;
             }
-            match expand_value(text, env, &node.location) {
+            match expand_value(text, env, &node.location, depth) {
                 Ok(value) => node.value = value,
-                Err(error) => errors.push(error),
+                Err(mut more) => errors.append(&mut more),
             }
         }
         Value::Seq(items) => items
             .iter_mut()
-            .for_each(|item| expand_tree(item, env, errors)),
+            .for_each(|item| expand_node(item, env, errors, depth)),
         Value::Map(entries) => entries
             .iter_mut()
-            .for_each(|(_, value)| expand_tree(value, env, errors)),
+            .for_each(|(_, value)| expand_node(value, env, errors, depth)),
         _ => {}
     }
 }
 
-fn expand_value(text: &str, env: Env<'_>, location: &Location) -> Result<Value, ConfigError> {
+fn expand_value(
+    text: &str,
+    env: Env<'_>,
+    location: &Location,
+    depth: usize,
+) -> Result<Value, Vec<ConfigError>> {
     let whole_reference = text.starts_with("${") && closing_brace(text, 2) == Some(text.len() - 1);
-    let expanded = expand_text(text, env, location)?;
+    if whole_reference {
+        let inner = expand_text(&text[2..text.len() - 1], env, location).map_err(|e| vec![e])?;
+        if let Some(path) = inner.strip_prefix("file:") {
+            return file_fragment(path, env, location, depth);
+        }
+    }
+    let expanded = expand_text(text, env, location).map_err(|e| vec![e])?;
     if !whole_reference {
         return Ok(Value::String(expanded));
     }
     Ok(retype(expanded, location))
+}
+
+/// Largest file a `${file:PATH}` reference reads: fragments and secrets are small, and a
+/// path such as `/dev/zero` must not eat the memory.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Reads a `${file:PATH}` reference's file (UTF-8, at most [`MAX_FILE_BYTES`]).
+fn read_file(path: &str, location: &Location) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let fail = |problem: String| {
+        ConfigError::at(location, format!("cannot read ${{file:{path}}}: {problem}"))
+    };
+    let file = std::fs::File::open(path).map_err(|error| {
+        fail(format!(
+            "{error} (a relative path is read from the working directory)"
+        ))
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| fail(error.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(fail(format!(
+            "it is larger than {} MiB",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".to_string()))
+}
+
+/// The value of a whole-value `${file:PATH}`: the content as YAML, as the Collector's
+/// `NewRetrievedFromYAML` types it. A map or list keeps positions in that file and has its
+/// own references expanded; a string is the exact bytes; text that is not valid YAML is
+/// kept as a string too.
+fn file_fragment(
+    path: &str,
+    env: Env<'_>,
+    location: &Location,
+    depth: usize,
+) -> Result<Value, Vec<ConfigError>> {
+    if depth >= MAX_FILE_DEPTH {
+        return Err(vec![ConfigError::at(
+            location,
+            format!(
+                "${{file:{path}}}: files include each other more than {MAX_FILE_DEPTH} levels \
+                 deep; a file probably names itself"
+            ),
+        )]);
+    }
+    let content = read_file(path, location).map_err(|e| vec![e])?;
+    let source: Arc<str> = Arc::from(path);
+    let (root, parse_errors) = parse_document(&content, &source);
+    let Some(mut root) = root.filter(|_| parse_errors.is_empty()) else {
+        return Ok(Value::String(content));
+    };
+    match root.value {
+        Value::String(_) => Ok(Value::String(content)),
+        Value::Map(_) | Value::Seq(_) => {
+            let mut errors = Vec::new();
+            expand_node(&mut root, env, &mut errors, depth + 1);
+            if errors.is_empty() {
+                Ok(root.value)
+            } else {
+                Err(errors)
+            }
+        }
+        scalar => Ok(scalar),
+    }
 }
 
 /// Expands references in `text`. An unterminated `${` is kept as written.
@@ -99,9 +191,13 @@ fn closing_brace(text: &str, from: usize) -> Option<usize> {
     None
 }
 
-/// Resolves the content of one `${...}`: `VAR`, `env:VAR`, `env:VAR:-default`, or (a
-/// convenience the shell taught everyone) `VAR:-default`.
+/// Resolves the content of one `${...}`: `VAR`, `env:VAR`, `env:VAR:-default`,
+/// `file:PATH` (the file's bytes), or (a convenience the shell taught everyone)
+/// `VAR:-default`.
 fn resolve(reference: &str, env: Env<'_>, location: &Location) -> Result<String, ConfigError> {
+    if let Some(path) = reference.strip_prefix("file:") {
+        return read_file(path, location);
+    }
     let (name, default) = match reference.split_once(':') {
         None => (reference, None),
         Some(("env", rest)) => match rest.split_once(":-") {
@@ -116,7 +212,8 @@ fn resolve(reference: &str, env: Env<'_>, location: &Location) -> Result<String,
                 location,
                 format!(
                     "unsupported config provider '{scheme}' in '${{{reference}}}': oxcol expands only \
-                     env references (${{env:VAR}}, ${{VAR}}, ${{env:VAR:-default}}); write $$ for a literal $"
+                     env and file references (${{env:VAR}}, ${{VAR}}, ${{env:VAR:-default}}, \
+                     ${{file:PATH}}); write $$ for a literal $"
                 ),
             ));
         }
@@ -194,7 +291,8 @@ mod tests {
     }
 
     fn expand(text: &str) -> Result<Value, ConfigError> {
-        expand_value(text, &env, &Location::new("t.yaml", 1, 1))
+        expand_value(text, &env, &Location::new("t.yaml", 1, 1), 0)
+            .map_err(|mut errors| errors.remove(0))
     }
 
     fn string(text: &str) -> Value {
@@ -272,11 +370,11 @@ mod tests {
 
     #[test]
     fn unsupported_provider_and_bad_names_are_errors() {
-        let error = expand("${file:/etc/secret}").unwrap_err();
+        let error = expand("${file:/nonexistent/oxcol/secret}").unwrap_err();
         assert!(
             error
                 .message
-                .starts_with("unsupported config provider 'file'"),
+                .starts_with("cannot read ${file:/nonexistent/oxcol/secret}: "),
             "{}",
             error.message
         );
@@ -332,6 +430,115 @@ mod tests {
             root.get("host").unwrap().as_str(),
             Some("collector.local"),
             "--set values are expanded"
+        );
+    }
+
+    /// A fresh directory for one test's files.
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("oxcol-expand-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        dir
+    }
+
+    #[test]
+    fn file_references_read_the_file_as_the_collector_does() {
+        let dir = temp_dir("file");
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let port = dir.join("port");
+        std::fs::write(&port, "4317\n").unwrap();
+        let fragment = dir.join("fragment.yaml");
+        std::fs::write(
+            &fragment,
+            "endpoint: ${env:HOST}:4317\ntls:\n  insecure: true\n",
+        )
+        .unwrap();
+        let broken = dir.join("broken.yaml");
+        std::fs::write(&broken, "a: [unclosed\n").unwrap();
+        let token = token.display();
+        // Whole value: a string keeps its exact bytes (the Collector keeps the newline).
+        assert_eq!(
+            expand(&format!("${{file:{token}}}")).unwrap(),
+            string("s3cret\n")
+        );
+        // Inside longer text: the bytes as written.
+        assert_eq!(
+            expand(&format!("Bearer ${{file:{token}}}")).unwrap(),
+            string("Bearer s3cret\n")
+        );
+        // A YAML scalar is typed.
+        assert_eq!(
+            expand(&format!("${{file:{}}}", port.display())).unwrap(),
+            Value::Int(4317)
+        );
+        // Not valid YAML: kept as text.
+        assert_eq!(
+            expand(&format!("${{file:{}}}", broken.display())).unwrap(),
+            string("a: [unclosed\n")
+        );
+        // A map becomes a fragment with positions in its own file and references expanded.
+        let Value::Map(entries) = expand(&format!("${{file:{}}}", fragment.display())).unwrap()
+        else {
+            panic!("expected a map")
+        };
+        assert_eq!(entries[0].1.value, string("collector.local:4317"));
+        assert_eq!(entries[1].1.get("insecure").unwrap().as_bool(), Some(true));
+        assert_eq!(
+            entries[1].1.get("insecure").unwrap().location,
+            Location::new(fragment.display().to_string(), 3, 13)
+        );
+    }
+
+    #[test]
+    fn an_endless_file_is_refused_not_read_to_the_end() {
+        let error = expand("${file:/dev/zero}").unwrap_err();
+        assert!(
+            error.message.contains("larger than 4 MiB"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_file_that_includes_itself_is_an_error_not_a_hang() {
+        let dir = temp_dir("loop");
+        let looped = dir.join("loop.yaml");
+        std::fs::write(&looped, format!("again: ${{file:{}}}\n", looped.display())).unwrap();
+        let error = expand(&format!("${{file:{}}}", looped.display())).unwrap_err();
+        assert!(
+            error.message.contains("more than 8 levels deep"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn env_numbers_type_as_go_yaml_does() {
+        let env = |name: &str| match name {
+            "LIMIT" => Some("65_536".to_owned()),
+            "PORT" => Some("4317".to_owned()),
+            _ => None,
+        };
+        let source = Source::Text {
+            name: "c.yaml".into(),
+            text: "limit_mib: ${env:LIMIT}\nendpoint: 0.0.0.0:${env:PORT}\nport: ${env:PORT}\nsize: 65_536\n"
+                .into(),
+        };
+        let root = load(&[source], &[], &env).unwrap();
+        // `65_536` from the environment is not lossless as an integer, so it stays text;
+        // an integer field still reads it as go-yaml would (65536).
+        assert_eq!(root.get("limit_mib").unwrap().as_str(), Some("65_536"));
+        let limit: u64 = crate::decode(root.get("limit_mib").unwrap()).unwrap();
+        assert_eq!(limit, 65536);
+        assert_eq!(root.get("endpoint").unwrap().as_str(), Some("0.0.0.0:4317"));
+        assert_eq!(root.get("port").unwrap().as_i64(), Some(4317));
+        let size: u64 = crate::decode(root.get("size").unwrap()).unwrap();
+        assert_eq!(size, 65536, "a YAML 65_536 is 65536 for a number field");
+        let text: String = crate::decode(root.get("size").unwrap()).unwrap();
+        assert_eq!(
+            text, "65_536",
+            "and its text for a string field, as go-yaml gives it"
         );
     }
 }

@@ -254,8 +254,17 @@ fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Value {
     core_schema(text)
 }
 
-/// Types a plain scalar by the YAML 1.2 core schema. An integer too large for `i64`
-/// stays a string, so a lenient decode into `u64` can still read it.
+/// Types a plain scalar as the Collector's YAML library (go-yaml v3) does: the YAML 1.2
+/// core schema for null and booleans; for numbers its `resolve` rules, which drop every
+/// `_` first (`65_536` is 65536) and read integers as Go's `strconv.ParseInt(text, 0, 64)`
+/// does (`0x1F`, `0o17`, `0b101`, and `0755` as octal, as YAML 1.1 spelled it).
+///
+/// A number whose text a string field must keep as written, because go-yaml hands a
+/// string field the scalar's text (`directory_permissions: 0750` is "0750", not "488";
+/// `65_536`, `0b101`, `09`), stays a string here; the typed decode of a number field
+/// parses it with [`parse_int`]/[`parse_float`], which follow go-yaml, so both kinds of
+/// field get what the Collector gets. An integer too large for `i64` stays a string too,
+/// so a lenient decode into `u64` can still read it.
 pub(crate) fn core_schema(text: &str) -> Value {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
@@ -263,10 +272,13 @@ pub(crate) fn core_schema(text: &str) -> Value {
         "false" | "False" | "FALSE" => return Value::Bool(false),
         _ => {}
     }
-    if is_int_syntax(text) {
-        return match parse_int(text).and_then(|number| i64::try_from(number).ok()) {
-            Some(number) => Value::Int(number),
-            None => Value::String(text.to_owned()),
+    if spelled_for_go_only(text) {
+        return Value::String(text.to_owned());
+    }
+    if let Some(number) = parse_int(text) {
+        return match i64::try_from(number) {
+            Ok(number) => Value::Int(number),
+            Err(_) => Value::String(text.to_owned()),
         };
     }
     match parse_float(text) {
@@ -275,33 +287,49 @@ pub(crate) fn core_schema(text: &str) -> Value {
     }
 }
 
-fn is_int_syntax(text: &str) -> bool {
-    if let Some(hex) = text.strip_prefix("0x") {
-        return !hex.is_empty() && hex.bytes().all(|byte| byte.is_ascii_hexdigit());
-    }
-    if let Some(octal) = text.strip_prefix("0o") {
-        return !octal.is_empty() && octal.bytes().all(|byte| (b'0'..=b'7').contains(&byte));
-    }
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit())
+/// Number spellings that only go-yaml's rules read as numbers and whose value would lose
+/// the text: `_` separators, a leading `0` before a digit (octal, or `09`), `0b`.
+fn spelled_for_go_only(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let bytes = unsigned.as_bytes();
+    let looks_numeric = bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_digit() || *b == b'.');
+    looks_numeric
+        && (text.contains('_')
+            || (bytes.len() > 1 && bytes[0] == b'0' && bytes[1].is_ascii_digit())
+            || unsigned.starts_with("0b")
+            || unsigned.starts_with("0B"))
+        && (parse_int(text).is_some() || parse_float(text).is_some())
 }
 
-/// Parses a core-schema integer (`-12`, `+7`, `0x1F`, `0o17`); `None` when it is not one
-/// or does not fit `i128`.
+/// Parses an integer as go-yaml v3 does: `_` removed, then an optional sign and Go's base
+/// prefixes (`0x`, `0o`, `0b`, or a leading `0` for octal). `None` when it is not one or
+/// does not fit `i128`.
 pub(crate) fn parse_int(text: &str) -> Option<i128> {
-    if !is_int_syntax(text) {
+    let plain = text.replace('_', "");
+    let (negative, unsigned) = match plain.as_bytes().first() {
+        Some(b'-') => (true, &plain[1..]),
+        Some(b'+') => (false, &plain[1..]),
+        _ => (false, plain.as_str()),
+    };
+    let lower = unsigned.get(..2).map(str::to_ascii_lowercase);
+    let (digits, radix) = match lower.as_deref() {
+        Some("0x") => (&unsigned[2..], 16),
+        Some("0o") => (&unsigned[2..], 8),
+        Some("0b") => (&unsigned[2..], 2),
+        _ if unsigned.len() > 1 && unsigned.starts_with('0') => (&unsigned[1..], 8),
+        _ => (unsigned, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|digit| digit.is_digit(radix)) {
         return None;
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        return i128::from_str_radix(hex, 16).ok();
-    }
-    if let Some(octal) = text.strip_prefix("0o") {
-        return i128::from_str_radix(octal, 8).ok();
-    }
-    text.parse().ok()
+    let magnitude = i128::from_str_radix(digits, radix).ok()?;
+    Some(if negative { -magnitude } else { magnitude })
 }
 
-/// Parses a core-schema float: `1.5`, `-.5`, `1e3`, `2.`, `.inf`, `-.Inf`, `.nan`.
+/// Parses a float as go-yaml v3 does: `.inf`, `-.Inf`, `.nan`, or (with every `_`
+/// removed) `1.5`, `-.5`, `1e3`, `2.`, `09`.
 pub(crate) fn parse_float(text: &str) -> Option<f64> {
     match text {
         ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
@@ -309,7 +337,8 @@ pub(crate) fn parse_float(text: &str) -> Option<f64> {
         "-.inf" | "-.Inf" | "-.INF" => return Some(f64::NEG_INFINITY),
         _ => {}
     }
-    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let plain = text.replace('_', "");
+    let unsigned = plain.strip_prefix(['-', '+']).unwrap_or(&plain);
     let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
         Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
         None => (unsigned, None),
@@ -333,7 +362,7 @@ pub(crate) fn parse_float(text: &str) -> Option<f64> {
     if !mantissa_ok || !exponent_ok {
         return None;
     }
-    text.parse().ok()
+    plain.parse().ok()
 }
 
 #[cfg(test)]
@@ -372,6 +401,26 @@ mod tests {
         assert_eq!(core_schema("0x"), Value::String("0x".into()));
         assert_eq!(core_schema("e5"), Value::String("e5".into()));
         assert_eq!(core_schema("inf"), Value::String("inf".into()));
+        // go-yaml v3 (the Collector's YAML library) drops `_` and reads Go's base prefixes.
+        // Spellings only go-yaml reads as numbers keep their text (a string field gets
+        // it as written, as from go-yaml); number fields parse them the go-yaml way.
+        for (text, number) in [
+            ("65_536", 65536),
+            ("-1_000", -1000),
+            ("0b101", 5),
+            ("0755", 493),
+        ] {
+            assert_eq!(core_schema(text), Value::String(text.into()));
+            assert_eq!(parse_int(text), Some(number), "{text}");
+        }
+        assert_eq!(core_schema("09"), Value::String("09".into()));
+        assert_eq!(parse_float("09"), Some(9.0));
+        assert_eq!(core_schema("1_000.5"), Value::String("1_000.5".into()));
+        assert_eq!(parse_float("1_000.5"), Some(1000.5));
+        assert_eq!(core_schema("0"), Value::Int(0));
+        assert_eq!(core_schema("0.5"), Value::Float(0.5));
+        assert_eq!(core_schema("_"), Value::String("_".into()));
+        assert_eq!(core_schema("0x_"), Value::String("0x_".into()));
         // Too big for i64: kept as text so a u64 field can still read it.
         assert_eq!(
             core_schema("18446744073709551615"),

@@ -9,10 +9,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use oxcol_core::compression::{compress, Encoding};
-use oxcol_core::{skeleton, testdata, Batch, Signal};
+use oxcol_core::compression::{Encoding, compress};
+use oxcol_core::{Batch, Signal, skeleton, testdata};
 use prost::Message;
 
 const RESOURCES: usize = 4;
@@ -23,7 +23,9 @@ const ATTRIBUTES: usize = 3;
 const GROUP: usize = 8;
 
 fn request_bytes() -> (Bytes, u64) {
-    let bytes = Bytes::from(testdata::metrics_request_with(RESOURCES, METRICS, POINTS, ATTRIBUTES).encode_to_vec());
+    let bytes = Bytes::from(
+        testdata::metrics_request_with(RESOURCES, METRICS, POINTS, ATTRIBUTES).encode_to_vec(),
+    );
     let points = skeleton::count_items(Signal::Metrics, &bytes).expect("valid request");
     assert_eq!(points, (RESOURCES * METRICS * POINTS) as u64);
     (bytes, points)
@@ -36,10 +38,17 @@ fn requests(bytes: &Bytes) -> Vec<Bytes> {
 
 fn hot_path(c: &mut Criterion) {
     let (bytes, points) = request_bytes();
-    eprintln!("request: {points} points, {} bytes encoded ({:.1} bytes/point)", bytes.len(), bytes.len() as f64 / points as f64);
+    eprintln!(
+        "request: {points} points, {} bytes encoded ({:.1} bytes/point)",
+        bytes.len(),
+        bytes.len() as f64 / points as f64
+    );
 
     let mut group = c.benchmark_group("metrics");
-    group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(20);
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
 
     // What the receiver does with every request: check the framing, count the points.
     group.throughput(Throughput::Elements(points));
@@ -51,31 +60,40 @@ fn hot_path(c: &mut Criterion) {
     // send buffer.
     let inputs = requests(&bytes);
     group.throughput(Throughput::Elements(points * GROUP as u64));
-    group.bench_function(BenchmarkId::new("relay/skeleton_append_encode_into", GROUP), |b| {
-        let mut buf = BytesMut::with_capacity(bytes.len() * GROUP);
-        b.iter(|| {
-            let mut batch = Batch::empty(Signal::Metrics);
-            for input in &inputs {
-                batch.append(Batch::from_encoded(Signal::Metrics, input.clone()).unwrap()).unwrap();
-            }
-            buf.clear();
-            batch.encode_into(&mut buf);
-            black_box(buf.len())
-        })
-    });
+    group.bench_function(
+        BenchmarkId::new("relay/skeleton_append_encode_into", GROUP),
+        |b| {
+            let mut buf = BytesMut::with_capacity(bytes.len() * GROUP);
+            b.iter(|| {
+                let mut batch = Batch::empty(Signal::Metrics);
+                for input in &inputs {
+                    batch
+                        .append(Batch::from_encoded(Signal::Metrics, input.clone()).unwrap())
+                        .unwrap();
+                }
+                buf.clear();
+                batch.encode_into(&mut buf);
+                black_box(buf.len())
+            })
+        },
+    );
 
     // What a Collector-style relay does: decode every request into objects, merge them,
     // encode the merged request.
-    group.bench_function(BenchmarkId::new("relay/prost_decode_merge_encode", GROUP), |b| {
-        b.iter(|| {
-            let mut merged = ExportMetricsServiceRequest::default();
-            for input in &inputs {
-                let request = ExportMetricsServiceRequest::decode(black_box(input.clone())).unwrap();
-                merged.resource_metrics.extend(request.resource_metrics);
-            }
-            black_box(merged.encode_to_vec())
-        })
-    });
+    group.bench_function(
+        BenchmarkId::new("relay/prost_decode_merge_encode", GROUP),
+        |b| {
+            b.iter(|| {
+                let mut merged = ExportMetricsServiceRequest::default();
+                for input in &inputs {
+                    let request =
+                        ExportMetricsServiceRequest::decode(black_box(input.clone())).unwrap();
+                    merged.resource_metrics.extend(request.resource_metrics);
+                }
+                black_box(merged.encode_to_vec())
+            })
+        },
+    );
 
     // Same, one request at a time (decode + encode_to_vec, no merge).
     group.throughput(Throughput::Elements(points));
@@ -101,7 +119,11 @@ fn hot_path(c: &mut Criterion) {
     // Exporter compression of the encoded request (gzip level "fast", zstd level 1).
     for (name, encoding) in [("gzip", Encoding::Gzip), ("zstd", Encoding::Zstd)] {
         let size = compress(encoding, &bytes).unwrap().len();
-        eprintln!("{name}: {} -> {size} bytes ({:.1}x)", bytes.len(), bytes.len() as f64 / size as f64);
+        eprintln!(
+            "{name}: {} -> {size} bytes ({:.1}x)",
+            bytes.len(),
+            bytes.len() as f64 / size as f64
+        );
         group.bench_function(BenchmarkId::new("compress", name), |b| {
             b.iter(|| compress(encoding, black_box(&bytes)).unwrap())
         });

@@ -531,17 +531,29 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(auth.authenticate(&header("alice", "pa55")), Ok(()));
         }
-        assert_eq!(verified.bcrypt_checks(), 1, "one bcrypt check for ten requests");
+        assert_eq!(
+            verified.bcrypt_checks(),
+            1,
+            "one bcrypt check for ten requests"
+        );
         for _ in 0..3 {
             assert!(auth.authenticate(&header("alice", "wrong")).is_err());
         }
-        assert_eq!(verified.bcrypt_checks(), 4, "every wrong password pays bcrypt");
+        assert_eq!(
+            verified.bcrypt_checks(),
+            4,
+            "every wrong password pays bcrypt"
+        );
         assert!(
             auth.authenticate(&header("bob", "pa55")).is_err(),
             "alice's password does not open bob"
         );
         assert_eq!(auth.clone().authenticate(&header("alice", "pa55")), Ok(()));
-        assert_eq!(verified.bcrypt_checks(), 5, "clones share what was verified");
+        assert_eq!(
+            verified.bcrypt_checks(),
+            5,
+            "clones share what was verified"
+        );
     }
 
     #[test]

@@ -49,12 +49,21 @@ pub struct Batch {
     signal: Signal,
     data: Data,
     items: u64,
+    /// IP address of the client that sent the data (the peer of an OTLP connection), when
+    /// the receiver knows it; kept by `append` only while every part came from that client.
+    /// `k8sattributes` reads it for its `connection` pod association.
+    client_addr: Option<std::net::IpAddr>,
 }
 
 impl Batch {
     /// An empty batch of `signal`.
     pub fn empty(signal: Signal) -> Batch {
-        Batch { signal, data: Data::Encoded(Vec::new()), items: 0 }
+        Batch {
+            signal,
+            data: Data::Encoded(Vec::new()),
+            items: 0,
+            client_addr: None,
+        }
     }
 
     /// Wraps an encoded export request, counting its items with the skeleton scan
@@ -66,13 +75,27 @@ impl Batch {
 
     /// Wraps an encoded request whose item count is already known.
     pub fn from_encoded_counted(signal: Signal, bytes: Bytes, items: u64) -> Batch {
-        let segments = if bytes.is_empty() { Vec::new() } else { vec![bytes] };
-        Batch { signal, data: Data::Encoded(segments), items }
+        let segments = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            vec![bytes]
+        };
+        Batch {
+            signal,
+            data: Data::Encoded(segments),
+            items,
+            client_addr: None,
+        }
     }
 
     pub fn from_metrics(resource_metrics: Vec<ResourceMetrics>) -> Batch {
         let items = resource_metrics.iter().map(count_metric_points).sum();
-        Batch { signal: Signal::Metrics, data: Data::Metrics(resource_metrics), items }
+        Batch {
+            signal: Signal::Metrics,
+            data: Data::Metrics(resource_metrics),
+            items,
+            client_addr: None,
+        }
     }
 
     pub fn from_traces(resource_spans: Vec<ResourceSpans>) -> Batch {
@@ -81,7 +104,12 @@ impl Batch {
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len() as u64)
             .sum();
-        Batch { signal: Signal::Traces, data: Data::Traces(resource_spans), items }
+        Batch {
+            signal: Signal::Traces,
+            data: Data::Traces(resource_spans),
+            items,
+            client_addr: None,
+        }
     }
 
     pub fn from_logs(resource_logs: Vec<ResourceLogs>) -> Batch {
@@ -90,11 +118,26 @@ impl Batch {
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len() as u64)
             .sum();
-        Batch { signal: Signal::Logs, data: Data::Logs(resource_logs), items }
+        Batch {
+            signal: Signal::Logs,
+            data: Data::Logs(resource_logs),
+            items,
+            client_addr: None,
+        }
     }
 
     pub fn signal(&self) -> Signal {
         self.signal
+    }
+
+    /// IP address of the client that sent this data, when known (see the field).
+    pub fn client_addr(&self) -> Option<std::net::IpAddr> {
+        self.client_addr
+    }
+
+    /// Records the client that sent this data (receivers that know their peer).
+    pub fn set_client_addr(&mut self, addr: Option<std::net::IpAddr>) {
+        self.client_addr = addr;
     }
 
     /// Items: data points, spans or log records.
@@ -119,9 +162,18 @@ impl Batch {
     pub fn encoded_len(&self) -> usize {
         match &self.data {
             Data::Encoded(segments) => segments.iter().map(Bytes::len).sum(),
-            Data::Metrics(v) => v.iter().map(|r| prost::encoding::message::encoded_len(1, r)).sum(),
-            Data::Traces(v) => v.iter().map(|r| prost::encoding::message::encoded_len(1, r)).sum(),
-            Data::Logs(v) => v.iter().map(|r| prost::encoding::message::encoded_len(1, r)).sum(),
+            Data::Metrics(v) => v
+                .iter()
+                .map(|r| prost::encoding::message::encoded_len(1, r))
+                .sum(),
+            Data::Traces(v) => v
+                .iter()
+                .map(|r| prost::encoding::message::encoded_len(1, r))
+                .sum(),
+            Data::Logs(v) => v
+                .iter()
+                .map(|r| prost::encoding::message::encoded_len(1, r))
+                .sum(),
         }
     }
 
@@ -129,14 +181,27 @@ impl Batch {
     /// copies nothing; if either side is decoded, the result is decoded.
     pub fn append(&mut self, other: Batch) -> Result<(), BatchError> {
         if other.signal != self.signal {
-            return Err(BatchError::SignalMismatch { expected: self.signal, found: other.signal });
+            return Err(BatchError::SignalMismatch {
+                expected: self.signal,
+                found: other.signal,
+            });
+        }
+        if self.is_empty() && self.items == 0 {
+            self.client_addr = other.client_addr;
+        } else if self.client_addr != other.client_addr {
+            self.client_addr = None;
         }
         self.items += other.items;
         match (&mut self.data, other.data) {
             (Data::Encoded(mine), Data::Encoded(theirs)) => mine.extend(theirs),
             (_, other_data) => {
                 self.decode()?;
-                let mut other_batch = Batch { signal: other.signal, data: other_data, items: 0 };
+                let mut other_batch = Batch {
+                    signal: other.signal,
+                    data: other_data,
+                    items: 0,
+                    client_addr: None,
+                };
                 other_batch.decode()?;
                 match (&mut self.data, other_batch.data) {
                     (Data::Metrics(a), Data::Metrics(b)) => a.extend(b),
@@ -156,8 +221,12 @@ impl Batch {
         };
         let joined = join_segments(segments);
         self.data = match self.signal {
-            Signal::Metrics => Data::Metrics(ExportMetricsServiceRequest::decode(joined)?.resource_metrics),
-            Signal::Traces => Data::Traces(ExportTraceServiceRequest::decode(joined)?.resource_spans),
+            Signal::Metrics => {
+                Data::Metrics(ExportMetricsServiceRequest::decode(joined)?.resource_metrics)
+            }
+            Signal::Traces => {
+                Data::Traces(ExportTraceServiceRequest::decode(joined)?.resource_spans)
+            }
             Signal::Logs => Data::Logs(ExportLogsServiceRequest::decode(joined)?.resource_logs),
         };
         Ok(())
@@ -167,12 +236,47 @@ impl Batch {
     /// of points must call [`Batch::recount`] afterwards.
     pub fn metrics_mut(&mut self) -> Result<&mut Vec<ResourceMetrics>, BatchError> {
         if self.signal != Signal::Metrics {
-            return Err(BatchError::SignalMismatch { expected: Signal::Metrics, found: self.signal });
+            return Err(BatchError::SignalMismatch {
+                expected: Signal::Metrics,
+                found: self.signal,
+            });
         }
         self.decode()?;
         match &mut self.data {
             Data::Metrics(v) => Ok(v),
             _ => unreachable!("decode() of a metrics batch yields Data::Metrics"),
+        }
+    }
+
+    /// Mutable access to decoded spans (decodes first). Callers that change the number
+    /// of spans must call [`Batch::recount`] afterwards.
+    pub fn traces_mut(&mut self) -> Result<&mut Vec<ResourceSpans>, BatchError> {
+        if self.signal != Signal::Traces {
+            return Err(BatchError::SignalMismatch {
+                expected: Signal::Traces,
+                found: self.signal,
+            });
+        }
+        self.decode()?;
+        match &mut self.data {
+            Data::Traces(v) => Ok(v),
+            _ => unreachable!("decode() of a traces batch yields Data::Traces"),
+        }
+    }
+
+    /// Mutable access to decoded log records (decodes first). Callers that change the
+    /// number of records must call [`Batch::recount`] afterwards.
+    pub fn logs_mut(&mut self) -> Result<&mut Vec<ResourceLogs>, BatchError> {
+        if self.signal != Signal::Logs {
+            return Err(BatchError::SignalMismatch {
+                expected: Signal::Logs,
+                found: self.signal,
+            });
+        }
+        self.decode()?;
+        match &mut self.data {
+            Data::Logs(v) => Ok(v),
+            _ => unreachable!("decode() of a logs batch yields Data::Logs"),
         }
     }
 
@@ -184,8 +288,16 @@ impl Batch {
                 .map(|s| skeleton::count_items(self.signal, s).unwrap_or(0))
                 .sum(),
             Data::Metrics(v) => v.iter().map(count_metric_points).sum(),
-            Data::Traces(v) => v.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum(),
-            Data::Logs(v) => v.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len() as u64).sum(),
+            Data::Traces(v) => v
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len() as u64)
+                .sum(),
+            Data::Logs(v) => v
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len() as u64)
+                .sum(),
         };
     }
 
@@ -236,20 +348,26 @@ impl Batch {
             return Ok(vec![self]);
         }
         let signal = self.signal;
+        let client_addr = self.client_addr;
         let mut out: Vec<Batch> = Vec::new();
         let mut current = Batch::empty(signal);
-        let push = |piece: Batch, out: &mut Vec<Batch>, current: &mut Batch| -> Result<(), BatchError> {
-            if current.items + piece.items > max_items && !current.is_empty() {
-                out.push(std::mem::replace(current, Batch::empty(signal)));
-            }
-            current.append(piece)?;
-            Ok(())
-        };
+        let push =
+            |piece: Batch, out: &mut Vec<Batch>, current: &mut Batch| -> Result<(), BatchError> {
+                if current.items + piece.items > max_items && !current.is_empty() {
+                    out.push(std::mem::replace(current, Batch::empty(signal)));
+                }
+                current.append(piece)?;
+                Ok(())
+            };
         match self.data {
             Data::Encoded(segments) => {
                 for segment in segments {
                     for entry in skeleton::scan_request(signal, &segment)? {
-                        let piece = Batch::from_encoded_counted(signal, segment.slice(entry.range.clone()), entry.items);
+                        let piece = Batch::from_encoded_counted(
+                            signal,
+                            segment.slice(entry.range.clone()),
+                            entry.items,
+                        );
                         if piece.items > max_items {
                             for small in split_decoded(piece, max_items)? {
                                 push(small, &mut out, &mut current)?;
@@ -261,7 +379,12 @@ impl Batch {
                 }
             }
             data => {
-                let decoded = Batch { signal, data, items: self.items };
+                let decoded = Batch {
+                    signal,
+                    data,
+                    items: self.items,
+                    client_addr: None,
+                };
                 for small in split_decoded(decoded, max_items)? {
                     push(small, &mut out, &mut current)?;
                 }
@@ -269,6 +392,9 @@ impl Batch {
         }
         if !current.is_empty() {
             out.push(current);
+        }
+        for piece in &mut out {
+            piece.client_addr = client_addr;
         }
         Ok(out)
     }
@@ -333,7 +459,7 @@ fn split_decoded(mut batch: Batch, max_items: u64) -> Result<Vec<Batch>, BatchEr
     Ok(out)
 }
 
-use opentelemetry_proto::tonic::metrics::v1::{metric, Metric, ScopeMetrics};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, ScopeMetrics, metric};
 
 /// Data points of one metric, whatever its type.
 pub fn metric_points(metric: &Metric) -> usize {
@@ -361,42 +487,68 @@ fn split_metric(metric: &Metric, max: usize) -> Vec<Metric> {
     if metric_points(metric) <= max {
         return vec![metric.clone()];
     }
-    let with = |data: metric::Data| Metric { data: Some(data), ..metric.clone() };
+    let with = |data: metric::Data| Metric {
+        data: Some(data),
+        ..metric.clone()
+    };
     match &metric.data {
         Some(metric::Data::Gauge(g)) => g
             .data_points
             .chunks(max)
-            .map(|c| with(metric::Data::Gauge(opentelemetry_proto::tonic::metrics::v1::Gauge { data_points: c.to_vec() })))
+            .map(|c| {
+                with(metric::Data::Gauge(
+                    opentelemetry_proto::tonic::metrics::v1::Gauge {
+                        data_points: c.to_vec(),
+                    },
+                ))
+            })
             .collect(),
         Some(metric::Data::Sum(s)) => s
             .data_points
             .chunks(max)
-            .map(|c| with(metric::Data::Sum(opentelemetry_proto::tonic::metrics::v1::Sum { data_points: c.to_vec(), ..s.clone() })))
+            .map(|c| {
+                with(metric::Data::Sum(
+                    opentelemetry_proto::tonic::metrics::v1::Sum {
+                        data_points: c.to_vec(),
+                        ..s.clone()
+                    },
+                ))
+            })
             .collect(),
         Some(metric::Data::Histogram(h)) => h
             .data_points
             .chunks(max)
             .map(|c| {
-                with(metric::Data::Histogram(opentelemetry_proto::tonic::metrics::v1::Histogram {
-                    data_points: c.to_vec(),
-                    ..h.clone()
-                }))
+                with(metric::Data::Histogram(
+                    opentelemetry_proto::tonic::metrics::v1::Histogram {
+                        data_points: c.to_vec(),
+                        ..h.clone()
+                    },
+                ))
             })
             .collect(),
         Some(metric::Data::ExponentialHistogram(h)) => h
             .data_points
             .chunks(max)
             .map(|c| {
-                with(metric::Data::ExponentialHistogram(opentelemetry_proto::tonic::metrics::v1::ExponentialHistogram {
-                    data_points: c.to_vec(),
-                    ..h.clone()
-                }))
+                with(metric::Data::ExponentialHistogram(
+                    opentelemetry_proto::tonic::metrics::v1::ExponentialHistogram {
+                        data_points: c.to_vec(),
+                        ..h.clone()
+                    },
+                ))
             })
             .collect(),
         Some(metric::Data::Summary(s)) => s
             .data_points
             .chunks(max)
-            .map(|c| with(metric::Data::Summary(opentelemetry_proto::tonic::metrics::v1::Summary { data_points: c.to_vec() })))
+            .map(|c| {
+                with(metric::Data::Summary(
+                    opentelemetry_proto::tonic::metrics::v1::Summary {
+                        data_points: c.to_vec(),
+                    },
+                ))
+            })
             .collect(),
         None => vec![metric.clone()],
     }
@@ -404,10 +556,15 @@ fn split_metric(metric: &Metric, max: usize) -> Vec<Metric> {
 
 /// Adds `metric` under (resource, scope) at the end of `out`, reusing the last
 /// resource/scope entry when it is the same one.
-fn push_metric(out: &mut Vec<ResourceMetrics>, resource: &ResourceMetrics, scope: &ScopeMetrics, metric: Metric) {
-    let same_resource = out
-        .last()
-        .is_some_and(|last| last.resource == resource.resource && last.schema_url == resource.schema_url);
+fn push_metric(
+    out: &mut Vec<ResourceMetrics>,
+    resource: &ResourceMetrics,
+    scope: &ScopeMetrics,
+    metric: Metric,
+) {
+    let same_resource = out.last().is_some_and(|last| {
+        last.resource == resource.resource && last.schema_url == resource.schema_url
+    });
     if !same_resource {
         out.push(ResourceMetrics {
             resource: resource.resource.clone(),
@@ -421,9 +578,17 @@ fn push_metric(out: &mut Vec<ResourceMetrics>, resource: &ResourceMetrics, scope
         .last()
         .is_some_and(|s| s.scope == scope.scope && s.schema_url == scope.schema_url);
     if !same_scope {
-        last.scope_metrics.push(ScopeMetrics { scope: scope.scope.clone(), metrics: Vec::new(), schema_url: scope.schema_url.clone() });
+        last.scope_metrics.push(ScopeMetrics {
+            scope: scope.scope.clone(),
+            metrics: Vec::new(),
+            schema_url: scope.schema_url.clone(),
+        });
     }
-    last.scope_metrics.last_mut().expect("pushed above when missing").metrics.push(metric);
+    last.scope_metrics
+        .last_mut()
+        .expect("pushed above when missing")
+        .metrics
+        .push(metric);
 }
 
 fn join_segments(segments: &[Bytes]) -> Bytes {
@@ -456,7 +621,31 @@ mod tests {
     use crate::testdata;
 
     fn encoded_metrics(r: usize, m: usize, p: usize) -> Batch {
-        Batch::from_encoded(Signal::Metrics, testdata::metrics_request(r, m, p).encode_to_vec().into()).unwrap()
+        Batch::from_encoded(
+            Signal::Metrics,
+            testdata::metrics_request(r, m, p).encode_to_vec().into(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn client_addr_survives_append_only_from_one_client_and_splits() {
+        let one: std::net::IpAddr = [10, 0, 0, 1].into();
+        let two: std::net::IpAddr = [10, 0, 0, 2].into();
+        let from = |addr| {
+            let mut batch = encoded_metrics(1, 1, 2);
+            batch.set_client_addr(Some(addr));
+            batch
+        };
+        let mut merged = Batch::empty(Signal::Metrics);
+        merged.append(from(one)).unwrap();
+        merged.append(from(one)).unwrap();
+        assert_eq!(merged.client_addr(), Some(one));
+        let pieces = merged.clone().split(2).unwrap();
+        assert_eq!(pieces.len(), 2);
+        assert!(pieces.iter().all(|p| p.client_addr() == Some(one)));
+        merged.append(from(two)).unwrap();
+        assert_eq!(merged.client_addr(), None, "two clients: no single address");
     }
 
     #[test]
@@ -476,7 +665,9 @@ mod tests {
         let b = Batch::from_metrics(testdata::metrics_request(1, 1, 2).resource_metrics);
         a.append(b).unwrap();
         assert_eq!(a.items(), 8);
-        let Data::Metrics(resources) = a.data() else { panic!("expected decoded metrics") };
+        let Data::Metrics(resources) = a.data() else {
+            panic!("expected decoded metrics")
+        };
         assert_eq!(resources.len(), 2);
         assert!(a.append(Batch::empty(Signal::Logs)).is_err());
     }
@@ -486,12 +677,19 @@ mod tests {
         // 4 resources x 2 metrics x 5 points = 40 points, 10 per resource.
         let batch = encoded_metrics(4, 2, 5);
         let parts = batch.split(20).unwrap();
-        assert_eq!(parts.iter().map(Batch::items).collect::<Vec<_>>(), vec![20, 20]);
+        assert_eq!(
+            parts.iter().map(Batch::items).collect::<Vec<_>>(),
+            vec![20, 20]
+        );
         assert!(parts.iter().all(|p| matches!(p.data(), Data::Encoded(_))));
 
         // A limit below one resource's size cuts inside it.
         let parts = encoded_metrics(2, 2, 5).split(3).unwrap();
-        assert!(parts.iter().all(|p| p.items() <= 3), "{:?}", parts.iter().map(Batch::items).collect::<Vec<_>>());
+        assert!(
+            parts.iter().all(|p| p.items() <= 3),
+            "{:?}",
+            parts.iter().map(Batch::items).collect::<Vec<_>>()
+        );
         assert_eq!(parts.iter().map(Batch::items).sum::<u64>(), 20);
         // Every part's count matches its content.
         for part in parts {
@@ -502,12 +700,19 @@ mod tests {
 
     #[test]
     fn split_traces_and_logs_keeps_every_item() {
-        let spans = Batch::from_encoded(Signal::Traces, testdata::trace_request(2, 7).encode_to_vec().into()).unwrap();
+        let spans = Batch::from_encoded(
+            Signal::Traces,
+            testdata::trace_request(2, 7).encode_to_vec().into(),
+        )
+        .unwrap();
         let parts = spans.split(3).unwrap();
         assert_eq!(parts.iter().map(Batch::items).sum::<u64>(), 14);
         assert!(parts.iter().all(|p| p.items() <= 3));
         let logs = Batch::from_logs(testdata::logs_request(1, 5).resource_logs);
         let parts = logs.split(2).unwrap();
-        assert_eq!(parts.iter().map(Batch::items).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert_eq!(
+            parts.iter().map(Batch::items).collect::<Vec<_>>(),
+            vec![2, 2, 1]
+        );
     }
 }

@@ -44,7 +44,10 @@ pub enum DecompressError {
     #[error("decompressed body exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
     #[error("invalid {encoding} data: {reason}")]
-    Invalid { encoding: &'static str, reason: String },
+    Invalid {
+        encoding: &'static str,
+        reason: String,
+    },
 }
 
 /// Decompresses `body` into at most `limit` bytes.
@@ -60,7 +63,10 @@ pub fn decompress(encoding: Encoding, body: Bytes, limit: usize) -> Result<Bytes
         Encoding::Zstd => "zstd",
         Encoding::Deflate => "deflate",
     };
-    let invalid = |e: std::io::Error| DecompressError::Invalid { encoding: name, reason: e.to_string() };
+    let invalid = |e: std::io::Error| DecompressError::Invalid {
+        encoding: name,
+        reason: e.to_string(),
+    };
     let reader: Box<dyn Read + '_> = match encoding {
         Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
         Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
@@ -69,7 +75,10 @@ pub fn decompress(encoding: Encoding, body: Bytes, limit: usize) -> Result<Bytes
     };
     // Read one byte past the limit to tell "exactly at the limit" from "over it".
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit).min(16 << 20));
-    let read = reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(invalid)?;
+    let read = reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(invalid)?;
     if read > limit {
         return Err(DecompressError::TooLarge { limit });
     }
@@ -81,12 +90,18 @@ pub fn compress(encoding: Encoding, data: &[u8]) -> std::io::Result<Vec<u8>> {
     match encoding {
         Encoding::Identity => Ok(data.to_vec()),
         Encoding::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(data.len() / 4),
+                flate2::Compression::fast(),
+            );
             encoder.write_all(data)?;
             encoder.finish()
         }
         Encoding::Deflate => {
-            let mut encoder = flate2::write::ZlibEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
+            let mut encoder = flate2::write::ZlibEncoder::new(
+                Vec::with_capacity(data.len() / 4),
+                flate2::Compression::fast(),
+            );
             encoder.write_all(data)?;
             encoder.finish()
         }
@@ -101,7 +116,12 @@ mod tests {
     #[test]
     fn round_trips_every_encoding() {
         let data: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
-        for encoding in [Encoding::Identity, Encoding::Gzip, Encoding::Zstd, Encoding::Deflate] {
+        for encoding in [
+            Encoding::Identity,
+            Encoding::Gzip,
+            Encoding::Zstd,
+            Encoding::Deflate,
+        ] {
             let packed = compress(encoding, &data).unwrap();
             let unpacked = decompress(encoding, packed.into(), data.len()).unwrap();
             assert_eq!(unpacked.as_ref(), data.as_slice(), "{encoding:?}");
@@ -113,7 +133,11 @@ mod tests {
         let zeros = vec![0u8; 64 << 20];
         for encoding in [Encoding::Gzip, Encoding::Zstd, Encoding::Deflate] {
             let bomb = compress(encoding, &zeros).unwrap();
-            assert!(bomb.len() < 1 << 20, "{encoding:?} bomb is {} bytes", bomb.len());
+            assert!(
+                bomb.len() < 1 << 20,
+                "{encoding:?} bomb is {} bytes",
+                bomb.len()
+            );
             let err = decompress(encoding, bomb.into(), 1 << 20).unwrap_err();
             assert_eq!(err, DecompressError::TooLarge { limit: 1 << 20 });
         }
@@ -126,8 +150,16 @@ mod tests {
     #[test]
     fn garbage_is_invalid_not_a_panic() {
         for encoding in [Encoding::Gzip, Encoding::Zstd, Encoding::Deflate] {
-            let err = decompress(encoding, Bytes::from_static(b"definitely not compressed"), 1024).unwrap_err();
-            assert!(matches!(err, DecompressError::Invalid { .. }), "{encoding:?}: {err:?}");
+            let err = decompress(
+                encoding,
+                Bytes::from_static(b"definitely not compressed"),
+                1024,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, DecompressError::Invalid { .. }),
+                "{encoding:?}: {err:?}"
+            );
         }
         assert_eq!(Encoding::parse("GZIP"), Some(Encoding::Gzip));
         assert_eq!(Encoding::parse("br"), None);

@@ -47,7 +47,9 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
         return Err(invalid());
     }
     if text.starts_with('-') {
-        return Err(format!("invalid duration {original:?}: must not be negative"));
+        return Err(format!(
+            "invalid duration {original:?}: must not be negative"
+        ));
     }
     let mut rest = text.strip_prefix('+').unwrap_or(text);
     if rest == "0" {
@@ -57,7 +59,9 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let number_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("invalid duration {original:?}: missing unit after the number"))?;
+            .ok_or_else(|| {
+                format!("invalid duration {original:?}: missing unit after the number")
+            })?;
         if number_len == 0 {
             return Err(invalid());
         }
@@ -161,11 +165,23 @@ mod tests {
 
     #[test]
     fn parses_go_syntax() {
-        assert_eq!(parse_go_duration("200ms").unwrap(), Duration::from_millis(200));
+        assert_eq!(
+            parse_go_duration("200ms").unwrap(),
+            Duration::from_millis(200)
+        );
         assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_go_duration("10us").unwrap(), Duration::from_micros(10));
-        assert_eq!(parse_go_duration("10µs").unwrap(), Duration::from_micros(10));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration("10us").unwrap(),
+            Duration::from_micros(10)
+        );
+        assert_eq!(
+            parse_go_duration("10µs").unwrap(),
+            Duration::from_micros(10)
+        );
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
         assert_eq!(parse_go_duration("7ns").unwrap(), Duration::from_nanos(7));
     }
@@ -182,7 +198,11 @@ mod tests {
     fn formats_round_trip() {
         for text in ["200ms", "1m30s", "5s", "0s", "1h0m0s", "10us"] {
             let parsed = parse_go_duration(text).unwrap();
-            assert_eq!(parse_go_duration(&format_go_duration(parsed)).unwrap(), parsed, "{text}");
+            assert_eq!(
+                parse_go_duration(&format_go_duration(parsed)).unwrap(),
+                parsed,
+                "{text}"
+            );
         }
         assert_eq!(format_go_duration(Duration::from_secs(90)), "1m30s");
     }

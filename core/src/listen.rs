@@ -95,7 +95,11 @@ impl ConnectionStats {
         let labels = [("server", server)];
         Arc::new(ConnectionStats {
             open: registry.gauge("oxcol_server_connections", "Connections open now.", &labels),
-            accepted: registry.counter("oxcol_server_connections_accepted", "Connections accepted.", &labels),
+            accepted: registry.counter(
+                "oxcol_server_connections_accepted",
+                "Connections accepted.",
+                &labels,
+            ),
             closed: Closed::ALL.map(|reason| {
                 registry.counter(
                     "oxcol_server_connections_closed",
@@ -502,6 +506,7 @@ pub fn incoming(
 
 /// Serves HTTP/1.1 and HTTP/2 with `service` on every connection of `incoming` until
 /// `shutdown`, then lets in-flight requests finish (bounded by `drain`).
+/// Each request's extensions hold its connection's [`ConnectionInfo`].
 pub async fn serve_http<S, B>(
     server: &str,
     mut incoming: Incoming,
@@ -534,7 +539,17 @@ pub async fn serve_http<S, B>(
             _ = shutdown.cancelled() => break,
             io = incoming.next() => match io { Some(Ok(io)) => io, _ => break },
         };
-        let service = hyper_util::service::TowerToHyperService::new(service.clone());
+        // Every request carries its connection's `ConnectionInfo` (the peer address), as
+        // tonic does for gRPC.
+        let info = io.info.clone();
+        let service = tower::ServiceExt::map_request(
+            service.clone(),
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(info.clone());
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
         let connection = builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();

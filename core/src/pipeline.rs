@@ -20,7 +20,10 @@ use crate::signal::Signal;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// Queues full or memory limit reached: the client should retry later.
-    Overloaded { reason: String, retry_after: Option<Duration> },
+    Overloaded {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// The pipeline is stopping or not running: retry elsewhere or later.
     Unavailable { reason: String },
     /// The data itself is bad: never retry.
@@ -29,11 +32,16 @@ pub enum Refusal {
 
 impl Refusal {
     pub fn overloaded(reason: impl Into<String>) -> Refusal {
-        Refusal::Overloaded { reason: reason.into(), retry_after: Some(Duration::from_secs(1)) }
+        Refusal::Overloaded {
+            reason: reason.into(),
+            retry_after: Some(Duration::from_secs(1)),
+        }
     }
     pub fn reason(&self) -> &str {
         match self {
-            Refusal::Overloaded { reason, .. } | Refusal::Unavailable { reason } | Refusal::Invalid { reason } => reason,
+            Refusal::Overloaded { reason, .. }
+            | Refusal::Unavailable { reason }
+            | Refusal::Invalid { reason } => reason,
         }
     }
     pub fn is_retryable(&self) -> bool {
@@ -73,9 +81,24 @@ pub struct PipelineInput {
 
 /// Every pipeline a receiver feeds, by signal. A receiver that feeds several pipelines of
 /// one signal gets success only when all of them accepted the batch.
+///
+/// Clones share one set of pipelines, which a config reload can swap under a running
+/// receiver ([`Consumers::pause`], then [`Consumers::resume_with`]): while paused,
+/// `consume` waits (up to [`RELOAD_WAIT`]) for the new pipelines instead of refusing.
 #[derive(Clone, Debug, Default)]
 pub struct Consumers {
-    inputs: Vec<(Signal, PipelineInput)>,
+    shared: Arc<SharedInputs>,
+}
+
+/// How long `consume` waits for a reload to hand it the new pipelines before refusing
+/// with a retryable `Unavailable`.
+pub const RELOAD_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+struct SharedInputs {
+    inputs: std::sync::RwLock<Arc<Vec<(Signal, PipelineInput)>>>,
+    paused: std::sync::atomic::AtomicBool,
+    resumed: tokio::sync::Notify,
 }
 
 impl Consumers {
@@ -83,18 +106,27 @@ impl Consumers {
         Self::default()
     }
 
+    fn inputs(&self) -> Arc<Vec<(Signal, PipelineInput)>> {
+        Arc::clone(&self.shared.inputs.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     pub fn add(&mut self, signal: Signal, input: PipelineInput) {
-        self.inputs.push((signal, input));
+        let mut inputs = self
+            .shared
+            .inputs
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        Arc::make_mut(&mut inputs).push((signal, input));
     }
 
     /// Whether any pipeline takes this signal (a receiver answers "unimplemented" or 404
     /// for a signal no pipeline uses).
     pub fn accepts(&self, signal: Signal) -> bool {
-        self.inputs.iter().any(|(s, _)| *s == signal)
+        self.inputs().iter().any(|(s, _)| *s == signal)
     }
 
     pub fn signals(&self) -> Vec<Signal> {
-        let mut signals: Vec<Signal> = self.inputs.iter().map(|(s, _)| *s).collect();
+        let mut signals: Vec<Signal> = self.inputs().iter().map(|(s, _)| *s).collect();
         signals.sort();
         signals.dedup();
         signals
@@ -102,7 +134,7 @@ impl Consumers {
 
     /// Asks every admission check of the pipelines for `signal`; call before buffering.
     pub fn admit(&self, signal: Signal) -> Result<(), Refusal> {
-        for (_, input) in self.inputs.iter().filter(|(s, _)| *s == signal) {
+        for (_, input) in self.inputs().iter().filter(|(s, _)| *s == signal) {
             for admission in &input.admissions {
                 admission.admit()?;
             }
@@ -110,12 +142,57 @@ impl Consumers {
         Ok(())
     }
 
+    /// Reload: new batches wait until [`Consumers::resume_with`]; batches already handed
+    /// to the old pipelines finish there.
+    pub fn pause(&self) {
+        self.shared
+            .paused
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Reload: from now on, batches go to the pipelines of `next` (the waiting ones too).
+    pub fn resume_with(&self, next: &Consumers) {
+        let inputs = next.inputs();
+        *self
+            .shared
+            .inputs
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = inputs;
+        self.shared
+            .paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.shared.resumed.notify_waiters();
+    }
+
+    /// The current pipelines, after waiting out a reload (bounded).
+    async fn current(&self) -> Result<Arc<Vec<(Signal, PipelineInput)>>, Refusal> {
+        let deadline = tokio::time::Instant::now() + RELOAD_WAIT;
+        loop {
+            let resumed = self.shared.resumed.notified();
+            if !self.shared.paused.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(self.inputs());
+            }
+            if tokio::time::timeout_at(deadline, resumed).await.is_err() {
+                return Err(Refusal::Unavailable {
+                    reason: "the configuration is being reloaded".to_string(),
+                });
+            }
+        }
+    }
+
     /// Hands `batch` to every pipeline of its signal and waits for all of their answers.
     pub async fn consume(&self, batch: Batch) -> Result<(), Refusal> {
         let signal = batch.signal();
-        let targets: Vec<&PipelineInput> = self.inputs.iter().filter(|(s, _)| *s == signal).map(|(_, i)| i).collect();
+        let inputs = self.current().await?;
+        let targets: Vec<&PipelineInput> = inputs
+            .iter()
+            .filter(|(s, _)| *s == signal)
+            .map(|(_, i)| i)
+            .collect();
         let Some((last, rest)) = targets.split_last() else {
-            return Err(Refusal::Unavailable { reason: format!("no pipeline accepts {signal}") });
+            return Err(Refusal::Unavailable {
+                reason: format!("no pipeline accepts {signal}"),
+            });
         };
         if rest.is_empty() {
             return send_one(last, batch).await;
@@ -126,7 +203,10 @@ impl Consumers {
         }
         waits.push(send_one(last, batch));
         let results = futures::future::join_all(waits).await;
-        results.into_iter().collect::<Result<Vec<()>, Refusal>>().map(|_| ())
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, Refusal>>()
+            .map(|_| ())
     }
 }
 
@@ -136,10 +216,14 @@ async fn send_one(input: &PipelineInput, batch: Batch) -> Result<(), Refusal> {
         .sender
         .send(Envelope { batch, ack })
         .await
-        .map_err(|_| Refusal::Unavailable { reason: format!("pipeline {} is not running", input.pipeline) })?;
-    answer
-        .await
-        .unwrap_or_else(|_| Err(Refusal::Unavailable { reason: format!("pipeline {} stopped before answering", input.pipeline) }))
+        .map_err(|_| Refusal::Unavailable {
+            reason: format!("pipeline {} is not running", input.pipeline),
+        })?;
+    answer.await.unwrap_or_else(|_| {
+        Err(Refusal::Unavailable {
+            reason: format!("pipeline {} stopped before answering", input.pipeline),
+        })
+    })
 }
 
 /// A synchronous transformation inside a pipeline. State lives in the processor.
@@ -159,6 +243,16 @@ pub trait Processor: Send {
 
     /// Called once when the pipeline stops, after its input was drained and processed.
     fn shutdown(&mut self) {}
+
+    /// Data the processor releases on its own rather than as the answer to an input
+    /// batch: spans held until a tail-sampling decision, aggregates flushed on an
+    /// interval. The pipeline asks after every `tick` and once more after `shutdown`;
+    /// what comes back runs through the processors after this one and is delivered to the
+    /// exporters like any batch. No receiver waits for its answer: a processor that holds
+    /// data has taken responsibility for it when it answered the input batch.
+    fn take_pending(&mut self) -> Vec<Batch> {
+        Vec::new()
+    }
 }
 
 /// The result of a successful send: the backend may still have rejected part of it
@@ -173,7 +267,10 @@ pub struct ExportOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExportError {
     #[error("{reason} (retryable)")]
-    Retryable { reason: String, after: Option<Duration> },
+    Retryable {
+        reason: String,
+        after: Option<Duration>,
+    },
     #[error("{reason} (permanent, not retried)")]
     Permanent { reason: String },
 }
@@ -182,4 +279,69 @@ pub enum ExportError {
 /// an implementation makes exactly one attempt per call.
 pub trait Exporter: Send + Sync + 'static {
     fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>>;
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    fn input(name: &str) -> (PipelineInput, mpsc::Receiver<Envelope>) {
+        let (sender, receiver) = mpsc::channel(4);
+        (
+            PipelineInput {
+                pipeline: name.to_string(),
+                sender,
+                admissions: Vec::new(),
+            },
+            receiver,
+        )
+    }
+
+    /// Answers every batch with success; returns how many it saw.
+    fn answer_all(mut receiver: mpsc::Receiver<Envelope>) -> tokio::task::JoinHandle<usize> {
+        tokio::spawn(async move {
+            let mut seen = 0;
+            while let Some(envelope) = receiver.recv().await {
+                seen += 1;
+                let _ = envelope.ack.send(Ok(()));
+            }
+            seen
+        })
+    }
+
+    #[tokio::test]
+    async fn a_paused_receiver_waits_and_then_feeds_the_new_pipelines() {
+        let (old_input, old_receiver) = input("old");
+        let mut consumers = Consumers::new();
+        consumers.add(Signal::Metrics, old_input);
+        // What the receiver holds: a clone, sharing the pipelines with the service's handle.
+        let held = consumers.clone();
+        let old = answer_all(old_receiver);
+        held.consume(Batch::empty(Signal::Metrics))
+            .await
+            .expect("the old pipeline accepts");
+        consumers.pause();
+        let waiting = tokio::spawn({
+            let held = held.clone();
+            async move { held.consume(Batch::empty(Signal::Metrics)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a batch during a reload waits for the new pipelines"
+        );
+        let (new_input, new_receiver) = input("new");
+        let mut next = Consumers::new();
+        next.add(Signal::Metrics, new_input);
+        consumers.resume_with(&next);
+        let new = answer_all(new_receiver);
+        waiting
+            .await
+            .expect("joins")
+            .expect("the new pipeline accepts");
+        // The old pipeline's input is no longer referenced: it ends with just the first batch.
+        drop((consumers, held, next));
+        assert_eq!(old.await.expect("joins"), 1);
+        assert_eq!(new.await.expect("joins"), 1);
+    }
 }

@@ -61,7 +61,9 @@ pub fn mark_installed() {
 
 /// Heap bytes in use, when the counting allocator is installed.
 pub fn allocated_bytes() -> Option<usize> {
-    INSTALLED.load(Ordering::Relaxed).then(|| ALLOCATED.load(Ordering::Relaxed))
+    INSTALLED
+        .load(Ordering::Relaxed)
+        .then(|| ALLOCATED.load(Ordering::Relaxed))
 }
 
 /// Resident set size of this process from /proc/self/statm, in bytes.
@@ -104,9 +106,15 @@ pub fn cgroup_memory_limit_bytes() -> Option<u64> {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
         let candidates = if controllers.is_empty() {
-            vec![format!("/sys/fs/cgroup{path}/memory.max"), format!("/sys/fs/cgroup/unified{path}/memory.max")]
+            vec![
+                format!("/sys/fs/cgroup{path}/memory.max"),
+                format!("/sys/fs/cgroup/unified{path}/memory.max"),
+            ]
         } else if controllers.split(',').any(|c| c == "memory") {
-            vec![format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"), "/sys/fs/cgroup/memory/memory.limit_in_bytes".to_string()]
+            vec![
+                format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"),
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes".to_string(),
+            ]
         } else {
             continue;
         };
@@ -167,7 +175,13 @@ pub fn release_clean_file_pages() -> std::io::Result<ReleasedPages> {
         // SAFETY: the range is a whole mapping of this process, read-only, private and
         // file-backed with no anonymous pages, so MADV_DONTNEED discards only page-table
         // entries that the kernel restores from the file on the next access.
-        let result = unsafe { libc::madvise(mapping.start as *mut libc::c_void, mapping.len, libc::MADV_DONTNEED) };
+        let result = unsafe {
+            libc::madvise(
+                mapping.start as *mut libc::c_void,
+                mapping.len,
+                libc::MADV_DONTNEED,
+            )
+        };
         if result == 0 {
             released.mappings += 1;
             released.resident_bytes += mapping.resident_bytes;
@@ -194,7 +208,12 @@ fn clean_file_mappings(smaps: &str) -> Vec<CleanMapping> {
         locked_kib: u64,
     }
     fn finish(current: Option<Current>, out: &mut Vec<CleanMapping>) {
-        if let Some(Current { candidate: Some(mapping), anonymous_kib: 0, locked_kib: 0 }) = current {
+        if let Some(Current {
+            candidate: Some(mapping),
+            anonymous_kib: 0,
+            locked_kib: 0,
+        }) = current
+        {
             if mapping.resident_bytes > 0 {
                 out.push(mapping);
             }
@@ -205,22 +224,48 @@ fn clean_file_mappings(smaps: &str) -> Vec<CleanMapping> {
     for line in smaps.lines() {
         let mut words = line.split_whitespace();
         let Some(first) = words.next() else { continue };
-        if let Some((start, end)) = first.split_once('-').filter(|(a, _)| !a.is_empty() && a.bytes().all(|b| b.is_ascii_hexdigit())) {
+        if let Some((start, end)) = first
+            .split_once('-')
+            .filter(|(a, _)| !a.is_empty() && a.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             finish(current.take(), &mut out);
             let perms = words.next().unwrap_or("");
             let path = words.nth(3).unwrap_or("");
             let deleted = line.ends_with("(deleted)");
-            let eligible = perms.len() == 4 && !perms.contains('w') && perms.ends_with('p') && path.starts_with('/') && !deleted;
-            let range = usize::from_str_radix(start, 16).ok().zip(usize::from_str_radix(end, 16).ok()).filter(|(a, b)| b > a);
+            let eligible = perms.len() == 4
+                && !perms.contains('w')
+                && perms.ends_with('p')
+                && path.starts_with('/')
+                && !deleted;
+            let range = usize::from_str_radix(start, 16)
+                .ok()
+                .zip(usize::from_str_radix(end, 16).ok())
+                .filter(|(a, b)| b > a);
             let candidate = match (eligible, range) {
-                (true, Some((start, end))) => Some(CleanMapping { start, len: end - start, resident_bytes: 0 }),
+                (true, Some((start, end))) => Some(CleanMapping {
+                    start,
+                    len: end - start,
+                    resident_bytes: 0,
+                }),
                 _ => None,
             };
-            current = Some(Current { candidate, anonymous_kib: 0, locked_kib: 0 });
+            current = Some(Current {
+                candidate,
+                anonymous_kib: 0,
+                locked_kib: 0,
+            });
             continue;
         }
-        let Some(current) = current.as_mut() else { continue };
-        let kib = || words.clone().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let Some(current) = current.as_mut() else {
+            continue;
+        };
+        let kib = || {
+            words
+                .clone()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         match first {
             "Rss:" => {
                 if let Some(mapping) = current.candidate.as_mut() {
@@ -228,8 +273,18 @@ fn clean_file_mappings(smaps: &str) -> Vec<CleanMapping> {
                 }
             }
             // An unparsable count is treated as present: never advise what we cannot read.
-            "Anonymous:" => current.anonymous_kib = words.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX),
-            "Locked:" => current.locked_kib = words.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX),
+            "Anonymous:" => {
+                current.anonymous_kib = words
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(u64::MAX)
+            }
+            "Locked:" => {
+                current.locked_kib = words
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(u64::MAX)
+            }
             _ => {}
         }
     }
@@ -289,8 +344,16 @@ Anonymous:             0 kB
         assert_eq!(
             chosen,
             vec![
-                CleanMapping { start: 0x55b94c702000, len: 0x55b94ca3d000 - 0x55b94c702000, resident_bytes: 1272 * 1024 },
-                CleanMapping { start: 0x55b94ca3d000, len: 0x55b94d4ec000 - 0x55b94ca3d000, resident_bytes: 6460 * 1024 },
+                CleanMapping {
+                    start: 0x55b94c702000,
+                    len: 0x55b94ca3d000 - 0x55b94c702000,
+                    resident_bytes: 1272 * 1024
+                },
+                CleanMapping {
+                    start: 0x55b94ca3d000,
+                    len: 0x55b94d4ec000 - 0x55b94ca3d000,
+                    resident_bytes: 6460 * 1024
+                },
             ],
             "RELRO with anonymous pages, writable, shared, locked, deleted, non-resident, vdso and anonymous mappings are skipped"
         );
@@ -309,12 +372,24 @@ Anonymous:             0 kB
         // them afterwards (formatting, the regex engine) must keep working.
         let before = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let released = release_clean_file_pages().unwrap();
-        assert!(released.mappings > 0, "a test binary has clean read-only file mappings: {released:?}");
+        assert!(
+            released.mappings > 0,
+            "a test binary has clean read-only file mappings: {released:?}"
+        );
         let again = clean_file_mappings(&std::fs::read_to_string("/proc/self/smaps").unwrap());
         let resident_after: u64 = again.iter().map(|m| m.resident_bytes).sum();
-        let resident_before: u64 = clean_file_mappings(&before).iter().map(|m| m.resident_bytes).sum();
-        assert!(resident_after < resident_before, "{resident_after} < {resident_before}");
+        let resident_before: u64 = clean_file_mappings(&before)
+            .iter()
+            .map(|m| m.resident_bytes)
+            .sum();
+        assert!(
+            resident_after < resident_before,
+            "{resident_after} < {resident_before}"
+        );
         let re = regex::Regex::new(r"^(\d+)-(\d+)$").unwrap();
-        assert_eq!(format!("{:?}", re.captures("12-34").map(|c| c[2].to_string())), "Some(\"34\")");
+        assert_eq!(
+            format!("{:?}", re.captures("12-34").map(|c| c[2].to_string())),
+            "Some(\"34\")"
+        );
     }
 }

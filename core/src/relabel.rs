@@ -1153,12 +1153,22 @@ pub fn go_uppercase(text: &str) -> String {
 /// present, and the metric name and every label name valid under `name_validation`.
 /// Prometheus fails the whole scrape when this does not hold.
 pub fn check_result(labels: &LabelSet, name_validation: NameValidation) -> Result<(), String> {
-    check_names(labels.get("__name__"), labels.iter(), labels, name_validation)
+    check_names(
+        labels.get("__name__"),
+        labels.iter(),
+        labels,
+        name_validation,
+    )
 }
 
 /// [`check_result`] of a borrowing [`Labels`] set (same checks, same messages).
 pub fn check_labels(labels: &Labels<'_>, name_validation: NameValidation) -> Result<(), String> {
-    check_names(labels.get("__name__"), labels.iter(), labels, name_validation)
+    check_names(
+        labels.get("__name__"),
+        labels.iter(),
+        labels,
+        name_validation,
+    )
 }
 
 /// The checks behind [`check_result`] and [`check_labels`], over any label set's name,
@@ -1172,7 +1182,9 @@ fn check_names<'a>(
     if name.is_empty() {
         return Err(format!("__name__ label is mandatory, missing in {shown}"));
     }
-    if name_validation.is_valid_metric_name(name) && pairs.all(|(n, _)| name_validation.is_valid_label_name(n)) {
+    if name_validation.is_valid_metric_name(name)
+        && pairs.all(|(n, _)| name_validation.is_valid_label_name(n))
+    {
         Ok(())
     } else {
         Err(format!("invalid metric name or label names: {shown}"))

@@ -65,12 +65,18 @@ pub struct ExportResponse {
 /// Encodes a gRPC status `details` payload carrying a RetryInfo with `delay`.
 pub fn retry_info_details(code: i32, message: &str, delay: Duration) -> Vec<u8> {
     let retry = RetryInfo {
-        retry_delay: Some(ProtoDuration { seconds: delay.as_secs() as i64, nanos: delay.subsec_nanos() as i32 }),
+        retry_delay: Some(ProtoDuration {
+            seconds: delay.as_secs() as i64,
+            nanos: delay.subsec_nanos() as i32,
+        }),
     };
     RpcStatus {
         code,
         message: message.to_string(),
-        details: vec![Any { type_url: RETRY_INFO_TYPE_URL.to_string(), value: retry.encode_to_vec() }],
+        details: vec![Any {
+            type_url: RETRY_INFO_TYPE_URL.to_string(),
+            value: retry.encode_to_vec(),
+        }],
     }
     .encode_to_vec()
 }
@@ -93,9 +99,17 @@ mod tests {
     #[test]
     fn retry_info_round_trips() {
         let details = retry_info_details(14, "slow down", Duration::from_millis(2500));
-        assert_eq!(retry_delay_from_details(&details), Some(Duration::from_millis(2500)));
+        assert_eq!(
+            retry_delay_from_details(&details),
+            Some(Duration::from_millis(2500))
+        );
         assert_eq!(retry_delay_from_details(b"garbage\xff"), None);
-        let no_retry = RpcStatus { code: 8, message: "x".into(), details: vec![] }.encode_to_vec();
+        let no_retry = RpcStatus {
+            code: 8,
+            message: "x".into(),
+            details: vec![],
+        }
+        .encode_to_vec();
         assert_eq!(retry_delay_from_details(&no_retry), None);
     }
 }

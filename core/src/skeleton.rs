@@ -28,7 +28,11 @@ pub struct WireError {
 
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed protobuf at byte {}: {}", self.offset, self.reason)
+        write!(
+            f,
+            "malformed protobuf at byte {}: {}",
+            self.offset, self.reason
+        )
     }
 }
 
@@ -59,7 +63,11 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(buf: &'a [u8], range: Range<usize>) -> Self {
-        Fields { buf, position: range.start, end: range.end }
+        Fields {
+            buf,
+            position: range.start,
+            end: range.end,
+        }
     }
 }
 
@@ -69,12 +77,18 @@ fn read_varint(buf: &[u8], mut position: usize, end: usize) -> Result<(u64, usiz
     let mut shift = 0u32;
     loop {
         if position >= end {
-            return Err(WireError { offset: start, reason: "truncated varint" });
+            return Err(WireError {
+                offset: start,
+                reason: "truncated varint",
+            });
         }
         let byte = buf[position];
         position += 1;
         if shift == 63 && byte > 1 {
-            return Err(WireError { offset: start, reason: "varint overflows 64 bits" });
+            return Err(WireError {
+                offset: start,
+                reason: "varint overflows 64 bits",
+            });
         }
         value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
@@ -82,7 +96,10 @@ fn read_varint(buf: &[u8], mut position: usize, end: usize) -> Result<(u64, usiz
         }
         shift += 7;
         if shift > 63 {
-            return Err(WireError { offset: start, reason: "varint longer than 10 bytes" });
+            return Err(WireError {
+                offset: start,
+                reason: "varint longer than 10 bytes",
+            });
         }
     }
 }
@@ -100,7 +117,10 @@ impl Iterator for Fields<'_> {
             let number = (tag >> 3) as u32;
             let wire_type = (tag & 7) as u8;
             if number == 0 || tag >> 3 > u64::from(u32::MAX >> 3) {
-                return Err(WireError { offset: start, reason: "invalid field number" });
+                return Err(WireError {
+                    offset: start,
+                    reason: "invalid field number",
+                });
             }
             let (payload, next) = match wire_type {
                 WIRE_VARINT => {
@@ -111,20 +131,36 @@ impl Iterator for Fields<'_> {
                 WIRE_FIXED32 => (after_tag..after_tag + 4, after_tag + 4),
                 WIRE_LEN => {
                     let (length, after_length) = read_varint(self.buf, after_tag, self.end)?;
-                    let length = usize::try_from(length)
-                        .map_err(|_| WireError { offset: start, reason: "length does not fit in memory" })?;
-                    let payload_end = after_length
-                        .checked_add(length)
-                        .ok_or(WireError { offset: start, reason: "length overflows" })?;
+                    let length = usize::try_from(length).map_err(|_| WireError {
+                        offset: start,
+                        reason: "length does not fit in memory",
+                    })?;
+                    let payload_end = after_length.checked_add(length).ok_or(WireError {
+                        offset: start,
+                        reason: "length overflows",
+                    })?;
                     (after_length..payload_end, payload_end)
                 }
-                _ => return Err(WireError { offset: start, reason: "unsupported wire type (groups or invalid)" }),
+                _ => {
+                    return Err(WireError {
+                        offset: start,
+                        reason: "unsupported wire type (groups or invalid)",
+                    });
+                }
             };
             if next > self.end {
-                return Err(WireError { offset: start, reason: "field extends past the end of its message" });
+                return Err(WireError {
+                    offset: start,
+                    reason: "field extends past the end of its message",
+                });
             }
             self.position = next;
-            Ok(Field { number, wire_type, payload, whole: start..next })
+            Ok(Field {
+                number,
+                wire_type,
+                payload,
+                whole: start..next,
+            })
         })();
         if result.is_err() {
             // Stop iterating after the first error.
@@ -144,7 +180,10 @@ fn check_flat(buf: &[u8], range: Range<usize>) -> Result<(), WireError> {
 
 fn expect_len(field: &Field) -> Result<(), WireError> {
     if field.wire_type != WIRE_LEN {
-        return Err(WireError { offset: field.whole.start, reason: "expected a length-delimited message field" });
+        return Err(WireError {
+            offset: field.whole.start,
+            reason: "expected a length-delimited message field",
+        });
     }
     Ok(())
 }
@@ -232,7 +271,10 @@ pub fn scan_request(signal: Signal, buf: &[u8]) -> Result<Vec<ResourceEntry>, Wi
         if field.number == 1 {
             expect_len(&field)?;
             let items = count_resource(signal, buf, field.payload.clone())?;
-            entries.push(ResourceEntry { range: field.whole.clone(), items });
+            entries.push(ResourceEntry {
+                range: field.whole.clone(),
+                items,
+            });
         }
     }
     Ok(entries)
@@ -305,7 +347,10 @@ mod tests {
             match count_items(Signal::Metrics, prefix) {
                 Ok(_) => {
                     // A prefix the scan accepts must also be a valid prost message.
-                    assert!(ExportMetricsServiceRequest::decode(prefix).is_ok(), "cut at {cut}");
+                    assert!(
+                        ExportMetricsServiceRequest::decode(prefix).is_ok(),
+                        "cut at {cut}"
+                    );
                 }
                 Err(err) => assert!(err.offset <= cut, "offset {} beyond cut {cut}", err.offset),
             }
@@ -314,7 +359,9 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_without_panic() {
-        let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         for start in 0..64 {
             let _ = count_items(Signal::Traces, &garbage[start..]);
         }
@@ -326,6 +373,14 @@ mod tests {
         // Field 1 as varint is the wrong wire type.
         assert!(count_items(Signal::Logs, &[0x08, 0x01]).is_err());
         // Ten-byte varint that overflows.
-        assert!(count_items(Signal::Logs, &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert!(
+            count_items(
+                Signal::Logs,
+                &[
+                    0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+                ]
+            )
+            .is_err()
+        );
     }
 }

@@ -67,7 +67,10 @@ impl std::fmt::Debug for Registry {
 }
 
 fn owned_labels(labels: &[(&str, &str)]) -> Vec<(String, String)> {
-    labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl Registry {
@@ -78,7 +81,9 @@ impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Series>> {
         // A poisoned lock only means another thread panicked while registering; the
         // data (a list of handles) is still consistent.
-        self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Returns the counter `name{labels}`, creating it on first use.
@@ -91,7 +96,12 @@ impl Registry {
             }
         }
         let counter = Counter::default();
-        series.push(Series { name: name.to_string(), help, labels, value: Value::Counter(counter.clone()) });
+        series.push(Series {
+            name: name.to_string(),
+            help,
+            labels,
+            value: Value::Counter(counter.clone()),
+        });
         counter
     }
 
@@ -105,13 +115,29 @@ impl Registry {
             }
         }
         let gauge = Gauge::default();
-        series.push(Series { name: name.to_string(), help, labels, value: Value::Gauge(gauge.clone()) });
+        series.push(Series {
+            name: name.to_string(),
+            help,
+            labels,
+            value: Value::Gauge(gauge.clone()),
+        });
         gauge
     }
 
     /// Registers a gauge computed when scraped.
-    pub fn gauge_fn(&self, name: &str, help: &'static str, labels: &[(&str, &str)], f: impl Fn() -> f64 + Send + Sync + 'static) {
-        self.lock().push(Series { name: name.to_string(), help, labels: owned_labels(labels), value: Value::GaugeFn(Box::new(f)) });
+    pub fn gauge_fn(
+        &self,
+        name: &str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        f: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        self.lock().push(Series {
+            name: name.to_string(),
+            help,
+            labels: owned_labels(labels),
+            value: Value::GaugeFn(Box::new(f)),
+        });
     }
 
     /// Renders every series in the Prometheus text exposition format 0.0.4.
@@ -140,7 +166,10 @@ impl Registry {
                         if i > 0 {
                             out.push(',');
                         }
-                        let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                        let escaped = v
+                            .replace('\\', "\\\\")
+                            .replace('"', "\\\"")
+                            .replace('\n', "\\n");
                         let _ = write!(out, "{k}=\"{escaped}\"");
                     }
                     out.push('}');
@@ -239,10 +268,22 @@ pub struct ProcessorCounters {
 
 impl ProcessorCounters {
     pub fn new(registry: &Registry, processor: &str, pipeline: &str, signal: Signal) -> Self {
-        let labels = [("processor", processor), ("pipeline", pipeline), ("otel_signal", signal.name())];
+        let labels = [
+            ("processor", processor),
+            ("pipeline", pipeline),
+            ("otel_signal", signal.name()),
+        ];
         ProcessorCounters {
-            incoming: registry.counter("otelcol_processor_incoming_items", "Number of items passed to the processor.", &labels),
-            outgoing: registry.counter("otelcol_processor_outgoing_items", "Number of items emitted from the processor.", &labels),
+            incoming: registry.counter(
+                "otelcol_processor_incoming_items",
+                "Number of items passed to the processor.",
+                &labels,
+            ),
+            outgoing: registry.counter(
+                "otelcol_processor_outgoing_items",
+                "Number of items emitted from the processor.",
+                &labels,
+            ),
             refused: registry.counter(
                 &format!("otelcol_processor_refused_{}", signal.item_name()),
                 "Number of items refused by the processor (e.g. memory_limiter above its limit).",
@@ -257,13 +298,21 @@ impl ProcessorCounters {
 pub fn series_counters(registry: &Registry, processor: &str) -> (Counter, Counter, Gauge) {
     let labels = [("processor", processor)];
     (
-        registry.counter("oxcol_processor_series_evicted", "Series evicted from a stateful processor after going stale.", &labels),
+        registry.counter(
+            "oxcol_processor_series_evicted",
+            "Series evicted from a stateful processor after going stale.",
+            &labels,
+        ),
         registry.counter(
             "oxcol_processor_series_dropped",
             "New series a stateful processor did not track because max_series was reached.",
             &labels,
         ),
-        registry.gauge("oxcol_processor_series_active", "Series a stateful processor holds state for.", &labels),
+        registry.gauge(
+            "oxcol_processor_series_active",
+            "Series a stateful processor holds state for.",
+            &labels,
+        ),
     )
 }
 
@@ -280,13 +329,30 @@ mod tests {
         again.accepted.add(1);
         registry.gauge_fn("otelcol_process_uptime", "Uptime.", &[], || 1.5);
         let text = registry.render_prometheus();
-        assert!(text.contains("# TYPE otelcol_receiver_accepted_metric_points counter\n"), "{text}");
-        assert!(text.contains("otelcol_receiver_accepted_metric_points{receiver=\"otlp\",transport=\"grpc\"} 43\n"), "{text}");
-        assert!(text.contains("otelcol_receiver_refused_metric_points{receiver=\"otlp\",transport=\"grpc\"} 0\n"), "{text}");
+        assert!(
+            text.contains("# TYPE otelcol_receiver_accepted_metric_points counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "otelcol_receiver_accepted_metric_points{receiver=\"otlp\",transport=\"grpc\"} 43\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "otelcol_receiver_refused_metric_points{receiver=\"otlp\",transport=\"grpc\"} 0\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("otelcol_process_uptime 1.5\n"), "{text}");
         // One HELP line per name even with several series.
         ReceiverCounters::new(&registry, "otlp/2", "http", Signal::Metrics);
         let text = registry.render_prometheus();
-        assert_eq!(text.matches("# HELP otelcol_receiver_accepted_metric_points").count(), 1);
+        assert_eq!(
+            text.matches("# HELP otelcol_receiver_accepted_metric_points")
+                .count(),
+            1
+        );
     }
 }

@@ -4,11 +4,11 @@
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -40,7 +40,9 @@ pub fn string_attribute(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         key_strindex: 0,
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
     }
 }
 
@@ -57,16 +59,26 @@ fn resource(index: usize) -> Resource {
 }
 
 fn scope() -> Option<InstrumentationScope> {
-    Some(InstrumentationScope { name: "oxcol.testdata".to_string(), version: "1.0.0".to_string(), ..Default::default() })
+    Some(InstrumentationScope {
+        name: "oxcol.testdata".to_string(),
+        version: "1.0.0".to_string(),
+        ..Default::default()
+    })
 }
 
 fn point_attributes(point: usize, count: usize) -> Vec<KeyValue> {
-    (0..count).map(|i| string_attribute(&format!("attr.{i}"), &format!("value-{}", (point + i) % 17))).collect()
+    (0..count)
+        .map(|i| string_attribute(&format!("attr.{i}"), &format!("value-{}", (point + i) % 17)))
+        .collect()
 }
 
 /// `resources` resources x `metrics` metrics x `points` points. Metric `m` has type
 /// `m % 4`: gauge, cumulative monotonic sum, explicit-bucket histogram, summary.
-pub fn metrics_request(resources: usize, metrics: usize, points: usize) -> ExportMetricsServiceRequest {
+pub fn metrics_request(
+    resources: usize,
+    metrics: usize,
+    points: usize,
+) -> ExportMetricsServiceRequest {
     metrics_request_with(resources, metrics, points, 3)
 }
 
@@ -82,7 +94,9 @@ pub fn metrics_request_with(
             resource: Some(resource(r)),
             scope_metrics: vec![ScopeMetrics {
                 scope: scope(),
-                metrics: (0..metrics).map(|m| metric(m, points, attributes)).collect(),
+                metrics: (0..metrics)
+                    .map(|m| metric(m, points, attributes))
+                    .collect(),
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
@@ -106,12 +120,24 @@ fn metric(m: usize, points: usize, attributes: usize) -> Metric {
     let data = match m % 4 {
         0 => metric::Data::Gauge(Gauge {
             data_points: (0..points)
-                .map(|p| number_point(p, attributes, number_data_point::Value::AsDouble(p as f64 * 1.5)))
+                .map(|p| {
+                    number_point(
+                        p,
+                        attributes,
+                        number_data_point::Value::AsDouble(p as f64 * 1.5),
+                    )
+                })
                 .collect(),
         }),
         1 => metric::Data::Sum(Sum {
             data_points: (0..points)
-                .map(|p| number_point(p, attributes, number_data_point::Value::AsInt(p as i64 * 10)))
+                .map(|p| {
+                    number_point(
+                        p,
+                        attributes,
+                        number_data_point::Value::AsInt(p as i64 * 10),
+                    )
+                })
                 .collect(),
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
             is_monotonic: true,
@@ -199,7 +225,9 @@ pub fn logs_request(resources: usize, records: usize) -> ExportLogsServiceReques
                             severity_number: 9,
                             severity_text: "INFO".to_string(),
                             body: Some(AnyValue {
-                                value: Some(any_value::Value::StringValue(format!("request {l} served"))),
+                                value: Some(any_value::Value::StringValue(format!(
+                                    "request {l} served"
+                                ))),
                             }),
                             attributes: point_attributes(l, 2),
                             ..Default::default()

@@ -672,12 +672,23 @@ impl ServerCertVerifier for SkipServerVerification {
 }
 
 /// The HTTP client connector every HTTP client (exporters, scraping receivers) uses:
-/// `http://` URLs in plaintext, `https://` with `tls` (system roots when `tls` is None).
-pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+/// `http://` URLs in plaintext, `https://` with `tls` (system roots when `tls` is None),
+/// directly or through a `proxy_url` ([`crate::proxy`]).
+pub type HttpsConnector = hyper_rustls::HttpsConnector<crate::proxy::ProxyConnector>;
 
 pub fn https_connector(
     tls: Option<&TlsClientConfig>,
     connect_timeout: Duration,
+) -> Result<HttpsConnector, String> {
+    https_connector_with_proxy(tls, connect_timeout, None)
+}
+
+/// [`https_connector`] whose connections go through an HTTP CONNECT proxy when `proxy`
+/// is set (TLS to the target runs inside the tunnel).
+pub fn https_connector_with_proxy(
+    tls: Option<&TlsClientConfig>,
+    connect_timeout: Duration,
+    proxy: Option<crate::proxy::ProxyUrl>,
 ) -> Result<HttpsConnector, String> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
@@ -696,7 +707,10 @@ pub fn https_connector(
         )),
         None => builder,
     };
-    Ok(builder.enable_http1().enable_http2().wrap_connector(http))
+    Ok(builder
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(crate::proxy::ProxyConnector::new(http, proxy)))
 }
 
 /// A tonic connector that always speaks TLS (ALPN h2) to the endpoint's host:port, for
