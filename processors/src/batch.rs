@@ -25,8 +25,13 @@ pub struct Config {
     pub send_batch_max_size: u64,
     /// Longest time data waits for a batch to fill. Default 200ms; 0 = send at once.
     pub timeout: GoDuration,
-    /// Collector keys for batching per client metadata; only the empty list is supported.
+    /// Collector key: batch separately per value of these client metadata keys. Accepted:
+    /// oxcol's receivers attach no client metadata to data (`include_metadata` is not
+    /// carried through pipelines), so every batch has none of these keys and all data
+    /// forms one group, which is what the Collector does with data that lacks them.
     pub metadata_keys: Vec<String>,
+    /// Collector key: most metadata groups at once (0 = no limit). With one group in oxcol
+    /// it is never reached. Default 1000.
     pub metadata_cardinality_limit: u64,
 }
 
@@ -51,8 +56,14 @@ impl Config {
                 self.send_batch_max_size, self.send_batch_size
             ));
         }
-        if !self.metadata_keys.is_empty() {
-            errors.push("metadata_keys: batching by client metadata is not supported yet; remove metadata_keys".to_string());
+        let mut seen = std::collections::BTreeSet::new();
+        for key in &self.metadata_keys {
+            if !seen.insert(key.to_ascii_lowercase()) {
+                errors.push(format!(
+                    "metadata_keys: duplicate entry {:?} (keys are case-insensitive)",
+                    key.to_ascii_lowercase()
+                ));
+            }
         }
         errors
     }
@@ -80,7 +91,38 @@ mod tests {
         assert_eq!(settings.send_batch_size, 8192);
         assert_eq!(settings.send_batch_max_size, 0);
         assert_eq!(settings.timeout, Duration::from_millis(200));
-        assert!(Config { send_batch_size: 10, send_batch_max_size: 5, ..Config::default() }.validate()[0].contains("send_batch_max_size"));
-        assert!(Config { metadata_keys: vec!["tenant".into()], ..Config::default() }.validate()[0].contains("metadata_keys"));
+        assert!(
+            Config {
+                send_batch_size: 10,
+                send_batch_max_size: 5,
+                ..Config::default()
+            }
+            .validate()[0]
+                .contains("send_batch_max_size")
+        );
+        let keyed = Config {
+            metadata_keys: vec!["tenant".into()],
+            metadata_cardinality_limit: 10,
+            ..Config::default()
+        };
+        assert!(
+            keyed.validate().is_empty(),
+            "metadata_keys are accepted: {:?}",
+            keyed.validate()
+        );
+        assert_eq!(
+            keyed.settings(),
+            Config::default().settings(),
+            "one group: the grouping is the same as without them"
+        );
+        let twice = Config {
+            metadata_keys: vec!["Tenant".into(), "tenant".into()],
+            ..Config::default()
+        };
+        assert!(
+            twice.validate()[0].contains("duplicate entry \"tenant\""),
+            "{:?}",
+            twice.validate()
+        );
     }
 }

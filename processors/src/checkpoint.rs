@@ -43,20 +43,7 @@ const ZSTD_LEVEL: i32 = 1;
 /// Largest decompressed payload accepted (a corrupt frame must not allocate without bound).
 const MAX_PAYLOAD: usize = 4 << 30;
 
-/// What a processor needs from its `file_storage` extension.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Storage {
-    /// The extension id (`file_storage/NAME`), for messages.
-    pub extension: String,
-    pub directory: PathBuf,
-    /// Sync the file and the directory when writing (the extension's `fsync`).
-    pub fsync: bool,
-    /// Create `directory` when missing (`create_directory`), with `directory_permissions`.
-    pub create_directory: bool,
-    pub directory_permissions: u32,
-    /// How long to wait for another process's lock (`timeout`).
-    pub lock_timeout: Duration,
-}
+pub use oxcol_core::storage::Storage;
 
 /// Why a checkpoint was not used (the `reason` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,12 +8,14 @@
 //! current heap-in-use count kept by oxcol's counting allocator. Data is refused before it
 //! is buffered. Without the counting allocator (unit tests), it samples RSS.
 //!
-//! Memory usage here is the larger of (heap in use + the non-heap baseline measured at
-//! start) and the resident set size. When only RSS is high (the allocator keeps freed
+//! Memory usage here is the larger of (heap in use + the non-heap baseline) and the
+//! resident set size. The baseline is RSS minus heap at start, lowered to the smallest
+//! value any later RSS sample shows: start-up pages (the binary's code touched while
+//! starting, released after start) must not count as usage for ever. When only RSS is high (the allocator keeps freed
 //! pages), the limiter hands them back (`malloc_trim`) instead of refusing for ever.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use oxcol_core::process;
 use oxcol_core::{Admission, Batch, GoDuration, Processor, Refusal};
@@ -49,7 +51,9 @@ impl Config {
             errors.push("check_interval must be greater than zero (e.g. 1s)".to_string());
         }
         if self.limit_mib == 0 && self.limit_percentage == 0 {
-            errors.push("set limit_mib or limit_percentage: a memory_limiter needs a limit".to_string());
+            errors.push(
+                "set limit_mib or limit_percentage: a memory_limiter needs a limit".to_string(),
+            );
         }
         if self.limit_mib > 0 && self.limit_percentage > 0 {
             errors.push("set only one of limit_mib and limit_percentage".to_string());
@@ -59,7 +63,10 @@ impl Config {
         }
         if let Some(spike) = self.spike_limit_mib {
             if self.limit_mib > 0 && spike >= self.limit_mib {
-                errors.push(format!("spike_limit_mib ({spike}) must be smaller than limit_mib ({})", self.limit_mib));
+                errors.push(format!(
+                    "spike_limit_mib ({spike}) must be smaller than limit_mib ({})",
+                    self.limit_mib
+                ));
             }
         }
         errors
@@ -74,9 +81,14 @@ impl Config {
             let spike = self.spike_limit_mib.map(|s| s * MIB).unwrap_or(hard / 5);
             return (hard, hard.saturating_sub(spike));
         }
-        let total = process::cgroup_memory_limit_bytes().or_else(process::host_memory_bytes).unwrap_or(0);
+        let total = process::cgroup_memory_limit_bytes()
+            .or_else(process::host_memory_bytes)
+            .unwrap_or(0);
         let hard = total / 100 * self.limit_percentage;
-        let spike = total / 100 * self.spike_limit_percentage.unwrap_or(self.limit_percentage / 5);
+        let spike = total / 100
+            * self
+                .spike_limit_percentage
+                .unwrap_or(self.limit_percentage / 5);
         (hard, hard.saturating_sub(spike))
     }
 }
@@ -88,8 +100,8 @@ pub struct MemoryLimiter {
     id: String,
     soft_limit: u64,
     hard_limit: u64,
-    /// Non-heap memory measured at start (RSS minus heap in use).
-    baseline: u64,
+    /// Non-heap memory: RSS minus heap in use, the smallest value seen since start.
+    baseline: AtomicU64,
     refusing: AtomicBool,
     refusals: AtomicU64,
     /// Last RSS sample and when it was taken (ms since an arbitrary start).
@@ -100,14 +112,22 @@ pub struct MemoryLimiter {
 
 fn now_millis() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1_000_000
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1_000_000
 }
 
 /// Returns freed heap pages to the system, at most once a second. True when it ran.
 fn trim_allocator(last_trim: &AtomicU64) -> bool {
     let now = now_millis();
     let last = last_trim.load(Ordering::Relaxed);
-    if now.saturating_sub(last) < 1000 || last_trim.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+    if now.saturating_sub(last) < 1000
+        || last_trim
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
         return false;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -143,7 +163,7 @@ impl MemoryLimiter {
             id: id.to_string(),
             soft_limit,
             hard_limit,
-            baseline,
+            baseline: AtomicU64::new(baseline),
             refusing: AtomicBool::new(false),
             refusals: AtomicU64::new(0),
             rss: AtomicU64::new(process::resident_bytes().unwrap_or(0)),
@@ -161,7 +181,7 @@ impl MemoryLimiter {
         let Some(heap) = process::allocated_bytes() else {
             return process::resident_bytes().unwrap_or(0);
         };
-        let heap_usage = heap as u64 + self.baseline;
+        let heap_usage = heap as u64 + self.baseline.load(Ordering::Relaxed);
         let mut rss = self.sampled_rss();
         if rss >= self.soft_limit && heap_usage < self.soft_limit {
             if trim_allocator(&self.last_trim) {
@@ -175,9 +195,18 @@ impl MemoryLimiter {
     fn sampled_rss(&self) -> u64 {
         let now = now_millis();
         let last = self.rss_sampled_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 100 && self.rss_sampled_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if now.saturating_sub(last) >= 100
+            && self
+                .rss_sampled_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             if let Some(rss) = process::resident_bytes() {
                 self.rss.store(rss, Ordering::Relaxed);
+                if let Some(heap) = process::allocated_bytes() {
+                    self.baseline
+                        .fetch_min(rss.saturating_sub(heap as u64), Ordering::Relaxed);
+                }
             }
         }
         self.rss.load(Ordering::Relaxed)
@@ -233,17 +262,32 @@ mod tests {
     #[test]
     fn validation() {
         assert!(Config::default().validate().len() >= 2);
-        let ok = Config { check_interval: GoDuration::from_secs(1), limit_mib: 100, ..Config::default() };
+        let ok = Config {
+            check_interval: GoDuration::from_secs(1),
+            limit_mib: 100,
+            ..Config::default()
+        };
         assert!(ok.validate().is_empty());
-        let bad_spike = Config { spike_limit_mib: Some(100), ..ok.clone() };
+        let bad_spike = Config {
+            spike_limit_mib: Some(100),
+            ..ok.clone()
+        };
         assert!(bad_spike.validate()[0].contains("spike_limit_mib"));
     }
 
     #[test]
     fn limits_default_spike_is_a_fifth() {
-        let config = Config { check_interval: GoDuration::from_secs(1), limit_mib: 100, ..Config::default() };
+        let config = Config {
+            check_interval: GoDuration::from_secs(1),
+            limit_mib: 100,
+            ..Config::default()
+        };
         assert_eq!(config.limits_bytes(), (100 << 20, 80 << 20));
-        let pct = Config { check_interval: GoDuration::from_secs(1), limit_percentage: 50, ..Config::default() };
+        let pct = Config {
+            check_interval: GoDuration::from_secs(1),
+            limit_percentage: 50,
+            ..Config::default()
+        };
         let (hard, soft) = pct.limits_bytes();
         assert!(hard > 0 && soft < hard);
     }
@@ -251,14 +295,32 @@ mod tests {
     #[test]
     fn refuses_above_the_soft_limit_and_recovers() {
         // Unit tests run without the counting allocator, so usage is RSS (several MiB).
-        let tiny = MemoryLimiter::new("memory_limiter", &Config { check_interval: GoDuration::from_secs(1), limit_mib: 1, ..Config::default() });
+        let tiny = MemoryLimiter::new(
+            "memory_limiter",
+            &Config {
+                check_interval: GoDuration::from_secs(1),
+                limit_mib: 1,
+                ..Config::default()
+            },
+        );
         let refusal = tiny.admit().unwrap_err();
         assert!(refusal.is_retryable());
         assert!(refusal.reason().contains("high memory usage"));
         assert_eq!(tiny.refusals(), 1);
-        let roomy = MemoryLimiter::new("memory_limiter", &Config { check_interval: GoDuration::from_secs(1), limit_mib: 100_000, ..Config::default() });
+        let roomy = MemoryLimiter::new(
+            "memory_limiter",
+            &Config {
+                check_interval: GoDuration::from_secs(1),
+                limit_mib: 100_000,
+                ..Config::default()
+            },
+        );
         assert!(roomy.admit().is_ok());
         let mut processor = MemoryLimiterProcessor(roomy);
-        assert!(processor.process(Batch::empty(oxcol_core::Signal::Logs)).is_ok());
+        assert!(
+            processor
+                .process(Batch::empty(oxcol_core::Signal::Logs))
+                .is_ok()
+        );
     }
 }

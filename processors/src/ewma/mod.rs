@@ -352,6 +352,79 @@ impl SeriesState {
     }
 }
 
+/// The processor's smoothing of one gauge series, for code outside the processor that
+/// holds a series of its own (the agent's memory picture when no `ewma` processor runs):
+/// the same time-aware weighting, bias correction, first-point and gap rules, so the two
+/// never disagree on what "the trend" is.
+#[derive(Clone, Debug)]
+pub struct Trend {
+    state: SeriesState,
+    weighting: Weighting,
+    max_gap_half_lives: f64,
+}
+
+impl Trend {
+    /// A series smoothed with `half_life` (the processor's default is 2m), restarted after
+    /// a gap of `max_gap_half_lives` half-lives (default 10).
+    pub fn new(half_life: Duration, max_gap_half_lives: f64) -> Trend {
+        Trend {
+            state: SeriesState::default(),
+            weighting: Weighting::HalfLife {
+                seconds: half_life.as_secs_f64().max(1e-9),
+            },
+            max_gap_half_lives,
+        }
+    }
+
+    /// Adds a gauge point (time in ns since the epoch). Out-of-order or duplicate
+    /// timestamps and non-finite values are ignored.
+    pub fn update(&mut self, ts_unix_nano: u64, value: f64) {
+        if ts_unix_nano == 0 || !value.is_finite() {
+            return;
+        }
+        self.state.update(
+            ts_unix_nano,
+            value,
+            0,
+            false,
+            self.weighting,
+            self.max_gap_half_lives,
+        );
+    }
+
+    /// The smoothed growth per second, once `warmup` rate samples were seen (the
+    /// processor's `warmup_points` rule for `.rate.ewma` and predictions).
+    pub fn rate_per_second(&self, warmup: u32) -> Option<f64> {
+        if self.state.rate.samples < warmup.max(1) {
+            return None;
+        }
+        self.state.rate.value()
+    }
+}
+
+/// Seconds until `current` reaches `limit` growing at `rate_per_second`: the `predict`
+/// rule. 0 once at or over the limit; `None` with no finite positive limit (or one of
+/// 2^62 and more: cgroup v1 "unlimited"), a rate that is not positive, or an answer
+/// beyond `horizon_seconds`.
+pub fn seconds_to_limit(
+    current: f64,
+    limit: f64,
+    rate_per_second: f64,
+    horizon_seconds: f64,
+) -> Option<f64> {
+    if !limit.is_finite() || limit <= 0.0 || limit >= UNLIMITED {
+        return None;
+    }
+    if current >= limit {
+        return Some(0.0);
+    }
+    if !(rate_per_second > 0.0) {
+        return None;
+    }
+    let seconds = (limit - current) / rate_per_second;
+    (seconds.is_finite() && seconds <= horizon_seconds).then_some(seconds)
+}
+
 struct CompiledRule {
     matcher: NameMatcher,
     weighting: Weighting,
@@ -953,19 +1026,10 @@ impl EwmaProcessor {
             return None;
         }
         let limit = self.limits.get(&p.limit_key)?.value;
-        if !limit.is_finite() || limit <= 0.0 || limit >= UNLIMITED {
-            return None;
-        }
         let current = state.last_value;
-        if current >= limit {
-            return Some(0.0);
-        }
-        let slope = state.rate.value()?;
-        if !(slope > 0.0) {
-            return None;
-        }
-        let seconds = (limit - current) / slope;
-        (seconds.is_finite() && seconds <= predict.horizon_seconds).then_some(seconds)
+        // At or over the limit is 0 even before the rate has a value.
+        let slope = state.rate.value().unwrap_or(f64::NAN);
+        seconds_to_limit(current, limit, slope, predict.horizon_seconds)
     }
 }
 
@@ -1041,7 +1105,9 @@ fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn point_value(point: &NumberDataPoint) -> Option<f64> {
+/// A number point's value as f64; `None` for `NO_RECORDED_VALUE` points, points without
+/// a value, and NaN/Inf.
+pub fn point_value(point: &NumberDataPoint) -> Option<f64> {
     if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
         return None;
     }

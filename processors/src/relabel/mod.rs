@@ -408,7 +408,9 @@ fn plan_attributes(original: &[KeyValue], labels: &mut Labels<'_>, plan: &mut Ve
         }
         let typed = match &index {
             Some(index) => index.get(name.as_ref()).copied(),
-            None => original.iter().rposition(|kv| same_text(&kv.key, &name) && kv.value.is_some()),
+            None => original
+                .iter()
+                .rposition(|kv| same_text(&kv.key, &name) && kv.value.is_some()),
         };
         plan.push(match typed {
             Some(i) if stringify_cow(original[i].value.as_ref()) == value => Planned {
