@@ -17,14 +17,15 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use oxcol_core::telemetry::Registry;
 use oxcol_receivers::{cgroup, smaps};
 
 const CGROUPS: usize = 500;
 const PROCESSES: u32 = 1000;
 
-const ROLLUP: &str = "564cb973e000-7ffd0096d000 ---p 00000000 00:00 0                          [rollup]
+const ROLLUP: &str =
+    "564cb973e000-7ffd0096d000 ---p 00000000 00:00 0                          [rollup]
 Rss:               81688 kB
 Pss:               70278 kB
 Pss_Dirty:         64112 kB
@@ -69,15 +70,40 @@ fn build_node() -> Node {
     std::fs::write(sys.join("cgroup.controllers"), "cpu io memory pids\n").expect("write");
     // The files the receiver reads, so the bare loop reads exactly the same set.
     let read_files = [
-        "memory.current", "memory.max", "memory.high", "memory.low", "memory.min", "memory.peak", "memory.swap.current", "memory.swap.max",
-        "memory.stat", "memory.events", "memory.events.local", "cpu.stat", "cpu.max", "io.stat", "pids.current", "pids.max",
-        "cpu.pressure", "memory.pressure", "io.pressure", "memory.swap.high", "memory.swap.peak", "memory.swap.events",
-        "memory.zswap.current", "memory.zswap.max", "pids.peak", "pids.events", "irq.pressure",
+        "memory.current",
+        "memory.max",
+        "memory.high",
+        "memory.low",
+        "memory.min",
+        "memory.peak",
+        "memory.swap.current",
+        "memory.swap.max",
+        "memory.stat",
+        "memory.events",
+        "memory.events.local",
+        "cpu.stat",
+        "cpu.max",
+        "io.stat",
+        "pids.current",
+        "pids.max",
+        "cpu.pressure",
+        "memory.pressure",
+        "io.pressure",
+        "memory.swap.high",
+        "memory.swap.peak",
+        "memory.swap.events",
+        "memory.zswap.current",
+        "memory.zswap.max",
+        "pids.peak",
+        "pids.events",
+        "irq.pressure",
     ];
     let mut cgroup_paths = Vec::new();
     let mut cgroup_files = Vec::new();
     for i in 0..CGROUPS {
-        let path = format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{i:08}_0000_0000_0000_000000000000.slice/cri-containerd-{i:064x}.scope");
+        let path = format!(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{i:08}_0000_0000_0000_000000000000.slice/cri-containerd-{i:064x}.scope"
+        );
         let dir = sys.join(&path);
         std::fs::create_dir_all(&dir).expect("cgroup dir");
         for file in read_files {
@@ -91,7 +117,10 @@ fn build_node() -> Node {
     std::fs::write(proc.join("stat"), "btime 1700000000\n").expect("write");
     let mut proc_files = Vec::new();
     let mut detailed_files = Vec::new();
-    let smaps = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smaps/sleep-glibc.smaps")).expect("smaps fixture");
+    let smaps = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smaps/sleep-glibc.smaps"),
+    )
+    .expect("smaps fixture");
     for pid in 1..=PROCESSES {
         let dir = proc.join(pid.to_string());
         std::fs::create_dir_all(&dir).expect("pid dir");
@@ -100,9 +129,19 @@ fn build_node() -> Node {
         std::fs::write(dir.join("smaps"), &smaps).expect("write");
         proc_files.push(dir.join("stat"));
         proc_files.push(dir.join("smaps_rollup"));
-        detailed_files.extend([dir.join("stat"), dir.join("smaps_rollup"), dir.join("smaps")]);
+        detailed_files.extend([
+            dir.join("stat"),
+            dir.join("smaps_rollup"),
+            dir.join("smaps"),
+        ]);
     }
-    Node { root, cgroup_paths, cgroup_files, proc_files, detailed_files }
+    Node {
+        root,
+        cgroup_paths,
+        cgroup_files,
+        proc_files,
+        detailed_files,
+    }
 }
 
 fn bare_read(files: &[PathBuf], buffer: &mut Vec<u8>) -> usize {
@@ -137,46 +176,98 @@ fn bare_read_no_size_hint(files: &[PathBuf], buffer: &mut [u8]) -> usize {
 fn benches(c: &mut Criterion) {
     let node = build_node();
     let registry = Registry::new();
-    let cgroup_config = cgroup::Config { root_path: node.root.join("sys"), self_cgroup: Some(false), paths: node.cgroup_paths.clone(), ..cgroup::Config::default() };
+    let cgroup_config = cgroup::Config {
+        root_path: node.root.join("sys"),
+        self_cgroup: Some(false),
+        paths: node.cgroup_paths.clone(),
+        ..cgroup::Config::default()
+    };
     let mut cgroups = cgroup::Collector::new("cgroup", &cgroup_config, &registry);
-    let smaps_config = smaps::Config { proc_path: node.root.join("proc"), self_process: Some(false), all: true, ..smaps::Config::default() };
+    let smaps_config = smaps::Config {
+        proc_path: node.root.join("proc"),
+        self_process: Some(false),
+        all: true,
+        ..smaps::Config::default()
+    };
     let mut processes = smaps::Collector::new("smaps", &smaps_config, &registry);
-    let mut detailed = smaps::Collector::new("smaps", &smaps::Config { detailed: true, ..smaps_config.clone() }, &registry);
+    let mut detailed = smaps::Collector::new(
+        "smaps",
+        &smaps::Config {
+            detailed: true,
+            ..smaps_config.clone()
+        },
+        &registry,
+    );
     let mut buffer = Vec::with_capacity(16 * 1024);
     let mut plain = vec![0u8; 64 * 1024];
 
     let mut group = c.benchmark_group("node_500_cgroups");
     group.sample_size(20);
-    group.bench_function("oxcol_scrape", |b| b.iter(|| black_box(cgroups.collect(SystemTime::now()).len())));
-    group.bench_function("bare_open_read_close", |b| b.iter(|| black_box(bare_read(&node.cgroup_files, &mut buffer))));
-    group.bench_function("bare_open_read_close_no_size_hint", |b| b.iter(|| black_box(bare_read_no_size_hint(&node.cgroup_files, &mut plain))));
+    group.bench_function("oxcol_scrape", |b| {
+        b.iter(|| black_box(cgroups.collect(SystemTime::now()).len()))
+    });
+    group.bench_function("bare_open_read_close", |b| {
+        b.iter(|| black_box(bare_read(&node.cgroup_files, &mut buffer)))
+    });
+    group.bench_function("bare_open_read_close_no_size_hint", |b| {
+        b.iter(|| black_box(bare_read_no_size_hint(&node.cgroup_files, &mut plain)))
+    });
     group.finish();
 
     let mut group = c.benchmark_group("node_1000_processes");
     group.sample_size(20);
-    group.bench_function("oxcol_scrape", |b| b.iter(|| black_box(processes.collect(SystemTime::now()).len())));
-    group.bench_function("bare_open_read_close", |b| b.iter(|| black_box(bare_read(&node.proc_files, &mut buffer))));
-    group.bench_function("bare_open_read_close_no_size_hint", |b| b.iter(|| black_box(bare_read_no_size_hint(&node.proc_files, &mut plain))));
+    group.bench_function("oxcol_scrape", |b| {
+        b.iter(|| black_box(processes.collect(SystemTime::now()).len()))
+    });
+    group.bench_function("bare_open_read_close", |b| {
+        b.iter(|| black_box(bare_read(&node.proc_files, &mut buffer)))
+    });
+    group.bench_function("bare_open_read_close_no_size_hint", |b| {
+        b.iter(|| black_box(bare_read_no_size_hint(&node.proc_files, &mut plain)))
+    });
     group.finish();
 
     let mut group = c.benchmark_group("node_1000_processes_detailed");
     group.sample_size(20);
-    group.bench_function("oxcol_scrape", |b| b.iter(|| black_box(detailed.collect(SystemTime::now()).len())));
-    group.bench_function("bare_open_read_close", |b| b.iter(|| black_box(bare_read(&node.detailed_files, &mut buffer))));
-    group.bench_function("bare_open_read_close_no_size_hint", |b| b.iter(|| black_box(bare_read_no_size_hint(&node.detailed_files, &mut plain))));
+    group.bench_function("oxcol_scrape", |b| {
+        b.iter(|| black_box(detailed.collect(SystemTime::now()).len()))
+    });
+    group.bench_function("bare_open_read_close", |b| {
+        b.iter(|| black_box(bare_read(&node.detailed_files, &mut buffer)))
+    });
+    group.bench_function("bare_open_read_close_no_size_hint", |b| {
+        b.iter(|| black_box(bare_read_no_size_hint(&node.detailed_files, &mut plain)))
+    });
     group.finish();
 
     // This process, through the real kernel: smaps_rollup alone vs rollup + full smaps.
     let mut rollup_self = smaps::Collector::new("smaps", &smaps::Config::default(), &registry);
-    let mut detailed_self = smaps::Collector::new("smaps", &smaps::Config { detailed: true, ..smaps::Config::default() }, &registry);
+    let mut detailed_self = smaps::Collector::new(
+        "smaps",
+        &smaps::Config {
+            detailed: true,
+            ..smaps::Config::default()
+        },
+        &registry,
+    );
     let mut group = c.benchmark_group("self_process");
-    group.bench_function("rollup", |b| b.iter(|| black_box(rollup_self.collect(SystemTime::now()).len())));
-    group.bench_function("detailed", |b| b.iter(|| black_box(detailed_self.collect(SystemTime::now()).len())));
+    group.bench_function("rollup", |b| {
+        b.iter(|| black_box(rollup_self.collect(SystemTime::now()).len()))
+    });
+    group.bench_function("detailed", |b| {
+        b.iter(|| black_box(detailed_self.collect(SystemTime::now()).len()))
+    });
     group.finish();
 
     assert_eq!(cgroups.collect(SystemTime::now()).len(), CGROUPS);
-    assert_eq!(processes.collect(SystemTime::now()).len(), PROCESSES as usize);
-    assert_eq!(detailed.collect(SystemTime::now()).len(), PROCESSES as usize);
+    assert_eq!(
+        processes.collect(SystemTime::now()).len(),
+        PROCESSES as usize
+    );
+    assert_eq!(
+        detailed.collect(SystemTime::now()).len(),
+        PROCESSES as usize
+    );
     let _ = std::fs::remove_dir_all(&node.root);
 }
 

@@ -62,12 +62,19 @@ const DEFAULT_RELOAD: oxcol_core::GoDuration = oxcol_core::GoDuration::from_secs
 impl TlsSettings {
     /// Whether anything that only matters with TLS is set.
     pub fn has_material(&self) -> bool {
-        self.client_config().is_ok_and(|c| c.configures_tls_material() || c.insecure_skip_verify || c.server_name_override.is_some())
+        self.client_config().is_ok_and(|c| {
+            c.configures_tls_material()
+                || c.insecure_skip_verify
+                || c.server_name_override.is_some()
+        })
     }
 
     /// The shared client TLS configuration (`oxcol_core::tls`) these keys stand for.
     pub fn client_config(&self) -> Result<TlsClientConfig, String> {
-        let either = |a: &Option<String>, b: &Option<String>, what: &str| -> Result<Option<String>, String> {
+        let either = |a: &Option<String>,
+                      b: &Option<String>,
+                      what: &str|
+         -> Result<Option<String>, String> {
             match (a, b) {
                 (Some(_), Some(_)) => Err(format!("tls: set {what} once (both spellings are set)")),
                 (a, b) => Ok(a.clone().or_else(|| b.clone())),
@@ -78,7 +85,11 @@ impl TlsSettings {
                 None | Some("") => None,
                 Some("TLS12") | Some("1.2") => Some("1.2".to_string()),
                 Some("TLS13") | Some("1.3") => Some("1.3".to_string()),
-                Some(other) => return Err(format!("tls: version {other:?} is not supported; use TLS12 or TLS13 (\"1.2\"/\"1.3\")")),
+                Some(other) => {
+                    return Err(format!(
+                        "tls: version {other:?} is not supported; use TLS12 or TLS13 (\"1.2\"/\"1.3\")"
+                    ));
+                }
             })
         };
         Ok(TlsClientConfig {
@@ -89,11 +100,16 @@ impl TlsSettings {
             cert_pem: either(&self.cert, &self.cert_pem, "cert/cert_pem")?,
             key_file: self.key_file.clone(),
             key_pem: either(&self.key, &self.key_pem, "key/key_pem")?,
-            server_name_override: either(&self.server_name, &self.server_name_override, "server_name/server_name_override")?,
+            server_name_override: either(
+                &self.server_name,
+                &self.server_name_override,
+                "server_name/server_name_override",
+            )?,
             min_version: version(&self.min_version)?,
             max_version: version(&self.max_version)?,
             reload_interval: self.reload_interval.or_else(|| {
-                let files = self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
+                let files =
+                    self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
                 files.then_some(DEFAULT_RELOAD)
             }),
             ..TlsClientConfig::default()
@@ -235,7 +251,11 @@ pub struct HttpScraper {
 impl HttpScraper {
     /// A client for `http://` and `https://` targets; TLS files are read now (errors
     /// name them).
-    pub fn new(headers: HeaderMap, connect_timeout: Duration, tls: &TlsSettings) -> Result<HttpScraper, String> {
+    pub fn new(
+        headers: HeaderMap,
+        connect_timeout: Duration,
+        tls: &TlsSettings,
+    ) -> Result<HttpScraper, String> {
         let tls = tls.client_config()?;
         let connector = https_connector(Some(&tls), connect_timeout.min(Duration::from_secs(10)))?;
         let client = Client::builder(TokioExecutor::new())
@@ -402,7 +422,11 @@ mod tests {
             ..Default::default()
         };
         assert!(with_ca.validate(true).is_empty());
-        assert_eq!(with_ca.validate(false).len(), 1, "TLS material without an https target");
+        assert_eq!(
+            with_ca.validate(false).len(),
+            1,
+            "TLS material without an https target"
+        );
         assert!(
             TlsSettings {
                 insecure: true,
@@ -430,7 +454,10 @@ mod tests {
             min_version: Some("1.2".into()),
             ..Default::default()
         };
-        assert_eq!(collector.client_config().expect("valid").ca_pem.as_deref(), Some("PEM"));
+        assert_eq!(
+            collector.client_config().expect("valid").ca_pem.as_deref(),
+            Some("PEM")
+        );
         let twice = TlsSettings {
             ca: Some("a".into()),
             ca_pem: Some("b".into()),
@@ -447,7 +474,9 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..Default::default()
         };
-        let error = HttpScraper::new(HeaderMap::new(), Duration::from_secs(1), &missing).err().unwrap_or_default();
+        let error = HttpScraper::new(HeaderMap::new(), Duration::from_secs(1), &missing)
+            .err()
+            .unwrap_or_default();
         assert!(error.contains("/nonexistent/ca.pem"), "{error}");
     }
 }

@@ -46,7 +46,11 @@ impl ScrapeCounters {
         ScrapeCounters {
             metrics: ReceiverCounters::new(registry, receiver, "scrape", Signal::Metrics),
             logs: ReceiverCounters::new(registry, receiver, "scrape", Signal::Logs),
-            scrape_errors: registry.counter("oxcol_receiver_scrape_errors", "Scrapes that failed as a whole.", &labels),
+            scrape_errors: registry.counter(
+                "oxcol_receiver_scrape_errors",
+                "Scrapes that failed as a whole.",
+                &labels,
+            ),
             scrapes_skipped: registry.counter(
                 "oxcol_receiver_scrapes_skipped",
                 "Scrapes skipped because the pipelines refused data (memory limit or full queues).",

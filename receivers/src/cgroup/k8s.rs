@@ -23,7 +23,10 @@ fn is_uid_char(b: u8) -> bool {
 }
 
 fn is_container_id(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The pod UID in one path element (`pod<uid>` or `kubepods-<qos>-pod<uid>.slice`).
@@ -54,7 +57,11 @@ fn container(element: &str) -> Option<(String, Option<&'static str>)> {
     if scope.starts_with("crio-conmon-") {
         return None;
     }
-    for (prefix, runtime) in [("cri-containerd-", "containerd"), ("crio-", "cri-o"), ("docker-", "docker")] {
+    for (prefix, runtime) in [
+        ("cri-containerd-", "containerd"),
+        ("crio-", "cri-o"),
+        ("docker-", "docker"),
+    ] {
         if let Some(id) = scope.strip_prefix(prefix) {
             if is_container_id(id) {
                 return Some((id.to_string(), Some(runtime)));
@@ -68,7 +75,11 @@ fn container(element: &str) -> Option<(String, Option<&'static str>)> {
 pub fn parse(path: &str) -> K8sAttributes {
     let mut attributes = K8sAttributes::default();
     let mut elements = path.split('/').filter(|e| !e.is_empty());
-    let Some(kubepods_at) = path.split('/').filter(|e| !e.is_empty()).position(|e| e == "kubepods" || e == "kubepods.slice") else {
+    let Some(kubepods_at) = path
+        .split('/')
+        .filter(|e| !e.is_empty())
+        .position(|e| e == "kubepods" || e == "kubepods.slice")
+    else {
         return attributes;
     };
     let mut elements_after = elements.by_ref().skip(kubepods_at + 1);
@@ -98,9 +109,14 @@ mod tests {
 
     #[test]
     fn systemd_driver_burstable_containerd() {
-        let path = format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b7c3c2e_6f1a_4d2b_9c8e_1a2b3c4d5e6f.slice/cri-containerd-{ID}.scope");
+        let path = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b7c3c2e_6f1a_4d2b_9c8e_1a2b3c4d5e6f.slice/cri-containerd-{ID}.scope"
+        );
         let a = parse(&path);
-        assert_eq!(a.pod_uid.as_deref(), Some("0b7c3c2e-6f1a-4d2b-9c8e-1a2b3c4d5e6f"));
+        assert_eq!(
+            a.pod_uid.as_deref(),
+            Some("0b7c3c2e-6f1a-4d2b-9c8e-1a2b3c4d5e6f")
+        );
         assert_eq!(a.qos_class, Some("Burstable"));
         assert_eq!(a.container_id.as_deref(), Some(ID));
         assert_eq!(a.container_runtime, Some("containerd"));
@@ -109,22 +125,36 @@ mod tests {
     #[test]
     fn systemd_driver_guaranteed_pod_level_and_conmon() {
         let a = parse("kubepods.slice/kubepods-pod11111111_2222_3333_4444_555555555555.slice");
-        assert_eq!(a.pod_uid.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+        assert_eq!(
+            a.pod_uid.as_deref(),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
         assert_eq!(a.qos_class, Some("Guaranteed"));
         assert_eq!(a.container_id, None);
-        let a = parse(&format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod11111111_2222_3333_4444_555555555555.slice/crio-conmon-{ID}.scope"));
+        let a = parse(&format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod11111111_2222_3333_4444_555555555555.slice/crio-conmon-{ID}.scope"
+        ));
         assert_eq!(a.qos_class, Some("BestEffort"));
         assert_eq!(a.container_id, None);
-        let a = parse(&format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod11111111_2222_3333_4444_555555555555.slice/crio-{ID}.scope"));
+        let a = parse(&format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod11111111_2222_3333_4444_555555555555.slice/crio-{ID}.scope"
+        ));
         assert_eq!(a.container_runtime, Some("cri-o"));
-        let a = parse(&format!("/kubepods.slice/kubepods-pod11111111_2222_3333_4444_555555555555.slice/docker-{ID}.scope"));
+        let a = parse(&format!(
+            "/kubepods.slice/kubepods-pod11111111_2222_3333_4444_555555555555.slice/docker-{ID}.scope"
+        ));
         assert_eq!(a.container_runtime, Some("docker"));
     }
 
     #[test]
     fn cgroupfs_driver() {
-        let a = parse(&format!("/kubepods/besteffort/pod9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d/{ID}"));
-        assert_eq!(a.pod_uid.as_deref(), Some("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"));
+        let a = parse(&format!(
+            "/kubepods/besteffort/pod9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d/{ID}"
+        ));
+        assert_eq!(
+            a.pod_uid.as_deref(),
+            Some("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d")
+        );
         assert_eq!(a.qos_class, Some("BestEffort"));
         assert_eq!(a.container_id.as_deref(), Some(ID));
         assert_eq!(a.container_runtime, None);
@@ -134,7 +164,10 @@ mod tests {
 
     #[test]
     fn not_kubernetes() {
-        assert_eq!(parse("/system.slice/docker.service"), K8sAttributes::default());
+        assert_eq!(
+            parse("/system.slice/docker.service"),
+            K8sAttributes::default()
+        );
         assert_eq!(parse("/kubepods/burstable"), K8sAttributes::default());
         assert_eq!(parse("/"), K8sAttributes::default());
         assert_eq!(parse("/user.slice/pod-something"), K8sAttributes::default());

@@ -54,28 +54,45 @@ pub struct Target {
 /// The hierarchy mounted at `root_path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Layout {
-    V2 { root: PathBuf },
+    V2 {
+        root: PathBuf,
+    },
     /// `unified` is the hybrid v2 mount, when present.
-    V1 { root: PathBuf, unified: Option<PathBuf> },
+    V1 {
+        root: PathBuf,
+        unified: Option<PathBuf>,
+    },
 }
 
 const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "blkio", "pids"];
 
 pub fn detect_layout(root: &Path) -> Option<Layout> {
     if root.join("cgroup.controllers").exists() {
-        return Some(Layout::V2 { root: root.to_path_buf() });
+        return Some(Layout::V2 {
+            root: root.to_path_buf(),
+        });
     }
     if V1_CONTROLLERS.iter().any(|c| root.join(c).is_dir()) {
         let unified = root.join("unified");
-        let unified = unified.join("cgroup.controllers").exists().then_some(unified);
-        return Some(Layout::V1 { root: root.to_path_buf(), unified });
+        let unified = unified
+            .join("cgroup.controllers")
+            .exists()
+            .then_some(unified);
+        return Some(Layout::V1 {
+            root: root.to_path_buf(),
+            unified,
+        });
     }
     None
 }
 
 fn join_cgroup(base: &Path, cgroup_path: &str) -> PathBuf {
     let relative = cgroup_path.trim_start_matches('/');
-    if relative.is_empty() { base.to_path_buf() } else { base.join(relative) }
+    if relative.is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(relative)
+    }
 }
 
 /// Normalizes a user- or kernel-written cgroup path to `/a/b` form.
@@ -96,15 +113,32 @@ impl Layout {
     pub fn target(&self, path: &str) -> Target {
         let path = normalize(path);
         match self {
-            Layout::V2 { root } => Target { dirs: Dirs { unified: Some(join_cgroup(root, &path)), ..Dirs::default() }, path, version: Version::V2 },
+            Layout::V2 { root } => Target {
+                dirs: Dirs {
+                    unified: Some(join_cgroup(root, &path)),
+                    ..Dirs::default()
+                },
+                path,
+                version: Version::V2,
+            },
             Layout::V1 { root, unified } => {
                 let dir = |controller: &str| {
                     let base = root.join(controller);
                     base.is_dir().then(|| join_cgroup(&base, &path))
                 };
-                let unified = unified.as_ref().map(|u| join_cgroup(u, &path)).filter(|d| d.is_dir());
+                let unified = unified
+                    .as_ref()
+                    .map(|u| join_cgroup(u, &path))
+                    .filter(|d| d.is_dir());
                 Target {
-                    dirs: Dirs { unified, memory: dir("memory"), cpu: dir("cpu"), cpuacct: dir("cpuacct"), blkio: dir("blkio"), pids: dir("pids") },
+                    dirs: Dirs {
+                        unified,
+                        memory: dir("memory"),
+                        cpu: dir("cpu"),
+                        cpuacct: dir("cpuacct"),
+                        blkio: dir("blkio"),
+                        pids: dir("pids"),
+                    },
                     path,
                     version: Version::V1,
                 }
@@ -123,23 +157,38 @@ impl Layout {
     /// Every cgroup under the walk root down to `max_depth` levels whose path matches one
     /// of `include` and none of `exclude`. Symlinks are not followed. Directories that
     /// vanish during the walk are skipped.
-    pub fn discover(&self, include: &[String], exclude: &[String], max_depth: usize) -> Vec<String> {
+    pub fn discover(
+        &self,
+        include: &[String],
+        exclude: &[String],
+        max_depth: usize,
+    ) -> Vec<String> {
         let mut found = Vec::new();
         let mut stack: Vec<(PathBuf, String, usize)> = vec![(self.walk_root(), String::new(), 0)];
         while let Some((dir, relative, depth)) = stack.pop() {
             if depth >= max_depth {
                 continue;
             }
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
-                let Ok(kind) = entry.file_type() else { continue };
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
                 if !kind.is_dir() {
                     continue;
                 }
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                let child = if relative.is_empty() { name.to_string() } else { format!("{relative}/{name}") };
-                if include.iter().any(|p| glob_match(p, &child)) && !exclude.iter().any(|p| glob_match(p, &child)) {
+                let child = if relative.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{relative}/{name}")
+                };
+                if include.iter().any(|p| glob_match(p, &child))
+                    && !exclude.iter().any(|p| glob_match(p, &child))
+                {
                     found.push(format!("/{child}"));
                 }
                 stack.push((entry.path(), child, depth + 1));
@@ -155,8 +204,16 @@ impl Layout {
 /// least one, so `a/**` is everything below `a`, not `a`). A leading `/` in the pattern
 /// is ignored.
 pub fn glob_match(pattern: &str, path: &str) -> bool {
-    let pattern: Vec<&str> = pattern.trim_start_matches('/').split('/').filter(|e| !e.is_empty()).collect();
-    let path: Vec<&str> = path.trim_start_matches('/').split('/').filter(|e| !e.is_empty()).collect();
+    let pattern: Vec<&str> = pattern
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|e| !e.is_empty())
+        .collect();
+    let path: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|e| !e.is_empty())
+        .collect();
     match_elements(&pattern, &path)
 }
 
@@ -232,23 +289,39 @@ fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount<'_>> {
     let mut mounts = Vec::new();
     for line in mountinfo.lines() {
         // `id parent maj:min root mount_point options [optional fields] - fstype source super_options`
-        let Some((before, after)) = line.split_once(" - ") else { continue };
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
         let before: Vec<&str> = before.split(' ').collect();
         let mut after = after.split(' ');
-        let (Some(fstype), _, Some(super_options)) = (after.next(), after.next(), after.next()) else { continue };
+        let (Some(fstype), _, Some(super_options)) = (after.next(), after.next(), after.next())
+        else {
+            continue;
+        };
         if before.len() < 5 || !(fstype == "cgroup2" || fstype == "cgroup") {
             continue;
         }
-        mounts.push(CgroupMount { root: before[3], mount_point: before[4], v2: fstype == "cgroup2", controllers: super_options });
+        mounts.push(CgroupMount {
+            root: before[3],
+            mount_point: before[4],
+            v2: fstype == "cgroup2",
+            controllers: super_options,
+        });
     }
     mounts
 }
 
 fn under_mount(mount: &CgroupMount<'_>, cgroup_path: &str) -> PathBuf {
-    let path = cgroup_path.strip_suffix(" (deleted)").unwrap_or(cgroup_path);
+    let path = cgroup_path
+        .strip_suffix(" (deleted)")
+        .unwrap_or(cgroup_path);
     // Mount points in mountinfo escape spaces as \040.
     let mount_point = mount.mount_point.replace("\\040", " ");
-    let relative = if mount.root != "/" { path.strip_prefix(mount.root).unwrap_or(path) } else { path };
+    let relative = if mount.root != "/" {
+        path.strip_prefix(mount.root).unwrap_or(path)
+    } else {
+        path
+    };
     join_cgroup(Path::new(&mount_point), relative)
 }
 
@@ -264,7 +337,10 @@ pub fn self_targets(proc_cgroup: &str, mountinfo: &str) -> Vec<Target> {
     let mut v2: Option<(String, PathBuf)> = None;
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
         let path = path.strip_suffix(" (deleted)").unwrap_or(path);
         if controllers.is_empty() {
             if let Some(mount) = mounts.iter().find(|m| m.v2) {
@@ -273,7 +349,12 @@ pub fn self_targets(proc_cgroup: &str, mountinfo: &str) -> Vec<Target> {
             continue;
         }
         for controller in controllers.split(',') {
-            let Some(mount) = mounts.iter().find(|m| !m.v2 && m.controllers.split(',').any(|c| c == controller)) else { continue };
+            let Some(mount) = mounts
+                .iter()
+                .find(|m| !m.v2 && m.controllers.split(',').any(|c| c == controller))
+            else {
+                continue;
+            };
             let dir = Some(under_mount(mount, path));
             match controller {
                 "memory" => {
@@ -296,13 +377,31 @@ pub fn self_targets(proc_cgroup: &str, mountinfo: &str) -> Vec<Target> {
                 if v2_path == path {
                     v1.unified = Some(v2_dir);
                 } else {
-                    extra = Some(Target { path: v2_path, version: Version::V2, dirs: Dirs { unified: Some(v2_dir), ..Dirs::default() } });
+                    extra = Some(Target {
+                        path: v2_path,
+                        version: Version::V2,
+                        dirs: Dirs {
+                            unified: Some(v2_dir),
+                            ..Dirs::default()
+                        },
+                    });
                 }
             }
-            targets.push(Target { path, version: Version::V1, dirs: v1 });
+            targets.push(Target {
+                path,
+                version: Version::V1,
+                dirs: v1,
+            });
             targets.extend(extra);
         }
-        (None, Some((path, dir))) => targets.push(Target { path, version: Version::V2, dirs: Dirs { unified: Some(dir), ..Dirs::default() } }),
+        (None, Some((path, dir))) => targets.push(Target {
+            path,
+            version: Version::V2,
+            dirs: Dirs {
+                unified: Some(dir),
+                ..Dirs::default()
+            },
+        }),
         (None, None) => {}
     }
     targets
@@ -314,14 +413,23 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match("kubepods.slice/**", "kubepods.slice/kubepods-burstable.slice"));
+        assert!(glob_match(
+            "kubepods.slice/**",
+            "kubepods.slice/kubepods-burstable.slice"
+        ));
         assert!(glob_match("/kubepods.slice/**", "kubepods.slice/a/b/c"));
         assert!(!glob_match("kubepods.slice/**", "kubepods.slice"));
         assert!(glob_match("kubepods/**", "kubepods/burstable/pod1/abc"));
-        assert!(glob_match("**/*.scope", "kubepods.slice/a.slice/cri-containerd-1.scope"));
+        assert!(glob_match(
+            "**/*.scope",
+            "kubepods.slice/a.slice/cri-containerd-1.scope"
+        ));
         assert!(!glob_match("**/*.scope", "kubepods.slice/a.slice"));
         assert!(glob_match("**/crio-conmon-*", "k/p/crio-conmon-abc.scope"));
-        assert!(glob_match("system.slice/?ocker.service", "system.slice/docker.service"));
+        assert!(glob_match(
+            "system.slice/?ocker.service",
+            "system.slice/docker.service"
+        ));
         assert!(!glob_match("system.slice/*", "system.slice/a/b"));
         assert!(glob_match("**", "anything/at/all"));
     }
@@ -382,26 +490,47 @@ mod tests {
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
         let targets = self_targets(cgroup, mountinfo);
         assert_eq!(targets.len(), 2);
-        assert_eq!(targets[0].path, "/process_api/8f11e01cb8d6c7f334f20676c02751ff");
+        assert_eq!(
+            targets[0].path,
+            "/process_api/8f11e01cb8d6c7f334f20676c02751ff"
+        );
         assert_eq!(targets[0].version, Version::V1);
-        assert_eq!(targets[0].dirs.memory.as_deref(), Some(Path::new("/sys/fs/cgroup/memory/process_api/8f11e01cb8d6c7f334f20676c02751ff")));
-        assert_eq!(targets[0].dirs.cpu.as_deref(), Some(Path::new("/sys/fs/cgroup/cpu")));
+        assert_eq!(
+            targets[0].dirs.memory.as_deref(),
+            Some(Path::new(
+                "/sys/fs/cgroup/memory/process_api/8f11e01cb8d6c7f334f20676c02751ff"
+            ))
+        );
+        assert_eq!(
+            targets[0].dirs.cpu.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/cpu"))
+        );
         assert_eq!(targets[0].dirs.unified, None);
         assert_eq!(targets[1].path, "/");
         assert_eq!(targets[1].version, Version::V2);
-        assert_eq!(targets[1].dirs.unified.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            targets[1].dirs.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
     }
 
     #[test]
     fn self_on_pure_v2_in_a_pod_with_a_nested_mount_root() {
-        let cgroup = "0::/kubepods.slice/kubepods-burstable.slice/x.slice/cri-containerd-abc.scope\n";
+        let cgroup =
+            "0::/kubepods.slice/kubepods-burstable.slice/x.slice/cri-containerd-abc.scope\n";
         let mountinfo = "30 25 0:26 /kubepods.slice/kubepods-burstable.slice /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
         let targets = self_targets(cgroup, mountinfo);
         assert_eq!(targets.len(), 1);
         assert_eq!(targets[0].version, Version::V2);
-        assert_eq!(targets[0].dirs.unified.as_deref(), Some(Path::new("/sys/fs/cgroup/x.slice/cri-containerd-abc.scope")));
+        assert_eq!(
+            targets[0].dirs.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/x.slice/cri-containerd-abc.scope"))
+        );
         // A deleted cgroup (zombie) keeps its name without the suffix.
-        let targets = self_targets("0::/gone (deleted)\n", "1 1 0:1 / /cg rw - cgroup2 cgroup2 rw\n");
+        let targets = self_targets(
+            "0::/gone (deleted)\n",
+            "1 1 0:1 / /cg rw - cgroup2 cgroup2 rw\n",
+        );
         assert_eq!(targets[0].path, "/gone");
     }
 

@@ -26,12 +26,12 @@ use std::time::SystemTime;
 use futures::future::BoxFuture;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
-use oxcol_core::telemetry::Registry;
 use oxcol_core::GoDuration;
+use oxcol_core::telemetry::Registry;
 use serde::Deserialize;
 
 use crate::scraper::{ScrapeOutput, Scraper};
-use emit::{string_attribute, unix_nanos, ResourceBuilder};
+use emit::{ResourceBuilder, string_attribute, unix_nanos};
 use locate::Target;
 use read::{ReadErrors, Reader};
 
@@ -75,7 +75,11 @@ pub struct Discovery {
 
 impl Default for Discovery {
     fn default() -> Self {
-        Discovery { include: Vec::new(), exclude: Vec::new(), max_depth: 8 }
+        Discovery {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_depth: 8,
+        }
     }
 }
 
@@ -98,7 +102,10 @@ impl Config {
             errors.push("collection_interval must be greater than zero (e.g. 10s)".to_string());
         }
         if !self.root_path.is_absolute() {
-            errors.push(format!("root_path {:?} must be an absolute path (e.g. /sys/fs/cgroup)", self.root_path));
+            errors.push(format!(
+                "root_path {:?} must be an absolute path (e.g. /sys/fs/cgroup)",
+                self.root_path
+            ));
         }
         for path in &self.paths {
             if path.split('/').any(|e| e == "..") {
@@ -106,21 +113,28 @@ impl Config {
             }
         }
         if !(1..=64).contains(&self.discovery.max_depth) {
-            errors.push(format!("discovery.max_depth must be between 1 and 64, not {}", self.discovery.max_depth));
+            errors.push(format!(
+                "discovery.max_depth must be between 1 and 64, not {}",
+                self.discovery.max_depth
+            ));
         }
         for pattern in self.discovery.include.iter().chain(&self.discovery.exclude) {
             if pattern.trim_matches('/').is_empty() || pattern.split('/').any(|e| e == "..") {
                 errors.push(format!("discovery: glob {pattern:?} is empty or contains \"..\"; write e.g. \"kubepods.slice/**\""));
             }
         }
-        if self.self_cgroup == Some(false) && self.paths.is_empty() && self.discovery.include.is_empty() {
+        if self.self_cgroup == Some(false)
+            && self.paths.is_empty()
+            && self.discovery.include.is_empty()
+        {
             errors.push("nothing to read: set self: true, paths, or discovery.include".to_string());
         }
         errors
     }
 
     pub fn reads_self(&self) -> bool {
-        self.self_cgroup.unwrap_or(self.paths.is_empty() && self.discovery.include.is_empty())
+        self.self_cgroup
+            .unwrap_or(self.paths.is_empty() && self.discovery.include.is_empty())
     }
 }
 
@@ -148,12 +162,18 @@ impl Collector {
     pub fn new(id: &str, config: &Config, registry: &Registry) -> Collector {
         let errors = ReadErrors::new(registry, id);
         let self_targets = if config.reads_self() {
-            let found = match (std::fs::read_to_string("/proc/self/cgroup"), std::fs::read_to_string("/proc/self/mountinfo")) {
+            let found = match (
+                std::fs::read_to_string("/proc/self/cgroup"),
+                std::fs::read_to_string("/proc/self/mountinfo"),
+            ) {
                 (Ok(cgroup), Ok(mountinfo)) => locate::self_targets(&cgroup, &mountinfo),
                 _ => Vec::new(),
             };
             if found.is_empty() {
-                tracing::warn!(receiver = id, "self: true but oxcol's own cgroup could not be found from /proc/self/cgroup and /proc/self/mountinfo");
+                tracing::warn!(
+                    receiver = id,
+                    "self: true but oxcol's own cgroup could not be found from /proc/self/cgroup and /proc/self/mountinfo"
+                );
             }
             found
         } else {
@@ -171,8 +191,20 @@ impl Collector {
     }
 
     /// Builds the collector with explicit `self` targets (tests).
-    pub fn with_self_targets(id: &str, config: &Config, registry: &Registry, targets: Vec<Target>) -> Collector {
-        let mut collector = Collector::new(id, &Config { self_cgroup: Some(false), ..config.clone() }, registry);
+    pub fn with_self_targets(
+        id: &str,
+        config: &Config,
+        registry: &Registry,
+        targets: Vec<Target>,
+    ) -> Collector {
+        let mut collector = Collector::new(
+            id,
+            &Config {
+                self_cgroup: Some(false),
+                ..config.clone()
+            },
+            registry,
+        );
         collector.self_targets = targets;
         collector
     }
@@ -184,10 +216,19 @@ impl Collector {
         if !self.config.paths.is_empty() || !self.config.discovery.include.is_empty() {
             match locate::detect_layout(&self.config.root_path) {
                 Some(layout) => {
-                    let mut paths: Vec<String> = self.config.paths.iter().map(|p| locate::normalize(p)).collect();
+                    let mut paths: Vec<String> = self
+                        .config
+                        .paths
+                        .iter()
+                        .map(|p| locate::normalize(p))
+                        .collect();
                     if !self.config.discovery.include.is_empty() {
                         let discovery = &self.config.discovery;
-                        paths.extend(layout.discover(&discovery.include, &discovery.exclude, discovery.max_depth));
+                        paths.extend(layout.discover(
+                            &discovery.include,
+                            &discovery.exclude,
+                            discovery.max_depth,
+                        ));
                     }
                     paths.sort_unstable();
                     paths.dedup();
@@ -216,7 +257,9 @@ impl Collector {
         let targets = self.targets();
         let mut out = Vec::with_capacity(targets.len());
         for target in &targets {
-            let Some(primary) = target.dirs.memory.as_ref().or(target.dirs.unified.as_ref()) else { continue };
+            let Some(primary) = target.dirs.memory.as_ref().or(target.dirs.unified.as_ref()) else {
+                continue;
+            };
             let inode = match self.reader.inode(primary) {
                 Ok(inode) => inode,
                 Err(error) => {
@@ -229,9 +272,19 @@ impl Collector {
             let generation = self.generation;
             // Look up by &str first: no key allocation per cgroup per scrape.
             if !self.known.contains_key(&target.path) {
-                self.known.insert(target.path.clone(), Known { inode, start_time_unix_nano: now_nanos, attributes: resource_attributes(target), generation });
+                self.known.insert(
+                    target.path.clone(),
+                    Known {
+                        inode,
+                        start_time_unix_nano: now_nanos,
+                        attributes: resource_attributes(target),
+                        generation,
+                    },
+                );
             }
-            let Some(known) = self.known.get_mut(&target.path) else { continue };
+            let Some(known) = self.known.get_mut(&target.path) else {
+                continue;
+            };
             if known.inode != inode {
                 known.inode = inode;
                 known.start_time_unix_nano = now_nanos;
@@ -253,7 +306,10 @@ impl Collector {
 }
 
 fn resource_attributes(target: &Target) -> Vec<KeyValue> {
-    let mut attributes = vec![string_attribute("cgroup.path", &target.path), string_attribute("cgroup.version", target.version.name())];
+    let mut attributes = vec![
+        string_attribute("cgroup.path", &target.path),
+        string_attribute("cgroup.version", target.version.name()),
+    ];
     let k8s = k8s::parse(&target.path);
     if let Some(uid) = &k8s.pod_uid {
         attributes.push(string_attribute("k8s.pod.uid", uid));
@@ -278,14 +334,19 @@ pub struct CgroupScraper {
 
 impl CgroupScraper {
     pub fn new(id: &str, config: &Config, registry: &Arc<Registry>) -> CgroupScraper {
-        CgroupScraper { collector: Some(Box::new(Collector::new(id, config, registry))) }
+        CgroupScraper {
+            collector: Some(Box::new(Collector::new(id, config, registry))),
+        }
     }
 }
 
 impl Scraper for CgroupScraper {
     fn scrape(&mut self, now: SystemTime) -> BoxFuture<'_, Result<ScrapeOutput, String>> {
         Box::pin(async move {
-            let mut collector = self.collector.take().ok_or("a previous cgroup scrape panicked; the receiver is stopped")?;
+            let mut collector = self
+                .collector
+                .take()
+                .ok_or("a previous cgroup scrape panicked; the receiver is stopped")?;
             let (collector, metrics) = tokio::task::spawn_blocking(move || {
                 let metrics = collector.collect(now);
                 (collector, metrics)
@@ -293,7 +354,10 @@ impl Scraper for CgroupScraper {
             .await
             .map_err(|e| format!("cgroup scrape task failed: {e}"))?;
             self.collector = Some(collector);
-            Ok(ScrapeOutput { metrics, logs: Vec::new() })
+            Ok(ScrapeOutput {
+                metrics,
+                logs: Vec::new(),
+            })
         })
     }
 }

@@ -35,7 +35,9 @@ pub fn parse_u64(bytes: &[u8]) -> Option<u64> {
 /// Parses a signed decimal integer (v1 `cpu.cfs_quota_us` is `-1` when unlimited).
 pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     match bytes.split_first() {
-        Some((b'-', rest)) => parse_u64(rest).and_then(|v| i64::try_from(v).ok()).map(|v| -v),
+        Some((b'-', rest)) => parse_u64(rest)
+            .and_then(|v| i64::try_from(v).ok())
+            .map(|v| -v),
         _ => parse_u64(bytes).and_then(|v| i64::try_from(v).ok()),
     }
 }
@@ -58,8 +60,14 @@ pub fn parse_decimal(bytes: &[u8]) -> Option<f64> {
 
 /// Strips ASCII whitespace at both ends.
 pub fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &bytes[start..end.max(start)]
 }
 
@@ -75,12 +83,17 @@ pub fn parse_limit(bytes: &[u8]) -> Option<Limit> {
 /// A v1 byte limit: a number, where anything >= 2^62 means unlimited.
 pub fn parse_v1_limit(bytes: &[u8]) -> Option<Limit> {
     let value = parse_u64(trim(bytes))?;
-    Some(if value >= V1_UNLIMITED_THRESHOLD { Limit::Unlimited } else { Limit::Value(value) })
+    Some(if value >= V1_UNLIMITED_THRESHOLD {
+        Limit::Unlimited
+    } else {
+        Limit::Value(value)
+    })
 }
 
 /// Splits on ASCII whitespace without allocating.
 fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    line.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty())
+    line.split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
 }
 
 /// A flat keyed file (`memory.stat`, `memory.events`, `cpu.stat`, v1 `cpuacct.stat`,
@@ -132,7 +145,9 @@ pub fn parse_psi(bytes: &[u8]) -> Psi {
         let mut parsed = PsiLine::default();
         let mut seen_total = false;
         for pair in parts {
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else { continue };
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
             let (key, value) = (&pair[..eq], &pair[eq + 1..]);
             match key {
                 b"avg10" => parsed.avg10 = parse_decimal(value).unwrap_or(0.0),
@@ -162,7 +177,9 @@ pub fn for_each_nested(bytes: &[u8], mut each: impl FnMut(&[u8], &[u8], u64)) {
         let mut parts = fields(line);
         let Some(key) = parts.next() else { continue };
         for pair in parts {
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else { continue };
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
             if let Some(value) = parse_u64(&pair[eq + 1..]) {
                 each(key, &pair[..eq], value);
             }
@@ -188,7 +205,9 @@ pub fn parse_cpu_max(bytes: &[u8]) -> Option<(Limit, u64)> {
 pub fn for_each_blkio(bytes: &[u8], mut each: impl FnMut(&[u8], &[u8], u64)) {
     for line in bytes.split(|&b| b == b'\n') {
         let mut parts = fields(line);
-        let (Some(device), Some(op), Some(value), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(device), Some(op), Some(value), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         if let Some(value) = parse_u64(value) {
@@ -209,8 +228,14 @@ mod tests {
         assert_eq!(parse_limit(b""), None);
         assert_eq!(parse_limit(b"-1\n"), None);
         assert_eq!(parse_limit(b"99999999999999999999999\n"), None);
-        assert_eq!(parse_v1_limit(b"9223372036854771712\n"), Some(Limit::Unlimited));
-        assert_eq!(parse_v1_limit(b"268435456\n"), Some(Limit::Value(268_435_456)));
+        assert_eq!(
+            parse_v1_limit(b"9223372036854771712\n"),
+            Some(Limit::Unlimited)
+        );
+        assert_eq!(
+            parse_v1_limit(b"268435456\n"),
+            Some(Limit::Value(268_435_456))
+        );
         assert_eq!(parse_i64(b"-1"), Some(-1));
         assert_eq!(parse_i64(b"50000"), Some(50_000));
     }
@@ -218,17 +243,29 @@ mod tests {
     #[test]
     fn flat_keyed_skips_junk_and_keeps_order() {
         let mut seen = Vec::new();
-        for_each_flat(b"anon 4096\nfile 8192\ngarbage\nbad x\nthree a b\n\nnew_key 7\n", |k, v| {
-            seen.push((String::from_utf8_lossy(k).into_owned(), v))
-        });
-        assert_eq!(seen, vec![("anon".into(), 4096), ("file".into(), 8192), ("new_key".into(), 7)]);
+        for_each_flat(
+            b"anon 4096\nfile 8192\ngarbage\nbad x\nthree a b\n\nnew_key 7\n",
+            |k, v| seen.push((String::from_utf8_lossy(k).into_owned(), v)),
+        );
+        assert_eq!(
+            seen,
+            vec![
+                ("anon".into(), 4096),
+                ("file".into(), 8192),
+                ("new_key".into(), 7)
+            ]
+        );
     }
 
     #[test]
     fn psi_both_lines_and_missing_full() {
         let psi = parse_psi(b"some avg10=10.22 avg60=16.07 avg300=13.24 total=105912401\nfull avg10=0.00 avg60=0.60 avg300=1.25 total=15843534\n");
         let some = psi.some.unwrap();
-        assert!((some.avg10 - 10.22).abs() < 1e-9 && (some.avg60 - 16.07).abs() < 1e-9 && (some.avg300 - 13.24).abs() < 1e-9);
+        assert!(
+            (some.avg10 - 10.22).abs() < 1e-9
+                && (some.avg60 - 16.07).abs() < 1e-9
+                && (some.avg300 - 13.24).abs() < 1e-9
+        );
         assert_eq!(some.total_usec, 105_912_401);
         assert_eq!(psi.full.unwrap().total_usec, 15_843_534);
         // Kernels 4.20-5.12: no cpu `full` line; irq.pressure: only `full`.
@@ -245,13 +282,31 @@ mod tests {
         for_each_nested(b"259:0 rbytes=1048576 wbytes=4096 rios=12 wios=1 dbytes=0 dios=0 cost.usage=5\n8:0 rbytes=7 junk wbytes=x\n", |d, k, v| {
             seen.push(format!("{}/{}={v}", String::from_utf8_lossy(d), String::from_utf8_lossy(k)))
         });
-        assert_eq!(seen, ["259:0/rbytes=1048576", "259:0/wbytes=4096", "259:0/rios=12", "259:0/wios=1", "259:0/dbytes=0", "259:0/dios=0", "259:0/cost.usage=5", "8:0/rbytes=7"]);
+        assert_eq!(
+            seen,
+            [
+                "259:0/rbytes=1048576",
+                "259:0/wbytes=4096",
+                "259:0/rios=12",
+                "259:0/wios=1",
+                "259:0/dbytes=0",
+                "259:0/dios=0",
+                "259:0/cost.usage=5",
+                "8:0/rbytes=7"
+            ]
+        );
     }
 
     #[test]
     fn cpu_max_forms() {
-        assert_eq!(parse_cpu_max(b"max 100000\n"), Some((Limit::Unlimited, 100_000)));
-        assert_eq!(parse_cpu_max(b"50000 100000\n"), Some((Limit::Value(50_000), 100_000)));
+        assert_eq!(
+            parse_cpu_max(b"max 100000\n"),
+            Some((Limit::Unlimited, 100_000))
+        );
+        assert_eq!(
+            parse_cpu_max(b"50000 100000\n"),
+            Some((Limit::Value(50_000), 100_000))
+        );
         assert_eq!(parse_cpu_max(b"50000\n"), None);
     }
 
@@ -290,8 +345,14 @@ mod tests {
             for _ in 0..(next() % 10) {
                 let at = (next() as usize) % (input.len() + 1);
                 match next() % 3 {
-                    0 if at < input.len() => input[at] = [b' ', b'\t', b'\n', b'\r', 0x0c, b'7', b'x', 0xff][(next() % 8) as usize],
-                    1 => input.insert(at, [b' ', b'\n', b'\t', b'9', b'_', 0xff][(next() % 6) as usize]),
+                    0 if at < input.len() => {
+                        input[at] = [b' ', b'\t', b'\n', b'\r', 0x0c, b'7', b'x', 0xff]
+                            [(next() % 8) as usize]
+                    }
+                    1 => input.insert(
+                        at,
+                        [b' ', b'\n', b'\t', b'9', b'_', 0xff][(next() % 6) as usize],
+                    ),
                     _ if at < input.len() => {
                         input.remove(at);
                     }
@@ -300,10 +361,18 @@ mod tests {
             }
             let mut got = Vec::new();
             for_each_flat(&input, |k, v| got.push((k.to_vec(), v)));
-            assert_eq!(got, reference_flat(&input), "{}", String::from_utf8_lossy(&input));
+            assert_eq!(
+                got,
+                reference_flat(&input),
+                "{}",
+                String::from_utf8_lossy(&input)
+            );
             seen += got.len();
         }
-        assert!(seen > 5_000 * 3, "mutations leave most lines valid ({seen})");
+        assert!(
+            seen > 5_000 * 3,
+            "mutations leave most lines valid ({seen})"
+        );
     }
 
     /// Property test: random bytes and mutated real files never panic any parser.
@@ -325,7 +394,10 @@ mod tests {
                 let at = (next() as usize) % (input.len() + 1);
                 match next() % 3 {
                     0 if at < input.len() => input[at] = next() as u8,
-                    1 => input.insert(at, [b' ', b'=', b'\n', b'.', b'9', b'-', 0xff][(next() % 7) as usize]),
+                    1 => input.insert(
+                        at,
+                        [b' ', b'=', b'\n', b'.', b'9', b'-', 0xff][(next() % 7) as usize],
+                    ),
                     _ if at < input.len() => {
                         input.remove(at);
                     }
@@ -340,7 +412,13 @@ mod tests {
             for_each_blkio(&input, |_, _, v| sink = sink.wrapping_add(v));
             let psi = parse_psi(&input);
             sink = sink.wrapping_add(psi.some.map_or(0, |l| l.total_usec));
-            let _ = (parse_limit(&input), parse_v1_limit(&input), parse_cpu_max(&input), parse_decimal(&input), parse_i64(&input));
+            let _ = (
+                parse_limit(&input),
+                parse_v1_limit(&input),
+                parse_cpu_max(&input),
+                parse_decimal(&input),
+                parse_i64(&input),
+            );
         }
         assert!(sink > 0, "mutations of valid input still yield some values");
     }

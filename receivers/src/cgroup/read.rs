@@ -41,7 +41,13 @@ impl ReadErrors {
                 &[("receiver", receiver), ("reason", reason)],
             )
         };
-        ReadErrors { vanished: counter("vanished"), permission: counter("permission"), unsupported: counter("unsupported"), io: counter("io"), parse: counter("parse") }
+        ReadErrors {
+            vanished: counter("vanished"),
+            permission: counter("permission"),
+            unsupported: counter("unsupported"),
+            io: counter("io"),
+            parse: counter("parse"),
+        }
     }
 
     pub fn count(&self, error: &std::io::Error) {
@@ -126,7 +132,12 @@ impl Reader {
         self.dir_cpath.extend_from_slice(bytes);
         self.dir_cpath.push(0);
         // SAFETY: `dir_cpath` is NUL-terminated with no NUL inside and outlives the call.
-        let fd = unsafe { libc::open(self.dir_cpath.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                self.dir_cpath.as_ptr().cast(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
             return None;
         }
@@ -201,7 +212,17 @@ const MEMORY_STAT: &str = "cgroup.memory.stat.";
 
 /// memory.stat fields that count events or pages (monotonic sums); the rest are bytes.
 fn is_event_counter(field: &[u8]) -> bool {
-    const PREFIXES: [&[u8]; 9] = [b"pg", b"workingset_", b"thp_", b"numa_", b"pswp", b"swpin", b"swpout", b"zswpin", b"zswpout"];
+    const PREFIXES: [&[u8]; 9] = [
+        b"pg",
+        b"workingset_",
+        b"thp_",
+        b"numa_",
+        b"pswp",
+        b"swpin",
+        b"swpout",
+        b"zswpin",
+        b"zswpout",
+    ];
     PREFIXES.iter().any(|p| field.starts_with(p)) || field == b"zswpwb"
 }
 
@@ -221,7 +242,11 @@ impl StatNames {
     }
 
     fn lookup(&mut self, field: &[u8]) -> Option<(&str, bool)> {
-        let index = match self.entries.get(self.next).filter(|(f, _, _)| &**f == field) {
+        let index = match self
+            .entries
+            .get(self.next)
+            .filter(|(f, _, _)| &**f == field)
+        {
             Some(_) => self.next,
             None => match self.entries.iter().position(|(f, _, _)| &**f == field) {
                 Some(i) => i,
@@ -231,18 +256,26 @@ impl StatNames {
                     if self.entries.len() >= 1024 {
                         return None;
                     }
-                    self.entries.push((field.into(), format!("{MEMORY_STAT}{name}").into_boxed_str(), is_event_counter(field)));
+                    self.entries.push((
+                        field.into(),
+                        format!("{MEMORY_STAT}{name}").into_boxed_str(),
+                        is_event_counter(field),
+                    ));
                     self.entries.len() - 1
                 }
             },
         };
         self.next = index + 1;
-        self.entries.get(index).map(|(_, name, counter)| (&**name, *counter))
+        self.entries
+            .get(index)
+            .map(|(_, name, counter)| (&**name, *counter))
     }
 }
 
 fn emit_stat_field(builder: &mut ResourceBuilder, names: &mut StatNames, field: &[u8], value: u64) {
-    let Some((name, counter)) = names.lookup(field) else { return };
+    let Some((name, counter)) = names.lookup(field) else {
+        return;
+    };
     if counter {
         builder.counter_int(name, "1", value, &[]);
     } else {
@@ -254,7 +287,12 @@ fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn emit_limit(builder: &mut ResourceBuilder, metric: &str, limit: Option<Limit>, errors: &ReadErrors) {
+fn emit_limit(
+    builder: &mut ResourceBuilder,
+    metric: &str,
+    limit: Option<Limit>,
+    errors: &ReadErrors,
+) {
     match limit {
         Some(Limit::Value(v)) => builder.gauge_int(metric, "By", clamp(v), &[]),
         Some(Limit::Unlimited) => {}
@@ -262,16 +300,29 @@ fn emit_limit(builder: &mut ResourceBuilder, metric: &str, limit: Option<Limit>,
     }
 }
 
-fn emit_working_set(builder: &mut ResourceBuilder, current: Option<u64>, inactive_file: Option<u64>) {
+fn emit_working_set(
+    builder: &mut ResourceBuilder,
+    current: Option<u64>,
+    inactive_file: Option<u64>,
+) {
     if let (Some(current), Some(inactive_file)) = (current, inactive_file) {
-        builder.gauge_int("cgroup.memory.working_set", "By", clamp(current.saturating_sub(inactive_file)), &[]);
+        builder.gauge_int(
+            "cgroup.memory.working_set",
+            "By",
+            clamp(current.saturating_sub(inactive_file)),
+            &[],
+        );
     }
 }
 
 /// Reads every file of `target`; what was read before a vanish is kept.
 pub fn read_target(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) {
     let _ = match target.version {
-        Version::V2 => target.dirs.unified.as_deref().map(|dir| read_v2(reader, dir, builder)),
+        Version::V2 => target
+            .dirs
+            .unified
+            .as_deref()
+            .map(|dir| read_v2(reader, dir, builder)),
         Version::V1 => Some(read_v1(reader, target, builder)),
     };
 }
@@ -308,7 +359,12 @@ fn read_v2(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Re
     }
     let mut inactive_file = None;
     if reader.read(dir, "memory.stat")?.is_some() {
-        let Reader { buffer, filled, stat_names, .. } = &mut *reader;
+        let Reader {
+            buffer,
+            filled,
+            stat_names,
+            ..
+        } = &mut *reader;
         stat_names.restart();
         parse::for_each_flat(&buffer[..*filled], |key, value| {
             if key == b"inactive_file" {
@@ -318,7 +374,11 @@ fn read_v2(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Re
         });
     }
     emit_working_set(builder, current, inactive_file);
-    for (file, metric) in [("memory.events", "cgroup.memory.events"), ("memory.events.local", "cgroup.memory.events.local"), ("memory.swap.events", "cgroup.memory.swap.events")] {
+    for (file, metric) in [
+        ("memory.events", "cgroup.memory.events"),
+        ("memory.events.local", "cgroup.memory.events.local"),
+        ("memory.swap.events", "cgroup.memory.swap.events"),
+    ] {
         if let Some(data) = reader.read(dir, file)? {
             builder.reserve_points(8);
             parse::for_each_flat(data, |key, value| {
@@ -330,7 +390,9 @@ fn read_v2(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Re
     }
     if let Some(data) = reader.read(dir, "cpu.stat")? {
         parse::for_each_flat(data, |key, value| {
-            let Ok(field) = std::str::from_utf8(key) else { return };
+            let Ok(field) = std::str::from_utf8(key) else {
+                return;
+            };
             name.clear();
             name.push_str("cgroup.cpu.stat.");
             match field.strip_suffix("_usec") {
@@ -347,14 +409,23 @@ fn read_v2(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Re
     }
     if let Some(data) = reader.read(dir, "cpu.max")? {
         match parse::parse_cpu_max(data) {
-            Some((Limit::Value(quota), period)) if period > 0 => builder.gauge_f64("cgroup.cpu.max", "{cpu}", quota as f64 / period as f64, &[]),
+            Some((Limit::Value(quota), period)) if period > 0 => {
+                builder.gauge_f64("cgroup.cpu.max", "{cpu}", quota as f64 / period as f64, &[])
+            }
             Some(_) => {}
             None => reader.errors.parse.add(1),
         }
     }
     if let Some(data) = reader.read(dir, "io.stat")? {
         let devices = data.iter().filter(|&&b| b == b'\n').count();
-        for (key, unit) in [("rbytes", "By"), ("wbytes", "By"), ("dbytes", "By"), ("rios", "1"), ("wios", "1"), ("dios", "1")] {
+        for (key, unit) in [
+            ("rbytes", "By"),
+            ("wbytes", "By"),
+            ("dbytes", "By"),
+            ("rios", "1"),
+            ("wios", "1"),
+            ("dios", "1"),
+        ] {
             name.clear();
             name.push_str("cgroup.io.stat.");
             name.push_str(key);
@@ -403,8 +474,13 @@ fn read_pids(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> 
     Ok(())
 }
 
-fn read_pressure(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder) -> Result<(), Gone> {
-    let mut found: [(&str, Option<Psi>); 4] = [("cpu", None), ("memory", None), ("io", None), ("irq", None)];
+fn read_pressure(
+    reader: &mut Reader,
+    dir: &Path,
+    builder: &mut ResourceBuilder,
+) -> Result<(), Gone> {
+    let mut found: [(&str, Option<Psi>); 4] =
+        [("cpu", None), ("memory", None), ("io", None), ("irq", None)];
     for (resource, slot) in &mut found {
         let file = match *resource {
             "cpu" => "cpu.pressure",
@@ -417,13 +493,22 @@ fn read_pressure(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder)
         }
     }
     let lines = |psi: &Psi| [("some", psi.some), ("full", psi.full)];
-    let count: usize = found.iter().filter_map(|(_, psi)| psi.as_ref()).map(|psi| usize::from(psi.some.is_some()) + usize::from(psi.full.is_some())).sum();
+    let count: usize = found
+        .iter()
+        .filter_map(|(_, psi)| psi.as_ref())
+        .map(|psi| usize::from(psi.some.is_some()) + usize::from(psi.full.is_some()))
+        .sum();
     builder.reserve_points(count);
     for (resource, psi) in &found {
         let Some(psi) = psi else { continue };
         for (kind, line) in lines(psi) {
             if let Some(line) = line {
-                builder.counter_f64("cgroup.pressure.stall_time", "s", line.total_usec as f64 / 1e6, &[("resource", resource), ("kind", kind)]);
+                builder.counter_f64(
+                    "cgroup.pressure.stall_time",
+                    "s",
+                    line.total_usec as f64 / 1e6,
+                    &[("resource", resource), ("kind", kind)],
+                );
             }
         }
     }
@@ -432,8 +517,17 @@ fn read_pressure(reader: &mut Reader, dir: &Path, builder: &mut ResourceBuilder)
         let Some(psi) = psi else { continue };
         for (kind, line) in lines(psi) {
             if let Some(line) = line {
-                for (window, value) in [("10s", line.avg10), ("60s", line.avg60), ("300s", line.avg300)] {
-                    builder.gauge_f64("cgroup.pressure.avg", "1", value / 100.0, &[("resource", resource), ("kind", kind), ("window", window)]);
+                for (window, value) in [
+                    ("10s", line.avg10),
+                    ("60s", line.avg60),
+                    ("300s", line.avg300),
+                ] {
+                    builder.gauge_f64(
+                        "cgroup.pressure.avg",
+                        "1",
+                        value / 100.0,
+                        &[("resource", resource), ("kind", kind), ("window", window)],
+                    );
                 }
             }
         }
@@ -456,7 +550,11 @@ fn v1_stat_name(key: &str) -> Option<&str> {
     })
 }
 
-fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) -> Result<(), Gone> {
+fn read_v1(
+    reader: &mut Reader,
+    target: &Target,
+    builder: &mut ResourceBuilder,
+) -> Result<(), Gone> {
     let mut name = String::with_capacity(64);
     if let Some(dir) = target.dirs.memory.as_deref() {
         let mut current = None;
@@ -469,7 +567,10 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
                 None => reader.errors.parse.add(1),
             }
         }
-        for (file, metric) in [("memory.limit_in_bytes", "cgroup.memory.max"), ("memory.max_usage_in_bytes", "cgroup.memory.peak")] {
+        for (file, metric) in [
+            ("memory.limit_in_bytes", "cgroup.memory.max"),
+            ("memory.max_usage_in_bytes", "cgroup.memory.peak"),
+        ] {
             if let Some(data) = reader.read(dir, file)? {
                 let limit = parse::parse_v1_limit(data);
                 emit_limit(builder, metric, limit, &reader.errors);
@@ -478,15 +579,24 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
         let mut inactive_file = None;
         let mut swap = None;
         if reader.read(dir, "memory.stat")?.is_some() {
-            let Reader { buffer, filled, stat_names, .. } = &mut *reader;
+            let Reader {
+                buffer,
+                filled,
+                stat_names,
+                ..
+            } = &mut *reader;
             stat_names.restart();
             parse::for_each_flat(&buffer[..*filled], |key, value| {
-                let Ok(key) = std::str::from_utf8(key) else { return };
+                let Ok(key) = std::str::from_utf8(key) else {
+                    return;
+                };
                 if key == "total_swap" {
                     swap = Some(value);
                     return;
                 }
-                let Some(field) = v1_stat_name(key) else { return };
+                let Some(field) = v1_stat_name(key) else {
+                    return;
+                };
                 if field == "inactive_file" {
                     inactive_file = Some(value);
                 }
@@ -508,14 +618,23 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
         if let Some(data) = reader.read(dir, "memory.oom_control")? {
             parse::for_each_flat(data, |key, value| {
                 if key == b"oom_kill" {
-                    builder.counter_int("cgroup.memory.events", "1", value, &[("event", "oom_kill")]);
+                    builder.counter_int(
+                        "cgroup.memory.events",
+                        "1",
+                        value,
+                        &[("event", "oom_kill")],
+                    );
                 }
             });
         }
     }
     if let Some(dir) = target.dirs.cpuacct.as_deref() {
         let mut user_and_system = 0;
-        for (file, metric) in [("cpuacct.usage", "cgroup.cpu.stat.usage"), ("cpuacct.usage_user", "cgroup.cpu.stat.user"), ("cpuacct.usage_sys", "cgroup.cpu.stat.system")] {
+        for (file, metric) in [
+            ("cpuacct.usage", "cgroup.cpu.stat.usage"),
+            ("cpuacct.usage_user", "cgroup.cpu.stat.user"),
+            ("cpuacct.usage_sys", "cgroup.cpu.stat.system"),
+        ] {
             if let Some(data) = reader.read(dir, file)? {
                 match parse::parse_u64(parse::trim(data)) {
                     Some(ns) => {
@@ -532,8 +651,15 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
             let ticks = reader.clock_ticks as f64;
             if let Some(data) = reader.read(dir, "cpuacct.stat")? {
                 parse::for_each_flat(data, |key, value| match key {
-                    b"user" => builder.counter_f64("cgroup.cpu.stat.user", "s", value as f64 / ticks, &[]),
-                    b"system" => builder.counter_f64("cgroup.cpu.stat.system", "s", value as f64 / ticks, &[]),
+                    b"user" => {
+                        builder.counter_f64("cgroup.cpu.stat.user", "s", value as f64 / ticks, &[])
+                    }
+                    b"system" => builder.counter_f64(
+                        "cgroup.cpu.stat.system",
+                        "s",
+                        value as f64 / ticks,
+                        &[],
+                    ),
                     _ => {}
                 });
             }
@@ -542,7 +668,9 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
     if let Some(dir) = target.dirs.cpu.as_deref() {
         if let Some(data) = reader.read(dir, "cpu.stat")? {
             parse::for_each_flat(data, |key, value| {
-                let Ok(field) = std::str::from_utf8(key) else { return };
+                let Ok(field) = std::str::from_utf8(key) else {
+                    return;
+                };
                 name.clear();
                 name.push_str("cgroup.cpu.stat.");
                 match field.strip_suffix("_time") {
@@ -558,8 +686,12 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
                 }
             });
         }
-        let quota = reader.read(dir, "cpu.cfs_quota_us")?.and_then(|d| parse::parse_i64(parse::trim(d)));
-        let period = reader.read(dir, "cpu.cfs_period_us")?.and_then(|d| parse::parse_u64(parse::trim(d)));
+        let quota = reader
+            .read(dir, "cpu.cfs_quota_us")?
+            .and_then(|d| parse::parse_i64(parse::trim(d)));
+        let period = reader
+            .read(dir, "cpu.cfs_period_us")?
+            .and_then(|d| parse::parse_u64(parse::trim(d)));
         if let (Some(quota), Some(period)) = (quota, period) {
             if quota > 0 && period > 0 {
                 builder.gauge_f64("cgroup.cpu.max", "{cpu}", quota as f64 / period as f64, &[]);
@@ -568,8 +700,28 @@ fn read_v1(reader: &mut Reader, target: &Target, builder: &mut ResourceBuilder) 
     }
     if let Some(dir) = target.dirs.blkio.as_deref() {
         for (files, keys) in [
-            (["blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_service_bytes"], [("Read", "rbytes", "By"), ("Write", "wbytes", "By"), ("Discard", "dbytes", "By")]),
-            (["blkio.throttle.io_serviced_recursive", "blkio.throttle.io_serviced"], [("Read", "rios", "1"), ("Write", "wios", "1"), ("Discard", "dios", "1")]),
+            (
+                [
+                    "blkio.throttle.io_service_bytes_recursive",
+                    "blkio.throttle.io_service_bytes",
+                ],
+                [
+                    ("Read", "rbytes", "By"),
+                    ("Write", "wbytes", "By"),
+                    ("Discard", "dbytes", "By"),
+                ],
+            ),
+            (
+                [
+                    "blkio.throttle.io_serviced_recursive",
+                    "blkio.throttle.io_serviced",
+                ],
+                [
+                    ("Read", "rios", "1"),
+                    ("Write", "wios", "1"),
+                    ("Discard", "dios", "1"),
+                ],
+            ),
         ] {
             let mut data = None;
             for file in files {

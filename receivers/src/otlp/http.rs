@@ -6,15 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use oxcol_core::compression::{decompress, DecompressError, Encoding};
+use oxcol_core::listen::ConnectionInfo;
 use oxcol_core::rpc_status::RpcStatus;
 use oxcol_core::{Batch, Refusal, Signal};
 use prost::Message;
@@ -22,6 +20,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{HttpConfig, Shared};
+use crate::server::{
+    BodyLimits, HttpServerKeys, bind, http_answer, http_refusal_status, media_type,
+    response_header_map, serve_http,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -41,14 +43,18 @@ impl Format {
 struct Endpoint {
     shared: Arc<Shared>,
     signal: Signal,
-    max_body: usize,
-    encodings: Vec<Encoding>,
+    limits: BodyLimits,
     response_headers: HeaderMap,
-    read_timeout: Option<Duration>,
 }
 
 /// An error answer: status code, `google.rpc.Status` body in the request's format.
-fn error_response(endpoint: &Endpoint, format: Format, status: StatusCode, message: &str, retry_after: Option<Duration>) -> Response {
+fn error_response(
+    endpoint: &Endpoint,
+    format: Format,
+    status: StatusCode,
+    message: &str,
+    retry_after: Option<Duration>,
+) -> Response {
     let code = match status.as_u16() {
         400 | 413 | 415 => 3, // INVALID_ARGUMENT
         429 => 8,             // RESOURCE_EXHAUSTED
@@ -58,39 +64,52 @@ fn error_response(endpoint: &Endpoint, format: Format, status: StatusCode, messa
         _ => 2,               // UNKNOWN
     };
     let body = match format {
-        Format::Protobuf => RpcStatus { code, message: message.to_string(), details: vec![] }.encode_to_vec(),
-        Format::Json => serde_json::to_vec(&serde_json::json!({"code": code, "message": message})).unwrap_or_default(),
+        Format::Protobuf => RpcStatus {
+            code,
+            message: message.to_string(),
+            details: vec![],
+        }
+        .encode_to_vec(),
+        Format::Json => serde_json::to_vec(&serde_json::json!({"code": code, "message": message}))
+            .unwrap_or_default(),
     };
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    if let Some(after) = retry_after {
-        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
-    }
-    headers.extend(endpoint.response_headers.clone());
-    response
+    http_answer(
+        status,
+        format.content_type(),
+        body,
+        retry_after,
+        &endpoint.response_headers,
+    )
 }
 
 fn refusal_response(endpoint: &Endpoint, format: Format, refusal: &Refusal) -> Response {
-    match refusal {
-        Refusal::Overloaded { reason, retry_after } => {
-            error_response(endpoint, format, StatusCode::TOO_MANY_REQUESTS, reason, Some(retry_after.unwrap_or(Duration::from_secs(1))))
-        }
-        Refusal::Unavailable { reason } => error_response(endpoint, format, StatusCode::SERVICE_UNAVAILABLE, reason, Some(Duration::from_secs(1))),
-        Refusal::Invalid { reason } => error_response(endpoint, format, StatusCode::BAD_REQUEST, reason, None),
-    }
+    let (status, retry_after) = http_refusal_status(refusal);
+    error_response(endpoint, format, status, refusal.reason(), retry_after)
 }
 
-async fn export(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body: Body) -> Response {
+async fn export(
+    State(endpoint): State<Arc<Endpoint>>,
+    connection: Option<Extension<ConnectionInfo>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let shared = &endpoint.shared;
     // Credentials first, before the body is read.
     if let Err(failure) = shared.authenticate(&headers) {
-        let mut response = error_response(&endpoint, Format::Protobuf, StatusCode::UNAUTHORIZED, &failure.to_string(), None);
-        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Basic"));
+        let mut response = error_response(
+            &endpoint,
+            Format::Protobuf,
+            StatusCode::UNAUTHORIZED,
+            &failure.to_string(),
+            None,
+        );
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer, Basic"),
+        );
         return response;
     }
-    let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (content_type, media_type) = media_type(&headers);
     let format = match media_type.as_str() {
         "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
         "application/json" => Format::Json,
@@ -100,17 +119,24 @@ async fn export(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body:
                 &endpoint,
                 Format::Protobuf,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &format!("unsupported content type {content_type:?}; use application/x-protobuf or application/json"),
+                &format!(
+                    "unsupported content type {content_type:?}; use application/x-protobuf or application/json"
+                ),
                 None,
             );
         }
     };
-    let encoding_header = headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let encoding = match Encoding::parse(encoding_header) {
-        Some(e) if e == Encoding::Identity || endpoint.encodings.contains(&e) => e,
-        _ => {
+    let encoding = match endpoint.limits.encoding(&headers) {
+        Ok(encoding) => encoding,
+        Err(header) => {
             shared.rejected_request("unsupported_encoding");
-            return error_response(&endpoint, format, StatusCode::BAD_REQUEST, &format!("unsupported content encoding {encoding_header:?}"), None);
+            return error_response(
+                &endpoint,
+                format,
+                StatusCode::BAD_REQUEST,
+                &format!("unsupported content encoding {header:?}"),
+                None,
+            );
         }
     };
     // Refuse before reading the body when memory is short.
@@ -118,56 +144,33 @@ async fn export(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body:
         shared.rejected_request("memory_limit");
         return refusal_response(&endpoint, format, &refusal);
     }
-    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > endpoint.max_body) {
-        shared.rejected_request("too_large");
-        return error_response(&endpoint, format, StatusCode::PAYLOAD_TOO_LARGE, &format!("request body exceeds max_request_body_size ({} bytes)", endpoint.max_body), None);
-    }
-    let collected = match endpoint.read_timeout {
-        Some(limit) => match tokio::time::timeout(limit, Limited::new(body, endpoint.max_body).collect()).await {
-            Ok(result) => result,
-            Err(_) => {
-                shared.rejected_request("read_timeout");
-                return error_response(&endpoint, format, StatusCode::REQUEST_TIMEOUT, "request body not received within read_timeout", None);
-            }
-        },
-        None => Limited::new(body, endpoint.max_body).collect().await,
-    };
-    let raw = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            shared.rejected_request("too_large");
-            return error_response(&endpoint, format, StatusCode::PAYLOAD_TOO_LARGE, &format!("request body exceeds max_request_body_size ({} bytes)", endpoint.max_body), None);
-        }
-        Err(error) => {
-            shared.rejected_request("read_error");
-            return error_response(&endpoint, format, StatusCode::BAD_REQUEST, &format!("cannot read request body: {error}"), None);
-        }
-    };
-    let plain: Bytes = match decompress(encoding, raw, endpoint.max_body) {
+    let plain = match endpoint
+        .limits
+        .read(&headers, body, encoding, "cannot read request body")
+        .await
+    {
         Ok(plain) => plain,
-        Err(DecompressError::TooLarge { limit }) => {
-            shared.rejected_request("too_large");
-            return error_response(&endpoint, format, StatusCode::PAYLOAD_TOO_LARGE, &format!("decompressed body exceeds max_request_body_size ({limit} bytes)"), None);
-        }
-        Err(error) => {
-            shared.rejected_request("malformed");
-            return error_response(&endpoint, format, StatusCode::BAD_REQUEST, &error.to_string(), None);
+        Err(rejected) => {
+            shared.rejected_request(rejected.reason);
+            return error_response(&endpoint, format, rejected.status, &rejected.message, None);
         }
     };
     let batch = match format {
-        Format::Protobuf => Batch::from_encoded(endpoint.signal, plain).map_err(|e| format!("cannot decode OTLP protobuf: {e}")),
+        Format::Protobuf => Batch::from_encoded(endpoint.signal, plain)
+            .map_err(|e| format!("cannot decode OTLP protobuf: {e}")),
         // Strict about the metrics oneofs that opentelemetry-proto's serde mapping would
         // drop silently (json.rs).
         Format::Json => super::json::parse(endpoint.signal, &plain),
     };
-    let batch = match batch {
+    let mut batch = match batch {
         Ok(batch) => batch,
         Err(message) => {
             shared.rejected_request("malformed");
             return error_response(&endpoint, format, StatusCode::BAD_REQUEST, &message, None);
         }
     };
+    // The peer address, for k8sattributes' `connection` pod association (as over gRPC).
+    batch.set_client_addr(connection.map(|Extension(info)| info.remote.ip()));
     match shared.consume(batch).await {
         Ok(()) => {
             // Full success: an empty Export*ServiceResponse.
@@ -176,58 +179,167 @@ async fn export(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body:
                 Format::Json => b"{}",
             };
             let mut response = (StatusCode::OK, body).into_response();
-            response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-            response.headers_mut().extend(endpoint.response_headers.clone());
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            response
+                .headers_mut()
+                .extend(endpoint.response_headers.clone());
             response
         }
         Err(refusal) => refusal_response(&endpoint, format, &refusal),
     }
 }
 
-pub(crate) async fn serve(id: &str, config: &HttpConfig, shared: Arc<Shared>, shutdown: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), String> {
-    let address = super::resolve_endpoint(&config.endpoint).map_err(|e| format!("receiver {id}: http endpoint {:?}: {e}", config.endpoint))?;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| format!("receiver {id}: cannot listen on {address} for OTLP/HTTP: {e} (is another collector running? set protocols.http.endpoint)"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let encodings: Vec<Encoding> = match &config.compression_algorithms {
-        Some(list) => list.iter().filter_map(|a| Encoding::parse(a)).collect(),
-        None => vec![Encoding::Gzip, Encoding::Zstd, Encoding::Deflate],
-    };
-    let mut response_headers = HeaderMap::new();
-    for (name, value) in &config.response_headers {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-            response_headers.insert(name, value);
-        }
-    }
+pub(crate) async fn serve(
+    id: &str,
+    config: &HttpConfig,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), String> {
+    let (listener, bound) = bind(id, "protocols.http.", &config.endpoint, "OTLP/HTTP").await?;
+    let limits = BodyLimits::new(
+        config.max_request_body_size,
+        &config.compression_algorithms,
+        config.read_timeout,
+    );
+    let response_headers = response_header_map(&config.response_headers);
     let mut router = Router::new();
-    for (signal, path) in [(Signal::Metrics, &config.metrics_url_path), (Signal::Traces, &config.traces_url_path), (Signal::Logs, &config.logs_url_path)] {
+    for (signal, path) in [
+        (Signal::Metrics, &config.metrics_url_path),
+        (Signal::Traces, &config.traces_url_path),
+        (Signal::Logs, &config.logs_url_path),
+    ] {
         if !shared.consumers.accepts(signal) {
             continue;
         }
         let endpoint = Arc::new(Endpoint {
             shared: Arc::clone(&shared),
             signal,
-            max_body: config.max_request_body_size,
-            encodings: encodings.clone(),
+            limits: limits.clone(),
             response_headers: response_headers.clone(),
-            read_timeout: config.read_timeout.map(|d| d.get()).filter(|d| !d.is_zero()),
         });
         router = router.route(path, post(export).with_state(endpoint));
     }
-    let tls = match &config.tls {
-        Some(tls) => Some(tls.rustls_config(oxcol_core::tls::ALPN_HTTP).map_err(|e| format!("receiver {id}: protocols.http.{e}"))?),
-        None => None,
+    let keys = HttpServerKeys {
+        tls: &config.tls,
+        cors: &config.cors,
+        max_connections: config.max_connections,
+        read_header_timeout: config.read_header_timeout,
     };
-    let secure = tls.is_some();
-    let registry = Arc::clone(&shared.registry);
-    let mut limits = oxcol_core::listen::ServerLimits::http(config.max_connections, config.read_header_timeout.map(|d| d.get()));
-    let name = format!("{id}/http");
-    limits.stats = Some(oxcol_core::listen::ConnectionStats::new(&registry, &name));
-    let incoming = oxcol_core::listen::incoming(&name, listener, tls, limits.clone(), shutdown.clone());
-    tracing::info!(receiver = %id, endpoint = %bound, tls = secure, "OTLP/HTTP receiver listening");
-    let task = tokio::spawn(async move {
-        oxcol_core::listen::serve_http(&name, incoming, router, &limits, shutdown, Duration::from_secs(10)).await;
-    });
+    let task = serve_http(
+        id,
+        "protocols.http.",
+        format!("{id}/http"),
+        "OTLP/HTTP",
+        listener,
+        bound,
+        router,
+        keys,
+        &response_headers,
+        &shared.registry,
+        shutdown,
+    )?;
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Full};
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use oxcol_core::telemetry::Registry;
+    use oxcol_core::{Consumers, PipelineInput};
+
+    use super::super::{Config, HttpConfig, Protocols, start};
+    use super::*;
+
+    /// One POST from a client bound to `source`; the status and the batch the pipeline got.
+    async fn post_from(source: IpAddr) -> (StatusCode, Batch) {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<oxcol_core::Envelope>(1);
+        let mut consumers = Consumers::new();
+        consumers.add(
+            Signal::Logs,
+            PipelineInput {
+                pipeline: "logs".into(),
+                sender,
+                admissions: vec![],
+            },
+        );
+        let config = Config {
+            protocols: Protocols {
+                grpc: None,
+                http: Some(HttpConfig {
+                    endpoint: "127.0.0.1:0".into(),
+                    ..HttpConfig::default()
+                }),
+            },
+        };
+        let shutdown = CancellationToken::new();
+        let running = start(
+            "otlp",
+            &config,
+            consumers,
+            &Registry::new(),
+            shutdown.clone(),
+            &HashMap::new(),
+        )
+        .await
+        .expect("the receiver starts");
+        let address = running.addresses[0];
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind the client's source address");
+        let stream = socket.connect(address).await.expect("connect");
+        let (mut client, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(connection);
+        let body = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default()],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+        .encode_to_vec();
+        let request = http::Request::post(format!("http://{address}/v1/logs"))
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        let pipeline = async {
+            let envelope = receiver.recv().await.expect("a batch reaches the pipeline");
+            let _ = envelope.ack.send(Ok(()));
+            envelope.batch
+        };
+        let (response, batch) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(client.send_request(request), pipeline)
+        })
+        .await
+        .expect("answered within 10 s");
+        let response = response.expect("a response");
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        shutdown.cancel();
+        (status, batch)
+    }
+
+    #[tokio::test]
+    async fn a_request_batch_carries_the_client_address() {
+        for source in ["127.0.0.1", "127.0.0.7"] {
+            let source: IpAddr = source.parse().expect("an address");
+            let (status, batch) = post_from(source).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(batch.client_addr(), Some(source));
+        }
+    }
 }

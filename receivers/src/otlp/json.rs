@@ -31,25 +31,38 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
-    exemplar, metric, number_data_point, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
-    NumberDataPoint, Sum, Summary, SummaryDataPoint,
+    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, Sum, Summary, SummaryDataPoint, exemplar, metric,
+    number_data_point,
 };
 use oxcol_core::{Batch, Signal};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::{Map, Value};
 
 /// (resource, scope, metric) indices.
 type MetricIndex = (usize, usize, usize);
 
-const DATA_KEYS: [&str; 5] = ["gauge", "sum", "histogram", "exponentialHistogram", "summary"];
+const DATA_KEYS: [&str; 5] = [
+    "gauge",
+    "sum",
+    "histogram",
+    "exponentialHistogram",
+    "summary",
+];
 
 /// Parses an OTLP/JSON request body of `signal` (the message says what is wrong).
 pub fn parse(signal: Signal, body: &[u8]) -> Result<Batch, String> {
     match signal {
         Signal::Metrics => parse_metrics(body).map(|r| Batch::from_metrics(r.resource_metrics)),
-        Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(body).map(|r| Batch::from_traces(r.resource_spans)).map_err(invalid),
-        Signal::Logs => serde_json::from_slice::<ExportLogsServiceRequest>(body).map(|r| Batch::from_logs(r.resource_logs)).map_err(invalid),
+        Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(body)
+            .map(|r| Batch::from_traces(r.resource_spans))
+            .map_err(invalid),
+        Signal::Logs => serde_json::from_slice::<ExportLogsServiceRequest>(body)
+            .map(|r| Batch::from_logs(r.resource_logs))
+            .map_err(invalid),
     }
 }
 
@@ -75,12 +88,20 @@ pub fn parse_metrics(body: &[u8]) -> Result<ExportMetricsServiceRequest, String>
     }
     let values = metric_values(body, &suspects).map_err(invalid)?;
     for ((i, j, k), json) in &values {
-        let Some(metric) = request.resource_metrics.get_mut(*i).and_then(|r| r.scope_metrics.get_mut(*j)).and_then(|s| s.metrics.get_mut(*k)) else {
+        let Some(metric) = request
+            .resource_metrics
+            .get_mut(*i)
+            .and_then(|r| r.scope_metrics.get_mut(*j))
+            .and_then(|s| s.metrics.get_mut(*k))
+        else {
             continue;
         };
         let path = format!("resourceMetrics[{i}].scopeMetrics[{j}].metrics[{k}]");
         if let Err(problem) = check_metric(&path, json, metric) {
-            return Err(format!("invalid OTLP/JSON: metric {:?}: {problem}", metric.name));
+            return Err(format!(
+                "invalid OTLP/JSON: metric {:?}: {problem}",
+                metric.name
+            ));
         }
     }
     Ok(request)
@@ -90,13 +111,19 @@ pub fn parse_metrics(body: &[u8]) -> Result<ExportMetricsServiceRequest, String>
 /// exemplar without a value.
 fn lost_something(metric: &Metric) -> bool {
     let exemplars = |e: &[Exemplar]| e.iter().any(|e| e.value.is_none());
-    let numbers = |points: &[NumberDataPoint]| points.iter().any(|p| p.value.is_none() || exemplars(&p.exemplars));
+    let numbers = |points: &[NumberDataPoint]| {
+        points
+            .iter()
+            .any(|p| p.value.is_none() || exemplars(&p.exemplars))
+    };
     match &metric.data {
         None => true,
         Some(metric::Data::Gauge(g)) => numbers(&g.data_points),
         Some(metric::Data::Sum(s)) => numbers(&s.data_points),
         Some(metric::Data::Histogram(h)) => h.data_points.iter().any(|p| exemplars(&p.exemplars)),
-        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.iter().any(|p| exemplars(&p.exemplars)),
+        Some(metric::Data::ExponentialHistogram(h)) => {
+            h.data_points.iter().any(|p| exemplars(&p.exemplars))
+        }
         Some(metric::Data::Summary(_)) => false,
     }
 }
@@ -104,11 +131,18 @@ fn lost_something(metric: &Metric) -> bool {
 /// Checks one suspect metric against its JSON, restoring what the client sent or naming
 /// the wrong field.
 fn check_metric(path: &str, json: &Value, metric: &mut Metric) -> Result<(), String> {
-    let Some(object) = json.as_object() else { return Ok(()) };
+    let Some(object) = json.as_object() else {
+        return Ok(());
+    };
     if metric.data.is_none() {
-        let present: Vec<(&str, &Value)> = DATA_KEYS.iter().filter_map(|k| object.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v))).collect();
+        let present: Vec<(&str, &Value)> = DATA_KEYS
+            .iter()
+            .filter_map(|k| object.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+            .collect();
         if present.len() > 1 {
-            return Err(format!("{path}: more than one of gauge, sum, histogram, exponentialHistogram, summary is set"));
+            return Err(format!(
+                "{path}: more than one of gauge, sum, histogram, exponentialHistogram, summary is set"
+            ));
         }
         if let Some((key, value)) = present.first() {
             metric.data = Some(strict_data(&format!("{path}.{key}"), key, value)?);
@@ -116,17 +150,31 @@ fn check_metric(path: &str, json: &Value, metric: &mut Metric) -> Result<(), Str
     }
     let points = |key: &str| object.get(key).and_then(|d| d.get("dataPoints"));
     match &mut metric.data {
-        Some(metric::Data::Gauge(g)) => number_points(&format!("{path}.gauge"), points("gauge"), &mut g.data_points),
-        Some(metric::Data::Sum(s)) => number_points(&format!("{path}.sum"), points("sum"), &mut s.data_points),
+        Some(metric::Data::Gauge(g)) => number_points(
+            &format!("{path}.gauge"),
+            points("gauge"),
+            &mut g.data_points,
+        ),
+        Some(metric::Data::Sum(s)) => {
+            number_points(&format!("{path}.sum"), points("sum"), &mut s.data_points)
+        }
         Some(metric::Data::Histogram(h)) => {
             for (n, point) in h.data_points.iter_mut().enumerate() {
-                exemplars(&format!("{path}.histogram.dataPoints[{n}]"), points("histogram").and_then(|p| p.get(n)), &mut point.exemplars)?;
+                exemplars(
+                    &format!("{path}.histogram.dataPoints[{n}]"),
+                    points("histogram").and_then(|p| p.get(n)),
+                    &mut point.exemplars,
+                )?;
             }
             Ok(())
         }
         Some(metric::Data::ExponentialHistogram(h)) => {
             for (n, point) in h.data_points.iter_mut().enumerate() {
-                exemplars(&format!("{path}.exponentialHistogram.dataPoints[{n}]"), points("exponentialHistogram").and_then(|p| p.get(n)), &mut point.exemplars)?;
+                exemplars(
+                    &format!("{path}.exponentialHistogram.dataPoints[{n}]"),
+                    points("exponentialHistogram").and_then(|p| p.get(n)),
+                    &mut point.exemplars,
+                )?;
             }
             Ok(())
         }
@@ -144,14 +192,18 @@ fn strict_data(path: &str, key: &str, value: &Value) -> Result<metric::Data, Str
         "gauge" => Gauge::deserialize(&value).map(metric::Data::Gauge),
         "sum" => Sum::deserialize(&value).map(metric::Data::Sum),
         "histogram" => Histogram::deserialize(&value).map(metric::Data::Histogram),
-        "exponentialHistogram" => ExponentialHistogram::deserialize(&value).map(metric::Data::ExponentialHistogram),
+        "exponentialHistogram" => {
+            ExponentialHistogram::deserialize(&value).map(metric::Data::ExponentialHistogram)
+        }
         _ => Summary::deserialize(&value).map(metric::Data::Summary),
     };
     let mut data = parsed.map_err(|error| match key {
         "gauge" => locate::<Gauge, NumberDataPoint>(path, &value, error),
         "sum" => locate::<Sum, NumberDataPoint>(path, &value, error),
         "histogram" => locate::<Histogram, HistogramDataPoint>(path, &value, error),
-        "exponentialHistogram" => locate::<ExponentialHistogram, ExponentialHistogramDataPoint>(path, &value, error),
+        "exponentialHistogram" => {
+            locate::<ExponentialHistogram, ExponentialHistogramDataPoint>(path, &value, error)
+        }
         _ => locate::<Summary, SummaryDataPoint>(path, &value, error),
     })?;
     for (n, field, x) in doubles {
@@ -189,7 +241,9 @@ fn strict_data(path: &str, key: &str, value: &Value) -> Result<metric::Data, Str
 /// `aggregationTemporality` written as its proto enum name (protobuf's JSON mapping by
 /// default; OTLP/JSON says integers) becomes the integer opentelemetry-proto reads.
 fn enum_names(value: &mut Value) {
-    let Some(temporality) = value.get_mut("aggregationTemporality") else { return };
+    let Some(temporality) = value.get_mut("aggregationTemporality") else {
+        return;
+    };
     let number = match temporality.as_str() {
         Some("AGGREGATION_TEMPORALITY_UNSPECIFIED") => 0,
         Some("AGGREGATION_TEMPORALITY_DELTA") => 1,
@@ -212,11 +266,19 @@ fn take_string_doubles(key: &str, value: &mut Value) -> Vec<(usize, &'static str
     if fields.is_empty() {
         return taken;
     }
-    let Some(points) = value.get_mut("dataPoints").and_then(Value::as_array_mut) else { return taken };
+    let Some(points) = value.get_mut("dataPoints").and_then(Value::as_array_mut) else {
+        return taken;
+    };
     for (n, point) in points.iter_mut().enumerate() {
-        let Some(point) = point.as_object_mut() else { continue };
+        let Some(point) = point.as_object_mut() else {
+            continue;
+        };
         for field in fields {
-            if let Some(x) = point.get(*field).and_then(Value::as_str).and_then(proto3_double) {
+            if let Some(x) = point
+                .get(*field)
+                .and_then(Value::as_str)
+                .and_then(proto3_double)
+            {
                 point.remove(*field);
                 taken.push((n, *field, x));
             }
@@ -232,7 +294,13 @@ fn proto3_double(text: &str) -> Option<f64> {
         "NaN" => Some(f64::NAN),
         "Infinity" => Some(f64::INFINITY),
         "-Infinity" => Some(f64::NEG_INFINITY),
-        _ if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')) => text.parse().ok(),
+        _ if !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')) =>
+        {
+            text.parse().ok()
+        }
         _ => None,
     }
 }
@@ -249,14 +317,24 @@ fn json_double(value: &Value) -> Option<f64> {
 /// Names the field of the oneof message `D` (points of type `P`) that fails: the first
 /// data point that does not deserialize and its first field that does not on its own, or
 /// the first other field of `D`. Falls back to serde's message for the whole.
-fn locate<D: DeserializeOwned, P: DeserializeOwned>(path: &str, value: &Value, error: serde_json::Error) -> String {
-    let Some(fields) = value.as_object() else { return format!("{path}: {error}") };
+fn locate<D: DeserializeOwned, P: DeserializeOwned>(
+    path: &str,
+    value: &Value,
+    error: serde_json::Error,
+) -> String {
+    let Some(fields) = value.as_object() else {
+        return format!("{path}: {error}");
+    };
     for (field, inner) in fields {
         if let (true, Some(points)) = (field == "dataPoints", inner.as_array()) {
             for (n, point) in points.iter().enumerate() {
-                let Err(point_error) = P::deserialize(point) else { continue };
+                let Err(point_error) = P::deserialize(point) else {
+                    continue;
+                };
                 return match first_failing_field::<P>(point) {
-                    Some((name, field_error)) => format!("{path}.dataPoints[{n}].{name}: {field_error}"),
+                    Some((name, field_error)) => {
+                        format!("{path}.dataPoints[{n}].{name}: {field_error}")
+                    }
                     None => format!("{path}.dataPoints[{n}]: {point_error}"),
                 };
             }
@@ -272,7 +350,11 @@ fn locate<D: DeserializeOwned, P: DeserializeOwned>(path: &str, value: &Value, e
 /// deserialize on its own.
 fn first_failing_field<T: DeserializeOwned>(value: &Value) -> Option<(String, serde_json::Error)> {
     let fields = value.as_object()?;
-    fields.iter().find_map(|(name, inner)| T::deserialize(&single(name, inner)).err().map(|e| (name.clone(), e)))
+    fields.iter().find_map(|(name, inner)| {
+        T::deserialize(&single(name, inner))
+            .err()
+            .map(|e| (name.clone(), e))
+    })
 }
 
 fn single(name: &str, value: &Value) -> Value {
@@ -282,26 +364,53 @@ fn single(name: &str, value: &Value) -> Value {
 }
 
 /// Restores or refuses the `value` oneof of number points (and their exemplars).
-fn number_points(path: &str, json: Option<&Value>, points: &mut [NumberDataPoint]) -> Result<(), String> {
+fn number_points(
+    path: &str,
+    json: Option<&Value>,
+    points: &mut [NumberDataPoint],
+) -> Result<(), String> {
     for (n, point) in points.iter_mut().enumerate() {
-        let Some(point_json) = json.and_then(|p| p.get(n)) else { continue };
+        let Some(point_json) = json.and_then(|p| p.get(n)) else {
+            continue;
+        };
         if point.value.is_none() {
-            point.value = oneof_value(&format!("{path}.dataPoints[{n}]"), point_json, number_data_point::Value::AsDouble, |v| {
-                number_data_point::Value::deserialize(&single("asInt", v))
-            })?;
+            point.value = oneof_value(
+                &format!("{path}.dataPoints[{n}]"),
+                point_json,
+                number_data_point::Value::AsDouble,
+                |v| number_data_point::Value::deserialize(&single("asInt", v)),
+            )?;
         }
-        exemplars(&format!("{path}.dataPoints[{n}]"), Some(point_json), &mut point.exemplars)?;
+        exemplars(
+            &format!("{path}.dataPoints[{n}]"),
+            Some(point_json),
+            &mut point.exemplars,
+        )?;
     }
     Ok(())
 }
 
-fn exemplars(path: &str, point_json: Option<&Value>, exemplars: &mut [Exemplar]) -> Result<(), String> {
+fn exemplars(
+    path: &str,
+    point_json: Option<&Value>,
+    exemplars: &mut [Exemplar],
+) -> Result<(), String> {
     for (e, exemplar) in exemplars.iter_mut().enumerate() {
         if exemplar.value.is_some() {
             continue;
         }
-        let Some(json) = point_json.and_then(|p| p.get("exemplars")).and_then(|x| x.get(e)) else { continue };
-        exemplar.value = oneof_value(&format!("{path}.exemplars[{e}]"), json, exemplar::Value::AsDouble, |v| exemplar::Value::deserialize(&single("asInt", v)))?;
+        let Some(json) = point_json
+            .and_then(|p| p.get("exemplars"))
+            .and_then(|x| x.get(e))
+        else {
+            continue;
+        };
+        exemplar.value = oneof_value(
+            &format!("{path}.exemplars[{e}]"),
+            json,
+            exemplar::Value::AsDouble,
+            |v| exemplar::Value::deserialize(&single("asInt", v)),
+        )?;
     }
     Ok(())
 }
@@ -309,15 +418,25 @@ fn exemplars(path: &str, point_json: Option<&Value>, exemplars: &mut [Exemplar])
 /// The `asDouble` / `asInt` oneof of a point or exemplar whose value serde dropped: None
 /// when neither is in the JSON (or null), the value when it is valid proto3 JSON, else
 /// an error naming the field.
-fn oneof_value<T>(path: &str, json: &Value, as_double: fn(f64) -> T, as_int: impl Fn(&Value) -> Result<T, serde_json::Error>) -> Result<Option<T>, String> {
+fn oneof_value<T>(
+    path: &str,
+    json: &Value,
+    as_double: fn(f64) -> T,
+    as_int: impl Fn(&Value) -> Result<T, serde_json::Error>,
+) -> Result<Option<T>, String> {
     if let Some(value) = json.get("asDouble").filter(|v| !v.is_null()) {
         return match json_double(value) {
             Some(x) => Ok(Some(as_double(x))),
-            None => Err(format!("{path}.asDouble: expected a number or one of \"NaN\", \"Infinity\", \"-Infinity\", got {}", Brief(value))),
+            None => Err(format!(
+                "{path}.asDouble: expected a number or one of \"NaN\", \"Infinity\", \"-Infinity\", got {}",
+                Brief(value)
+            )),
         };
     }
     if let Some(value) = json.get("asInt").filter(|v| !v.is_null()) {
-        return as_int(value).map(Some).map_err(|e| format!("{path}.asInt: {e}"));
+        return as_int(value)
+            .map(Some)
+            .map_err(|e| format!("{path}.asInt: {e}"));
     }
     Ok(None)
 }
@@ -337,10 +456,18 @@ impl fmt::Display for Brief<'_> {
 
 /// The JSON of the metrics at `wanted`, read from the body without materialising
 /// anything else (every other value is skipped with `IgnoredAny`).
-fn metric_values(body: &[u8], wanted: &BTreeSet<MetricIndex>) -> Result<BTreeMap<MetricIndex, Value>, serde_json::Error> {
+fn metric_values(
+    body: &[u8],
+    wanted: &BTreeSet<MetricIndex>,
+) -> Result<BTreeMap<MetricIndex, Value>, serde_json::Error> {
     let mut found = BTreeMap::new();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    ObjectSeed { stage: Stage::Request, wanted, found: &mut found }.deserialize(&mut deserializer)?;
+    ObjectSeed {
+        stage: Stage::Request,
+        wanted,
+        found: &mut found,
+    }
+    .deserialize(&mut deserializer)?;
     Ok(found)
 }
 
@@ -385,7 +512,11 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
             if key == self.stage.key() {
-                map.next_value_seed(ListSeed { stage: self.stage, wanted: self.wanted, found: &mut *self.found })?;
+                map.next_value_seed(ListSeed {
+                    stage: self.stage,
+                    wanted: self.wanted,
+                    found: &mut *self.found,
+                })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -415,15 +546,25 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         for n in 0.. {
             let more = match self.stage {
-                Stage::Request => seq.next_element_seed(ObjectSeed { stage: Stage::Resource(n), wanted: self.wanted, found: &mut *self.found })?,
-                Stage::Resource(i) => seq.next_element_seed(ObjectSeed { stage: Stage::Scope(i, n), wanted: self.wanted, found: &mut *self.found })?,
-                Stage::Scope(i, j) if self.wanted.contains(&(i, j, n)) => match seq.next_element::<Value>()? {
-                    Some(value) => {
-                        self.found.insert((i, j, n), value);
-                        Some(())
+                Stage::Request => seq.next_element_seed(ObjectSeed {
+                    stage: Stage::Resource(n),
+                    wanted: self.wanted,
+                    found: &mut *self.found,
+                })?,
+                Stage::Resource(i) => seq.next_element_seed(ObjectSeed {
+                    stage: Stage::Scope(i, n),
+                    wanted: self.wanted,
+                    found: &mut *self.found,
+                })?,
+                Stage::Scope(i, j) if self.wanted.contains(&(i, j, n)) => {
+                    match seq.next_element::<Value>()? {
+                        Some(value) => {
+                            self.found.insert((i, j, n), value);
+                            Some(())
+                        }
+                        None => None,
                     }
-                    None => None,
-                },
+                }
                 Stage::Scope(..) => seq.next_element::<IgnoredAny>()?.map(|_| ()),
             };
             if more.is_none() {

@@ -12,6 +12,7 @@
 //!
 //! It must never panic on input, and never answer success for data it did not place.
 
+pub mod cors;
 mod grpc;
 mod http;
 pub mod json;
@@ -23,17 +24,16 @@ use oxcol_core::auth::{AuthFailure, AuthSettings, ServerAuthenticator};
 use oxcol_core::telemetry::{ReceiverCounters, Registry};
 use oxcol_core::tls::TlsServerConfig;
 use oxcol_core::{Batch, Consumers, GoDuration, Refusal, Signal};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+use crate::server::{
+    check_body_keys, check_security, enabled_with_defaults, resolve_authenticator,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const TYPE: &str = "otlp";
 pub const ALIASES: &[&str] = &["otlp"];
-
-/// `protocols.grpc: ` with no value means "enabled with defaults", as in the Collector.
-fn enabled_with_defaults<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<Option<T>, D::Error> {
-    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
-}
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -131,8 +131,9 @@ pub struct HttpConfig {
     /// Collector's confighttp default).
     pub max_request_body_size: usize,
     pub include_metadata: bool,
-    /// CORS: not supported in this release.
-    pub cors: Option<serde_json::Value>,
+    /// Cross-origin requests from browsers: `allowed_origins` (wildcards), `allowed_headers`,
+    /// `exposed_headers`, `max_age`. Default: off.
+    pub cors: Option<cors::CorsConfig>,
     /// Server TLS, as on grpc. Default: plaintext.
     pub tls: Option<TlsServerConfig>,
     /// `authenticator: bearertokenauth/NAME | basicauth/NAME`. Default: none.
@@ -174,32 +175,57 @@ impl Default for HttpConfig {
     }
 }
 
-fn check_security(protocol: &str, tls: &Option<TlsServerConfig>, auth: &Option<AuthSettings>, max_connections: Option<usize>, errors: &mut Vec<String>) {
-    if let Some(tls) = tls {
-        errors.extend(tls.validate().into_iter().map(|e| format!("protocols.{protocol}.{e}")));
-    }
-    if auth.as_ref().is_some_and(|a| a.authenticator.is_empty()) {
-        errors.push(format!("protocols.{protocol}.auth.authenticator is required (e.g. bearertokenauth/NAME)"));
-    }
-    if max_connections == Some(0) {
-        errors.push(format!("protocols.{protocol}.max_connections must be greater than 0"));
-    }
-}
-
 fn check_endpoint(protocol: &str, endpoint: &str, errors: &mut Vec<String>) {
-    if resolve_endpoint(endpoint).is_err() {
-        errors.push(format!("protocols.{protocol}.endpoint {endpoint:?} is not a host:port address (e.g. 127.0.0.1:4317)"));
+    if let Err(problem) = check_listen_endpoint(endpoint) {
+        errors.push(format!("protocols.{protocol}.endpoint {endpoint:?}: {problem} (write host:port, e.g. 127.0.0.1:4317, otel-collector:4317 or :4317)"));
     }
 }
 
-/// Resolves `host:port` (with `localhost` allowed) to one socket address.
+/// Checks the form of a listen address without resolving it (a host name such as
+/// `otel-collector` may only resolve where oxcol runs, as with the Collector, whose
+/// `validate` does not look names up either): `host:port`, `[v6]:port` or `:port`, with a
+/// port from 0 to 65535.
+pub fn check_listen_endpoint(endpoint: &str) -> Result<(), String> {
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        return Err("no port".to_string());
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("the port {port:?} is not a number from 0 to 65535"));
+    }
+    let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    match bracketed {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_err() => {
+            Err(format!("{v6:?} is not an IPv6 address"))
+        }
+        Some(_) => Ok(()),
+        None if host.contains([':', '[', ']', '/', ' ']) => Err(format!(
+            "the host {host:?} is not a host name or address (write an IPv6 address as [::1]:4317)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Resolves a listen address as the Collector (Go's `net.Listen`) does: `:4317` is every
+/// interface (oxcol binds `0.0.0.0`, every IPv4 interface; write `[::]:4317` for IPv6 as
+/// well), a host name is looked up and its first IPv4 address wins (Go prefers IPv4 for
+/// a listener), `localhost:4317` is the loopback address.
 pub fn resolve_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
-    let endpoint = if endpoint.starts_with(':') { format!("0.0.0.0{endpoint}") } else { endpoint.to_string() };
-    endpoint
+    check_listen_endpoint(endpoint)?;
+    let endpoint = if endpoint.starts_with(':') {
+        format!("0.0.0.0{endpoint}")
+    } else {
+        endpoint.to_string()
+    };
+    let addresses: Vec<SocketAddr> = endpoint
         .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
+        .map_err(|e| format!("cannot resolve {endpoint:?}: {e}"))?
+        .collect();
+    addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addresses.first())
+        .copied()
         .ok_or_else(|| format!("{endpoint:?} resolves to no address"))
 }
 
@@ -212,32 +238,51 @@ impl Config {
         if let Some(grpc) = &self.protocols.grpc {
             check_endpoint("grpc", &grpc.endpoint, &mut errors);
             if grpc.transport != "tcp" {
-                errors.push(format!("protocols.grpc.transport {:?}: only tcp is supported", grpc.transport));
+                errors.push(format!(
+                    "protocols.grpc.transport {:?}: only tcp is supported",
+                    grpc.transport
+                ));
             }
-            check_security("grpc", &grpc.tls, &grpc.auth, grpc.max_connections, &mut errors);
+            check_security(
+                "protocols.grpc.",
+                &grpc.tls,
+                &grpc.auth,
+                grpc.max_connections,
+                &mut errors,
+            );
             if grpc.max_recv_msg_size_mib == 0 {
-                errors.push("protocols.grpc.max_recv_msg_size_mib must be greater than 0".to_string());
+                errors.push(
+                    "protocols.grpc.max_recv_msg_size_mib must be greater than 0".to_string(),
+                );
             }
         }
         if let Some(http) = &self.protocols.http {
             check_endpoint("http", &http.endpoint, &mut errors);
-            for (key, path) in [("traces_url_path", &http.traces_url_path), ("metrics_url_path", &http.metrics_url_path), ("logs_url_path", &http.logs_url_path)] {
+            for (key, path) in [
+                ("traces_url_path", &http.traces_url_path),
+                ("metrics_url_path", &http.metrics_url_path),
+                ("logs_url_path", &http.logs_url_path),
+            ] {
                 if !path.starts_with('/') {
                     errors.push(format!("protocols.http.{key} {path:?} must start with '/'"));
                 }
             }
-            check_security("http", &http.tls, &http.auth, http.max_connections, &mut errors);
-            if http.cors.is_some() {
-                errors.push("protocols.http.cors: CORS is not supported in this release of oxcol".to_string());
+            check_security(
+                "protocols.http.",
+                &http.tls,
+                &http.auth,
+                http.max_connections,
+                &mut errors,
+            );
+            if let Some(cors) = &http.cors {
+                errors.extend(cors.validate());
             }
-            if http.max_request_body_size == 0 {
-                errors.push("protocols.http.max_request_body_size must be greater than 0".to_string());
-            }
-            for algorithm in http.compression_algorithms.iter().flatten() {
-                if oxcol_core::compression::Encoding::parse(algorithm).is_none() {
-                    errors.push(format!("protocols.http.compression_algorithms: {algorithm:?} is not supported (gzip, zstd, deflate)"));
-                }
-            }
+            check_body_keys(
+                "protocols.http.",
+                http.max_request_body_size,
+                &http.compression_algorithms,
+                &mut errors,
+            );
         }
         errors
     }
@@ -255,15 +300,31 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(id: &str, transport: &'static str, consumers: Consumers, registry: &Arc<Registry>, auth: Option<Arc<ServerAuthenticator>>) -> Arc<Shared> {
-        let counters = Signal::ALL.map(|signal| ReceiverCounters::new(registry, id, transport, signal));
-        Arc::new(Shared { id: id.to_string(), transport, consumers, counters, registry: Arc::clone(registry), auth })
+    fn new(
+        id: &str,
+        transport: &'static str,
+        consumers: Consumers,
+        registry: &Arc<Registry>,
+        auth: Option<Arc<ServerAuthenticator>>,
+    ) -> Arc<Shared> {
+        let counters =
+            Signal::ALL.map(|signal| ReceiverCounters::new(registry, id, transport, signal));
+        Arc::new(Shared {
+            id: id.to_string(),
+            transport,
+            consumers,
+            counters,
+            registry: Arc::clone(registry),
+            auth,
+        })
     }
 
     /// Checks the request's credentials (HTTP headers or gRPC metadata); a failure is
     /// counted as `reason="unauthenticated"` and logged without the credential.
     pub fn authenticate(&self, headers: &::http::HeaderMap) -> Result<(), AuthFailure> {
-        let Some(auth) = &self.auth else { return Ok(()) };
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
         auth.authenticate(headers).inspect_err(|failure| {
             self.rejected_request("unauthenticated");
             tracing::debug!(receiver = %self.id, transport = self.transport, reason = %failure, "request refused: not authenticated");
@@ -277,13 +338,20 @@ impl Shared {
             .counter(
                 "oxcol_receiver_rejected_requests",
                 "Requests refused before their items were counted, by reason.",
-                &[("receiver", &self.id), ("transport", self.transport), ("reason", reason)],
+                &[
+                    ("receiver", &self.id),
+                    ("transport", self.transport),
+                    ("reason", reason),
+                ],
             )
             .add(1);
     }
 
     pub fn counters(&self, signal: Signal) -> &ReceiverCounters {
-        &self.counters[Signal::ALL.iter().position(|s| *s == signal).expect("Signal::ALL holds every signal")]
+        &self.counters[Signal::ALL
+            .iter()
+            .position(|s| *s == signal)
+            .expect("Signal::ALL holds every signal")]
     }
 
     /// Hands a checked batch to the pipelines and counts the outcome.
@@ -326,23 +394,33 @@ pub async fn start(
     shutdown: CancellationToken,
     authenticators: &std::collections::HashMap<String, Arc<ServerAuthenticator>>,
 ) -> Result<Running, String> {
-    let resolve = |protocol: &str, auth: &Option<AuthSettings>| -> Result<Option<Arc<ServerAuthenticator>>, String> {
-        match auth {
-            None => Ok(None),
-            Some(a) => authenticators.get(&a.authenticator).cloned().map(Some).ok_or_else(|| {
-                format!("receiver {id}: protocols.{protocol}.auth.authenticator {:?} is not a server authenticator extension in service.extensions", a.authenticator)
-            }),
-        }
+    let resolve = |prefix: &str, auth: &Option<AuthSettings>| {
+        resolve_authenticator(id, prefix, auth, authenticators)
     };
-    let mut running = Running { tasks: Vec::new(), addresses: Vec::new() };
+    let mut running = Running {
+        tasks: Vec::new(),
+        addresses: Vec::new(),
+    };
     if let Some(grpc_config) = &config.protocols.grpc {
-        let shared = Shared::new(id, "grpc", consumers.clone(), registry, resolve("grpc", &grpc_config.auth)?);
+        let shared = Shared::new(
+            id,
+            "grpc",
+            consumers.clone(),
+            registry,
+            resolve("protocols.grpc.", &grpc_config.auth)?,
+        );
         let (address, task) = grpc::serve(id, grpc_config, shared, shutdown.clone()).await?;
         running.addresses.push(address);
         running.tasks.push(task);
     }
     if let Some(http_config) = &config.protocols.http {
-        let shared = Shared::new(id, "http", consumers, registry, resolve("http", &http_config.auth)?);
+        let shared = Shared::new(
+            id,
+            "http",
+            consumers,
+            registry,
+            resolve("protocols.http.", &http_config.auth)?,
+        );
         let (address, task) = http::serve(id, http_config, shared, shutdown).await?;
         running.addresses.push(address);
         running.tasks.push(task);
@@ -357,18 +435,80 @@ mod tests {
     #[test]
     fn defaults_are_loopback_and_validation_collects_everything() {
         let config = Config {
-            protocols: Protocols { grpc: Some(GrpcConfig::default()), http: Some(HttpConfig::default()) },
+            protocols: Protocols {
+                grpc: Some(GrpcConfig::default()),
+                http: Some(HttpConfig::default()),
+            },
         };
         assert!(config.validate().is_empty(), "{:?}", config.validate());
-        assert_eq!(config.protocols.grpc.as_ref().unwrap().endpoint, "127.0.0.1:4317");
+        assert_eq!(
+            config.protocols.grpc.as_ref().unwrap().endpoint,
+            "127.0.0.1:4317"
+        );
         let bad = Config {
             protocols: Protocols {
-                grpc: Some(GrpcConfig { endpoint: "nowhere".into(), transport: "unix".into(), ..GrpcConfig::default() }),
-                http: Some(HttpConfig { metrics_url_path: "v1/metrics".into(), ..HttpConfig::default() }),
+                grpc: Some(GrpcConfig {
+                    endpoint: "nowhere".into(),
+                    transport: "unix".into(),
+                    ..GrpcConfig::default()
+                }),
+                http: Some(HttpConfig {
+                    metrics_url_path: "v1/metrics".into(),
+                    ..HttpConfig::default()
+                }),
             },
         };
         let errors = bad.validate();
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(Config::default().validate()[0].contains("at least one"));
+    }
+
+    #[test]
+    fn endpoints_take_host_names_and_bare_ports_as_the_collector_does() {
+        for good in [
+            "otel-collector:4317",
+            "localhost:4317",
+            ":4317",
+            "0.0.0.0:4317",
+            "[::1]:4318",
+            "[::]:0",
+            "my.host.example:65535",
+        ] {
+            assert_eq!(check_listen_endpoint(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "nowhere",
+            "host:99999",
+            "host:port",
+            "::1:4317",
+            "[nope]:4317",
+            "a b:1",
+        ] {
+            assert!(check_listen_endpoint(bad).is_err(), "{bad}");
+        }
+        // A name that does not resolve here still validates: it may resolve where oxcol runs.
+        let config = Config {
+            protocols: Protocols {
+                grpc: Some(GrpcConfig {
+                    endpoint: "otel-collector.invalid:4317".into(),
+                    ..GrpcConfig::default()
+                }),
+                http: None,
+            },
+        };
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(
+            resolve_endpoint(":4317").unwrap(),
+            "0.0.0.0:4317".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            resolve_endpoint("localhost:4317").unwrap().ip(),
+            std::net::IpAddr::from([127, 0, 0, 1])
+        );
+        assert!(
+            resolve_endpoint("otel-collector.invalid:4317")
+                .unwrap_err()
+                .contains("cannot resolve")
+        );
     }
 }

@@ -196,8 +196,16 @@ impl Config {
                 errors.push(e);
             }
         }
-        let any_https = self.targets.iter().any(|t| t.endpoint.starts_with("https://"));
-        errors.extend(self.tls.validate(any_https).into_iter().map(|e| format!("tls: {e}")));
+        let any_https = self
+            .targets
+            .iter()
+            .any(|t| t.endpoint.starts_with("https://"));
+        errors.extend(
+            self.tls
+                .validate(any_https)
+                .into_iter()
+                .map(|e| format!("tls: {e}")),
+        );
         for profile in &self.profiles {
             if !PROFILES.contains(&profile.as_str()) {
                 errors.push(format!(
@@ -255,7 +263,9 @@ fn base_uri(endpoint: &str) -> Result<String, String> {
     let trimmed = endpoint.trim_end_matches('/');
     let with_path = format!("{trimmed}/debug/pprof/goroutine");
     match with_path.parse::<http::Uri>() {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) && uri.host().is_some() => {
+        Ok(uri)
+            if matches!(uri.scheme_str(), Some("http") | Some("https")) && uri.host().is_some() =>
+        {
             Ok(trimmed.to_string())
         }
         _ => Err(format!(
@@ -348,7 +358,8 @@ impl PprofScraper {
         Ok(PprofScraper {
             id: id.to_string(),
             config: config.clone(),
-            http: HttpScraper::new(headers, config.timeout.get(), &config.tls).map_err(|e| format!("tls: {e}"))?,
+            http: HttpScraper::new(headers, config.timeout.get(), &config.tls)
+                .map_err(|e| format!("tls: {e}"))?,
             targets,
             registry: Arc::clone(registry),
             error_counters: HashMap::new(),

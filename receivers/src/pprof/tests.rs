@@ -349,7 +349,10 @@ fn config_validation_names_the_fix() {
             .any(|e| e.contains("\"cpu\" is not a profile")),
         "{errors:?}"
     );
-    assert!(errors.iter().any(|e| e.contains("no target uses https")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("no target uses https")),
+        "{errors:?}"
+    );
     assert!(
         errors
             .iter()

@@ -65,6 +65,9 @@ pub struct Global {
     pub scrape_interval: GoDuration,
     /// Default `10s`.
     pub scrape_timeout: GoDuration,
+    /// Labels added to every scraped sample that does not have them (after metric
+    /// relabeling), as the Collector's receiver appends them. Default none.
+    pub external_labels: BTreeMap<String, String>,
 }
 
 impl Default for Global {
@@ -72,6 +75,7 @@ impl Default for Global {
         Global {
             scrape_interval: GoDuration::from_secs(60),
             scrape_timeout: GoDuration::from_secs(10),
+            external_labels: BTreeMap::new(),
         }
     }
 }
@@ -108,6 +112,12 @@ pub struct ScrapeConfig {
     pub tls_config: TlsSettings,
     /// `utf8` (default) or `legacy`, as Prometheus' `metric_name_validation_scheme`.
     pub metric_name_validation_scheme: NameValidation,
+    /// Most samples one scrape may keep after metric relabeling; more fails the scrape
+    /// (`up` 0, nothing kept), as in Prometheus. Default 0: no limit.
+    pub sample_limit: u64,
+    /// URL query parameters of the scrape (`module: [http_2xx]`); the first value of each
+    /// is also the `__param_<name>` label that target relabeling sees. Default none.
+    pub params: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ScrapeConfig {
@@ -126,6 +136,8 @@ impl Default for ScrapeConfig {
             authorization: None,
             tls_config: TlsSettings::default(),
             metric_name_validation_scheme: NameValidation::default(),
+            sample_limit: 0,
+            params: BTreeMap::new(),
         }
     }
 }
@@ -261,6 +273,8 @@ pub struct JobScraper {
     honor_labels: bool,
     metric_rules: Vec<Rule>,
     name_validation: NameValidation,
+    external_labels: Vec<(String, String)>,
+    sample_limit: u64,
     http: HttpScraper,
     targets: Vec<Target>,
 }
@@ -322,6 +336,11 @@ impl JobScraper {
                 labels.set("__scrape_interval__", GoDuration(interval).to_string());
                 labels.set("__scrape_timeout__", GoDuration(timeout).to_string());
                 labels.set("job", job.job_name.clone());
+                for (name, values) in &job.params {
+                    if let Some(first) = values.first() {
+                        labels.set(&format!("__param_{name}"), first.clone());
+                    }
+                }
                 for (k, v) in &static_config.labels {
                     labels.set(k, v.clone());
                 }
@@ -336,6 +355,13 @@ impl JobScraper {
                     .iter()
                     .filter_map(|(k, v)| k.strip_prefix("__param_").map(|p| format!("{p}={v}")))
                     .collect();
+                // A parameter's further values, after the one its label carries.
+                query.extend(job.params.iter().flat_map(|(name, values)| {
+                    values
+                        .iter()
+                        .skip(1)
+                        .map(move |value| format!("{name}={value}"))
+                }));
                 query.sort();
                 let url = format!(
                     "{}://{}{}{}{}",
@@ -349,7 +375,9 @@ impl JobScraper {
                     .parse()
                     .map_err(|e| fail(format!("target URL {url:?}: {e}")))?;
                 if !matches!(url.scheme_str(), Some("http") | Some("https")) {
-                    return Err(fail(format!("target {url}: the scheme must be http or https")));
+                    return Err(fail(format!(
+                        "target {url}: the scheme must be http or https"
+                    )));
                 }
                 if labels.get("instance").is_empty() {
                     labels.set("instance", address.clone());
@@ -386,7 +414,14 @@ impl JobScraper {
             honor_labels: job.honor_labels,
             metric_rules,
             name_validation: job.metric_name_validation_scheme,
-            http: HttpScraper::new(headers, timeout, &job.tls_config).map_err(|e| format!("job {:?}: tls_config: {e}", job.job_name))?,
+            external_labels: global
+                .external_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            sample_limit: job.sample_limit,
+            http: HttpScraper::new(headers, timeout, &job.tls_config)
+                .map_err(|e| format!("job {:?}: tls_config: {e}", job.job_name))?,
             targets,
         })
     }
@@ -433,9 +468,13 @@ impl Scraper for JobScraper {
                     Ok(families) => match add_families(
                         target,
                         families,
-                        self.honor_labels,
-                        &self.metric_rules,
-                        self.name_validation,
+                        &SampleRules {
+                            honor_labels: self.honor_labels,
+                            rules: &self.metric_rules,
+                            name_validation: self.name_validation,
+                            external_labels: &self.external_labels,
+                            sample_limit: self.sample_limit,
+                        },
                     ) {
                         Ok(count) => (true, count),
                         Err(e) => {
@@ -538,16 +577,26 @@ fn synthetic(name: &str, unit: &str, value: f64, now: u64, attributes: &[KeyValu
     }
 }
 
-/// Merges target labels, applies metric relabeling, and feeds the converter. Returns the
-/// number of samples scraped; an invalid result fails the scrape, as in Prometheus.
+/// What happens to each scraped sample, from the job's config.
+struct SampleRules<'a> {
+    honor_labels: bool,
+    rules: &'a [Rule],
+    name_validation: NameValidation,
+    external_labels: &'a [(String, String)],
+    /// 0: no limit.
+    sample_limit: u64,
+}
+
+/// Merges target labels, applies metric relabeling, adds the external labels, and feeds
+/// the converter. Returns the number of samples scraped; an invalid result or more kept
+/// samples than `sample_limit` fails the scrape and feeds nothing, as in Prometheus.
 fn add_families(
     target: &mut Target,
     families: Vec<parse::Family>,
-    honor_labels: bool,
-    rules: &[Rule],
-    name_validation: NameValidation,
+    job: &SampleRules<'_>,
 ) -> Result<usize, String> {
     let mut scraped = 0;
+    let mut kept: Vec<(Kind, String, String, Vec<(String, String)>, f64)> = Vec::new();
     for family in families {
         let kind = match family.kind {
             FamilyType::Counter => Kind::Counter,
@@ -563,7 +612,7 @@ fn add_families(
             }
             for (name, value) in target.labels.iter() {
                 let clash = !labels.get(name).is_empty();
-                if clash && honor_labels {
+                if clash && job.honor_labels {
                     continue;
                 }
                 if clash {
@@ -573,26 +622,41 @@ fn add_families(
                 labels.set(name, value.to_string());
             }
             labels.set("__name__", sample.name.clone());
-            if !relabel::process(&mut labels, rules) {
+            if !relabel::process(&mut labels, job.rules) {
                 continue;
             }
-            relabel::check_result(&labels, name_validation)?;
+            relabel::check_result(&labels, job.name_validation)?;
+            for (name, value) in job.external_labels {
+                if labels.get(name).is_empty() {
+                    labels.set(name, value.clone());
+                }
+            }
             let name = labels.get("__name__").to_string();
             // A sample renamed by metric relabeling leaves its family: it becomes a gauge.
             let (kind, family_name) = if name == sample.name {
-                (kind, family.name.as_str())
+                (kind, family.name.clone())
             } else {
-                (Kind::Gauge, name.as_str())
+                (Kind::Gauge, name.clone())
             };
             let attributes: Vec<(String, String)> = labels
                 .iter()
                 .filter(|(k, _)| *k != "__name__" && *k != "job" && *k != "instance")
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            target
-                .converter
-                .add(kind, family_name, &name, attributes, sample.value);
+            kept.push((kind, family_name, name, attributes, sample.value));
         }
+    }
+    if job.sample_limit > 0 && kept.len() as u64 > job.sample_limit {
+        return Err(format!(
+            "sample_limit exceeded: {} samples after metric relabeling, the limit is {}",
+            kept.len(),
+            job.sample_limit
+        ));
+    }
+    for (kind, family_name, name, attributes, value) in kept {
+        target
+            .converter
+            .add(kind, &family_name, &name, attributes, value);
     }
     Ok(scraped)
 }

@@ -8,6 +8,10 @@ const TEXT: &str = include_str!("testdata/client_golang.txt");
 const OPENMETRICS: &str = include_str!("testdata/client_golang.om.txt");
 
 fn job(yaml_like: impl FnOnce(&mut ScrapeConfig)) -> JobScraper {
+    job_with_global(&Global::default(), yaml_like)
+}
+
+fn job_with_global(global: &Global, yaml_like: impl FnOnce(&mut ScrapeConfig)) -> JobScraper {
     let mut config = ScrapeConfig {
         job_name: "app".to_string(),
         static_configs: vec![StaticConfig {
@@ -17,21 +21,85 @@ fn job(yaml_like: impl FnOnce(&mut ScrapeConfig)) -> JobScraper {
         ..ScrapeConfig::default()
     };
     yaml_like(&mut config);
-    JobScraper::new("prometheus", &config, &Global::default(), &Registry::new()).expect("valid job")
+    JobScraper::new("prometheus", &config, global, &Registry::new()).expect("valid job")
 }
 
 fn scrape_text(job: &mut JobScraper, text: &str, openmetrics: bool, now: u64) -> Vec<Metric> {
+    try_scrape_text(job, text, openmetrics).expect("valid");
+    job.targets[0].converter.finish(now)
+}
+
+fn try_scrape_text(job: &mut JobScraper, text: &str, openmetrics: bool) -> Result<usize, String> {
     let families = parse::parse(text, openmetrics).expect("parses");
     let target = &mut job.targets[0];
-    add_families(
-        target,
-        families,
-        job.honor_labels,
-        &job.metric_rules,
-        job.name_validation,
-    )
-    .expect("valid");
-    target.converter.finish(now)
+    let rules = SampleRules {
+        honor_labels: job.honor_labels,
+        rules: &job.metric_rules,
+        name_validation: job.name_validation,
+        external_labels: &job.external_labels,
+        sample_limit: job.sample_limit,
+    };
+    add_families(target, families, &rules)
+}
+
+#[test]
+fn external_labels_are_added_where_absent() {
+    let global = Global {
+        external_labels: BTreeMap::from([
+            ("cluster".to_string(), "eu-1".to_string()),
+            ("team".to_string(), "platform".to_string()),
+        ]),
+        ..Global::default()
+    };
+    let mut job = job_with_global(&global, |_| {});
+    let metrics = scrape_text(&mut job, TEXT, false, 1_000);
+    let Some(metric::Data::Sum(requests)) = &find(&metrics, "app_requests_total").data else {
+        panic!("counter is a sum")
+    };
+    let point = &requests.data_points[0];
+    assert_eq!(attr(&point.attributes, "cluster"), Some("eu-1"));
+    assert_eq!(
+        attr(&point.attributes, "team"),
+        Some("core"),
+        "a label the sample already has (here the static label) is kept"
+    );
+}
+
+#[test]
+fn sample_limit_fails_the_scrape_and_keeps_nothing() {
+    let mut unlimited = job(|_| {});
+    let scraped = try_scrape_text(&mut unlimited, TEXT, false).expect("no limit");
+    let mut limited = job(|c| c.sample_limit = (scraped - 1) as u64);
+    let error = try_scrape_text(&mut limited, TEXT, false).unwrap_err();
+    assert!(error.starts_with("sample_limit exceeded"), "{error}");
+    assert!(
+        limited.targets[0].converter.finish(1_000).is_empty(),
+        "nothing of a failed scrape is kept"
+    );
+    let mut enough = job(|c| c.sample_limit = scraped as u64);
+    assert_eq!(try_scrape_text(&mut enough, TEXT, false), Ok(scraped));
+}
+
+#[test]
+fn params_go_into_the_scrape_url_and_the_param_labels() {
+    let job = job(|c| {
+        c.params = BTreeMap::from([
+            ("module".to_string(), vec!["http_2xx".to_string()]),
+            ("target".to_string(), vec!["a".to_string(), "b".to_string()]),
+        ]);
+    });
+    assert_eq!(
+        job.targets[0].url.to_string(),
+        "http://127.0.0.1:9999/metrics?module=http_2xx&target=a&target=b"
+    );
+    let relabeled = job_with_global(&Global::default(), |c| {
+        c.params = BTreeMap::from([("module".to_string(), vec!["http_2xx".to_string()])]);
+        c.relabel_configs = serde_json::from_value(serde_json::json!([
+            {"source_labels": ["__param_module"], "target_label": "probe"}
+        ]))
+        .expect("a relabel rule");
+    });
+    assert_eq!(relabeled.targets[0].labels.get("probe"), "http_2xx");
 }
 
 fn find<'a>(metrics: &'a [Metric], name: &str) -> &'a Metric {

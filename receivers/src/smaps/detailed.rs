@@ -51,7 +51,8 @@ impl Breakdown {
             totals.pss = totals.pss.saturating_add(mapping.pss);
             totals.swap = totals.swap.saturating_add(mapping.swap);
             totals.count += 1;
-            let named_file = matches!(class, MappingClass::File | MappingClass::Shmem) && mapping.path.first() == Some(&b'/');
+            let named_file = matches!(class, MappingClass::File | MappingClass::Shmem)
+                && mapping.path.first() == Some(&b'/');
             if top_files == 0 || !named_file {
                 return;
             }
@@ -61,7 +62,11 @@ impl Breakdown {
                     last.pss = last.pss.saturating_add(mapping.pss);
                     last.rss = last.rss.saturating_add(mapping.rss);
                 }
-                _ => files.push(FileEntry { path, pss: mapping.pss, rss: mapping.rss }),
+                _ => files.push(FileEntry {
+                    path,
+                    pss: mapping.pss,
+                    rss: mapping.rss,
+                }),
             }
         });
         if files.len() > 1 {
@@ -81,7 +86,9 @@ impl Breakdown {
                 }
             }
             files.truncate(kept + 1);
-            let order = |a: &FileEntry, b: &FileEntry| b.pss.cmp(&a.pss).then_with(|| path_of(a).cmp(path_of(b)));
+            let order = |a: &FileEntry, b: &FileEntry| {
+                b.pss.cmp(&a.pss).then_with(|| path_of(a).cmp(path_of(b)))
+            };
             if files.len() > top_files {
                 files.select_nth_unstable_by(top_files - 1, order);
                 files.truncate(top_files);
@@ -107,11 +114,19 @@ impl Breakdown {
             }
         }
         type FileField = fn(&FileEntry) -> u64;
-        let file_fields: [(&str, FileField); 2] = [("process.smaps.file.pss", |f| f.pss), ("process.smaps.file.rss", |f| f.rss)];
+        let file_fields: [(&str, FileField); 2] = [
+            ("process.smaps.file.pss", |f| f.pss),
+            ("process.smaps.file.rss", |f| f.rss),
+        ];
         for (name, field) in file_fields {
             for file in &self.files {
                 let path = String::from_utf8_lossy(data.get(file.path.clone()).unwrap_or_default());
-                builder.gauge_int(name, "By", i64::try_from(field(file)).unwrap_or(i64::MAX), &[("file.path", &path)]);
+                builder.gauge_int(
+                    name,
+                    "By",
+                    i64::try_from(field(file)).unwrap_or(i64::MAX),
+                    &[("file.path", &path)],
+                );
             }
         }
     }

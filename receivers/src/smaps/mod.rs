@@ -18,6 +18,7 @@
 //! docs/components/smaps.md has the measured numbers.
 
 pub mod detailed;
+mod kubernetes;
 pub mod parse;
 
 use std::collections::HashMap;
@@ -30,12 +31,12 @@ use std::time::SystemTime;
 use futures::future::BoxFuture;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
-use oxcol_core::telemetry::{Counter, Registry};
 use oxcol_core::GoDuration;
+use oxcol_core::telemetry::{Counter, Registry};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::cgroup::emit::{int_attribute, string_attribute, unix_nanos, ResourceBuilder};
+use crate::cgroup::emit::{ResourceBuilder, int_attribute, string_attribute, unix_nanos};
 use crate::scraper::{ScrapeOutput, Scraper};
 
 pub const TYPE: &str = "smaps";
@@ -102,7 +103,12 @@ impl Default for Config {
 
 impl Config {
     fn has_other_selector(&self) -> bool {
-        !self.pids.is_empty() || !self.pid_files.is_empty() || !self.names.is_empty() || !self.cmdline.is_empty() || !self.cgroups.is_empty() || self.all
+        !self.pids.is_empty()
+            || !self.pid_files.is_empty()
+            || !self.names.is_empty()
+            || !self.cmdline.is_empty()
+            || !self.cgroups.is_empty()
+            || self.all
     }
 
     pub fn reads_self(&self) -> bool {
@@ -115,12 +121,17 @@ impl Config {
             errors.push("collection_interval must be greater than zero (e.g. 10s)".to_string());
         }
         if !self.proc_path.is_absolute() {
-            errors.push(format!("proc_path {:?} must be an absolute path (e.g. /proc)", self.proc_path));
+            errors.push(format!(
+                "proc_path {:?} must be an absolute path (e.g. /proc)",
+                self.proc_path
+            ));
         }
         for (key, patterns) in [("names", &self.names), ("cmdline", &self.cmdline)] {
             for pattern in patterns {
                 if let Err(error) = Regex::new(pattern) {
-                    errors.push(format!("{key}: {pattern:?} is not a valid regular expression: {error}"));
+                    errors.push(format!(
+                        "{key}: {pattern:?} is not a valid regular expression: {error}"
+                    ));
                 }
             }
         }
@@ -128,7 +139,10 @@ impl Config {
             errors.push(format!("top_files: {} is more than {MAX_TOP_FILES}; each file is a series per process, set a smaller number", self.top_files));
         }
         if !self.reads_self() && !self.has_other_selector() {
-            errors.push("no process selected: set self, pids, pid_files, names, cmdline, cgroups or all".to_string());
+            errors.push(
+                "no process selected: set self, pids, pid_files, names, cmdline, cgroups or all"
+                    .to_string(),
+            );
         }
         errors
     }
@@ -153,7 +167,11 @@ impl Skipped {
                 &[("receiver", receiver), ("reason", reason)],
             )
         };
-        Skipped { exited: counter("exited"), permission: counter("permission"), io: counter("io") }
+        Skipped {
+            exited: counter("exited"),
+            permission: counter("permission"),
+            io: counter("io"),
+        }
     }
 
     fn count(&self, error: &std::io::Error) {
@@ -216,10 +234,18 @@ struct Identity {
 impl Collector {
     /// `config` must have passed `validate()` (invalid regexes are dropped here).
     pub fn new(id: &str, config: &Config, registry: &Registry) -> Collector {
-        let compile = |patterns: &[String]| patterns.iter().filter_map(|p| Regex::new(p).ok()).collect::<Vec<_>>();
+        let compile = |patterns: &[String]| {
+            patterns
+                .iter()
+                .filter_map(|p| Regex::new(p).ok())
+                .collect::<Vec<_>>()
+        };
         let boot_time_seconds = std::fs::read_to_string(config.proc_path.join("stat"))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok()))
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+            })
             .unwrap_or(0);
         Collector {
             config: config.clone(),
@@ -276,8 +302,14 @@ impl Collector {
     fn list_pids(&self, pids: &mut Vec<u32>) {
         use std::os::unix::ffi::OsStrExt as _;
         pids.clear();
-        let Ok(entries) = std::fs::read_dir(&self.config.proc_path) else { return };
-        pids.extend(entries.flatten().filter_map(|e| parse_pid(e.file_name().as_bytes())));
+        let Ok(entries) = std::fs::read_dir(&self.config.proc_path) else {
+            return;
+        };
+        pids.extend(
+            entries
+                .flatten()
+                .filter_map(|e| parse_pid(e.file_name().as_bytes())),
+        );
     }
 
     /// Whether a listed process matches names/cmdline/cgroups (or `all`).
@@ -289,8 +321,13 @@ impl Collector {
             if self.names.iter().any(|r| r.is_match(comm)) {
                 return true;
             }
-            let exe = std::fs::read_link(self.config.proc_path.join(pid.to_string()).join("exe")).ok();
-            if let Some(name) = exe.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
+            let exe =
+                std::fs::read_link(self.config.proc_path.join(pid.to_string()).join("exe")).ok();
+            if let Some(name) = exe
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+            {
                 if self.names.iter().any(|r| r.is_match(name)) {
                     return true;
                 }
@@ -298,7 +335,9 @@ impl Collector {
         }
         if !self.cmdline.is_empty() {
             if let Ok(data) = self.read(pid, "cmdline") {
-                let line: String = String::from_utf8_lossy(data).trim_end_matches('\0').replace('\0', " ");
+                let line: String = String::from_utf8_lossy(data)
+                    .trim_end_matches('\0')
+                    .replace('\0', " ");
                 if self.cmdline.iter().any(|r| r.is_match(&line)) {
                     return true;
                 }
@@ -307,8 +346,20 @@ impl Collector {
         if !self.cgroups.is_empty() {
             if let Ok(data) = self.read(pid, "cgroup") {
                 let text = String::from_utf8_lossy(data).into_owned();
-                let inside = |path: &str| self.cgroups.iter().any(|c| c == "/" || path == c || path.strip_prefix(c.as_str()).is_some_and(|r| r.starts_with('/')));
-                if text.lines().filter_map(|l| l.splitn(3, ':').nth(2)).any(inside) {
+                let inside = |path: &str| {
+                    self.cgroups.iter().any(|c| {
+                        c == "/"
+                            || path == c
+                            || path
+                                .strip_prefix(c.as_str())
+                                .is_some_and(|r| r.starts_with('/'))
+                    })
+                };
+                if text
+                    .lines()
+                    .filter_map(|l| l.splitn(3, ':').nth(2))
+                    .any(inside)
+                {
                     return true;
                 }
             }
@@ -319,7 +370,11 @@ impl Collector {
     /// Resident pages from /proc/PID/statm, for `top` ranking.
     fn resident_pages(&mut self, pid: u32) -> u64 {
         match self.read(pid, "statm") {
-            Ok(data) => data.split(|b| *b == b' ').nth(1).and_then(|f| std::str::from_utf8(f).ok()?.parse().ok()).unwrap_or(0),
+            Ok(data) => data
+                .split(|b| *b == b' ')
+                .nth(1)
+                .and_then(|f| std::str::from_utf8(f).ok()?.parse().ok())
+                .unwrap_or(0),
             Err(_) => 0,
         }
     }
@@ -347,8 +402,15 @@ impl Collector {
         self.generation += 1;
         let generation = self.generation;
         let now_nanos = unix_nanos(now);
-        let mut candidates: Vec<(u32, bool)> = self.explicit_pids().into_iter().map(|p| (p, true)).collect();
-        let listing = self.config.all || !self.names.is_empty() || !self.cmdline.is_empty() || !self.cgroups.is_empty();
+        let mut candidates: Vec<(u32, bool)> = self
+            .explicit_pids()
+            .into_iter()
+            .map(|p| (p, true))
+            .collect();
+        let listing = self.config.all
+            || !self.names.is_empty()
+            || !self.cmdline.is_empty()
+            || !self.cgroups.is_empty();
         if listing {
             let mut pids = std::mem::take(&mut self.pids);
             self.list_pids(&mut pids);
@@ -388,25 +450,48 @@ impl Collector {
                 }
             };
             if explicit || self.matches(pid, &comms[comm.clone()]) {
-                selected.push(Selected { pid, comm, ppid, starttime });
+                selected.push(Selected {
+                    pid,
+                    comm,
+                    ppid,
+                    starttime,
+                });
             } else {
                 comms.truncate(comm.start);
             }
         }
         if self.config.top > 0 && selected.len() > self.config.top {
-            let mut ranked: Vec<(u64, usize)> = (0..selected.len()).map(|i| (self.resident_pages(selected[i].pid), i)).collect();
+            let mut ranked: Vec<(u64, usize)> = (0..selected.len())
+                .map(|i| (self.resident_pages(selected[i].pid), i))
+                .collect();
             ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-            let mut keep: Vec<usize> = ranked.into_iter().take(self.config.top).map(|(_, i)| i).collect();
+            let mut keep: Vec<usize> = ranked
+                .into_iter()
+                .take(self.config.top)
+                .map(|(_, i)| i)
+                .collect();
             keep.sort_unstable();
             selected = keep.into_iter().map(|i| selected[i].clone()).collect();
         }
 
         let mut out = Vec::with_capacity(selected.len());
-        for Selected { pid, comm, ppid, starttime } in selected {
+        for Selected {
+            pid,
+            comm,
+            ppid,
+            starttime,
+        } in selected
+        {
             let ticks = self.clock_ticks;
             let start_seconds = self.boot_time_seconds + starttime / ticks;
-            let start_nanos = start_seconds.saturating_mul(1_000_000_000).saturating_add((starttime % ticks).saturating_mul(1_000_000_000) / ticks);
-            let mut builder = ResourceBuilder::new(now_nanos, start_nanos, if self.config.detailed { 32 } else { 24 });
+            let start_nanos = start_seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add((starttime % ticks).saturating_mul(1_000_000_000) / ticks);
+            let mut builder = ResourceBuilder::new(
+                now_nanos,
+                start_nanos,
+                if self.config.detailed { 32 } else { 24 },
+            );
             let filled = match self.read(pid, "smaps_rollup") {
                 Ok(data) => data.len(),
                 Err(error) => {
@@ -425,13 +510,21 @@ impl Collector {
                     None => match metric_names.iter().position(|(f, _)| &**f == field) {
                         Some(i) => i,
                         None => {
-                            metric_names.push((field.into(), format!("process.smaps.{}", parse::snake_case(field))));
+                            metric_names.push((
+                                field.into(),
+                                format!("process.smaps.{}", parse::snake_case(field)),
+                            ));
                             metric_names.len() - 1
                         }
                     },
                 };
                 next = index + 1;
-                builder.gauge_int(&metric_names[index].1, "By", i64::try_from(bytes).unwrap_or(i64::MAX), &[]);
+                builder.gauge_int(
+                    &metric_names[index].1,
+                    "By",
+                    i64::try_from(bytes).unwrap_or(i64::MAX),
+                    &[],
+                );
             });
             if builder.is_empty() {
                 continue;
@@ -440,7 +533,8 @@ impl Collector {
                 match self.read(pid, "smaps") {
                     Ok(data) => {
                         let filled = data.len();
-                        self.breakdown.parse(&self.buffer[..filled], self.config.top_files);
+                        self.breakdown
+                            .parse(&self.buffer[..filled], self.config.top_files);
                         self.breakdown.emit(&self.buffer[..filled], &mut builder);
                     }
                     Err(_) => self.detailed_errors.add(1),
@@ -453,20 +547,37 @@ impl Collector {
                     known.attributes.clone()
                 }
                 _ => {
-                    let attributes = self.resource_attributes(pid, ppid, &comms[comm], start_seconds);
-                    self.identities.insert(pid, Identity { starttime, attributes: attributes.clone(), generation });
+                    let attributes =
+                        self.resource_attributes(pid, ppid, &comms[comm], start_seconds);
+                    self.identities.insert(
+                        pid,
+                        Identity {
+                            starttime,
+                            attributes: attributes.clone(),
+                            generation,
+                        },
+                    );
                     attributes
                 }
             };
             out.push(builder.finish(attributes, SCOPE));
         }
         self.comms = comms;
-        self.identities.retain(|_, known| known.generation == generation);
+        self.identities
+            .retain(|_, known| known.generation == generation);
         out
     }
 
-    fn resource_attributes(&self, pid: u32, ppid: u64, comm: &str, start_seconds: u64) -> Vec<KeyValue> {
-        let owner = std::fs::metadata(self.config.proc_path.join(pid.to_string())).ok().map(|m| m.uid());
+    fn resource_attributes(
+        &self,
+        pid: u32,
+        ppid: u64,
+        comm: &str,
+        start_seconds: u64,
+    ) -> Vec<KeyValue> {
+        let owner = std::fs::metadata(self.config.proc_path.join(pid.to_string()))
+            .ok()
+            .map(|m| m.uid());
         let mut attributes = vec![
             int_attribute("process.pid", i64::from(pid)),
             int_attribute("process.parent_pid", i64::try_from(ppid).unwrap_or(0)),
@@ -474,8 +585,24 @@ impl Collector {
             string_attribute("process.creation.time", &rfc3339(start_seconds)),
         ];
         if let Some(uid) = owner {
-            let name = self.owners.get(&uid).cloned().unwrap_or_else(|| uid.to_string());
+            let name = self
+                .owners
+                .get(&uid)
+                .cloned()
+                .unwrap_or_else(|| uid.to_string());
             attributes.push(string_attribute("process.owner", &name));
+        }
+        // The pod and container from the process's cgroup, for k8sattributes. Read once
+        // per identity (pid, starttime), like the rest of the resource.
+        let cgroup =
+            std::fs::read_to_string(self.config.proc_path.join(pid.to_string()).join("cgroup"))
+                .unwrap_or_default();
+        let kubernetes = kubernetes::from_proc_cgroup(&cgroup);
+        if let Some(uid) = &kubernetes.pod_uid {
+            attributes.push(string_attribute("k8s.pod.uid", uid));
+        }
+        if let Some(id) = &kubernetes.container_id {
+            attributes.push(string_attribute("container.id", id));
         }
         attributes
     }
@@ -537,7 +664,12 @@ fn rfc3339(seconds: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The receiver as a pull scraper, on tokio's blocking pool.
@@ -547,14 +679,19 @@ pub struct SmapsScraper {
 
 impl SmapsScraper {
     pub fn new(id: &str, config: &Config, registry: &Arc<Registry>) -> SmapsScraper {
-        SmapsScraper { collector: Some(Box::new(Collector::new(id, config, registry))) }
+        SmapsScraper {
+            collector: Some(Box::new(Collector::new(id, config, registry))),
+        }
     }
 }
 
 impl Scraper for SmapsScraper {
     fn scrape(&mut self, now: SystemTime) -> BoxFuture<'_, Result<ScrapeOutput, String>> {
         Box::pin(async move {
-            let mut collector = self.collector.take().ok_or("a previous smaps scrape panicked; the receiver is stopped")?;
+            let mut collector = self
+                .collector
+                .take()
+                .ok_or("a previous smaps scrape panicked; the receiver is stopped")?;
             let (collector, metrics) = tokio::task::spawn_blocking(move || {
                 let metrics = collector.collect(now);
                 (collector, metrics)
@@ -562,7 +699,10 @@ impl Scraper for SmapsScraper {
             .await
             .map_err(|e| format!("smaps scrape task failed: {e}"))?;
             self.collector = Some(collector);
-            Ok(ScrapeOutput { metrics, logs: Vec::new() })
+            Ok(ScrapeOutput {
+                metrics,
+                logs: Vec::new(),
+            })
         })
     }
 }

@@ -22,7 +22,9 @@ pub fn for_each_rollup_field(data: &[u8], mut each: impl FnMut(&[u8], u64)) {
         if unit != b"kB" {
             return;
         }
-        let Some(field) = key.strip_suffix(b":") else { return };
+        let Some(field) = key.strip_suffix(b":") else {
+            return;
+        };
         if field.is_empty() {
             return;
         }
@@ -108,7 +110,14 @@ pub enum MappingClass {
 
 impl MappingClass {
     /// Every class, in the order the receiver emits them.
-    pub const ALL: [MappingClass; 6] = [MappingClass::Heap, MappingClass::Stack, MappingClass::Anonymous, MappingClass::File, MappingClass::Shmem, MappingClass::Vdso];
+    pub const ALL: [MappingClass; 6] = [
+        MappingClass::Heap,
+        MappingClass::Stack,
+        MappingClass::Anonymous,
+        MappingClass::File,
+        MappingClass::Shmem,
+        MappingClass::Vdso,
+    ];
 
     /// The `mapping.class` attribute value.
     pub fn name(self) -> &'static str {
@@ -132,10 +141,21 @@ impl MappingClass {
     pub fn of(perms: &[u8], path: &[u8]) -> MappingClass {
         let shared = perms.get(3) == Some(&b's');
         if path.is_empty() {
-            return if shared { MappingClass::Shmem } else { MappingClass::Anonymous };
+            return if shared {
+                MappingClass::Shmem
+            } else {
+                MappingClass::Anonymous
+            };
         }
         if path[0] == b'[' {
-            const SPECIAL: [&[u8]; 6] = [b"[vdso]", b"[vvar", b"[vsyscall]", b"[vectors]", b"[sigpage]", b"[uprobes]"];
+            const SPECIAL: [&[u8]; 6] = [
+                b"[vdso]",
+                b"[vvar",
+                b"[vsyscall]",
+                b"[vectors]",
+                b"[sigpage]",
+                b"[uprobes]",
+            ];
             return if path == b"[heap]" {
                 MappingClass::Heap
             } else if path.starts_with(b"[stack]") || path.starts_with(b"[stack:") {
@@ -204,7 +224,10 @@ fn parse_mapping_header(line: &[u8]) -> Option<(&[u8], &[u8], usize)> {
         return None;
     }
     let (s, e) = word(&mut at)?; // dev MAJ:MIN
-    if !line[s..e].iter().all(|&b| b.is_ascii_hexdigit() || b == b':') {
+    if !line[s..e]
+        .iter()
+        .all(|&b| b.is_ascii_hexdigit() || b == b':')
+    {
         return None;
     }
     let (s, e) = word(&mut at)?; // inode
@@ -227,7 +250,11 @@ pub fn for_each_mapping(data: &[u8], mut each: impl FnMut(&Mapping<'_>)) {
     let mut current: Option<Mapping<'_>> = None;
     for_each_line(data, |line, start| match line.first() {
         // Only 3 of the ~24 field lines matter: test their prefix before the call.
-        Some(b'R' | b'P' | b'S') if line.starts_with(b"Rss:") || line.starts_with(b"Pss:") || line.starts_with(b"Swap:") => {
+        Some(b'R' | b'P' | b'S')
+            if line.starts_with(b"Rss:")
+                || line.starts_with(b"Pss:")
+                || line.starts_with(b"Swap:") =>
+        {
             if let Some(mapping) = current.as_mut() {
                 set_mapping_field(mapping, line);
             }
@@ -237,7 +264,12 @@ pub fn for_each_mapping(data: &[u8], mut each: impl FnMut(&Mapping<'_>)) {
                 if let Some(done) = current.take() {
                     each(&done);
                 }
-                current = Some(Mapping { perms, path, path_offset: start + at, ..Mapping::default() });
+                current = Some(Mapping {
+                    perms,
+                    path,
+                    path_offset: start + at,
+                    ..Mapping::default()
+                });
             }
         }
         _ => {}
@@ -310,12 +342,19 @@ pub fn parse_stat(data: &[u8]) -> Option<Stat<'_>> {
         return None;
     }
     let comm = &data[open + 1..close];
-    let mut rest = data[close + 1..].split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty());
+    let mut rest = data[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|p| !p.is_empty());
     let state = *rest.next()?.first()?;
     let ppid = parse_u64(rest.next()?)?;
     // After `)`: state is index 0, starttime index 19.
     let starttime = parse_u64(rest.nth(17)?)?;
-    Some(Stat { comm, state, ppid, starttime })
+    Some(Stat {
+        comm,
+        state,
+        ppid,
+        starttime,
+    })
 }
 
 #[cfg(test)]
@@ -323,7 +362,8 @@ mod tests {
     use super::*;
 
     /// /proc/self/smaps_rollup from this machine (kernel 6.18).
-    pub const ROLLUP: &[u8] = b"564cb973e000-7ffd0096d000 ---p 00000000 00:00 0                          [rollup]
+    pub const ROLLUP: &[u8] =
+        b"564cb973e000-7ffd0096d000 ---p 00000000 00:00 0                          [rollup]
 Rss:                1688 kB
 Pss:                 278 kB
 Pss_Dirty:           112 kB
@@ -357,7 +397,19 @@ Locked:                0 kB
         assert_eq!(fields[3], ("pss_anon".to_string(), 112 * 1024));
         assert_eq!(fields[9], ("private_dirty".to_string(), 112 * 1024));
         let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-        for expected in ["pss_dirty", "shared_clean", "ksm", "lazy_free", "anon_huge_pages", "shmem_pmd_mapped", "file_pmd_mapped", "shared_hugetlb", "swap", "swap_pss", "locked"] {
+        for expected in [
+            "pss_dirty",
+            "shared_clean",
+            "ksm",
+            "lazy_free",
+            "anon_huge_pages",
+            "shmem_pmd_mapped",
+            "file_pmd_mapped",
+            "shared_hugetlb",
+            "swap",
+            "swap_pss",
+            "locked",
+        ] {
             assert!(names.contains(&expected), "{expected} in {names:?}");
         }
     }
@@ -366,13 +418,21 @@ Locked:                0 kB
     #[test]
     fn cross_check_with_procfs() {
         use procfs::FromBufRead;
-        for data in [ROLLUP.to_vec(), std::fs::read("/proc/self/smaps_rollup").unwrap()] {
+        for data in [
+            ROLLUP.to_vec(),
+            std::fs::read("/proc/self/smaps_rollup").unwrap(),
+        ] {
             let reference = procfs::process::SmapsRollup::from_buf_read(&data[..]).unwrap();
             let map = &reference.memory_map_rollup.0[0].extension.map;
             let mut count = 0;
             for_each_rollup_field(&data, |field, bytes| {
                 count += 1;
-                assert_eq!(map.get(std::str::from_utf8(field).unwrap()), Some(&bytes), "{}", String::from_utf8_lossy(field));
+                assert_eq!(
+                    map.get(std::str::from_utf8(field).unwrap()),
+                    Some(&bytes),
+                    "{}",
+                    String::from_utf8_lossy(field)
+                );
             });
             assert_eq!(count, map.len());
         }
@@ -382,11 +442,17 @@ Locked:                0 kB
     fn reference_fields(data: &[u8]) -> Vec<(Vec<u8>, u64)> {
         let mut out = Vec::new();
         for line in data.split(|&b| b == b'\n') {
-            let mut parts = line.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty());
-            let (Some(key), Some(value), Some(b"kB"), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            let mut parts = line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|p| !p.is_empty());
+            let (Some(key), Some(value), Some(b"kB"), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
-            let Some(field) = key.strip_suffix(b":") else { continue };
+            let Some(field) = key.strip_suffix(b":") else {
+                continue;
+            };
             if field.is_empty() {
                 continue;
             }
@@ -407,8 +473,14 @@ Locked:                0 kB
             for _ in 0..(next() % 12) {
                 let at = (next() as usize) % (input.len() + 1);
                 match next() % 3 {
-                    0 if at < input.len() => input[at] = [b' ', b'\t', b':', b'k', b'B', b'7', b'\n', 0x0c][(next() % 8) as usize],
-                    1 => input.insert(at, [b' ', b':', b'\n', b'\r', b'9', b'x', 0xff][(next() % 7) as usize]),
+                    0 if at < input.len() => {
+                        input[at] = [b' ', b'\t', b':', b'k', b'B', b'7', b'\n', 0x0c]
+                            [(next() % 8) as usize]
+                    }
+                    1 => input.insert(
+                        at,
+                        [b' ', b':', b'\n', b'\r', b'9', b'x', 0xff][(next() % 7) as usize],
+                    ),
                     _ if at < input.len() => {
                         input.remove(at);
                     }
@@ -417,10 +489,18 @@ Locked:                0 kB
             }
             let mut got = Vec::new();
             for_each_rollup_field(&input, |f, v| got.push((f.to_vec(), v)));
-            assert_eq!(got, reference_fields(&input), "{}", String::from_utf8_lossy(&input));
+            assert_eq!(
+                got,
+                reference_fields(&input),
+                "{}",
+                String::from_utf8_lossy(&input)
+            );
             lines += got.len();
         }
-        assert!(lines > 15_000, "mutations must leave most lines valid ({lines})");
+        assert!(
+            lines > 15_000,
+            "mutations must leave most lines valid ({lines})"
+        );
     }
 
     /// Full /proc/PID/smaps recorded on this machine (kernel 6.18): `sleep` (glibc,
@@ -445,17 +525,33 @@ Locked:                0 kB
             ("rw-s", "", MappingClass::Shmem),
             ("rw-s", "[anon_shmem:pool]", MappingClass::Shmem),
             ("rw-s", "/dev/shm/oxcol-smaps-fixture", MappingClass::Shmem),
-            ("rw-s", "/memfd:wayland-cursor (deleted)", MappingClass::Shmem),
+            (
+                "rw-s",
+                "/memfd:wayland-cursor (deleted)",
+                MappingClass::Shmem,
+            ),
             ("rw-s", "/SYSV00000000 (deleted)", MappingClass::Shmem),
             ("rw-s", "/dev/zero (deleted)", MappingClass::Shmem),
-            ("r-xp", "/usr/lib/x86_64-linux-gnu/libc.so.6", MappingClass::File),
-            ("r--s", "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache", MappingClass::File),
+            (
+                "r-xp",
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                MappingClass::File,
+            ),
+            (
+                "r--s",
+                "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache",
+                MappingClass::File,
+            ),
             ("rw-s", "/var/lib/db/data.mdb", MappingClass::File),
             ("r-xp", "/usr/bin/app (deleted)", MappingClass::File),
             ("rw-p", "[unknown]", MappingClass::Anonymous),
         ];
         for (perms, path, class) in cases {
-            assert_eq!(MappingClass::of(perms.as_bytes(), path.as_bytes()), class, "{perms} {path}");
+            assert_eq!(
+                MappingClass::of(perms.as_bytes(), path.as_bytes()),
+                class,
+                "{perms} {path}"
+            );
         }
         assert_eq!(MappingClass::ALL.map(|c| c.index()), [0, 1, 2, 3, 4, 5]);
     }
@@ -463,11 +559,31 @@ Locked:                0 kB
     #[test]
     fn smaps_mappings_from_a_real_file() {
         let mut mappings = Vec::new();
-        for_each_mapping(SLEEP_SMAPS, |m| mappings.push((String::from_utf8_lossy(m.perms).into_owned(), String::from_utf8_lossy(m.path).into_owned(), m.rss, m.pss, m.swap, m.path_offset)));
-        let headers = SLEEP_SMAPS.split(|&b| b == b'\n').filter(|l| l.first().is_some_and(u8::is_ascii_hexdigit) && l.contains(&b'-')).count();
+        for_each_mapping(SLEEP_SMAPS, |m| {
+            mappings.push((
+                String::from_utf8_lossy(m.perms).into_owned(),
+                String::from_utf8_lossy(m.path).into_owned(),
+                m.rss,
+                m.pss,
+                m.swap,
+                m.path_offset,
+            ))
+        });
+        let headers = SLEEP_SMAPS
+            .split(|&b| b == b'\n')
+            .filter(|l| l.first().is_some_and(u8::is_ascii_hexdigit) && l.contains(&b'-'))
+            .count();
         assert_eq!(mappings.len(), headers);
         assert_eq!(mappings.len(), 37);
-        assert_eq!((mappings[0].0.as_str(), mappings[0].1.as_str(), mappings[0].2, mappings[0].3), ("r--p", "/usr/bin/sleep", 8 * 1024, 8 * 1024));
+        assert_eq!(
+            (
+                mappings[0].0.as_str(),
+                mappings[0].1.as_str(),
+                mappings[0].2,
+                mappings[0].3
+            ),
+            ("r--p", "/usr/bin/sleep", 8 * 1024, 8 * 1024)
+        );
         let heap = mappings.iter().find(|m| m.1 == "[heap]").unwrap();
         assert_eq!((heap.2, heap.3), (16 * 1024, 16 * 1024));
         let anonymous = mappings.iter().filter(|m| m.1.is_empty()).count();
@@ -496,8 +612,14 @@ Locked:                0 kB
         let mut out: Vec<(Vec<u8>, Vec<u8>, u64, u64, u64)> = Vec::new();
         for line in data.split(|&b| b == b'\n') {
             let hex = |w: &[u8]| !w.is_empty() && w.iter().all(u8::is_ascii_hexdigit);
-            if !line.first().is_some_and(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
-                let words: Vec<&[u8]> = line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
+            if !line
+                .first()
+                .is_some_and(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            {
+                let words: Vec<&[u8]> = line
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .collect();
                 if words.len() == 3 && words[2] == b"kB" && line.starts_with(words[0]) {
                     if let (Some(last), Some(kib)) = (out.last_mut(), parse_u64(words[1])) {
                         match words[0] {
@@ -510,12 +632,27 @@ Locked:                0 kB
                 }
                 continue;
             }
-            let words: Vec<&[u8]> = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).collect();
+            let words: Vec<&[u8]> = line
+                .split(|&b| b == b' ')
+                .filter(|w| !w.is_empty())
+                .collect();
             if words.len() < 5 {
                 continue;
             }
-            let Some((start, end)) = words[0].iter().position(|&b| b == b'-').map(|d| (&words[0][..d], &words[0][d + 1..])) else { continue };
-            if !hex(start) || !hex(end) || words[1].len() != 4 || !hex(words[2]) || !words[3].iter().all(|&b| b.is_ascii_hexdigit() || b == b':') || !words[4].iter().all(u8::is_ascii_digit) {
+            let Some((start, end)) = words[0]
+                .iter()
+                .position(|&b| b == b'-')
+                .map(|d| (&words[0][..d], &words[0][d + 1..]))
+            else {
+                continue;
+            };
+            if !hex(start)
+                || !hex(end)
+                || words[1].len() != 4
+                || !hex(words[2])
+                || !words[3].iter().all(|&b| b.is_ascii_hexdigit() || b == b':')
+                || !words[4].iter().all(u8::is_ascii_digit)
+            {
                 continue;
             }
             // The path: everything after the fifth word and the spaces that follow it.
@@ -545,7 +682,9 @@ Locked:                0 kB
         // Newlines at every position and in runs, bytes around them, lengths up to 40.
         for round in 0..20_000 {
             let len = round % 41;
-            let data: Vec<u8> = (0..len).map(|_| [b'\n', 0x0b, 0x8a, 0x09, b'a', 0xff, 0x00, 0x0a][(next() % 8) as usize]).collect();
+            let data: Vec<u8> = (0..len)
+                .map(|_| [b'\n', 0x0b, 0x8a, 0x09, b'a', 0xff, 0x00, 0x0a][(next() % 8) as usize])
+                .collect();
             let mut got = Vec::new();
             for_each_line(&data, |line, offset| {
                 assert_eq!(&data[offset..offset + line.len()], line);
@@ -562,12 +701,23 @@ Locked:                0 kB
         let mut next = || rng.next_u64();
         let mut mappings = 0;
         for round in 0..1_500 {
-            let mut input = if round % 2 == 0 { SLEEP_SMAPS.to_vec() } else { GO_SMAPS.to_vec() };
+            let mut input = if round % 2 == 0 {
+                SLEEP_SMAPS.to_vec()
+            } else {
+                GO_SMAPS.to_vec()
+            };
             for _ in 0..(next() % 40) {
                 let at = (next() as usize) % (input.len() + 1);
                 match next() % 3 {
-                    0 if at < input.len() => input[at] = [b' ', b'\t', b':', b'-', b'k', b'B', b'7', b'f', b'\n', b'[', 0xff][(next() % 11) as usize],
-                    1 => input.insert(at, [b' ', b':', b'\n', b'-', b'9', b'x', b's', 0xff][(next() % 8) as usize]),
+                    0 if at < input.len() => {
+                        input[at] = [
+                            b' ', b'\t', b':', b'-', b'k', b'B', b'7', b'f', b'\n', b'[', 0xff,
+                        ][(next() % 11) as usize]
+                    }
+                    1 => input.insert(
+                        at,
+                        [b' ', b':', b'\n', b'-', b'9', b'x', b's', 0xff][(next() % 8) as usize],
+                    ),
                     _ if at < input.len() => {
                         input.remove(at);
                     }
@@ -580,17 +730,30 @@ Locked:                0 kB
                 let _ = MappingClass::of(m.perms, m.path);
                 got.push((m.perms.to_vec(), m.path.to_vec(), m.rss, m.pss, m.swap));
             });
-            assert_eq!(got, reference_mappings(&input), "{}", String::from_utf8_lossy(&input));
+            assert_eq!(
+                got,
+                reference_mappings(&input),
+                "{}",
+                String::from_utf8_lossy(&input)
+            );
             mappings += got.len();
         }
-        assert!(mappings > 1_500 * 25, "mutations must leave most mappings valid ({mappings})");
+        assert!(
+            mappings > 1_500 * 25,
+            "mutations must leave most mappings valid ({mappings})"
+        );
     }
 
     #[test]
     fn stat_with_hostile_comm() {
         let stat = parse_stat(b"3353 (cat) R 3348 3348 2292 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 18417 5652480 200 18446744073709551615").unwrap();
-        assert_eq!((stat.comm, stat.state, stat.ppid, stat.starttime), (&b"cat"[..], b'R', 3348, 18417));
-        let stat = parse_stat(b"77 (a) b) (c) S 1 77 77 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 999 0 0").unwrap();
+        assert_eq!(
+            (stat.comm, stat.state, stat.ppid, stat.starttime),
+            (&b"cat"[..], b'R', 3348, 18417)
+        );
+        let stat =
+            parse_stat(b"77 (a) b) (c) S 1 77 77 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 999 0 0")
+                .unwrap();
         assert_eq!((stat.comm, stat.starttime), (&b"a) b) (c"[..], 999));
         assert_eq!(parse_stat(b"1 (x) S 0"), None);
         assert_eq!(parse_stat(b")("), None);
@@ -603,12 +766,19 @@ Locked:                0 kB
         let stat_seed: &[u8] = b"3353 (cat) R 3348 3348 2292 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 18417 5652480 200 1";
         let mut total = 0u64;
         for round in 0..20_000 {
-            let mut input = if round % 2 == 0 { ROLLUP.to_vec() } else { stat_seed.to_vec() };
+            let mut input = if round % 2 == 0 {
+                ROLLUP.to_vec()
+            } else {
+                stat_seed.to_vec()
+            };
             for _ in 0..(next() % 8) {
                 let at = (next() as usize) % (input.len() + 1);
                 match next() % 3 {
                     0 if at < input.len() => input[at] = next() as u8,
-                    1 => input.insert(at, [b' ', b':', b'\n', b'(', b')', b'9', 0xff][(next() % 7) as usize]),
+                    1 => input.insert(
+                        at,
+                        [b' ', b':', b'\n', b'(', b')', b'9', 0xff][(next() % 7) as usize],
+                    ),
                     _ if at < input.len() => {
                         input.remove(at);
                     }

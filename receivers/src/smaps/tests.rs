@@ -15,7 +15,12 @@ use crate::cgroup::emit::lookup::{attr, is_gauge, resource_attr, unit, value};
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn pid_of(rm: &ResourceMetrics) -> Option<i64> {
-    let kv = rm.resource.as_ref()?.attributes.iter().find(|kv| kv.key == "process.pid")?;
+    let kv = rm
+        .resource
+        .as_ref()?
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "process.pid")?;
     match kv.value.as_ref()?.value.as_ref()? {
         opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i) => Some(*i),
         _ => None,
@@ -34,10 +39,16 @@ impl Drop for Guard {
 /// A python3 child that allocates and touches 64 MiB of anonymous memory, then sleeps.
 fn spawn_allocator(marker: &str) -> Guard {
     let program = "import sys, time\nb = bytearray(64 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\ntime.sleep(60)\n";
-    let mut child = Command::new("python3").args(["-c", program, marker]).stdout(Stdio::piped()).spawn().expect("python3 is installed (test dependency)");
+    let mut child = Command::new("python3")
+        .args(["-c", program, marker])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is installed (test dependency)");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line).expect("child prints ready");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("child prints ready");
     assert_eq!(line.trim(), "ready");
     Guard(child)
 }
@@ -48,14 +59,41 @@ fn config_defaults_and_validation() {
     assert_eq!(config.collection_interval.get(), Duration::from_secs(10));
     assert_eq!(config.proc_path, Path::new("/proc"));
     assert!(config.reads_self() && config.validate().is_empty());
-    assert!(!Config { all: true, ..Config::default() }.reads_self());
+    assert!(
+        !Config {
+            all: true,
+            ..Config::default()
+        }
+        .reads_self()
+    );
     assert!(!config.detailed && config.top_files == 10);
-    assert!(Config { detailed: true, top_files: 1000, ..Config::default() }.validate().is_empty());
-    let bad = Config { proc_path: "proc".into(), names: vec!["(".into()], top_files: 1001, self_process: Some(false), ..Config::default() };
+    assert!(
+        Config {
+            detailed: true,
+            top_files: 1000,
+            ..Config::default()
+        }
+        .validate()
+        .is_empty()
+    );
+    let bad = Config {
+        proc_path: "proc".into(),
+        names: vec!["(".into()],
+        top_files: 1001,
+        self_process: Some(false),
+        ..Config::default()
+    };
     let errors = bad.validate();
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(errors[2].contains("top_files"), "{errors:?}");
-    assert!(Config { self_process: Some(false), ..Config::default() }.validate()[0].contains("no process selected"));
+    assert!(
+        Config {
+            self_process: Some(false),
+            ..Config::default()
+        }
+        .validate()[0]
+            .contains("no process selected")
+    );
 }
 
 #[test]
@@ -68,7 +106,10 @@ fn self_is_read_with_semantic_convention_attributes() {
     assert_eq!(pid_of(rm), Some(i64::from(std::process::id())));
     assert!(resource_attr(rm, "process.executable.name").is_some_and(|n| !n.is_empty()));
     assert!(resource_attr(rm, "process.owner").is_some());
-    assert!(resource_attr(rm, "process.creation.time").is_some_and(|t| t.starts_with("20") && t.ends_with('Z')));
+    assert!(
+        resource_attr(rm, "process.creation.time")
+            .is_some_and(|t| t.starts_with("20") && t.ends_with('Z'))
+    );
     assert!(value(rm, "process.smaps.rss", &[]).unwrap() > MIB);
     assert!(value(rm, "process.smaps.pss", &[]).unwrap() > 0.0);
     assert!(value(rm, "process.smaps.private_dirty", &[]).is_some());
@@ -83,7 +124,16 @@ fn live_child_anon_memory_shows_up_and_its_exit_is_handled() {
     let pid = child.0.id();
     let registry = Registry::new();
     // Selected two ways: by pid, and by a cmdline regex (a listing of /proc).
-    for config in [Config { pids: vec![pid], ..Config::default() }, Config { cmdline: vec![regex::escape(&marker)], ..Config::default() }] {
+    for config in [
+        Config {
+            pids: vec![pid],
+            ..Config::default()
+        },
+        Config {
+            cmdline: vec![regex::escape(&marker)],
+            ..Config::default()
+        },
+    ] {
         let mut collector = Collector::new("smaps", &config, &registry);
         let out = collector.collect(std::time::SystemTime::now());
         assert_eq!(out.len(), 1, "only the child is selected");
@@ -92,18 +142,38 @@ fn live_child_anon_memory_shows_up_and_its_exit_is_handled() {
         let anon = value(rm, "process.smaps.anonymous", &[]).unwrap();
         let pss_anon = value(rm, "process.smaps.pss_anon", &[]).unwrap();
         // 64 MiB touched, plus the interpreter's own heap (a few MiB).
-        assert!((64.0 * MIB..64.0 * MIB + 40.0 * MIB).contains(&anon), "anonymous {}", anon / MIB);
-        assert!((64.0 * MIB..64.0 * MIB + 40.0 * MIB).contains(&pss_anon), "pss_anon {}", pss_anon / MIB);
+        assert!(
+            (64.0 * MIB..64.0 * MIB + 40.0 * MIB).contains(&anon),
+            "anonymous {}",
+            anon / MIB
+        );
+        assert!(
+            (64.0 * MIB..64.0 * MIB + 40.0 * MIB).contains(&pss_anon),
+            "pss_anon {}",
+            pss_anon / MIB
+        );
         assert!(value(rm, "process.smaps.rss", &[]).unwrap() >= anon);
     }
     // The child exits: an explicitly selected pid is skipped and counted, the scrape goes on.
-    let mut collector = Collector::new("smaps/gone", &Config { pids: vec![pid], self_process: Some(true), ..Config::default() }, &registry);
+    let mut collector = Collector::new(
+        "smaps/gone",
+        &Config {
+            pids: vec![pid],
+            self_process: Some(true),
+            ..Config::default()
+        },
+        &registry,
+    );
     let _ = child.0.kill();
     let _ = child.0.wait();
     let out = collector.collect(std::time::SystemTime::now());
     assert_eq!(out.len(), 1, "oxcol itself is still read");
     assert_eq!(pid_of(&out[0]), Some(i64::from(std::process::id())));
-    assert!(registry.render_prometheus().contains("oxcol_smaps_skipped_processes{receiver=\"smaps/gone\",reason=\"exited\"} 1"));
+    assert!(
+        registry
+            .render_prometheus()
+            .contains("oxcol_smaps_skipped_processes{receiver=\"smaps/gone\",reason=\"exited\"} 1")
+    );
 }
 
 /// A fixture /proc: identity (pid reuse), names and cgroup selection, top-N.
@@ -112,54 +182,136 @@ fn fixture_proc_identity_and_selection() {
     let proc = std::env::temp_dir().join(format!("oxcol-smaps-proc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&proc);
     std::fs::create_dir_all(&proc).unwrap();
-    std::fs::write(proc.join("stat"), "cpu  1 2 3\nbtime 1700000000\nprocesses 10\n").unwrap();
+    std::fs::write(
+        proc.join("stat"),
+        "cpu  1 2 3\nbtime 1700000000\nprocesses 10\n",
+    )
+    .unwrap();
     let write_process = |pid: u32, comm: &str, starttime: u64, rss_kib: u64, cgroup: &str| {
         let dir = proc.join(pid.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("stat"), format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {starttime} 1000 10 18446744073709551615\n")).unwrap();
-        std::fs::write(dir.join("statm"), format!("1000 {} 10 1 0 100 0\n", rss_kib / 4)).unwrap();
+        std::fs::write(
+            dir.join("statm"),
+            format!("1000 {} 10 1 0 100 0\n", rss_kib / 4),
+        )
+        .unwrap();
         std::fs::write(dir.join("cgroup"), format!("0::{cgroup}\n")).unwrap();
         std::fs::write(dir.join("cmdline"), format!("/usr/bin/{comm}\0--flag\0")).unwrap();
         std::fs::write(dir.join("smaps_rollup"), format!("00400000-7fff00000000 ---p 00000000 00:00 0 [rollup]\nRss: {rss_kib} kB\nPss: {} kB\nPss_Anon: {} kB\nSwap: 0 kB\n", rss_kib / 2, rss_kib / 4)).unwrap();
     };
-    write_process(100, "api server", 500, 4096, "/kubepods.slice/pod-a.slice/cri-containerd-1.scope");
+    write_process(
+        100,
+        "api server",
+        500,
+        4096,
+        "/kubepods.slice/pod-a.slice/cri-containerd-1.scope",
+    );
     write_process(200, "worker", 900, 1024, "/system.slice/worker.service");
     write_process(300, "worker", 950, 8192, "/kubepods.slice/pod-b.slice");
     let registry = Registry::new();
-    let base = Config { proc_path: proc.clone(), self_process: Some(false), ..Config::default() };
+    let base = Config {
+        proc_path: proc.clone(),
+        self_process: Some(false),
+        ..Config::default()
+    };
 
-    let mut by_name = Collector::new("smaps", &Config { names: vec!["^worker$".into()], ..base.clone() }, &registry);
+    let mut by_name = Collector::new(
+        "smaps",
+        &Config {
+            names: vec!["^worker$".into()],
+            ..base.clone()
+        },
+        &registry,
+    );
     let out = by_name.collect(UNIX_EPOCH + Duration::from_secs(1_700_001_000));
     let pids: Vec<i64> = out.iter().filter_map(pid_of).collect();
     assert_eq!(pids, [200, 300]);
-    assert_eq!(value(&out[0], "process.smaps.rss", &[]), Some(1024.0 * 1024.0));
-    assert_eq!(value(&out[0], "process.smaps.pss_anon", &[]), Some(256.0 * 1024.0));
+    assert_eq!(
+        value(&out[0], "process.smaps.rss", &[]),
+        Some(1024.0 * 1024.0)
+    );
+    assert_eq!(
+        value(&out[0], "process.smaps.pss_anon", &[]),
+        Some(256.0 * 1024.0)
+    );
     // starttime 900 ticks after btime 1700000000 = 1700000009.
-    assert_eq!(resource_attr(&out[0], "process.creation.time"), Some("2023-11-14T22:13:29Z"));
+    assert_eq!(
+        resource_attr(&out[0], "process.creation.time"),
+        Some("2023-11-14T22:13:29Z")
+    );
 
-    let mut by_cgroup = Collector::new("smaps", &Config { cgroups: vec!["/kubepods.slice".into()], ..base.clone() }, &registry);
-    let pids: Vec<i64> = by_cgroup.collect(UNIX_EPOCH).iter().filter_map(pid_of).collect();
+    let mut by_cgroup = Collector::new(
+        "smaps",
+        &Config {
+            cgroups: vec!["/kubepods.slice".into()],
+            ..base.clone()
+        },
+        &registry,
+    );
+    let pids: Vec<i64> = by_cgroup
+        .collect(UNIX_EPOCH)
+        .iter()
+        .filter_map(pid_of)
+        .collect();
     assert_eq!(pids, [100, 300]);
-    let mut not_a_prefix = Collector::new("smaps", &Config { cgroups: vec!["/kubepods".into()], ..base.clone() }, &registry);
-    assert!(not_a_prefix.collect(UNIX_EPOCH).is_empty(), "/kubepods is not /kubepods.slice");
+    let mut not_a_prefix = Collector::new(
+        "smaps",
+        &Config {
+            cgroups: vec!["/kubepods".into()],
+            ..base.clone()
+        },
+        &registry,
+    );
+    assert!(
+        not_a_prefix.collect(UNIX_EPOCH).is_empty(),
+        "/kubepods is not /kubepods.slice"
+    );
 
-    let mut top = Collector::new("smaps", &Config { all: true, top: 2, ..base.clone() }, &registry);
+    let mut top = Collector::new(
+        "smaps",
+        &Config {
+            all: true,
+            top: 2,
+            ..base.clone()
+        },
+        &registry,
+    );
     let out = top.collect(UNIX_EPOCH);
     let pids: Vec<i64> = out.iter().filter_map(pid_of).collect();
     assert_eq!(pids, [100, 300], "the two largest by statm resident pages");
-    assert_eq!(out[0].resource.as_ref().map(|r| attr(&r.attributes, "process.executable.name")), Some(Some("api server")));
+    assert_eq!(
+        out[0]
+            .resource
+            .as_ref()
+            .map(|r| attr(&r.attributes, "process.executable.name")),
+        Some(Some("api server"))
+    );
 
     // pid 200 exits and the pid is reused by a new process: new identity.
-    let mut by_pid = Collector::new("smaps", &Config { pids: vec![200], ..base.clone() }, &registry);
-    let before = resource_attr(&by_pid.collect(UNIX_EPOCH)[0], "process.creation.time").map(str::to_string);
+    let mut by_pid = Collector::new(
+        "smaps",
+        &Config {
+            pids: vec![200],
+            ..base.clone()
+        },
+        &registry,
+    );
+    let before =
+        resource_attr(&by_pid.collect(UNIX_EPOCH)[0], "process.creation.time").map(str::to_string);
     write_process(200, "worker", 123_456, 1024, "/");
-    let after = resource_attr(&by_pid.collect(UNIX_EPOCH)[0], "process.creation.time").map(str::to_string);
+    let after =
+        resource_attr(&by_pid.collect(UNIX_EPOCH)[0], "process.creation.time").map(str::to_string);
     assert_ne!(before, after);
     // Unreadable smaps_rollup (a directory here): skipped and counted, never a panic.
     std::fs::remove_file(proc.join("200/smaps_rollup")).unwrap();
     std::fs::create_dir(proc.join("200/smaps_rollup")).unwrap();
     assert!(by_pid.collect(UNIX_EPOCH).is_empty());
-    assert!(registry.render_prometheus().contains("oxcol_smaps_skipped_processes{receiver=\"smaps\",reason=\"io\"} 1"));
+    assert!(
+        registry
+            .render_prometheus()
+            .contains("oxcol_smaps_skipped_processes{receiver=\"smaps\",reason=\"io\"} 1")
+    );
     let _ = std::fs::remove_dir_all(&proc);
 }
 
@@ -171,7 +323,12 @@ fn rfc3339_dates() {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smaps").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/smaps")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn rollup_field(rollup: &[u8], name: &[u8]) -> u64 {
@@ -190,11 +347,26 @@ fn rollup_field(rollup: &[u8], name: &[u8]) -> u64 {
 fn assert_matches_rollup(breakdown: &detailed::Breakdown, rollup: &[u8], slack: u64) {
     let sum = |f: fn(&detailed::ClassTotals) -> u64| breakdown.classes.iter().map(f).sum::<u64>();
     let mappings = sum(|t| t.count);
-    let (rss, pss, swap) = (rollup_field(rollup, b"Rss"), rollup_field(rollup, b"Pss"), rollup_field(rollup, b"Swap"));
-    assert!(sum(|t| t.rss).abs_diff(rss) <= slack, "Rss {} vs rollup {rss}", sum(|t| t.rss));
-    assert!(sum(|t| t.swap).abs_diff(swap) <= slack, "Swap {} vs rollup {swap}", sum(|t| t.swap));
+    let (rss, pss, swap) = (
+        rollup_field(rollup, b"Rss"),
+        rollup_field(rollup, b"Pss"),
+        rollup_field(rollup, b"Swap"),
+    );
+    assert!(
+        sum(|t| t.rss).abs_diff(rss) <= slack,
+        "Rss {} vs rollup {rss}",
+        sum(|t| t.rss)
+    );
+    assert!(
+        sum(|t| t.swap).abs_diff(swap) <= slack,
+        "Swap {} vs rollup {swap}",
+        sum(|t| t.swap)
+    );
     let detailed_pss = sum(|t| t.pss);
-    assert!(detailed_pss <= pss + slack && pss < detailed_pss + mappings * 1024 + slack, "Pss {detailed_pss} vs rollup {pss} ({mappings} mappings)");
+    assert!(
+        detailed_pss <= pss + slack && pss < detailed_pss + mappings * 1024 + slack,
+        "Pss {detailed_pss} vs rollup {pss} ({mappings} mappings)"
+    );
 }
 
 #[test]
@@ -206,15 +378,66 @@ fn detailed_breakdown_of_recorded_smaps_matches_their_rollup() {
     let smaps = fixture("sleep-glibc.smaps");
     breakdown.parse(&smaps, 3);
     assert_matches_rollup(&breakdown, &fixture("sleep-glibc.smaps_rollup"), 0);
-    assert_eq!(class(&breakdown, Heap), detailed::ClassTotals { rss: 16 << 10, pss: 16 << 10, swap: 0, count: 1 });
-    assert_eq!(class(&breakdown, Stack), detailed::ClassTotals { rss: 16 << 10, pss: 16 << 10, swap: 0, count: 1 });
-    assert_eq!(class(&breakdown, File), detailed::ClassTotals { rss: 1744 << 10, pss: 149 << 10, swap: 0, count: 28 });
-    assert_eq!(class(&breakdown, Anonymous), detailed::ClassTotals { rss: 32 << 10, pss: 32 << 10, swap: 0, count: 3 });
-    assert_eq!(class(&breakdown, Vdso).count, 4, "[vvar], [vvar_vclock], [vdso], [vsyscall]");
+    assert_eq!(
+        class(&breakdown, Heap),
+        detailed::ClassTotals {
+            rss: 16 << 10,
+            pss: 16 << 10,
+            swap: 0,
+            count: 1
+        }
+    );
+    assert_eq!(
+        class(&breakdown, Stack),
+        detailed::ClassTotals {
+            rss: 16 << 10,
+            pss: 16 << 10,
+            swap: 0,
+            count: 1
+        }
+    );
+    assert_eq!(
+        class(&breakdown, File),
+        detailed::ClassTotals {
+            rss: 1744 << 10,
+            pss: 149 << 10,
+            swap: 0,
+            count: 28
+        }
+    );
+    assert_eq!(
+        class(&breakdown, Anonymous),
+        detailed::ClassTotals {
+            rss: 32 << 10,
+            pss: 32 << 10,
+            swap: 0,
+            count: 3
+        }
+    );
+    assert_eq!(
+        class(&breakdown, Vdso).count,
+        4,
+        "[vvar], [vvar_vclock], [vdso], [vsyscall]"
+    );
     assert_eq!(class(&breakdown, Shmem).count, 0);
     // libc's five segments are one file; the top three by Pss, largest first.
-    let files: Vec<(&[u8], u64, u64)> = breakdown.files.iter().map(|f| (&smaps[f.path.clone()], f.pss >> 10, f.rss >> 10)).collect();
-    assert_eq!(files, [(&b"/usr/lib/x86_64-linux-gnu/libc.so.6"[..], 69, 1288), (&b"/usr/bin/sleep"[..], 44, 44), (&b"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"[..], 23, 212)]);
+    let files: Vec<(&[u8], u64, u64)> = breakdown
+        .files
+        .iter()
+        .map(|f| (&smaps[f.path.clone()], f.pss >> 10, f.rss >> 10))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (&b"/usr/lib/x86_64-linux-gnu/libc.so.6"[..], 69, 1288),
+            (&b"/usr/bin/sleep"[..], 44, 44),
+            (
+                &b"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"[..],
+                23,
+                212
+            )
+        ]
+    );
     breakdown.parse(&smaps, 0);
     assert!(breakdown.files.is_empty());
     breakdown.parse(&smaps, 1000);
@@ -223,11 +446,33 @@ fn detailed_breakdown_of_recorded_smaps_matches_their_rollup() {
     let smaps = fixture("go-static.smaps");
     breakdown.parse(&smaps, 10);
     assert_matches_rollup(&breakdown, &fixture("go-static.smaps_rollup"), 0);
-    assert_eq!(class(&breakdown, Shmem), detailed::ClassTotals { rss: 1024 << 10, pss: 1024 << 10, swap: 0, count: 1 });
-    assert_eq!(class(&breakdown, Heap).count, 0, "a static Go binary has no brk heap");
+    assert_eq!(
+        class(&breakdown, Shmem),
+        detailed::ClassTotals {
+            rss: 1024 << 10,
+            pss: 1024 << 10,
+            swap: 0,
+            count: 1
+        }
+    );
+    assert_eq!(
+        class(&breakdown, Heap).count,
+        0,
+        "a static Go binary has no brk heap"
+    );
     assert_eq!(class(&breakdown, Anonymous).pss, 9240 << 10);
-    let paths: Vec<&[u8]> = breakdown.files.iter().map(|f| &smaps[f.path.clone()]).collect();
-    assert_eq!(paths, [&b"/tmp/w4/gofix/fixture"[..], b"/dev/shm/oxcol-smaps-fixture"]);
+    let paths: Vec<&[u8]> = breakdown
+        .files
+        .iter()
+        .map(|f| &smaps[f.path.clone()])
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            &b"/tmp/w4/gofix/fixture"[..],
+            b"/dev/shm/oxcol-smaps-fixture"
+        ]
+    );
 }
 
 /// A file mapped in two places that are not adjacent is still one entry.
@@ -239,9 +484,19 @@ fn detailed_merges_a_file_mapped_twice() {
 00600000-00601000 r--p 00001000 fe:00 1 /data/a\nRss: 8 kB\nPss: 8 kB\nSwap: 4 kB\n";
     let mut breakdown = detailed::Breakdown::default();
     breakdown.parse(smaps, 1);
-    assert_eq!(breakdown.files, [detailed::FileEntry { path: 40..47, pss: 12 << 10, rss: 12 << 10 }]);
+    assert_eq!(
+        breakdown.files,
+        [detailed::FileEntry {
+            path: 40..47,
+            pss: 12 << 10,
+            rss: 12 << 10
+        }]
+    );
     assert_eq!(&smaps[40..47], b"/data/a");
-    assert_eq!(breakdown.classes[parse::MappingClass::File.index()].swap, 4 << 10);
+    assert_eq!(
+        breakdown.classes[parse::MappingClass::File.index()].swap,
+        4 << 10
+    );
 }
 
 /// A child with known mappings: 64 MiB of touched anonymous memory, 8 MiB in /dev/shm,
@@ -256,35 +511,79 @@ f = open('{shm}', 'w+b'); f.truncate(8 << 20); s = mmap.mmap(f.fileno(), 8 << 20
 fd = os.memfd_create('oxcol-test'); os.ftruncate(fd, 4 << 20); m = mmap.mmap(fd, 4 << 20)\nfor i in range(0, 4 << 20, 4096): m[i] = 1\n\
 print('ready', flush=True)\ntime.sleep(60)\n"
     );
-    let mut child = Command::new("python3").args(["-c", &program, &marker]).stdout(Stdio::piped()).spawn().expect("python3 is installed (test dependency)");
+    let mut child = Command::new("python3")
+        .args(["-c", &program, &marker])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is installed (test dependency)");
     let stdout = child.stdout.take().expect("piped stdout");
     let guard = Guard(child);
     let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line).expect("child prints ready");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("child prints ready");
     let _ = std::fs::remove_file(&shm);
     assert_eq!(line.trim(), "ready");
     let pid = guard.0.id();
 
     let registry = Registry::new();
-    let mut collector = Collector::new("smaps", &Config { pids: vec![pid], detailed: true, top_files: 5, ..Config::default() }, &registry);
+    let mut collector = Collector::new(
+        "smaps",
+        &Config {
+            pids: vec![pid],
+            detailed: true,
+            top_files: 5,
+            ..Config::default()
+        },
+        &registry,
+    );
     let out = collector.collect(std::time::SystemTime::now());
     assert_eq!(out.len(), 1);
     let rm = &out[0];
-    let class = |name: &str, c: &str| value(rm, name, &[("mapping.class", c)]).unwrap_or_else(|| panic!("{name}{{{c}}} missing"));
-    assert!(class("process.smaps.mapping.pss", "anonymous") + class("process.smaps.mapping.pss", "heap") >= 64.0 * MIB);
-    assert!((12.0 * MIB..13.0 * MIB).contains(&class("process.smaps.mapping.rss", "shmem")), "{}", class("process.smaps.mapping.rss", "shmem") / MIB);
-    assert!(class("process.smaps.mapping.rss", "file") > 0.0 && class("process.smaps.mapping.count", "vdso") >= 1.0);
+    let class = |name: &str, c: &str| {
+        value(rm, name, &[("mapping.class", c)]).unwrap_or_else(|| panic!("{name}{{{c}}} missing"))
+    };
+    assert!(
+        class("process.smaps.mapping.pss", "anonymous")
+            + class("process.smaps.mapping.pss", "heap")
+            >= 64.0 * MIB
+    );
+    assert!(
+        (12.0 * MIB..13.0 * MIB).contains(&class("process.smaps.mapping.rss", "shmem")),
+        "{}",
+        class("process.smaps.mapping.rss", "shmem") / MIB
+    );
+    assert!(
+        class("process.smaps.mapping.rss", "file") > 0.0
+            && class("process.smaps.mapping.count", "vdso") >= 1.0
+    );
     assert!(class("process.smaps.mapping.count", "stack") == 1.0);
     assert_eq!(unit(rm, "process.smaps.mapping.count"), Some("{mapping}"));
-    assert!(is_gauge(rm, "process.smaps.mapping.pss") && unit(rm, "process.smaps.mapping.pss") == Some("By"));
+    assert!(
+        is_gauge(rm, "process.smaps.mapping.pss")
+            && unit(rm, "process.smaps.mapping.pss") == Some("By")
+    );
     // The shm file (deleted by now) and the memfd are among the top files by Pss.
     let shm_path = format!("{shm} (deleted)");
-    assert_eq!(value(rm, "process.smaps.file.pss", &[("file.path", &shm_path)]), Some(8.0 * MIB));
-    assert_eq!(value(rm, "process.smaps.file.rss", &[("file.path", "/memfd:oxcol-test (deleted)")]), Some(4.0 * MIB));
-    let files = crate::cgroup::emit::lookup::find(rm, "process.smaps.file.pss").map(|m| match &m.data {
-        Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) => g.data_points.len(),
-        _ => 0,
-    });
+    assert_eq!(
+        value(rm, "process.smaps.file.pss", &[("file.path", &shm_path)]),
+        Some(8.0 * MIB)
+    );
+    assert_eq!(
+        value(
+            rm,
+            "process.smaps.file.rss",
+            &[("file.path", "/memfd:oxcol-test (deleted)")]
+        ),
+        Some(4.0 * MIB)
+    );
+    let files =
+        crate::cgroup::emit::lookup::find(rm, "process.smaps.file.pss").map(|m| match &m.data {
+            Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) => {
+                g.data_points.len()
+            }
+            _ => 0,
+        });
     assert_eq!(files, Some(5));
     // The rollup totals are still there, and the classes add up to them. Pss of shared
     // library pages moves when other processes map or unmap them between the two reads
@@ -308,34 +607,126 @@ print('ready', flush=True)\ntime.sleep(60)\n"
 /// `detailed` on a fixture /proc: the recorded smaps of `sleep` as one process's.
 #[test]
 fn detailed_fixture_proc_points() {
-    let proc = std::env::temp_dir().join(format!("oxcol-smaps-detailed-proc-{}", std::process::id()));
+    let proc =
+        std::env::temp_dir().join(format!("oxcol-smaps-detailed-proc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&proc);
     std::fs::create_dir_all(proc.join("42")).unwrap();
     std::fs::write(proc.join("stat"), "btime 1700000000\n").unwrap();
-    std::fs::write(proc.join("42/stat"), "42 (sleep) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 1\n").unwrap();
-    std::fs::write(proc.join("42/smaps_rollup"), fixture("sleep-glibc.smaps_rollup")).unwrap();
+    std::fs::write(
+        proc.join("42/stat"),
+        "42 (sleep) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        proc.join("42/smaps_rollup"),
+        fixture("sleep-glibc.smaps_rollup"),
+    )
+    .unwrap();
     std::fs::write(proc.join("42/smaps"), fixture("sleep-glibc.smaps")).unwrap();
     std::fs::create_dir_all(proc.join("43")).unwrap();
-    std::fs::write(proc.join("43/stat"), "43 (gone) S 1 43 43 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 1\n").unwrap();
-    std::fs::write(proc.join("43/smaps_rollup"), fixture("go-static.smaps_rollup")).unwrap();
+    std::fs::write(
+        proc.join("43/stat"),
+        "43 (gone) S 1 43 43 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        proc.join("43/smaps_rollup"),
+        fixture("go-static.smaps_rollup"),
+    )
+    .unwrap();
     let registry = Registry::new();
-    let base = Config { proc_path: proc.clone(), pids: vec![42, 43], self_process: Some(false), detailed: true, ..Config::default() };
+    let base = Config {
+        proc_path: proc.clone(),
+        pids: vec![42, 43],
+        self_process: Some(false),
+        detailed: true,
+        ..Config::default()
+    };
     let out = Collector::new("smaps", &base, &registry).collect(UNIX_EPOCH);
     assert_eq!(out.len(), 2);
     let rm = &out[0];
-    assert_eq!(value(rm, "process.smaps.mapping.pss", &[("mapping.class", "heap")]), Some(16.0 * 1024.0));
-    assert_eq!(value(rm, "process.smaps.mapping.rss", &[("mapping.class", "file")]), Some(1744.0 * 1024.0));
-    assert_eq!(value(rm, "process.smaps.mapping.swap", &[("mapping.class", "shmem")]), Some(0.0), "every class is emitted, zeros too");
-    assert_eq!(value(rm, "process.smaps.file.pss", &[("file.path", "/usr/lib/x86_64-linux-gnu/libc.so.6")]), Some(69.0 * 1024.0));
-    assert_eq!(value(rm, "process.smaps.rss", &[]), Some(1812.0 * 1024.0), "the rollup metrics are unchanged");
+    assert_eq!(
+        value(
+            rm,
+            "process.smaps.mapping.pss",
+            &[("mapping.class", "heap")]
+        ),
+        Some(16.0 * 1024.0)
+    );
+    assert_eq!(
+        value(
+            rm,
+            "process.smaps.mapping.rss",
+            &[("mapping.class", "file")]
+        ),
+        Some(1744.0 * 1024.0)
+    );
+    assert_eq!(
+        value(
+            rm,
+            "process.smaps.mapping.swap",
+            &[("mapping.class", "shmem")]
+        ),
+        Some(0.0),
+        "every class is emitted, zeros too"
+    );
+    assert_eq!(
+        value(
+            rm,
+            "process.smaps.file.pss",
+            &[("file.path", "/usr/lib/x86_64-linux-gnu/libc.so.6")]
+        ),
+        Some(69.0 * 1024.0)
+    );
+    assert_eq!(
+        value(rm, "process.smaps.rss", &[]),
+        Some(1812.0 * 1024.0),
+        "the rollup metrics are unchanged"
+    );
     // pid 43 has no smaps file: its rollup metrics are kept, the failure is counted.
-    assert_eq!(value(&out[1], "process.smaps.rss", &[]), Some(11788.0 * 1024.0));
-    assert_eq!(value(&out[1], "process.smaps.mapping.pss", &[("mapping.class", "heap")]), None);
-    assert!(registry.render_prometheus().contains("oxcol_smaps_detailed_read_errors{receiver=\"smaps\"} 1"));
-    let out = Collector::new("smaps", &Config { top_files: 0, ..base.clone() }, &registry).collect(UNIX_EPOCH);
+    assert_eq!(
+        value(&out[1], "process.smaps.rss", &[]),
+        Some(11788.0 * 1024.0)
+    );
+    assert_eq!(
+        value(
+            &out[1],
+            "process.smaps.mapping.pss",
+            &[("mapping.class", "heap")]
+        ),
+        None
+    );
+    assert!(
+        registry
+            .render_prometheus()
+            .contains("oxcol_smaps_detailed_read_errors{receiver=\"smaps\"} 1")
+    );
+    let out = Collector::new(
+        "smaps",
+        &Config {
+            top_files: 0,
+            ..base.clone()
+        },
+        &registry,
+    )
+    .collect(UNIX_EPOCH);
     assert!(crate::cgroup::emit::lookup::find(&out[0], "process.smaps.file.pss").is_none());
-    assert!(value(&out[0], "process.smaps.mapping.count", &[("mapping.class", "vdso")]) == Some(4.0));
-    let out = Collector::new("smaps", &Config { detailed: false, ..base }, &registry).collect(UNIX_EPOCH);
+    assert!(
+        value(
+            &out[0],
+            "process.smaps.mapping.count",
+            &[("mapping.class", "vdso")]
+        ) == Some(4.0)
+    );
+    let out = Collector::new(
+        "smaps",
+        &Config {
+            detailed: false,
+            ..base
+        },
+        &registry,
+    )
+    .collect(UNIX_EPOCH);
     assert!(crate::cgroup::emit::lookup::find(&out[0], "process.smaps.mapping.pss").is_none());
     let _ = std::fs::remove_dir_all(&proc);
 }
@@ -343,6 +734,63 @@ fn detailed_fixture_proc_points() {
 #[test]
 fn clock_ticks_come_from_sysconf() {
     let ticks = crate::cgroup::emit::clock_ticks_per_second();
-    let getconf = Command::new("getconf").arg("CLK_TCK").output().ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse::<u64>().ok());
+    let getconf = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
     assert_eq!(Some(ticks), getconf.or(Some(100)));
+}
+
+/// A fixture /proc with a process in a pod (cgroup v1, systemd driver, containerd) and
+/// one outside Kubernetes: only the first gets `k8s.pod.uid` and `container.id`.
+#[test]
+fn pod_uid_and_container_id_from_the_process_cgroup() {
+    let proc = std::env::temp_dir().join(format!("oxcol-smaps-k8s-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&proc);
+    let id = "0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6";
+    let pod = format!(
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7c1a9e2b_3d4f_4a5b_8c6d_9e0f1a2b3c4d.slice/cri-containerd-{id}.scope"
+    );
+    for (pid, cgroup) in [
+        (
+            410,
+            format!("12:memory:{pod}\n11:pids:{pod}\n1:name=systemd:{pod}\n0::/\n"),
+        ),
+        (420, "0::/system.slice/containerd.service\n".to_string()),
+    ] {
+        let dir = proc.join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stat"), format!("{pid} (app) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 18446744073709551615\n")).unwrap();
+        std::fs::write(dir.join("cgroup"), cgroup).unwrap();
+        std::fs::write(
+            dir.join("smaps_rollup"),
+            "00400000-7fff00000000 ---p 00000000 00:00 0 [rollup]\nRss: 100 kB\nPss: 50 kB\n",
+        )
+        .unwrap();
+    }
+    let mut collector = Collector::new(
+        "smaps",
+        &Config {
+            proc_path: proc.clone(),
+            pids: vec![410, 420],
+            ..Config::default()
+        },
+        &Registry::new(),
+    );
+    let out = collector.collect(UNIX_EPOCH);
+    let pids: Vec<i64> = out.iter().filter_map(pid_of).collect();
+    assert_eq!(pids, [410, 420]);
+    assert_eq!(
+        resource_attr(&out[0], "k8s.pod.uid"),
+        Some("7c1a9e2b-3d4f-4a5b-8c6d-9e0f1a2b3c4d")
+    );
+    assert_eq!(resource_attr(&out[0], "container.id"), Some(id));
+    assert_eq!(resource_attr(&out[1], "k8s.pod.uid"), None);
+    assert_eq!(resource_attr(&out[1], "container.id"), None);
+    // The attributes are kept with the identity: a second scrape has them too.
+    let again = collector.collect(UNIX_EPOCH);
+    assert_eq!(resource_attr(&again[0], "container.id"), Some(id));
+    let _ = std::fs::remove_dir_all(&proc);
 }

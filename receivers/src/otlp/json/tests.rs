@@ -6,7 +6,9 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 const FIXTURE: &str = include_str!("../../../../fuzz/seeds/otlp_json/metrics.json");
 
 fn request(point: &str) -> String {
-    format!(r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"ok","gauge":{{"dataPoints":[{{"asDouble":1}}]}}}},{{"name":"j","gauge":{{"dataPoints":[{point}]}}}}]}}]}}]}}"#)
+    format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"ok","gauge":{{"dataPoints":[{{"asDouble":1}}]}}}},{{"name":"j","gauge":{{"dataPoints":[{point}]}}}}]}}]}}]}}"#
+    )
 }
 
 fn points(request: &ExportMetricsServiceRequest, metric: usize) -> Vec<NumberDataPoint> {
@@ -26,7 +28,9 @@ fn valid_requests_parse_as_serde_does() {
     assert_eq!(strict, lenient);
     let metrics = &strict.resource_metrics[0].scope_metrics[0].metrics;
     assert!(metrics.iter().all(|m| m.data.is_some()), "{metrics:#?}");
-    let Some(Data::Sum(sum)) = &metrics[1].data else { panic!("sum") };
+    let Some(Data::Sum(sum)) = &metrics[1].data else {
+        panic!("sum")
+    };
     assert_eq!(sum.aggregation_temporality, 2);
     // Base64 ids, as protobuf's json_format writes them, are not OTLP/JSON: refused,
     // naming the exemplars (serde alone dropped the metric).
@@ -37,21 +41,40 @@ fn valid_requests_parse_as_serde_does() {
     assert!(error.contains("sum.dataPoints[0].exemplars:"), "{error}");
     // Enum names, json_format's default: serde alone drops those metrics' data;
     // parse_metrics reads them.
-    let names = fixture.replace("\"aggregationTemporality\": 2", "\"aggregationTemporality\": \"AGGREGATION_TEMPORALITY_CUMULATIVE\"");
+    let names = fixture.replace(
+        "\"aggregationTemporality\": 2",
+        "\"aggregationTemporality\": \"AGGREGATION_TEMPORALITY_CUMULATIVE\"",
+    );
     assert_ne!(names, fixture, "the fixture has a cumulative temporality");
-    assert_eq!(parse_metrics(names.as_bytes()).expect("enum names are read"), strict);
+    assert_eq!(
+        parse_metrics(names.as_bytes()).expect("enum names are read"),
+        strict
+    );
     let lenient: ExportMetricsServiceRequest = serde_json::from_str(&names).expect("parses");
-    assert!(lenient.resource_metrics[0].scope_metrics[0].metrics.iter().any(|m| m.data.is_none()), "serde alone drops enum names");
+    assert!(
+        lenient.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .any(|m| m.data.is_none()),
+        "serde alone drops enum names"
+    );
     let batch = parse(Signal::Metrics, fixture.as_bytes()).expect("parses");
-    let points: usize = metrics.iter().map(|m| match &m.data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }).sum();
-    assert_eq!((batch.items(), metrics.len()), (points as u64, 5), "every metric type, with its points");
+    let points: usize = metrics
+        .iter()
+        .map(|m| match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        })
+        .sum();
+    assert_eq!(
+        (batch.items(), metrics.len()),
+        (points as u64, 5),
+        "every metric type, with its points"
+    );
     // oxcol's own rendering (serde) of generated data too.
     let generated = oxcol_core::testdata::metrics_request(2, 8, 3);
     let json = serde_json::to_vec(&generated).expect("serializes");
@@ -61,63 +84,160 @@ fn valid_requests_parse_as_serde_does() {
 #[test]
 fn wrong_types_inside_a_metric_are_refused_naming_the_field() {
     for (point, field, detail) in [
-        (r#"{"asDouble":1,"timeUnixNano":true}"#, "gauge.dataPoints[0].timeUnixNano", "boolean"),
-        (r#"{"asDouble":1,"timeUnixNano":"18446744073709551616"}"#, "gauge.dataPoints[0].timeUnixNano", "too large"),
-        (r#"{"asDouble":1,"timeUnixNano":-1}"#, "gauge.dataPoints[0].timeUnixNano", "out of range"),
-        (r#"{"asDouble":1,"timeUnixNano":"1.5"}"#, "gauge.dataPoints[0].timeUnixNano", "invalid digit"),
-        (r#"{"asDouble":1,"startTimeUnixNano":1.5}"#, "gauge.dataPoints[0].startTimeUnixNano", "floating point"),
-        (r#"{"asDouble":1,"flags":"x"}"#, "gauge.dataPoints[0].flags", "string"),
-        (r#"{"asDouble":{}}"#, "gauge.dataPoints[0].asDouble", "got {}"),
-        (r#"{"asDouble":"one"}"#, "gauge.dataPoints[0].asDouble", "\"one\""),
-        (r#"{"asDouble":"inf"}"#, "gauge.dataPoints[0].asDouble", "\"inf\""),
-        (r#"{"asDouble":true}"#, "gauge.dataPoints[0].asDouble", "true"),
-        (r#"{"asInt":"1.5"}"#, "gauge.dataPoints[0].asInt", "invalid digit"),
+        (
+            r#"{"asDouble":1,"timeUnixNano":true}"#,
+            "gauge.dataPoints[0].timeUnixNano",
+            "boolean",
+        ),
+        (
+            r#"{"asDouble":1,"timeUnixNano":"18446744073709551616"}"#,
+            "gauge.dataPoints[0].timeUnixNano",
+            "too large",
+        ),
+        (
+            r#"{"asDouble":1,"timeUnixNano":-1}"#,
+            "gauge.dataPoints[0].timeUnixNano",
+            "out of range",
+        ),
+        (
+            r#"{"asDouble":1,"timeUnixNano":"1.5"}"#,
+            "gauge.dataPoints[0].timeUnixNano",
+            "invalid digit",
+        ),
+        (
+            r#"{"asDouble":1,"startTimeUnixNano":1.5}"#,
+            "gauge.dataPoints[0].startTimeUnixNano",
+            "floating point",
+        ),
+        (
+            r#"{"asDouble":1,"flags":"x"}"#,
+            "gauge.dataPoints[0].flags",
+            "string",
+        ),
+        (
+            r#"{"asDouble":{}}"#,
+            "gauge.dataPoints[0].asDouble",
+            "got {}",
+        ),
+        (
+            r#"{"asDouble":"one"}"#,
+            "gauge.dataPoints[0].asDouble",
+            "\"one\"",
+        ),
+        (
+            r#"{"asDouble":"inf"}"#,
+            "gauge.dataPoints[0].asDouble",
+            "\"inf\"",
+        ),
+        (
+            r#"{"asDouble":true}"#,
+            "gauge.dataPoints[0].asDouble",
+            "true",
+        ),
+        (
+            r#"{"asInt":"1.5"}"#,
+            "gauge.dataPoints[0].asInt",
+            "invalid digit",
+        ),
         (r#"{"asInt":{}}"#, "gauge.dataPoints[0].asInt", "map"),
-        (r#"{"asDouble":1,"exemplars":[{"asDouble":[]}]}"#, "gauge.dataPoints[0].exemplars[0].asDouble", "[]"),
-        (r#"{"asDouble":1,"exemplars":[{"asInt":"x","timeUnixNano":"1"}]}"#, "gauge.dataPoints[0].exemplars[0].asInt", "invalid digit"),
-        (r#"{"asDouble":1,"exemplars":[{"asInt":1,"timeUnixNano":true}]}"#, "gauge.dataPoints[0].exemplars", "boolean"),
-        (r#"{"asDouble":1,"attributes":[{"key":"k","value":{"intValue":"x"}}]}"#, "gauge.dataPoints[0].attributes", "invalid digit"),
+        (
+            r#"{"asDouble":1,"exemplars":[{"asDouble":[]}]}"#,
+            "gauge.dataPoints[0].exemplars[0].asDouble",
+            "[]",
+        ),
+        (
+            r#"{"asDouble":1,"exemplars":[{"asInt":"x","timeUnixNano":"1"}]}"#,
+            "gauge.dataPoints[0].exemplars[0].asInt",
+            "invalid digit",
+        ),
+        (
+            r#"{"asDouble":1,"exemplars":[{"asInt":1,"timeUnixNano":true}]}"#,
+            "gauge.dataPoints[0].exemplars",
+            "boolean",
+        ),
+        (
+            r#"{"asDouble":1,"attributes":[{"key":"k","value":{"intValue":"x"}}]}"#,
+            "gauge.dataPoints[0].attributes",
+            "invalid digit",
+        ),
     ] {
         let body = request(point);
         let error = parse_metrics(body.as_bytes()).expect_err(point);
         let path = format!("resourceMetrics[0].scopeMetrics[0].metrics[1].{field}:");
-        assert!(error.contains(&path), "{point}: {error:?} does not name {path}");
-        assert!(error.contains(detail), "{point}: {error:?} does not say {detail:?}");
+        assert!(
+            error.contains(&path),
+            "{point}: {error:?} does not name {path}"
+        );
+        assert!(
+            error.contains(detail),
+            "{point}: {error:?} does not say {detail:?}"
+        );
         assert!(error.contains("metric \"j\""), "{error:?}");
         assert!(parse(Signal::Metrics, body.as_bytes()).is_err());
     }
     // At the metric level: a wrong field of the oneof message, the oneof not an object.
     for (metric, field) in [
-        (r#""sum":{"isMonotonic":"yes","dataPoints":[{"asInt":"1"}]}"#, "sum.isMonotonic"),
-        (r#""sum":{"aggregationTemporality":"bogus"}"#, "sum.aggregationTemporality"),
-        (r#""sum":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","isMonotonic":1}"#, "sum.isMonotonic"),
+        (
+            r#""sum":{"isMonotonic":"yes","dataPoints":[{"asInt":"1"}]}"#,
+            "sum.isMonotonic",
+        ),
+        (
+            r#""sum":{"aggregationTemporality":"bogus"}"#,
+            "sum.aggregationTemporality",
+        ),
+        (
+            r#""sum":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","isMonotonic":1}"#,
+            "sum.isMonotonic",
+        ),
         (r#""gauge":5"#, "gauge"),
         (r#""gauge":{"dataPoints":{}}"#, "gauge.dataPoints"),
-        (r#""histogram":{"dataPoints":[{"bucketCounts":["x"]}]}"#, "histogram.dataPoints[0].bucketCounts"),
-        (r#""histogram":{"dataPoints":[{"min":"small"}]}"#, "histogram.dataPoints[0].min"),
-        (r#""summary":{"dataPoints":[{"quantileValues":[{"value":"lots"}]}]}"#, "summary.dataPoints[0].quantileValues"),
-        (r#""exponentialHistogram":{"dataPoints":[{"scale":"x"}]}"#, "exponentialHistogram.dataPoints[0].scale"),
+        (
+            r#""histogram":{"dataPoints":[{"bucketCounts":["x"]}]}"#,
+            "histogram.dataPoints[0].bucketCounts",
+        ),
+        (
+            r#""histogram":{"dataPoints":[{"min":"small"}]}"#,
+            "histogram.dataPoints[0].min",
+        ),
+        (
+            r#""summary":{"dataPoints":[{"quantileValues":[{"value":"lots"}]}]}"#,
+            "summary.dataPoints[0].quantileValues",
+        ),
+        (
+            r#""exponentialHistogram":{"dataPoints":[{"scale":"x"}]}"#,
+            "exponentialHistogram.dataPoints[0].scale",
+        ),
     ] {
-        let body = format!(r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"m",{metric}}}]}}]}}]}}"#);
+        let body = format!(
+            r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"m",{metric}}}]}}]}}]}}"#
+        );
         let error = parse_metrics(body.as_bytes()).expect_err(metric);
-        assert!(error.contains(field), "{metric}: {error:?} does not name {field}");
+        assert!(
+            error.contains(field),
+            "{metric}: {error:?} does not name {field}"
+        );
     }
 }
 
 #[test]
 fn proto3_json_doubles_in_strings_are_read_not_dropped() {
-    let body = request(r#"{"asDouble":"NaN"},{"asDouble":"Infinity"},{"asDouble":"-Infinity"},{"asDouble":"1.5"},{"asDouble":"-2e3"},{"asInt":"-7"},{"asInt":8}"#);
+    let body = request(
+        r#"{"asDouble":"NaN"},{"asDouble":"Infinity"},{"asDouble":"-Infinity"},{"asDouble":"1.5"},{"asDouble":"-2e3"},{"asInt":"-7"},{"asInt":8}"#,
+    );
     let parsed = parse_metrics(body.as_bytes()).expect("valid proto3 JSON");
     let values: Vec<_> = points(&parsed, 1).iter().map(|p| p.value).collect();
     assert!(matches!(values[0], Some(number_data_point::Value::AsDouble(x)) if x.is_nan()));
-    assert_eq!(&values[1..], &[
-        Some(number_data_point::Value::AsDouble(f64::INFINITY)),
-        Some(number_data_point::Value::AsDouble(f64::NEG_INFINITY)),
-        Some(number_data_point::Value::AsDouble(1.5)),
-        Some(number_data_point::Value::AsDouble(-2000.0)),
-        Some(number_data_point::Value::AsInt(-7)),
-        Some(number_data_point::Value::AsInt(8)),
-    ]);
+    assert_eq!(
+        &values[1..],
+        &[
+            Some(number_data_point::Value::AsDouble(f64::INFINITY)),
+            Some(number_data_point::Value::AsDouble(f64::NEG_INFINITY)),
+            Some(number_data_point::Value::AsDouble(1.5)),
+            Some(number_data_point::Value::AsDouble(-2000.0)),
+            Some(number_data_point::Value::AsInt(-7)),
+            Some(number_data_point::Value::AsInt(8)),
+        ]
+    );
     // Exemplars, and the points' scalar doubles of histograms and summaries (a metric
     // serde had dropped whole, restored with every field).
     let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
@@ -128,18 +248,50 @@ fn proto3_json_doubles_in_strings_are_read_not_dropped() {
     ]}]}]}"#;
     let parsed = parse_metrics(body.as_bytes()).expect("valid proto3 JSON");
     let metrics = &parsed.resource_metrics[0].scope_metrics[0].metrics;
-    let Some(Data::Sum(sum)) = &metrics[0].data else { panic!("sum kept") };
-    assert_eq!(sum.data_points[0].exemplars[0].value, Some(exemplar::Value::AsDouble(f64::INFINITY)));
+    let Some(Data::Sum(sum)) = &metrics[0].data else {
+        panic!("sum kept")
+    };
+    assert_eq!(
+        sum.data_points[0].exemplars[0].value,
+        Some(exemplar::Value::AsDouble(f64::INFINITY))
+    );
     assert_eq!(sum.data_points[0].exemplars[0].time_unix_nano, 5);
-    let Some(Data::Histogram(h)) = &metrics[1].data else { panic!("histogram restored: {:?}", metrics[1]) };
+    let Some(Data::Histogram(h)) = &metrics[1].data else {
+        panic!("histogram restored: {:?}", metrics[1])
+    };
     let p = &h.data_points[0];
     assert!(p.sum.is_some_and(f64::is_nan));
-    assert_eq!((p.min, p.max, p.count, p.bucket_counts.clone(), p.explicit_bounds.clone()), (Some(f64::NEG_INFINITY), Some(2.5), 2, vec![1, 1], vec![1.0]));
-    let Some(Data::ExponentialHistogram(e)) = &metrics[2].data else { panic!("exponential histogram restored") };
-    assert_eq!((e.data_points[0].sum, e.data_points[0].zero_threshold, e.data_points[0].scale), (Some(f64::INFINITY), 0.001, 1));
-    let Some(Data::Summary(s)) = &metrics[3].data else { panic!("summary restored") };
+    assert_eq!(
+        (
+            p.min,
+            p.max,
+            p.count,
+            p.bucket_counts.clone(),
+            p.explicit_bounds.clone()
+        ),
+        (Some(f64::NEG_INFINITY), Some(2.5), 2, vec![1, 1], vec![1.0])
+    );
+    let Some(Data::ExponentialHistogram(e)) = &metrics[2].data else {
+        panic!("exponential histogram restored")
+    };
+    assert_eq!(
+        (
+            e.data_points[0].sum,
+            e.data_points[0].zero_threshold,
+            e.data_points[0].scale
+        ),
+        (Some(f64::INFINITY), 0.001, 1)
+    );
+    let Some(Data::Summary(s)) = &metrics[3].data else {
+        panic!("summary restored")
+    };
     assert!(s.data_points[0].sum.is_nan() && s.data_points[0].quantile_values[0].value.is_nan());
-    assert_eq!(parse(Signal::Metrics, body.as_bytes()).expect("parses").items(), 4);
+    assert_eq!(
+        parse(Signal::Metrics, body.as_bytes())
+            .expect("parses")
+            .items(),
+        4
+    );
 }
 
 #[test]
@@ -149,7 +301,10 @@ fn absent_oneofs_stay_absent() {
         {"name":"p","gauge":{"dataPoints":[{"timeUnixNano":"1"},{"asDouble":null},{"asInt":null,"exemplars":[{"timeUnixNano":"2"}]}]}}]}]}]}"#;
     let parsed = parse_metrics(body.as_bytes()).expect("valid");
     let metrics = &parsed.resource_metrics[0].scope_metrics[0].metrics;
-    assert_eq!((metrics[0].data.is_none(), metrics[1].data.is_none()), (true, true));
+    assert_eq!(
+        (metrics[0].data.is_none(), metrics[1].data.is_none()),
+        (true, true)
+    );
     assert!(points(&parsed, 2).iter().all(|p| p.value.is_none()));
     assert_eq!(points(&parsed, 2)[2].exemplars[0].value, None);
 }
@@ -160,7 +315,10 @@ fn only_the_suspect_metrics_are_materialised() {
         {"scopeMetrics":[{"scope":{"name":"s"},"metrics":[{"name":"c"}]},{"metrics":[{"name":"d","gauge":{}}]}]}]}"#;
     let wanted: BTreeSet<MetricIndex> = [(0, 0, 1), (1, 1, 0)].into();
     let found = metric_values(body.as_bytes(), &wanted).expect("reads");
-    assert_eq!(found.keys().copied().collect::<Vec<_>>(), vec![(0, 0, 1), (1, 1, 0)]);
+    assert_eq!(
+        found.keys().copied().collect::<Vec<_>>(),
+        vec![(0, 0, 1), (1, 1, 0)]
+    );
     assert_eq!(found[&(0, 0, 1)]["name"], "b");
     assert_eq!(found[&(1, 1, 0)]["name"], "d");
 }
@@ -212,7 +370,10 @@ fn random_wrong_values_are_either_refused_or_kept() {
         }
     }
     eprintln!("random wrong values: refused {refused}, accepted {accepted}");
-    assert!(refused > 100 && accepted > 100, "refused {refused}, accepted {accepted}");
+    assert!(
+        refused > 100 && accepted > 100,
+        "refused {refused}, accepted {accepted}"
+    );
 }
 
 fn collect_leaves(value: &Value, at: &mut Vec<String>, out: &mut Vec<String>) {
@@ -239,18 +400,39 @@ fn collect_leaves(value: &Value, at: &mut Vec<String>, out: &mut Vec<String>) {
 }
 
 fn assert_nothing_lost(json: &Value, parsed: &ExportMetricsServiceRequest, body: &[u8]) {
-    let Some(resources) = json.get("resourceMetrics").and_then(Value::as_array) else { return };
+    let Some(resources) = json.get("resourceMetrics").and_then(Value::as_array) else {
+        return;
+    };
     for (i, resource) in resources.iter().enumerate() {
-        let Some(scopes) = resource.get("scopeMetrics").and_then(Value::as_array) else { continue };
+        let Some(scopes) = resource.get("scopeMetrics").and_then(Value::as_array) else {
+            continue;
+        };
         for (j, scope) in scopes.iter().enumerate() {
-            let Some(metrics) = scope.get("metrics").and_then(Value::as_array) else { continue };
+            let Some(metrics) = scope.get("metrics").and_then(Value::as_array) else {
+                continue;
+            };
             for (k, metric) in metrics.iter().enumerate() {
                 let parsed = &parsed.resource_metrics[i].scope_metrics[j].metrics[k];
-                let set: Vec<&str> = DATA_KEYS.iter().copied().filter(|key| metric.get(*key).is_some_and(|v| !v.is_null())).collect();
+                let set: Vec<&str> = DATA_KEYS
+                    .iter()
+                    .copied()
+                    .filter(|key| metric.get(*key).is_some_and(|v| !v.is_null()))
+                    .collect();
                 let Some(key) = set.first() else { continue };
-                let context = || format!("{key} of metric {i}/{j}/{k} lost in {}", String::from_utf8_lossy(body));
-                let data = parsed.data.as_ref().unwrap_or_else(|| panic!("{}", context()));
-                let json_points = metric[*key].get("dataPoints").and_then(Value::as_array).map_or(0, Vec::len);
+                let context = || {
+                    format!(
+                        "{key} of metric {i}/{j}/{k} lost in {}",
+                        String::from_utf8_lossy(body)
+                    )
+                };
+                let data = parsed
+                    .data
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{}", context()));
+                let json_points = metric[*key]
+                    .get("dataPoints")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
                 let number_points = match data {
                     Data::Gauge(g) => Some(&g.data_points),
                     Data::Sum(s) => Some(&s.data_points),
@@ -269,7 +451,9 @@ fn assert_nothing_lost(json: &Value, parsed: &ExportMetricsServiceRequest, body:
                 };
                 for (n, point) in number_points.into_iter().flatten().enumerate() {
                     let json_point = &metric[*key]["dataPoints"][n];
-                    let has_value = ["asDouble", "asInt"].iter().any(|f| json_point.get(*f).is_some_and(|v| !v.is_null()));
+                    let has_value = ["asDouble", "asInt"]
+                        .iter()
+                        .any(|f| json_point.get(*f).is_some_and(|v| !v.is_null()));
                     assert_eq!(point.value.is_some(), has_value, "point {n}: {}", context());
                 }
             }
