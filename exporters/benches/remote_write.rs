@@ -35,11 +35,20 @@ fn settings() -> Settings {
 }
 
 /// One export's CPU work; returns (samples, compressed bytes).
-fn run(input: &[ResourceMetrics], settings: &Settings, tracker: &mut staleness::Tracker, now: Instant, v2: bool) -> (usize, usize) {
+fn run(
+    input: &[ResourceMetrics],
+    settings: &Settings,
+    tracker: &mut staleness::Tracker,
+    now: Instant,
+    v2: bool,
+) -> (usize, usize) {
     let mut translation = prom_translate::translate(input, settings);
     tracker.observe(&mut translation, now);
     let (series, _) = encode::group_series(&translation);
-    let samples: usize = series.iter().map(|s| s.samples.len() + s.histograms.len()).sum();
+    let samples: usize = series
+        .iter()
+        .map(|s| s.samples.len() + s.histograms.len())
+        .sum();
     let mut bytes = 0;
     let mut metadata = true;
     for shard in encode::shard(series, 5) {
@@ -47,7 +56,10 @@ fn run(input: &[ResourceMetrics], settings: &Settings, tracker: &mut staleness::
             let body = if v2 {
                 encode::encode_v2(&chunk, &translation.families)
             } else {
-                encode::encode_v1(&chunk, std::mem::take(&mut metadata).then_some(translation.families.as_slice()))
+                encode::encode_v1(
+                    &chunk,
+                    std::mem::take(&mut metadata).then_some(translation.families.as_slice()),
+                )
             };
             bytes += encode::snappy(&body).map(|c| c.len()).unwrap_or(0);
         }
@@ -65,9 +77,13 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("remote_write");
     group.throughput(Throughput::Elements(samples as u64));
     for (name, v2) in [("v1_8840_samples", false), ("v2_8840_samples", true)] {
-        group.bench_function(name, |b| b.iter(|| black_box(run(black_box(&input), &settings, &mut tracker, start, v2))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(run(black_box(&input), &settings, &mut tracker, start, v2)))
+        });
     }
-    group.bench_function("translate_only", |b| b.iter(|| black_box(prom_translate::translate(black_box(&input), &settings))));
+    group.bench_function("translate_only", |b| {
+        b.iter(|| black_box(prom_translate::translate(black_box(&input), &settings)))
+    });
     group.finish();
 }
 
@@ -84,7 +100,9 @@ fn main() {
         for _ in 0..iterations {
             black_box(run(&input, &settings, &mut tracker, start, false));
         }
-        println!("samples per iteration {samples}, compressed bytes {bytes}, iterations {iterations} (+1 warm-up)");
+        println!(
+            "samples per iteration {samples}, compressed bytes {bytes}, iterations {iterations} (+1 warm-up)"
+        );
         return;
     }
     benches();

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use oxcol_core::compression::Encoding;
 
+/// `auth:` of a client: `{authenticator: bearertokenauth/NAME | basicauth/NAME}`.
+pub use oxcol_core::auth::{AuthSettings, ClientCredentials};
 /// `tls:` of a client: the Collector's `configtls.ClientConfig`, built into rustls by
 /// `oxcol_core::tls` (shared with receivers that scrape).
 pub use oxcol_core::tls::TlsClientConfig;
-/// `auth:` of a client: `{authenticator: bearertokenauth/NAME | basicauth/NAME}`.
-pub use oxcol_core::auth::{AuthSettings, ClientCredentials};
 
 /// `compression:` — `gzip` (the Collector's default), `zstd`, `deflate`, `none`.
 pub fn parse_compression(text: &str) -> Result<Encoding, String> {
@@ -18,7 +18,9 @@ pub fn parse_compression(text: &str) -> Result<Encoding, String> {
         "gzip" => Ok(Encoding::Gzip),
         "zstd" => Ok(Encoding::Zstd),
         "deflate" | "zlib" => Ok(Encoding::Deflate),
-        other => Err(format!("compression: unsupported value {other:?}; use gzip, zstd, deflate or none")),
+        other => Err(format!(
+            "compression: unsupported value {other:?}; use gzip, zstd, deflate or none"
+        )),
     }
 }
 
@@ -31,7 +33,11 @@ pub fn uses_tls(tls: &TlsClientConfig, scheme_is_https: Option<bool>) -> bool {
 
 /// Checks a client's TLS settings for `endpoint`. TLS material on a plaintext connection is
 /// an error (never silently ignored).
-pub fn check_tls(tls: &TlsClientConfig, endpoint: &str, scheme_is_https: Option<bool>) -> Vec<String> {
+pub fn check_tls(
+    tls: &TlsClientConfig,
+    endpoint: &str,
+    scheme_is_https: Option<bool>,
+) -> Vec<String> {
     let mut errors = tls.validate();
     if !uses_tls(tls, scheme_is_https) && tls.configures_tls_material() {
         errors.push(format!(
@@ -50,7 +56,9 @@ pub fn validate_headers(headers: &BTreeMap<String, String>) -> Vec<String> {
         }
         if http::header::HeaderValue::from_str(value).is_err() {
             // Never echo the value: headers carry credentials.
-            errors.push(format!("headers: the value of {name:?} is not a valid header value"));
+            errors.push(format!(
+                "headers: the value of {name:?} is not a valid header value"
+            ));
         }
     }
     errors

@@ -3,6 +3,9 @@
 //! per metric/span/log record, `detailed` every item in OTLP JSON.
 //!
 //! It never fails a send: printing is best effort, and sampling bounds the log volume.
+//!
+//! `logging` is the Collector's older name of this exporter (removed in Collector
+//! v0.111): [`LoggingConfig`] reads its keys and defaults and becomes a debug [`Config`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -40,7 +43,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { verbosity: Verbosity::Basic, sampling_initial: 2, sampling_thereafter: 1, use_internal_logger: None }
+        Config {
+            verbosity: Verbosity::Basic,
+            sampling_initial: 2,
+            sampling_thereafter: 1,
+            use_internal_logger: None,
+        }
     }
 }
 
@@ -50,6 +58,83 @@ impl Config {
             return vec!["sampling_thereafter must be at least 1".to_string()];
         }
         Vec::new()
+    }
+}
+
+/// The old `logging` exporter's type name.
+pub const LOGGING_TYPE: &str = "logging";
+pub const LOGGING_ALIASES: &[&str] = &["logging"];
+
+/// The `logging` exporter's config: its defaults (`verbosity: normal`,
+/// `sampling_thereafter: 500`) differ from debug's, and its deprecated `loglevel` maps
+/// onto a verbosity as the Collector mapped it (debug -> detailed, info -> normal, warn
+/// and above -> basic).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Deprecated: `debug`, `info`, `warn`, `error` (also `dpanic`, `panic`, `fatal`).
+    pub loglevel: Option<String>,
+    /// `basic`, `normal` (default) or `detailed`; not together with `loglevel`.
+    pub verbosity: Option<Verbosity>,
+    /// Default 2.
+    pub sampling_initial: u64,
+    /// Default 500.
+    pub sampling_thereafter: u64,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            loglevel: None,
+            verbosity: None,
+            sampling_initial: 2,
+            sampling_thereafter: 500,
+        }
+    }
+}
+
+impl LoggingConfig {
+    fn level_verbosity(level: &str) -> Option<Verbosity> {
+        match level.to_ascii_lowercase().as_str() {
+            "debug" => Some(Verbosity::Detailed),
+            "info" => Some(Verbosity::Normal),
+            "warn" | "error" | "dpanic" | "panic" | "fatal" => Some(Verbosity::Basic),
+            _ => None,
+        }
+    }
+
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.loglevel.is_some() && self.verbosity.is_some() {
+            errors.push(
+                "'loglevel' and 'verbosity' are incompatible; use only 'verbosity'".to_string(),
+            );
+        }
+        if let Some(level) = &self.loglevel
+            && LoggingConfig::level_verbosity(level).is_none()
+        {
+            errors.push(format!("loglevel {level:?} is not supported; use debug, info, warn or error (or verbosity: basic, normal, detailed)"));
+        }
+        errors.extend(self.to_debug().validate());
+        errors
+    }
+
+    /// The debug exporter config that behaves as this `logging` config did.
+    pub fn to_debug(&self) -> Config {
+        let verbosity = self
+            .verbosity
+            .or_else(|| {
+                self.loglevel
+                    .as_deref()
+                    .and_then(LoggingConfig::level_verbosity)
+            })
+            .unwrap_or(Verbosity::Normal);
+        Config {
+            verbosity,
+            sampling_initial: self.sampling_initial,
+            sampling_thereafter: self.sampling_thereafter,
+            use_internal_logger: None,
+        }
     }
 }
 
@@ -63,7 +148,12 @@ pub struct DebugExporter {
 
 impl DebugExporter {
     pub fn new(id: &str, config: &Config) -> DebugExporter {
-        DebugExporter { id: id.to_string(), config: config.clone(), window: Mutex::new((Instant::now(), 0)), printed: AtomicU64::new(0) }
+        DebugExporter {
+            id: id.to_string(),
+            config: config.clone(),
+            window: Mutex::new((Instant::now(), 0)),
+            printed: AtomicU64::new(0),
+        }
     }
 
     fn sampled(&self) -> bool {
@@ -73,7 +163,8 @@ impl DebugExporter {
         }
         window.1 += 1;
         let seen = window.1;
-        seen <= self.config.sampling_initial || (seen - self.config.sampling_initial) % self.config.sampling_thereafter == 0
+        seen <= self.config.sampling_initial
+            || (seen - self.config.sampling_initial) % self.config.sampling_thereafter == 0
     }
 }
 
@@ -84,11 +175,24 @@ pub fn summary(batch: &Batch) -> String {
     let mut decoded = batch.clone();
     match decoded.decode().map(|_| decoded.data()) {
         Ok(Data::Metrics(v)) => {
-            let metrics: usize = v.iter().flat_map(|r| &r.scope_metrics).map(|s| s.metrics.len()).sum();
-            format!("MetricsExporter {{\"resource metrics\": {}, \"metrics\": {metrics}, \"data points\": {items}}}", v.len())
+            let metrics: usize = v
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .map(|s| s.metrics.len())
+                .sum();
+            format!(
+                "MetricsExporter {{\"resource metrics\": {}, \"metrics\": {metrics}, \"data points\": {items}}}",
+                v.len()
+            )
         }
-        Ok(Data::Traces(v)) => format!("TracesExporter {{\"resource spans\": {}, \"spans\": {items}}}", v.len()),
-        Ok(Data::Logs(v)) => format!("LogsExporter {{\"resource logs\": {}, \"log records\": {items}}}", v.len()),
+        Ok(Data::Traces(v)) => format!(
+            "TracesExporter {{\"resource spans\": {}, \"spans\": {items}}}",
+            v.len()
+        ),
+        Ok(Data::Logs(v)) => format!(
+            "LogsExporter {{\"resource logs\": {}, \"log records\": {items}}}",
+            v.len()
+        ),
         _ => format!("{} {{\"items\": {items}}} (undecodable)", batch.signal()),
     }
 }
@@ -101,26 +205,48 @@ fn normal_lines(batch: &Batch) -> Vec<String> {
     let mut lines = Vec::new();
     match decoded.data() {
         Data::Metrics(v) => {
-            for metric in v.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+            for metric in v
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+            {
                 let (kind, points) = match &metric.data {
                     Some(metric::Data::Gauge(g)) => ("gauge", g.data_points.len()),
                     Some(metric::Data::Sum(s)) => ("sum", s.data_points.len()),
                     Some(metric::Data::Histogram(h)) => ("histogram", h.data_points.len()),
-                    Some(metric::Data::ExponentialHistogram(h)) => ("exponential_histogram", h.data_points.len()),
+                    Some(metric::Data::ExponentialHistogram(h)) => {
+                        ("exponential_histogram", h.data_points.len())
+                    }
                     Some(metric::Data::Summary(s)) => ("summary", s.data_points.len()),
                     None => ("empty", 0),
                 };
-                lines.push(format!("{} {kind} unit={:?} points={points}", metric.name, metric.unit));
+                lines.push(format!(
+                    "{} {kind} unit={:?} points={points}",
+                    metric.name, metric.unit
+                ));
             }
         }
         Data::Traces(v) => {
             for span in v.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
-                lines.push(format!("span {:?} trace_id={} span_id={}", span.name, hex(&span.trace_id), hex(&span.span_id)));
+                lines.push(format!(
+                    "span {:?} trace_id={} span_id={}",
+                    span.name,
+                    hex(&span.trace_id),
+                    hex(&span.span_id)
+                ));
             }
         }
         Data::Logs(v) => {
-            for record in v.iter().flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records) {
-                let body = record.body.as_ref().map(|b| format!("{:?}", b.value)).unwrap_or_default();
+            for record in v
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .flat_map(|s| &s.log_records)
+            {
+                let body = record
+                    .body
+                    .as_ref()
+                    .map(|b| format!("{:?}", b.value))
+                    .unwrap_or_default();
                 lines.push(format!("log severity={} {body}", record.severity_text));
             }
         }
@@ -174,17 +300,81 @@ mod tests {
     #[test]
     fn summary_counts_resources_metrics_and_points() {
         let batch = Batch::from_metrics(testdata::metrics_request(2, 3, 4).resource_metrics);
-        assert_eq!(summary(&batch), r#"MetricsExporter {"resource metrics": 2, "metrics": 6, "data points": 24}"#);
+        assert_eq!(
+            summary(&batch),
+            r#"MetricsExporter {"resource metrics": 2, "metrics": 6, "data points": 24}"#
+        );
         let spans = Batch::from_traces(testdata::trace_request(1, 5).resource_spans);
-        assert_eq!(summary(&spans), r#"TracesExporter {"resource spans": 1, "spans": 5}"#);
+        assert_eq!(
+            summary(&spans),
+            r#"TracesExporter {"resource spans": 1, "spans": 5}"#
+        );
         assert_eq!(normal_lines(&spans).len(), 5);
     }
 
     #[test]
     fn sampling_bounds_output() {
-        let exporter = DebugExporter::new("debug", &Config { sampling_initial: 2, sampling_thereafter: 10, ..Config::default() });
+        let exporter = DebugExporter::new(
+            "debug",
+            &Config {
+                sampling_initial: 2,
+                sampling_thereafter: 10,
+                ..Config::default()
+            },
+        );
         let printed = (0..22).filter(|_| exporter.sampled()).count();
         // 2 initial, then every 10th of the remaining 20.
         assert_eq!(printed, 4);
+    }
+
+    fn logging(yaml_like: &[(&str, serde_json::Value)]) -> LoggingConfig {
+        let map: serde_json::Map<String, serde_json::Value> = yaml_like
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(map)).expect("a logging config")
+    }
+
+    #[test]
+    fn logging_is_debug_with_the_old_defaults_and_loglevel_mapping() {
+        let defaults = logging(&[]);
+        assert!(defaults.validate().is_empty());
+        assert_eq!(
+            defaults.to_debug(),
+            Config {
+                verbosity: Verbosity::Normal,
+                sampling_initial: 2,
+                sampling_thereafter: 500,
+                use_internal_logger: None
+            }
+        );
+        for (level, verbosity) in [
+            ("debug", Verbosity::Detailed),
+            ("info", Verbosity::Normal),
+            ("warn", Verbosity::Basic),
+            ("error", Verbosity::Basic),
+        ] {
+            let config = logging(&[("loglevel", level.into())]);
+            assert!(config.validate().is_empty(), "{level}");
+            assert_eq!(config.to_debug().verbosity, verbosity, "{level}");
+        }
+        let explicit = logging(&[
+            ("verbosity", "detailed".into()),
+            ("sampling_initial", 5.into()),
+            ("sampling_thereafter", 200.into()),
+        ]);
+        assert_eq!(
+            explicit.to_debug(),
+            Config {
+                verbosity: Verbosity::Detailed,
+                sampling_initial: 5,
+                sampling_thereafter: 200,
+                use_internal_logger: None
+            }
+        );
+        let both = logging(&[("verbosity", "basic".into()), ("loglevel", "debug".into())]);
+        assert!(both.validate()[0].contains("incompatible"));
+        assert!(logging(&[("loglevel", "trace".into())]).validate()[0].contains("not supported"));
+        assert!(logging(&[("sampling_thereafter", 0.into())]).validate()[0].contains("at least 1"));
     }
 }

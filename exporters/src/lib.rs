@@ -8,9 +8,13 @@
 pub mod client;
 pub mod debug;
 pub mod disk_queue;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod loadbalancing;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prom_translate;
 pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod queue;
+pub mod zipkin;

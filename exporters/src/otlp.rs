@@ -11,16 +11,19 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use oxcol_core::grpc::RawCodec;
-use oxcol_core::rpc_status::{retry_delay_from_details, ExportResponse};
+use oxcol_core::rpc_status::{ExportResponse, retry_delay_from_details};
 use oxcol_core::{Batch, ExportError, ExportOutcome, Exporter, GoDuration};
 use prost::Message;
 use serde::Deserialize;
+use tonic::Code;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
-use tonic::Code;
 
-use crate::client::{check_tls, parse_compression, uses_tls, validate_headers, AuthSettings, ClientCredentials, TlsClientConfig};
+use crate::client::{
+    AuthSettings, ClientCredentials, TlsClientConfig, check_tls, parse_compression, uses_tls,
+    validate_headers,
+};
 use crate::queue::{QueueConfig, RetryConfig};
 
 pub const TYPE: &str = "otlp";
@@ -91,7 +94,10 @@ fn endpoint_uri(endpoint: &str) -> (String, Option<bool>) {
     if let Some(rest) = endpoint.strip_prefix("https://") {
         (format!("http://{}", rest.trim_end_matches('/')), Some(true))
     } else if let Some(rest) = endpoint.strip_prefix("http://") {
-        (format!("http://{}", rest.trim_end_matches('/')), Some(false))
+        (
+            format!("http://{}", rest.trim_end_matches('/')),
+            Some(false),
+        )
     } else {
         let rest = endpoint.strip_prefix("dns:///").unwrap_or(endpoint);
         (format!("http://{rest}"), None)
@@ -102,11 +108,16 @@ impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.endpoint.is_empty() {
-            errors.push("endpoint is required: the host:port of the OTLP/gRPC destination".to_string());
+            errors.push(
+                "endpoint is required: the host:port of the OTLP/gRPC destination".to_string(),
+            );
         } else {
             let (uri, https) = endpoint_uri(&self.endpoint);
             if let Err(e) = Endpoint::from_shared(uri) {
-                errors.push(format!("endpoint {:?} is not a valid address: {e}", self.endpoint));
+                errors.push(format!(
+                    "endpoint {:?} is not a valid address: {e}",
+                    self.endpoint
+                ));
             }
             errors.extend(check_tls(&self.tls, &self.endpoint, https));
         }
@@ -114,7 +125,10 @@ impl Config {
             errors.push(e);
         }
         if self.compression == "deflate" {
-            errors.push("compression: deflate is not available for gRPC; use gzip, zstd or none".to_string());
+            errors.push(
+                "compression: deflate is not available for gRPC; use gzip, zstd or none"
+                    .to_string(),
+            );
         }
         errors.extend(validate_headers(&self.headers));
         errors.extend(self.sending_queue.validate());
@@ -137,8 +151,11 @@ impl OtlpGrpcExporter {
     /// Builds the exporter; the connection is made lazily on the first send.
     pub fn new(config: &Config) -> Result<OtlpGrpcExporter, String> {
         let (uri, https) = endpoint_uri(&config.endpoint);
-        let mut endpoint = Endpoint::from_shared(uri).map_err(|e| format!("endpoint {:?}: {e}", config.endpoint))?;
-        endpoint = endpoint.connect_timeout(config.timeout.get().max(Duration::from_secs(1))).tcp_nodelay(true);
+        let mut endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| format!("endpoint {:?}: {e}", config.endpoint))?;
+        endpoint = endpoint
+            .connect_timeout(config.timeout.get().max(Duration::from_secs(1)))
+            .tcp_nodelay(true);
         if let Some(keepalive) = &config.keepalive {
             if let Some(time) = keepalive.time {
                 endpoint = endpoint.http2_keep_alive_interval(time.get());
@@ -150,8 +167,11 @@ impl OtlpGrpcExporter {
         }
         let mut metadata = MetadataMap::new();
         for (name, value) in &config.headers {
-            let key = MetadataKey::from_str(&name.to_ascii_lowercase()).map_err(|_| format!("headers: {name:?} is not a valid gRPC metadata key"))?;
-            let value = MetadataValue::from_str(value).map_err(|_| format!("headers: the value of {name:?} is not valid gRPC metadata"))?;
+            let key = MetadataKey::from_str(&name.to_ascii_lowercase())
+                .map_err(|_| format!("headers: {name:?} is not a valid gRPC metadata key"))?;
+            let value = MetadataValue::from_str(value).map_err(|_| {
+                format!("headers: the value of {name:?} is not valid gRPC metadata")
+            })?;
             metadata.insert(key, value);
         }
         let compression = match config.compression.as_str() {
@@ -160,7 +180,11 @@ impl OtlpGrpcExporter {
             _ => None,
         };
         let channel = if uses_tls(&config.tls, https) {
-            let connector = oxcol_core::tls::GrpcTlsConnector::new(&config.tls, config.timeout.get().max(Duration::from_secs(1))).map_err(|e| format!("tls: {e}"))?;
+            let connector = oxcol_core::tls::GrpcTlsConnector::new(
+                &config.tls,
+                config.timeout.get().max(Duration::from_secs(1)),
+            )
+            .map_err(|e| format!("tls: {e}"))?;
             endpoint.connect_with_connector_lazy(connector)
         } else {
             endpoint.connect_lazy()
@@ -178,9 +202,13 @@ impl OtlpGrpcExporter {
 
 impl OtlpGrpcExporter {
     /// Adds the `auth:` authenticator's credentials to every request.
-    pub fn with_credentials(mut self, credentials: Option<ClientCredentials>) -> Result<OtlpGrpcExporter, String> {
+    pub fn with_credentials(
+        mut self,
+        credentials: Option<ClientCredentials>,
+    ) -> Result<OtlpGrpcExporter, String> {
         if let Some(credentials) = credentials {
-            let key = MetadataKey::from_str(credentials.header.as_str()).map_err(|_| "auth: invalid header name".to_string())?;
+            let key = MetadataKey::from_str(credentials.header.as_str())
+                .map_err(|_| "auth: invalid header name".to_string())?;
             credentials_metadata(&credentials.value())?;
             self.credentials = Some((key, credentials));
         }
@@ -189,8 +217,11 @@ impl OtlpGrpcExporter {
 }
 
 /// The credentials as gRPC metadata, marked sensitive (never logged).
-fn credentials_metadata(value: &http::HeaderValue) -> Result<MetadataValue<tonic::metadata::Ascii>, String> {
-    let mut value = MetadataValue::try_from(value.as_bytes()).map_err(|_| "auth: the credentials are not valid gRPC metadata".to_string())?;
+fn credentials_metadata(
+    value: &http::HeaderValue,
+) -> Result<MetadataValue<tonic::metadata::Ascii>, String> {
+    let mut value = MetadataValue::try_from(value.as_bytes())
+        .map_err(|_| "auth: the credentials are not valid gRPC metadata".to_string())?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -200,10 +231,19 @@ pub fn classify_status(status: &tonic::Status) -> ExportError {
     let reason = format!("gRPC status {:?}: {}", status.code(), status.message());
     let delay = retry_delay_from_details(status.details());
     match status.code() {
-        Code::Cancelled | Code::DeadlineExceeded | Code::Aborted | Code::OutOfRange | Code::Unavailable | Code::DataLoss => {
-            ExportError::Retryable { reason, after: delay }
-        }
-        Code::ResourceExhausted if delay.is_some() => ExportError::Retryable { reason, after: delay },
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => ExportError::Retryable {
+            reason,
+            after: delay,
+        },
+        Code::ResourceExhausted if delay.is_some() => ExportError::Retryable {
+            reason,
+            after: delay,
+        },
         _ => ExportError::Permanent { reason },
     }
 }
@@ -212,12 +252,18 @@ impl Exporter for OtlpGrpcExporter {
     fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
         Box::pin(async move {
             let signal = batch.signal();
-            let mut grpc = tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(self.max_response_bytes);
+            let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+                .max_decoding_message_size(self.max_response_bytes);
             if let Some(encoding) = self.compression {
                 grpc = grpc.send_compressed(encoding);
             }
-            grpc = grpc.accept_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Zstd);
-            grpc.ready().await.map_err(|e| ExportError::Retryable { reason: format!("connection not ready: {e}"), after: None })?;
+            grpc = grpc
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd);
+            grpc.ready().await.map_err(|e| ExportError::Retryable {
+                reason: format!("connection not ready: {e}"),
+                after: None,
+            })?;
             let mut request = tonic::Request::new(batch);
             *request.metadata_mut() = self.metadata.clone();
             if let Some((key, credentials)) = &self.credentials {
@@ -228,13 +274,25 @@ impl Exporter for OtlpGrpcExporter {
             }
             request.set_timeout(self.timeout);
             let path = http::uri::PathAndQuery::from_static(signal.grpc_path());
-            let response = tokio::time::timeout(self.timeout + Duration::from_millis(100), grpc.unary(request, path, RawCodec::<Batch>::default()))
-                .await
-                .map_err(|_| ExportError::Retryable { reason: format!("no answer within timeout {:?}", self.timeout), after: None })?
-                .map_err(|status| classify_status(&status))?;
+            let response = tokio::time::timeout(
+                self.timeout + Duration::from_millis(100),
+                grpc.unary(request, path, RawCodec::<Batch>::default()),
+            )
+            .await
+            .map_err(|_| ExportError::Retryable {
+                reason: format!("no answer within timeout {:?}", self.timeout),
+                after: None,
+            })?
+            .map_err(|status| classify_status(&status))?;
             let body = response.into_inner();
-            let partial = ExportResponse::decode(body).ok().and_then(|r| r.partial_success).unwrap_or_default();
-            Ok(ExportOutcome { rejected: partial.rejected.max(0) as u64, message: partial.error_message })
+            let partial = ExportResponse::decode(body)
+                .ok()
+                .and_then(|r| r.partial_success)
+                .unwrap_or_default();
+            Ok(ExportOutcome {
+                rejected: partial.rejected.max(0) as u64,
+                message: partial.error_message,
+            })
         })
     }
 }
@@ -246,37 +304,89 @@ mod tests {
 
     #[test]
     fn classification_follows_the_otlp_spec() {
-        let retryable = [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted, Code::OutOfRange, Code::Unavailable, Code::DataLoss];
+        let retryable = [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ];
         for code in retryable {
-            assert!(matches!(classify_status(&tonic::Status::new(code, "x")), ExportError::Retryable { .. }), "{code:?}");
+            assert!(
+                matches!(
+                    classify_status(&tonic::Status::new(code, "x")),
+                    ExportError::Retryable { .. }
+                ),
+                "{code:?}"
+            );
         }
-        let permanent = [Code::Unknown, Code::InvalidArgument, Code::NotFound, Code::PermissionDenied, Code::Unauthenticated, Code::Unimplemented, Code::Internal, Code::ResourceExhausted];
+        let permanent = [
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::ResourceExhausted,
+        ];
         for code in permanent {
-            assert!(matches!(classify_status(&tonic::Status::new(code, "x")), ExportError::Permanent { .. }), "{code:?}");
+            assert!(
+                matches!(
+                    classify_status(&tonic::Status::new(code, "x")),
+                    ExportError::Permanent { .. }
+                ),
+                "{code:?}"
+            );
         }
         let details = retry_info_details(8, "slow", Duration::from_secs(3));
-        let throttled = tonic::Status::with_details(Code::ResourceExhausted, "slow", details.into());
+        let throttled =
+            tonic::Status::with_details(Code::ResourceExhausted, "slow", details.into());
         assert_eq!(
             classify_status(&throttled),
-            ExportError::Retryable { reason: "gRPC status ResourceExhausted: slow".into(), after: Some(Duration::from_secs(3)) }
+            ExportError::Retryable {
+                reason: "gRPC status ResourceExhausted: slow".into(),
+                after: Some(Duration::from_secs(3))
+            }
         );
     }
 
     #[test]
     fn validation_names_every_problem() {
-        let config = Config { compression: "brotli".into(), ..Config::default() };
+        let config = Config {
+            compression: "brotli".into(),
+            ..Config::default()
+        };
         let errors = config.validate();
-        assert!(errors.iter().any(|e| e.contains("endpoint is required")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("endpoint is required")),
+            "{errors:?}"
+        );
         assert!(errors.iter().any(|e| e.contains("brotli")), "{errors:?}");
-        let tls = Config { endpoint: "collector:4317".into(), ..Config::default() };
+        let tls = Config {
+            endpoint: "collector:4317".into(),
+            ..Config::default()
+        };
         assert!(tls.validate().is_empty(), "{:?}", tls.validate());
         let material_on_plaintext = Config {
             endpoint: "http://collector:4317".into(),
-            tls: TlsClientConfig { ca_file: Some("/ca.pem".into()), ..Default::default() },
+            tls: TlsClientConfig {
+                ca_file: Some("/ca.pem".into()),
+                ..Default::default()
+            },
             ..Config::default()
         };
-        assert!(material_on_plaintext.validate().iter().any(|e| e.contains("plaintext")));
-        let plain = Config { endpoint: "http://collector:4317".into(), ..Config::default() };
+        assert!(
+            material_on_plaintext
+                .validate()
+                .iter()
+                .any(|e| e.contains("plaintext"))
+        );
+        let plain = Config {
+            endpoint: "http://collector:4317".into(),
+            ..Config::default()
+        };
         assert!(plain.validate().is_empty(), "{:?}", plain.validate());
     }
 }

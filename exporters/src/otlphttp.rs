@@ -18,14 +18,17 @@ use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use oxcol_core::compression::{compress, Encoding};
+use oxcol_core::compression::{Encoding, compress};
 use oxcol_core::rpc_status::{ExportResponse, RpcStatus};
 use oxcol_core::{Batch, Data, ExportError, ExportOutcome, Exporter, GoDuration, Signal};
 use prost::Message;
 use serde::Deserialize;
 
-use crate::client::{check_tls, parse_compression, validate_headers, AuthSettings, ClientCredentials, TlsClientConfig};
-use crate::queue::{parse_retry_after, QueueConfig, RetryConfig};
+use crate::client::{
+    AuthSettings, ClientCredentials, TlsClientConfig, check_tls, parse_compression,
+    validate_headers,
+};
+use crate::queue::{QueueConfig, RetryConfig, parse_retry_after};
 
 pub const TYPE: &str = "otlphttp";
 pub const ALIASES: &[&str] = &["otlphttp", "otlp_http"];
@@ -69,6 +72,9 @@ pub struct Config {
     pub disable_keep_alives: bool,
     pub http2_read_idle_timeout: Option<GoDuration>,
     pub http2_ping_timeout: Option<GoDuration>,
+    /// `http://[user:password@]host:port` of an HTTP proxy: every connection is an HTTP
+    /// CONNECT tunnel through it. Default "": connect directly.
+    pub proxy_url: String,
 }
 
 impl Default for Config {
@@ -95,6 +101,7 @@ impl Default for Config {
             disable_keep_alives: false,
             http2_read_idle_timeout: None,
             http2_ping_timeout: None,
+            proxy_url: String::new(),
         }
     }
 }
@@ -109,14 +116,25 @@ impl Config {
         };
         match specific {
             Some(url) => url.clone(),
-            None => format!("{}{}", self.endpoint.trim_end_matches('/'), signal.http_path()),
+            None => format!(
+                "{}{}",
+                self.endpoint.trim_end_matches('/'),
+                signal.http_path()
+            ),
         }
     }
 
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if self.endpoint.is_empty() && (self.traces_endpoint.is_none() || self.metrics_endpoint.is_none() || self.logs_endpoint.is_none()) {
-            errors.push("endpoint is required (or all of traces_endpoint, metrics_endpoint, logs_endpoint)".to_string());
+        if self.endpoint.is_empty()
+            && (self.traces_endpoint.is_none()
+                || self.metrics_endpoint.is_none()
+                || self.logs_endpoint.is_none())
+        {
+            errors.push(
+                "endpoint is required (or all of traces_endpoint, metrics_endpoint, logs_endpoint)"
+                    .to_string(),
+            );
         }
         for signal in Signal::ALL {
             if self.endpoint.is_empty() && self.url_for(signal).starts_with('/') {
@@ -125,7 +143,11 @@ impl Config {
             let url = self.url_for(signal);
             match url.parse::<http::Uri>() {
                 Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) => {
-                    errors.extend(check_tls(&self.tls, &url, Some(uri.scheme_str() == Some("https"))));
+                    errors.extend(check_tls(
+                        &self.tls,
+                        &url,
+                        Some(uri.scheme_str() == Some("https")),
+                    ));
                 }
                 _ => errors.push(format!("{url:?} is not a valid http:// URL")),
             }
@@ -135,6 +157,9 @@ impl Config {
             errors.push(e);
         }
         errors.extend(validate_headers(&self.headers));
+        if let Err(e) = oxcol_core::proxy::ProxyUrl::from_setting(&self.proxy_url) {
+            errors.push(e);
+        }
         errors.extend(self.sending_queue.validate());
         errors.extend(self.retry_on_failure.validate());
         errors
@@ -157,7 +182,11 @@ const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 impl OtlpHttpExporter {
     pub fn new(config: &Config) -> Result<OtlpHttpExporter, String> {
-        let connector = oxcol_core::tls::https_connector(Some(&config.tls), config.timeout.get().min(Duration::from_secs(10)))?;
+        let connector = oxcol_core::tls::https_connector_with_proxy(
+            Some(&config.tls),
+            config.timeout.get().min(Duration::from_secs(10)),
+            oxcol_core::proxy::ProxyUrl::from_setting(&config.proxy_url)?,
+        )?;
         let mut builder = Client::builder(TokioExecutor::new());
         if let Some(idle) = config.idle_conn_timeout {
             builder.pool_idle_timeout(idle.get());
@@ -171,13 +200,21 @@ impl OtlpHttpExporter {
         let client = builder.build(connector);
         let parse = |signal: Signal| -> Result<(Signal, http::Uri), String> {
             let url = config.url_for(signal);
-            url.parse::<http::Uri>().map(|u| (signal, u)).map_err(|e| format!("{url:?}: {e}"))
+            url.parse::<http::Uri>()
+                .map(|u| (signal, u))
+                .map_err(|e| format!("{url:?}: {e}"))
         };
-        let urls = [parse(Signal::Metrics)?, parse(Signal::Traces)?, parse(Signal::Logs)?];
+        let urls = [
+            parse(Signal::Metrics)?,
+            parse(Signal::Traces)?,
+            parse(Signal::Logs)?,
+        ];
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| format!("headers: the value of {name} is not valid"))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("headers: the value of {name} is not valid"))?;
             headers.insert(name, value);
         }
         Ok(OtlpHttpExporter {
@@ -210,9 +247,15 @@ impl OtlpHttpExporter {
             WireEncoding::Json => {
                 batch.decode().map_err(|e| permanent(e.to_string()))?;
                 let json = match batch.data().clone() {
-                    Data::Metrics(resource_metrics) => serde_json::to_vec(&ExportMetricsServiceRequest { resource_metrics }),
-                    Data::Traces(resource_spans) => serde_json::to_vec(&ExportTraceServiceRequest { resource_spans }),
-                    Data::Logs(resource_logs) => serde_json::to_vec(&ExportLogsServiceRequest { resource_logs }),
+                    Data::Metrics(resource_metrics) => {
+                        serde_json::to_vec(&ExportMetricsServiceRequest { resource_metrics })
+                    }
+                    Data::Traces(resource_spans) => {
+                        serde_json::to_vec(&ExportTraceServiceRequest { resource_spans })
+                    }
+                    Data::Logs(resource_logs) => {
+                        serde_json::to_vec(&ExportLogsServiceRequest { resource_logs })
+                    }
                     Data::Encoded(_) => unreachable!("decoded above"),
                 };
                 json.map_err(|e| permanent(format!("cannot encode JSON: {e}")))
@@ -227,11 +270,18 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
         .ok()
         .map(|s| s.message)
         .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string());
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&body[..body.len().min(512)])
+                .trim()
+                .to_string()
+        });
     let reason = format!("HTTP {}: {}", status.as_u16(), detail);
     match status.as_u16() {
         429 | 502 | 503 | 504 => {
-            let after = headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let after = headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
             ExportError::Retryable { reason, after }
         }
         _ => ExportError::Permanent { reason },
@@ -242,49 +292,79 @@ impl Exporter for OtlpHttpExporter {
     fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
         Box::pin(async move {
             let signal = batch.signal();
-            let uri = self.urls.iter().find(|(s, _)| *s == signal).map(|(_, u)| u.clone()).expect("a URL per signal is built in new()");
+            let uri = self
+                .urls
+                .iter()
+                .find(|(s, _)| *s == signal)
+                .map(|(_, u)| u.clone())
+                .expect("a URL per signal is built in new()");
             let raw = self.body(batch)?;
             let body = if self.compression == Encoding::Identity {
                 raw
             } else {
-                compress(self.compression, &raw).map_err(|e| ExportError::Permanent { reason: format!("compression failed: {e}") })?
+                compress(self.compression, &raw).map_err(|e| ExportError::Permanent {
+                    reason: format!("compression failed: {e}"),
+                })?
             };
             let content_type = match self.encoding {
                 WireEncoding::Proto => "application/x-protobuf",
                 WireEncoding::Json => "application/json",
             };
             let mut request = Request::builder().method(Method::POST).uri(uri);
-            let headers = request.headers_mut().expect("builder has no error before body()");
+            let headers = request
+                .headers_mut()
+                .expect("builder has no error before body()");
             headers.extend(self.headers.clone());
             if let Some(credentials) = &self.credentials {
                 // The value of the moment: a token file may have been rotated.
                 headers.insert(credentials.header.clone(), credentials.value());
             }
-            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            headers.insert(http::header::USER_AGENT, HeaderValue::from_static(concat!("oxcol/", env!("CARGO_PKG_VERSION"))));
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            );
+            headers.insert(
+                http::header::USER_AGENT,
+                HeaderValue::from_static(concat!("oxcol/", env!("CARGO_PKG_VERSION"))),
+            );
             if let Some(value) = self.compression.header_value() {
-                headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(value));
+                headers.insert(
+                    http::header::CONTENT_ENCODING,
+                    HeaderValue::from_static(value),
+                );
             }
-            let request = request
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| ExportError::Permanent { reason: format!("cannot build request: {e}") })?;
+            let request =
+                request
+                    .body(Full::new(Bytes::from(body)))
+                    .map_err(|e| ExportError::Permanent {
+                        reason: format!("cannot build request: {e}"),
+                    })?;
             let exchange = async {
-                let response = self
-                    .client
-                    .request(request)
-                    .await
-                    .map_err(|e| ExportError::Retryable { reason: format!("request failed: {e}"), after: None })?;
+                let response =
+                    self.client
+                        .request(request)
+                        .await
+                        .map_err(|e| ExportError::Retryable {
+                            reason: format!("request failed: {e}"),
+                            after: None,
+                        })?;
                 let (parts, body) = response.into_parts();
                 let body = Limited::new(body, MAX_RESPONSE_BYTES)
                     .collect()
                     .await
-                    .map_err(|e| ExportError::Retryable { reason: format!("reading the response failed: {e}"), after: None })?
+                    .map_err(|e| ExportError::Retryable {
+                        reason: format!("reading the response failed: {e}"),
+                        after: None,
+                    })?
                     .to_bytes();
                 Ok::<_, ExportError>((parts, body))
             };
             let (parts, body) = tokio::time::timeout(self.timeout, exchange)
                 .await
-                .map_err(|_| ExportError::Retryable { reason: format!("no answer within timeout {:?}", self.timeout), after: None })??;
+                .map_err(|_| ExportError::Retryable {
+                    reason: format!("no answer within timeout {:?}", self.timeout),
+                    after: None,
+                })??;
             if !parts.status.is_success() {
                 return Err(classify_response(parts.status, &parts.headers, &body));
             }
@@ -298,12 +378,29 @@ impl Exporter for OtlpHttpExporter {
                 let partial = &value["partialSuccess"];
                 let rejected = ["rejectedDataPoints", "rejectedSpans", "rejectedLogRecords"]
                     .iter()
-                    .find_map(|k| partial[*k].as_str().and_then(|s| s.parse().ok()).or_else(|| partial[*k].as_u64()))
+                    .find_map(|k| {
+                        partial[*k]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .or_else(|| partial[*k].as_u64())
+                    })
                     .unwrap_or(0);
-                ExportOutcome { rejected, message: partial["errorMessage"].as_str().unwrap_or_default().to_string() }
+                ExportOutcome {
+                    rejected,
+                    message: partial["errorMessage"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                }
             } else {
-                let partial = ExportResponse::decode(body).ok().and_then(|r| r.partial_success).unwrap_or_default();
-                ExportOutcome { rejected: partial.rejected.max(0) as u64, message: partial.error_message }
+                let partial = ExportResponse::decode(body)
+                    .ok()
+                    .and_then(|r| r.partial_success)
+                    .unwrap_or_default();
+                ExportOutcome {
+                    rejected: partial.rejected.max(0) as u64,
+                    message: partial.error_message,
+                }
             };
             Ok(outcome)
         })
@@ -319,22 +416,44 @@ mod tests {
         let headers = HeaderMap::new();
         for code in [429u16, 502, 503, 504] {
             let status = StatusCode::from_u16(code).unwrap();
-            assert!(matches!(classify_response(status, &headers, b""), ExportError::Retryable { .. }), "{code}");
+            assert!(
+                matches!(
+                    classify_response(status, &headers, b""),
+                    ExportError::Retryable { .. }
+                ),
+                "{code}"
+            );
         }
         for code in [400u16, 401, 403, 404, 413, 500, 501] {
             let status = StatusCode::from_u16(code).unwrap();
-            assert!(matches!(classify_response(status, &headers, b""), ExportError::Permanent { .. }), "{code}");
+            assert!(
+                matches!(
+                    classify_response(status, &headers, b""),
+                    ExportError::Permanent { .. }
+                ),
+                "{code}"
+            );
         }
         let mut throttled = HeaderMap::new();
         throttled.insert(http::header::RETRY_AFTER, HeaderValue::from_static("4"));
         assert_eq!(
             classify_response(StatusCode::TOO_MANY_REQUESTS, &throttled, b"slow down"),
-            ExportError::Retryable { reason: "HTTP 429: slow down".into(), after: Some(Duration::from_secs(4)) }
+            ExportError::Retryable {
+                reason: "HTTP 429: slow down".into(),
+                after: Some(Duration::from_secs(4))
+            }
         );
-        let status_body = RpcStatus { code: 3, message: "bad metric name".into(), details: vec![] }.encode_to_vec();
+        let status_body = RpcStatus {
+            code: 3,
+            message: "bad metric name".into(),
+            details: vec![],
+        }
+        .encode_to_vec();
         assert_eq!(
             classify_response(StatusCode::BAD_REQUEST, &headers, &status_body),
-            ExportError::Permanent { reason: "HTTP 400: bad metric name".into() }
+            ExportError::Permanent {
+                reason: "HTTP 400: bad metric name".into()
+            }
         );
     }
 
@@ -348,9 +467,229 @@ mod tests {
         assert_eq!(config.url_for(Signal::Metrics), "http://gw:4318/v1/metrics");
         assert_eq!(config.url_for(Signal::Logs), "http://logs:9000/ingest");
         assert!(config.validate().is_empty(), "{:?}", config.validate());
-        let https = Config { endpoint: "https://gw:4318".into(), ..Config::default() };
+        let https = Config {
+            endpoint: "https://gw:4318".into(),
+            ..Config::default()
+        };
         assert!(https.validate().is_empty(), "{:?}", https.validate());
-        let bad_version = Config { endpoint: "https://gw:4318".into(), tls: TlsClientConfig { min_version: Some("1.1".into()), ..Default::default() }, ..Config::default() };
-        assert!(bad_version.validate().iter().any(|e| e.contains("min_version")));
+        let bad_version = Config {
+            endpoint: "https://gw:4318".into(),
+            tls: TlsClientConfig {
+                min_version: Some("1.1".into()),
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        assert!(
+            bad_version
+                .validate()
+                .iter()
+                .any(|e| e.contains("min_version"))
+        );
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Reads one HTTP head (up to the blank line) and returns it as text.
+    async fn read_head(stream: &mut TcpStream) -> Option<String> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await.ok()? == 0 {
+                return None;
+            }
+            head.push(byte[0]);
+        }
+        Some(String::from_utf8_lossy(&head).into_owned())
+    }
+
+    /// An OTLP/HTTP target answering 200 to every request; records request lines.
+    async fn target(seen: Arc<Mutex<Vec<String>>>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    while let Some(head) = read_head(&mut stream).await {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        let mut body = vec![0u8; length];
+                        if stream.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        seen.lock()
+                            .expect("lock")
+                            .push(head.lines().next().unwrap_or_default().to_string());
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// A CONNECT proxy that counts tunnels and records each CONNECT head; `refuse`
+    /// answers 403 instead of tunnelling.
+    async fn connect_proxy(
+        tunnels: Arc<AtomicUsize>,
+        heads: Arc<Mutex<Vec<String>>>,
+        refuse: bool,
+    ) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (tunnels, heads) = (tunnels.clone(), heads.clone());
+                tokio::spawn(async move {
+                    let Some(head) = read_head(&mut client).await else {
+                        return;
+                    };
+                    heads.lock().expect("lock").push(head.clone());
+                    let target = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    if refuse || !head.starts_with("CONNECT ") {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    let Ok(mut upstream) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tunnels.fetch_add(1, Ordering::SeqCst);
+                    if client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .is_ok()
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn metrics_batch() -> Batch {
+        Batch::from_metrics(vec![
+            opentelemetry_proto::tonic::metrics::v1::ResourceMetrics::default(),
+        ])
+    }
+
+    #[tokio::test]
+    async fn proxy_url_sends_every_request_through_one_connect_tunnel() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let target_port = target(seen.clone()).await;
+        let (tunnels, heads) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let proxy_port = connect_proxy(tunnels.clone(), heads.clone(), false).await;
+        let config = Config {
+            endpoint: format!("http://127.0.0.1:{target_port}"),
+            compression: "none".into(),
+            proxy_url: format!("http://otel:s3cret@127.0.0.1:{proxy_port}"),
+            timeout: GoDuration::from_secs(5),
+            ..Config::default()
+        };
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let exporter = OtlpHttpExporter::new(&config).expect("exporter");
+        exporter
+            .export(metrics_batch())
+            .await
+            .expect("first export");
+        exporter
+            .export(metrics_batch())
+            .await
+            .expect("second export");
+        // One tunnel, reused by the pooled connection for both requests.
+        assert_eq!(tunnels.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec!["POST /v1/metrics HTTP/1.1".to_string(); 2]
+        );
+        let heads = heads.lock().expect("lock").clone();
+        assert!(
+            heads[0].starts_with(&format!("CONNECT 127.0.0.1:{target_port} HTTP/1.1\r\n")),
+            "{heads:?}"
+        );
+        // "otel:s3cret" in base64.
+        assert!(
+            heads[0].contains("proxy-authorization: Basic b3RlbDpzM2NyZXQ=")
+                || heads[0].contains("Proxy-Authorization: Basic b3RlbDpzM2NyZXQ="),
+            "{heads:?}"
+        );
+
+        // Without proxy_url the proxy sees nothing.
+        let direct = OtlpHttpExporter::new(&Config {
+            proxy_url: String::new(),
+            ..config.clone()
+        })
+        .expect("exporter");
+        direct.export(metrics_batch()).await.expect("direct export");
+        assert_eq!(tunnels.load(Ordering::SeqCst), 1);
+        assert_eq!(seen.lock().expect("lock").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_refuses_the_tunnel_is_a_retryable_failure() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let target_port = target(seen.clone()).await;
+        let (tunnels, heads) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let proxy_port = connect_proxy(tunnels.clone(), heads.clone(), true).await;
+        let config = Config {
+            endpoint: format!("http://127.0.0.1:{target_port}"),
+            proxy_url: format!("http://127.0.0.1:{proxy_port}"),
+            ..Config::default()
+        };
+        let exporter = OtlpHttpExporter::new(&config).expect("exporter");
+        match exporter.export(metrics_batch()).await {
+            Err(ExportError::Retryable { reason, .. }) => {
+                assert!(reason.contains("request failed"), "{reason}")
+            }
+            other => panic!("expected a retryable failure, got {other:?}"),
+        }
+        assert!(seen.lock().expect("lock").is_empty());
+        assert_eq!(heads.lock().expect("lock").len(), 1);
+    }
+
+    #[test]
+    fn proxy_url_is_validated() {
+        let config = Config {
+            endpoint: "http://gw:4318".into(),
+            proxy_url: "socks5://proxy:1080".into(),
+            ..Config::default()
+        };
+        let errors = config.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("http:// proxies"), "{errors:?}");
+        let ok = Config {
+            endpoint: "http://gw:4318".into(),
+            proxy_url: "http://proxy:3128".into(),
+            ..Config::default()
+        };
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
     }
 }

@@ -29,8 +29,9 @@ use std::hash::BuildHasherDefault;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, SummaryDataPoint,
-    exemplar, exponential_histogram_data_point, metric, number_data_point,
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
+    NumberDataPoint, ResourceMetrics, SummaryDataPoint, exemplar, exponential_histogram_data_point,
+    metric, number_data_point,
 };
 
 /// The Prometheus staleness marker (`value.StaleNaN`). Compare bits, never `is_nan()`.
@@ -279,8 +280,17 @@ fn translate_resource<'a>(
     out: &mut Translation,
     scratch: &mut Scratch<'a>,
 ) {
-    let attributes: &[KeyValue] = resource.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-    let find = |key: &str| attributes.iter().find(|kv| kv.key == key).map(|kv| any_value_string(kv.value.as_ref()));
+    let attributes: &[KeyValue] = resource
+        .resource
+        .as_ref()
+        .map(|r| r.attributes.as_slice())
+        .unwrap_or(&[]);
+    let find = |key: &str| {
+        attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| any_value_string(kv.value.as_ref()))
+    };
     let job = match (find("service.namespace"), find("service.name")) {
         (Some(namespace), Some(name)) if !namespace.is_empty() => format!("{namespace}/{name}"),
         (_, Some(name)) => name,
@@ -294,9 +304,15 @@ fn translate_resource<'a>(
     if !job.is_empty() {
         high.push(("job".to_string(), job));
     }
-    let mut base = LabelBuilder { labels: extra.clone() };
+    let mut base = LabelBuilder {
+        labels: extra.clone(),
+    };
     if settings.resource_to_telemetry {
-        base.layer(attributes.iter().map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))));
+        base.layer(
+            attributes
+                .iter()
+                .map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))),
+        );
     }
     let first_sample = out.samples.len();
     let first_histogram = out.histograms.len();
@@ -311,7 +327,9 @@ fn translate_resource<'a>(
             translate_metric(metric, &labels, settings, out, scratch);
         }
     }
-    if settings.target_info && (out.samples.len() > first_sample || out.histograms.len() > first_histogram) {
+    if settings.target_info
+        && (out.samples.len() > first_sample || out.histograms.len() > first_histogram)
+    {
         let identifying = ["service.name", "service.namespace", "service.instance.id"];
         let mut info = LabelBuilder::default();
         info.layer(
@@ -324,15 +342,30 @@ fn translate_resource<'a>(
             let timestamp_ms = out.samples[first_sample..]
                 .iter()
                 .map(|s| s.timestamp_ms)
-                .chain(out.histograms[first_histogram..].iter().map(|h| h.timestamp_ms))
+                .chain(
+                    out.histograms[first_histogram..]
+                        .iter()
+                        .map(|h| h.timestamp_ms),
+                )
                 .max()
                 .unwrap_or(0);
             let name = prefixed(&settings.namespace, "target_info");
             let family = out.family(&name, FamilyType::Info, "Target metadata", "");
-            let info: Vec<(Cow<str>, Cow<str>)> = info.labels.iter().map(|(k, v)| (Cow::from(k.as_str()), Cow::from(v.as_str()))).collect();
-            let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let info: Vec<(Cow<str>, Cow<str>)> = info
+                .labels
+                .iter()
+                .map(|(k, v)| (Cow::from(k.as_str()), Cow::from(v.as_str())))
+                .collect();
+            let extra: Vec<(String, String)> =
+                extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             scratch.encoded.clear();
-            encode_label_set(&mut scratch.encoded, &[("__name__", &name)], &high, &info, &extra);
+            encode_label_set(
+                &mut scratch.encoded,
+                &[("__name__", &name)],
+                &high,
+                &info,
+                &extra,
+            );
             let series = out.series.intern(&scratch.encoded);
             out.samples.push(Sample {
                 series,
@@ -353,7 +386,10 @@ fn translate_resource<'a>(
 
 /// A stable hash of a resource's attributes (order-independent).
 fn resource_key(attributes: &[KeyValue]) -> u64 {
-    let mut pairs: Vec<(String, String)> = attributes.iter().map(|kv| (kv.key.clone(), any_value_string(kv.value.as_ref()))).collect();
+    let mut pairs: Vec<(String, String)> = attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), any_value_string(kv.value.as_ref())))
+        .collect();
     pairs.sort();
     let mut encoded = Vec::new();
     for (key, value) in &pairs {
@@ -365,11 +401,19 @@ fn resource_key(attributes: &[KeyValue]) -> u64 {
 /// `otel_scope_name`, `otel_scope_version` and `otel_scope_<attribute>` (attributes that
 /// would collide with the first ones are dropped).
 fn scope_labels(scope: Option<&InstrumentationScope>) -> Vec<(String, String)> {
-    let Some(scope) = scope else { return Vec::new() };
+    let Some(scope) = scope else {
+        return Vec::new();
+    };
     let mut labels: Vec<(String, String)> = Vec::new();
     for kv in &scope.attributes {
         let key = format!("otel_scope_{}", kv.key);
-        if ["otel_scope_name", "otel_scope_version", "otel_scope_schema_url"].contains(&key.as_str()) {
+        if [
+            "otel_scope_name",
+            "otel_scope_version",
+            "otel_scope_schema_url",
+        ]
+        .contains(&key.as_str())
+        {
             continue;
         }
         labels.push((key, any_value_string(kv.value.as_ref())));
@@ -387,21 +431,41 @@ struct Names {
     count: String,
 }
 
-fn translate_metric<'a>(metric: &'a Metric, scope: &ScopeLabels, settings: &Settings, out: &mut Translation, scratch: &mut Scratch<'a>) {
+fn translate_metric<'a>(
+    metric: &'a Metric,
+    scope: &ScopeLabels,
+    settings: &Settings,
+    out: &mut Translation,
+    scratch: &mut Scratch<'a>,
+) {
     let Some(data) = &metric.data else { return };
     let (kind, monotonic, temporality) = match data {
-        metric::Data::Gauge(_) => (FamilyType::Gauge, false, AggregationTemporality::Unspecified),
+        metric::Data::Gauge(_) => (
+            FamilyType::Gauge,
+            false,
+            AggregationTemporality::Unspecified,
+        ),
         metric::Data::Sum(sum) => {
-            let temporality = AggregationTemporality::try_from(sum.aggregation_temporality).unwrap_or(AggregationTemporality::Unspecified);
-            let kind = if sum.is_monotonic { FamilyType::Counter } else { FamilyType::Gauge };
+            let temporality = AggregationTemporality::try_from(sum.aggregation_temporality)
+                .unwrap_or(AggregationTemporality::Unspecified);
+            let kind = if sum.is_monotonic {
+                FamilyType::Counter
+            } else {
+                FamilyType::Gauge
+            };
             (kind, sum.is_monotonic, temporality)
         }
         metric::Data::Histogram(h) => (
             FamilyType::Histogram,
             false,
-            AggregationTemporality::try_from(h.aggregation_temporality).unwrap_or(AggregationTemporality::Unspecified),
+            AggregationTemporality::try_from(h.aggregation_temporality)
+                .unwrap_or(AggregationTemporality::Unspecified),
         ),
-        metric::Data::Summary(_) => (FamilyType::Summary, false, AggregationTemporality::Cumulative),
+        metric::Data::Summary(_) => (
+            FamilyType::Summary,
+            false,
+            AggregationTemporality::Cumulative,
+        ),
         metric::Data::ExponentialHistogram(h) => {
             if !settings.native_histograms {
                 out.drop_points(
@@ -416,7 +480,8 @@ fn translate_metric<'a>(metric: &'a Metric, scope: &ScopeLabels, settings: &Sett
             (
                 FamilyType::Histogram,
                 false,
-                AggregationTemporality::try_from(h.aggregation_temporality).unwrap_or(AggregationTemporality::Unspecified),
+                AggregationTemporality::try_from(h.aggregation_temporality)
+                    .unwrap_or(AggregationTemporality::Unspecified),
             )
         }
     };
@@ -430,16 +495,31 @@ fn translate_metric<'a>(metric: &'a Metric, scope: &ScopeLabels, settings: &Sett
         return;
     }
     if matches!(kind, FamilyType::Histogram) && temporality == AggregationTemporality::Unspecified {
-        out.drop_points(points, format!("{}: histogram without aggregation temporality; dropped", metric.name));
+        out.drop_points(
+            points,
+            format!(
+                "{}: histogram without aggregation temporality; dropped",
+                metric.name
+            ),
+        );
         return;
     }
     let is_counter = kind == FamilyType::Counter;
-    let name = match metric_name(&metric.name, &metric.unit, is_counter, kind == FamilyType::Gauge, settings) {
+    let name = match metric_name(
+        &metric.name,
+        &metric.unit,
+        is_counter,
+        kind == FamilyType::Gauge,
+        settings,
+    ) {
         Some(name) => name,
         None => {
             out.drop_points(
                 points,
-                format!("{:?}: no valid Prometheus metric name can be made from it; dropped", metric.name),
+                format!(
+                    "{:?}: no valid Prometheus metric name can be made from it; dropped",
+                    metric.name
+                ),
             );
             return;
         }
@@ -464,13 +544,32 @@ fn translate_metric<'a>(metric: &'a Metric, scope: &ScopeLabels, settings: &Sett
             count: String::new(),
         },
     };
-    let ctx = PointContext { scope, family, delta };
+    let ctx = PointContext {
+        scope,
+        family,
+        delta,
+    };
     match data {
-        metric::Data::Gauge(g) => g.data_points.iter().for_each(|p| number_point(&ctx, &names, p, false, out, scratch)),
-        metric::Data::Sum(s) => s.data_points.iter().for_each(|p| number_point(&ctx, &names, p, monotonic, out, scratch)),
-        metric::Data::Histogram(h) => h.data_points.iter().for_each(|p| histogram_point(&ctx, &names, p, out, scratch)),
-        metric::Data::Summary(s) => s.data_points.iter().for_each(|p| summary_point(&ctx, &names, p, out, scratch)),
-        metric::Data::ExponentialHistogram(h) => h.data_points.iter().for_each(|p| exponential_point(&ctx, &names, p, out, scratch)),
+        metric::Data::Gauge(g) => g
+            .data_points
+            .iter()
+            .for_each(|p| number_point(&ctx, &names, p, false, out, scratch)),
+        metric::Data::Sum(s) => s
+            .data_points
+            .iter()
+            .for_each(|p| number_point(&ctx, &names, p, monotonic, out, scratch)),
+        metric::Data::Histogram(h) => h
+            .data_points
+            .iter()
+            .for_each(|p| histogram_point(&ctx, &names, p, out, scratch)),
+        metric::Data::Summary(s) => s
+            .data_points
+            .iter()
+            .for_each(|p| summary_point(&ctx, &names, p, out, scratch)),
+        metric::Data::ExponentialHistogram(h) => h
+            .data_points
+            .iter()
+            .for_each(|p| exponential_point(&ctx, &names, p, out, scratch)),
     }
 }
 
@@ -505,7 +604,9 @@ impl PointContext<'_> {
             }
         }
         // Stable: duplicate keys keep their order, as the old layer did.
-        scratch.keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        scratch
+            .keyed
+            .sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
         scratch.point.clear();
         for (name, _, value) in scratch.keyed.drain(..) {
             match scratch.point.last_mut() {
@@ -522,7 +623,15 @@ impl PointContext<'_> {
 
     /// Adds a sample with the scratch's point layer, `__name__` = `name` and the optional
     /// `extra` label (`le`/`quantile`, overriding an attribute of that name).
-    fn push(&self, out: &mut Translation, scratch: &mut Scratch<'_>, name: &str, extra: Option<(&str, f64)>, value: f64, t: (i64, i64)) {
+    fn push(
+        &self,
+        out: &mut Translation,
+        scratch: &mut Scratch<'_>,
+        name: &str,
+        extra: Option<(&str, f64)>,
+        value: f64,
+        t: (i64, i64),
+    ) {
         let series = self.series(out, scratch, name, extra);
         out.samples.push(Sample {
             series,
@@ -534,16 +643,34 @@ impl PointContext<'_> {
         });
     }
 
-    fn series(&self, out: &mut Translation, scratch: &mut Scratch<'_>, name: &str, extra: Option<(&str, f64)>) -> u32 {
+    fn series(
+        &self,
+        out: &mut Translation,
+        scratch: &mut Scratch<'_>,
+        name: &str,
+        extra: Option<(&str, f64)>,
+    ) -> u32 {
         scratch.encoded.clear();
         match extra {
             Some((key, number)) => {
                 scratch.float.clear();
                 write_float(&mut scratch.float, number);
                 let top = [("__name__", name), (key, scratch.float.as_str())];
-                encode_label_set(&mut scratch.encoded, &top, &self.scope.high, &scratch.point, &self.scope.low);
+                encode_label_set(
+                    &mut scratch.encoded,
+                    &top,
+                    &self.scope.high,
+                    &scratch.point,
+                    &self.scope.low,
+                );
             }
-            None => encode_label_set(&mut scratch.encoded, &[("__name__", name)], &self.scope.high, &scratch.point, &self.scope.low),
+            None => encode_label_set(
+                &mut scratch.encoded,
+                &[("__name__", name)],
+                &self.scope.high,
+                &scratch.point,
+                &self.scope.low,
+            ),
         }
         out.series.intern(&scratch.encoded)
     }
@@ -588,7 +715,14 @@ fn millis(nanos: u64) -> i64 {
     (nanos / 1_000_000) as i64
 }
 
-fn number_point<'a>(ctx: &PointContext<'_>, names: &Names, point: &'a NumberDataPoint, counter_like: bool, out: &mut Translation, scratch: &mut Scratch<'a>) {
+fn number_point<'a>(
+    ctx: &PointContext<'_>,
+    names: &Names,
+    point: &'a NumberDataPoint,
+    counter_like: bool,
+    out: &mut Translation,
+    scratch: &mut Scratch<'a>,
+) {
     let value = if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
         stale_nan()
     } else {
@@ -596,17 +730,37 @@ fn number_point<'a>(ctx: &PointContext<'_>, names: &Names, point: &'a NumberData
             Some(number_data_point::Value::AsDouble(v)) => v,
             Some(number_data_point::Value::AsInt(v)) => v as f64,
             None => {
-                out.drop_points(1, format!("{}: data point without a value; dropped", names.plain));
+                out.drop_points(
+                    1,
+                    format!("{}: data point without a value; dropped", names.plain),
+                );
                 return;
             }
         }
     };
-    let start = if counter_like { millis(point.start_time_unix_nano) } else { 0 };
+    let start = if counter_like {
+        millis(point.start_time_unix_nano)
+    } else {
+        0
+    };
     ctx.point_layer(scratch, &point.attributes);
-    ctx.push(out, scratch, &names.plain, None, value, (millis(point.time_unix_nano), start));
+    ctx.push(
+        out,
+        scratch,
+        &names.plain,
+        None,
+        value,
+        (millis(point.time_unix_nano), start),
+    );
     if counter_like && !is_stale_nan(value) && !point.exemplars.is_empty() {
         let index = out.samples.len() - 1;
-        out.exemplars.extend(point.exemplars.iter().filter_map(exemplar).map(|e| (index, e)));
+        out.exemplars.extend(
+            point
+                .exemplars
+                .iter()
+                .filter_map(exemplar)
+                .map(|e| (index, e)),
+        );
     }
 }
 
@@ -625,11 +779,24 @@ pub fn exemplar(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar) -> Option
         }
     }
     let mut all = LabelBuilder::default();
-    all.layer(e.filtered_attributes.iter().map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))));
+    all.layer(
+        e.filtered_attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), any_value_string(kv.value.as_ref()))),
+    );
     all.labels.extend(ids.labels.clone());
-    let length = |labels: &BTreeMap<String, String>| labels.iter().map(|(k, v)| k.chars().count() + v.chars().count()).sum::<usize>();
+    let length = |labels: &BTreeMap<String, String>| {
+        labels
+            .iter()
+            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .sum::<usize>()
+    };
     // Prometheus refuses exemplars whose label names and values exceed 128 characters.
-    let labels = if length(&all.labels) <= 128 { all.labels } else { ids.labels };
+    let labels = if length(&all.labels) <= 128 {
+        all.labels
+    } else {
+        ids.labels
+    };
     if length(&labels) > 128 {
         return None;
     }
@@ -640,9 +807,18 @@ pub fn exemplar(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar) -> Option
     })
 }
 
-fn histogram_point<'a>(ctx: &PointContext<'_>, names: &Names, point: &'a HistogramDataPoint, out: &mut Translation, scratch: &mut Scratch<'a>) {
+fn histogram_point<'a>(
+    ctx: &PointContext<'_>,
+    names: &Names,
+    point: &'a HistogramDataPoint,
+    out: &mut Translation,
+    scratch: &mut Scratch<'a>,
+) {
     let stale = point.flags & FLAG_NO_RECORDED_VALUE != 0;
-    if !stale && !point.bucket_counts.is_empty() && point.bucket_counts.len() != point.explicit_bounds.len() + 1 {
+    if !stale
+        && !point.bucket_counts.is_empty()
+        && point.bucket_counts.len() != point.explicit_bounds.len() + 1
+    {
         out.drop_points(
             1,
             format!(
@@ -654,27 +830,55 @@ fn histogram_point<'a>(ctx: &PointContext<'_>, names: &Names, point: &'a Histogr
         );
         return;
     }
-    let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
+    let t = (
+        millis(point.time_unix_nano),
+        millis(point.start_time_unix_nano),
+    );
     ctx.point_layer(scratch, &point.attributes);
     let value = |v: f64| if stale { stale_nan() } else { v };
     let first_bucket = out.samples.len();
     let mut cumulative = 0u64;
     for (index, bound) in point.explicit_bounds.iter().enumerate() {
         cumulative += point.bucket_counts.get(index).copied().unwrap_or(0);
-        ctx.push(out, scratch, &names.bucket, Some(("le", *bound)), value(cumulative as f64), t);
+        ctx.push(
+            out,
+            scratch,
+            &names.bucket,
+            Some(("le", *bound)),
+            value(cumulative as f64),
+            t,
+        );
     }
-    ctx.push(out, scratch, &names.bucket, Some(("le", f64::INFINITY)), value(point.count as f64), t);
+    ctx.push(
+        out,
+        scratch,
+        &names.bucket,
+        Some(("le", f64::INFINITY)),
+        value(point.count as f64),
+        t,
+    );
     if !stale {
         // Each exemplar goes on the first bucket whose bound holds its value (`+Inf` last).
         for e in point.exemplars.iter().filter_map(exemplar) {
-            let bucket = point.explicit_bounds.iter().position(|b| e.value <= *b).unwrap_or(point.explicit_bounds.len());
+            let bucket = point
+                .explicit_bounds
+                .iter()
+                .position(|b| e.value <= *b)
+                .unwrap_or(point.explicit_bounds.len());
             out.exemplars.push((first_bucket + bucket, e));
         }
     }
     if let Some(sum) = point.sum {
         ctx.push(out, scratch, &names.sum, None, value(sum), t);
     }
-    ctx.push(out, scratch, &names.count, None, value(point.count as f64), t);
+    ctx.push(
+        out,
+        scratch,
+        &names.count,
+        None,
+        value(point.count as f64),
+        t,
+    );
 }
 
 /// Largest schema Prometheus accepts; finer OTel scales are merged down to it.
@@ -689,7 +893,10 @@ fn exponential_point<'a>(
     out: &mut Translation,
     scratch: &mut Scratch<'a>,
 ) {
-    let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
+    let t = (
+        millis(point.time_unix_nano),
+        millis(point.start_time_unix_nano),
+    );
     ctx.point_layer(scratch, &point.attributes);
     if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
         // The series ended: a float staleness marker (Prometheus applies it to histogram
@@ -734,8 +941,13 @@ fn exponential_point<'a>(
 /// spans and deltas (index `i+1`), merged by `2^shift` when the OTel scale is finer than
 /// schema 8. Runs of up to two empty buckets stay inside a span (as Prometheus does);
 /// longer runs start a new span.
-fn native_buckets(buckets: Option<&exponential_histogram_data_point::Buckets>, shift: u32) -> (Vec<(i32, u32)>, Vec<i64>) {
-    let Some(buckets) = buckets else { return (Vec::new(), Vec::new()) };
+fn native_buckets(
+    buckets: Option<&exponential_histogram_data_point::Buckets>,
+    shift: u32,
+) -> (Vec<(i32, u32)>, Vec<i64>) {
+    let Some(buckets) = buckets else {
+        return (Vec::new(), Vec::new());
+    };
     // (Prometheus index, count), ascending, merged.
     let mut merged: Vec<(i64, u64)> = Vec::new();
     for (i, count) in buckets.bucket_counts.iter().enumerate() {
@@ -775,18 +987,41 @@ fn native_buckets(buckets: Option<&exponential_histogram_data_point::Buckets>, s
     (spans, deltas)
 }
 
-fn summary_point<'a>(ctx: &PointContext<'_>, names: &Names, point: &'a SummaryDataPoint, out: &mut Translation, scratch: &mut Scratch<'a>) {
+fn summary_point<'a>(
+    ctx: &PointContext<'_>,
+    names: &Names,
+    point: &'a SummaryDataPoint,
+    out: &mut Translation,
+    scratch: &mut Scratch<'a>,
+) {
     let stale = point.flags & FLAG_NO_RECORDED_VALUE != 0;
-    let t = (millis(point.time_unix_nano), millis(point.start_time_unix_nano));
+    let t = (
+        millis(point.time_unix_nano),
+        millis(point.start_time_unix_nano),
+    );
     ctx.point_layer(scratch, &point.attributes);
     let value = |v: f64| if stale { stale_nan() } else { v };
     let mut quantiles: Vec<_> = point.quantile_values.iter().collect();
     quantiles.sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
     for q in quantiles {
-        ctx.push(out, scratch, &names.plain, Some(("quantile", q.quantile)), value(q.value), t);
+        ctx.push(
+            out,
+            scratch,
+            &names.plain,
+            Some(("quantile", q.quantile)),
+            value(q.value),
+            t,
+        );
     }
     ctx.push(out, scratch, &names.sum, None, value(point.sum), t);
-    ctx.push(out, scratch, &names.count, None, value(point.count as f64), t);
+    ctx.push(
+        out,
+        scratch,
+        &names.count,
+        None,
+        value(point.count as f64),
+        t,
+    );
 }
 
 /// A float as Prometheus writes it in `le`/`quantile` and the text format: shortest
@@ -833,7 +1068,11 @@ impl LabelBuilder {
         }
         for (name, mut values) in layer {
             values.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-            let joined = values.into_iter().map(|(_, v)| v).collect::<Vec<_>>().join(";");
+            let joined = values
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .join(";");
             self.labels.insert(name, joined);
         }
     }
@@ -845,7 +1084,6 @@ impl LabelBuilder {
     fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-
 }
 
 /// An OTel attribute key as a Prometheus label name: characters outside `[a-zA-Z0-9_]`
@@ -875,9 +1113,15 @@ fn label_name_cow(key: &str) -> Option<Cow<'_, str>> {
     let valid = !bytes.is_empty()
         && !bytes[0].is_ascii_digit()
         && bytes.iter().any(|b| *b != b'_')
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
         && !bytes.windows(2).any(|w| w == b"__");
-    if valid { Some(Cow::Borrowed(key)) } else { label_name(key).map(Cow::Owned) }
+    if valid {
+        Some(Cow::Borrowed(key))
+    } else {
+        label_name(key).map(Cow::Owned)
+    }
 }
 
 fn prefixed(namespace: &str, name: &str) -> String {
@@ -898,8 +1142,17 @@ fn sanitize_tokens(text: &str) -> Vec<&str> {
 
 /// The Prometheus metric name of an OTel metric. `counter`: a monotonic sum (gets
 /// `_total`); `gauge`: gets `_ratio` for unit `1`. `None` when no valid name is left.
-pub fn metric_name(name: &str, unit: &str, counter: bool, gauge: bool, settings: &Settings) -> Option<String> {
-    let mut tokens: Vec<String> = sanitize_tokens(name).into_iter().map(str::to_string).collect();
+pub fn metric_name(
+    name: &str,
+    unit: &str,
+    counter: bool,
+    gauge: bool,
+    settings: &Settings,
+) -> Option<String> {
+    let mut tokens: Vec<String> = sanitize_tokens(name)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if tokens.is_empty() {
         return None;
     }
@@ -956,7 +1209,9 @@ fn unit_words(unit: &str) -> (String, String) {
         }
     };
     let main_word = word(main, oxcol_core::units::prometheus_word);
-    let per_word = per.map(|p| word(p, oxcol_core::units::prometheus_per_word)).unwrap_or_default();
+    let per_word = per
+        .map(|p| word(p, oxcol_core::units::prometheus_per_word))
+        .unwrap_or_default();
     (main_word, per_word)
 }
 
@@ -971,7 +1226,9 @@ pub fn any_value_string(value: Option<&AnyValue>) -> String {
         any_value::Value::IntValue(i) => i.to_string(),
         any_value::Value::DoubleValue(d) => format_float(*d),
         any_value::Value::BytesValue(b) => base64(b),
-        any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_) => any_value_json(value).to_string(),
+        any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_) => {
+            any_value_json(value).to_string()
+        }
         any_value::Value::StringValueStrindex(_) => String::new(),
     }
 }
@@ -994,14 +1251,24 @@ fn any_value_json(value: &any_value::Value) -> serde_json::Value {
             .map(J::Number)
             .unwrap_or_else(|| J::String(format_float(*d))),
         any_value::Value::BytesValue(b) => J::String(base64(b)),
-        any_value::Value::ArrayValue(a) => J::Array(a.values.iter().filter_map(|v| v.value.as_ref()).map(any_value_json).collect()),
+        any_value::Value::ArrayValue(a) => J::Array(
+            a.values
+                .iter()
+                .filter_map(|v| v.value.as_ref())
+                .map(any_value_json)
+                .collect(),
+        ),
         any_value::Value::KvlistValue(kv) => J::Object(
             kv.values
                 .iter()
                 .map(|kv| {
                     (
                         kv.key.clone(),
-                        kv.value.as_ref().and_then(|v| v.value.as_ref()).map(any_value_json).unwrap_or(J::Null),
+                        kv.value
+                            .as_ref()
+                            .and_then(|v| v.value.as_ref())
+                            .map(any_value_json)
+                            .unwrap_or(J::Null),
                     )
                 })
                 .collect(),
@@ -1014,7 +1281,9 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -1109,17 +1378,24 @@ impl SeriesTable {
     /// A stable 64-bit hash of series `index` (the same label set always has the same
     /// hash, in every batch and process): for sharding and staleness tracking.
     pub fn hash(&self, index: u32) -> u64 {
-        self.entries.get(index as usize).map(|e| e.hash).unwrap_or(0)
+        self.entries
+            .get(index as usize)
+            .map(|e| e.hash)
+            .unwrap_or(0)
     }
 
     /// The (name, value) pairs of series `index`, sorted.
     pub fn labels(&self, index: u32) -> EncodedLabels<'_> {
-        EncodedLabels { rest: self.encoded(index) }
+        EncodedLabels {
+            rest: self.encoded(index),
+        }
     }
 
     /// The labels of series `index` as owned pairs.
     pub fn owned(&self, index: u32) -> Labels {
-        self.labels(index).map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        self.labels(index)
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 }
 
@@ -1144,7 +1420,10 @@ impl<'t> Iterator for EncodedLabels<'t> {
         let (name, after) = read_plain(label, 0x0a)?;
         let (value, _) = read_plain(after, 0x12)?;
         self.rest = rest;
-        Some((std::str::from_utf8(name).unwrap_or(""), std::str::from_utf8(value).unwrap_or("")))
+        Some((
+            std::str::from_utf8(name).unwrap_or(""),
+            std::str::from_utf8(value).unwrap_or(""),
+        ))
     }
 }
 
@@ -1177,7 +1456,12 @@ fn read_plain(bytes: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 /// Appends one remote write 1.0 `TimeSeries.labels` entry: `0x0a len Label { 0x0a len
 /// name 0x12 len value }`, exactly as prost encodes `Label { name, value }` with both set.
 pub fn encode_label(out: &mut Vec<u8>, name: &str, value: &str) {
-    let inner = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(value.len() as u64) + value.len();
+    let inner = 1
+        + varint_len(name.len() as u64)
+        + name.len()
+        + 1
+        + varint_len(value.len() as u64)
+        + value.len();
     out.push(0x0a);
     put_varint(out, inner as u64);
     out.push(0x0a);
@@ -1268,25 +1552,64 @@ mod tests {
     #[test]
     fn metric_names_follow_otlptranslator() {
         // The facts from otlptranslator's metric_namer_test.go (spec section 6).
-        assert_eq!(name("requests", "", true, false).as_deref(), Some("requests_total"));
-        assert_eq!(name("cpu_usage", "1", false, true).as_deref(), Some("cpu_usage_ratio"));
-        assert_eq!(name("items", "1", true, false).as_deref(), Some("items_total"));
-        assert_eq!(name("response_time", "ms", false, true).as_deref(), Some("response_time_milliseconds"));
-        assert_eq!(name("memory_usage", "By", false, true).as_deref(), Some("memory_usage_bytes"));
-        assert_eq!(name("requests", "1/s", false, true).as_deref(), Some("requests_per_second"));
-        assert_eq!(name("throughput", "By/s", false, true).as_deref(), Some("throughput_bytes_per_second"));
-        assert_eq!(name("custom_metric", "{custom}", false, true).as_deref(), Some("custom_metric"));
-        assert_eq!(name("custom_metric", "By/{custom}", false, true).as_deref(), Some("custom_metric_bytes"));
-        assert_eq!(name("response_time_seconds", "s", false, true).as_deref(), Some("response_time_seconds"));
-        assert_eq!(name("123metric", "", false, true).as_deref(), Some("_123metric"));
-        assert_eq!(name("metric@@##$$name", "", false, true).as_deref(), Some("metric_name"));
+        assert_eq!(
+            name("requests", "", true, false).as_deref(),
+            Some("requests_total")
+        );
+        assert_eq!(
+            name("cpu_usage", "1", false, true).as_deref(),
+            Some("cpu_usage_ratio")
+        );
+        assert_eq!(
+            name("items", "1", true, false).as_deref(),
+            Some("items_total")
+        );
+        assert_eq!(
+            name("response_time", "ms", false, true).as_deref(),
+            Some("response_time_milliseconds")
+        );
+        assert_eq!(
+            name("memory_usage", "By", false, true).as_deref(),
+            Some("memory_usage_bytes")
+        );
+        assert_eq!(
+            name("requests", "1/s", false, true).as_deref(),
+            Some("requests_per_second")
+        );
+        assert_eq!(
+            name("throughput", "By/s", false, true).as_deref(),
+            Some("throughput_bytes_per_second")
+        );
+        assert_eq!(
+            name("custom_metric", "{custom}", false, true).as_deref(),
+            Some("custom_metric")
+        );
+        assert_eq!(
+            name("custom_metric", "By/{custom}", false, true).as_deref(),
+            Some("custom_metric_bytes")
+        );
+        assert_eq!(
+            name("response_time_seconds", "s", false, true).as_deref(),
+            Some("response_time_seconds")
+        );
+        assert_eq!(
+            name("123metric", "", false, true).as_deref(),
+            Some("_123metric")
+        );
+        assert_eq!(
+            name("metric@@##$$name", "", false, true).as_deref(),
+            Some("metric_name")
+        );
         assert_eq!(name("@#$%", "", false, true), None);
         // The DESIGN.md example, and _total moved to the end.
         assert_eq!(
             name("cgroup.memory.current", "By", false, true).as_deref(),
             Some("cgroup_memory_current_bytes")
         );
-        assert_eq!(name("http.total.requests", "", true, false).as_deref(), Some("http_requests_total"));
+        assert_eq!(
+            name("http.total.requests", "", true, false).as_deref(),
+            Some("http_requests_total")
+        );
         let plain = Settings {
             add_metric_suffixes: false,
             namespace: "my app".into(),
@@ -1300,7 +1623,10 @@ mod tests {
 
     #[test]
     fn label_names_are_sanitized() {
-        assert_eq!(label_name("http.request.method").as_deref(), Some("http_request_method"));
+        assert_eq!(
+            label_name("http.request.method").as_deref(),
+            Some("http_request_method")
+        );
         assert_eq!(label_name("a..b").as_deref(), Some("a_b"));
         assert_eq!(label_name("2xx").as_deref(), Some("key_2xx"));
         assert_eq!(label_name("___"), None);
@@ -1312,10 +1638,17 @@ mod tests {
         let gauge = metric::Data::Gauge(Gauge {
             data_points: vec![number(
                 1.0,
-                vec![string_attribute("foo/bar", "a"), string_attribute("foo.bar", "b"), string_attribute("empty", "")],
+                vec![
+                    string_attribute("foo/bar", "a"),
+                    string_attribute("foo.bar", "b"),
+                    string_attribute("empty", ""),
+                ],
             )],
         });
-        let out = translate(&[resource(vec![], vec![metric("m", "", gauge)])], &Settings::default());
+        let out = translate(
+            &[resource(vec![], vec![metric("m", "", gauge)])],
+            &Settings::default(),
+        );
         // "foo.bar" < "foo/bar" byte-wise, so b;a.
         assert_eq!(
             out.series.owned(out.samples[0].series),
@@ -1334,13 +1667,25 @@ mod tests {
         let long = "v".repeat(300);
         let a = table.intern_labels(&[("__name__", "up"), ("job", long.as_str())]);
         let b = table.intern_labels(&[("__name__", "up"), ("job", "x")]);
-        assert_eq!(table.intern_labels(&[("__name__", "up"), ("job", long.as_str())]), a);
+        assert_eq!(
+            table.intern_labels(&[("__name__", "up"), ("job", long.as_str())]),
+            a
+        );
         assert_ne!(a, b);
         assert_eq!(table.len(), 2);
-        assert_eq!(table.labels(a).collect::<Vec<_>>(), vec![("__name__", "up"), ("job", long.as_str())]);
+        assert_eq!(
+            table.labels(a).collect::<Vec<_>>(),
+            vec![("__name__", "up"), ("job", long.as_str())]
+        );
         assert_eq!(table.hash(b), hash_bytes(table.encoded(b)));
         // The encoding is prost's for repeated `Label` messages (field 1 of TimeSeries).
-        assert_eq!(table.encoded(b), &[0x0a, 0x0e, 0x0a, 0x08, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_', 0x12, 0x02, b'u', b'p', 0x0a, 0x08, 0x0a, 0x03, b'j', b'o', b'b', 0x12, 0x01, b'x'][..]);
+        assert_eq!(
+            table.encoded(b),
+            &[
+                0x0a, 0x0e, 0x0a, 0x08, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_', 0x12, 0x02,
+                b'u', b'p', 0x0a, 0x08, 0x0a, 0x03, b'j', b'o', b'b', 0x12, 0x01, b'x'
+            ][..]
+        );
         for value in [0u64, 1, 127, 128, 300, 16_384, u32::MAX as u64, u64::MAX] {
             let mut out = Vec::new();
             put_varint(&mut out, value);
@@ -1400,7 +1745,12 @@ mod tests {
                     .filter(|(k, _)| scope || !k.starts_with("otel_scope"))
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                format!("{} {} @{}", labels.join(","), format_float(s.value), s.timestamp_ms)
+                format!(
+                    "{} {} @{}",
+                    labels.join(","),
+                    format_float(s.value),
+                    s.timestamp_ms
+                )
             })
             .collect()
     }
@@ -1421,7 +1771,10 @@ mod tests {
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
             is_monotonic: true,
         });
-        let input = vec![resource(service(), vec![metric("http.requests", "{request}", sum)])];
+        let input = vec![resource(
+            service(),
+            vec![metric("http.requests", "{request}", sum)],
+        )];
         let out = translate(&input, &Settings::default());
         assert_eq!(
             render_with(&out, true),
@@ -1444,7 +1797,10 @@ mod tests {
         let settings = Settings {
             resource_to_telemetry: true,
             target_info: false,
-            extra_labels: vec![("cluster".into(), "eu".into()), ("job".into(), "ignored".into())],
+            extra_labels: vec![
+                ("cluster".into(), "eu".into()),
+                ("job".into(), "ignored".into()),
+            ],
             ..Settings::default()
         };
         let out = translate(&input, &settings);
@@ -1475,15 +1831,24 @@ mod tests {
                 count: 4,
                 sum: 8.0,
                 quantile_values: vec![
-                    ValueAtQuantile { quantile: 0.99, value: 3.0 },
-                    ValueAtQuantile { quantile: 0.5, value: 1.5 },
+                    ValueAtQuantile {
+                        quantile: 0.99,
+                        value: 3.0,
+                    },
+                    ValueAtQuantile {
+                        quantile: 0.5,
+                        value: 1.5,
+                    },
                 ],
                 ..Default::default()
             }],
         });
         let input = vec![resource(
             vec![],
-            vec![metric("rpc.duration", "s", histogram), metric("latency", "ms", summary)],
+            vec![
+                metric("rpc.duration", "s", histogram),
+                metric("latency", "ms", summary),
+            ],
         )];
         let out = translate(
             &input,
@@ -1519,7 +1884,11 @@ mod tests {
         let input = vec![resource(vec![], vec![metric("hits", "", delta)])];
         let dropped = translate(&input, &Settings::default());
         assert_eq!((dropped.samples.len(), dropped.dropped_points), (0, 2));
-        assert!(dropped.problems[0].contains("delta temporality"), "{:?}", dropped.problems);
+        assert!(
+            dropped.problems[0].contains("delta temporality"),
+            "{:?}",
+            dropped.problems
+        );
         let passed = translate(
             &input,
             &Settings {
@@ -1535,7 +1904,10 @@ mod tests {
         let gauge = metric::Data::Gauge(Gauge {
             data_points: vec![stale_point, number(f64::NAN, vec![])],
         });
-        let out = translate(&[resource(vec![], vec![metric("temp", "Cel", gauge)])], &Settings::default());
+        let out = translate(
+            &[resource(vec![], vec![metric("temp", "Cel", gauge)])],
+            &Settings::default(),
+        );
         assert_eq!(out.samples[0].value.to_bits(), STALE_NAN_BITS);
         assert!(out.samples[1].value.is_nan() && !is_stale_nan(out.samples[1].value));
     }
@@ -1556,7 +1928,10 @@ mod tests {
                 count: 3,
                 bucket_counts: vec![1, 1, 1],
                 explicit_bounds: vec![0.1, 0.5],
-                exemplars: vec![ex(0.3, vec![string_attribute("user", "u1")]), ex(9.0, vec![])],
+                exemplars: vec![
+                    ex(0.3, vec![string_attribute("user", "u1")]),
+                    ex(9.0, vec![]),
+                ],
                 ..Default::default()
             }],
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -1568,19 +1943,33 @@ mod tests {
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
             is_monotonic: true,
         });
-        let input = vec![resource(vec![], vec![metric("d", "s", histogram), metric("c", "", sum)])];
+        let input = vec![resource(
+            vec![],
+            vec![metric("d", "s", histogram), metric("c", "", sum)],
+        )];
         let out = translate(&input, &Settings::default());
         let on: Vec<(String, f64, Labels)> = out
             .exemplars
             .iter()
             .map(|(i, e)| {
                 let labels = out.series.owned(out.samples[*i].series);
-                let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.clone()).unwrap_or_default();
-                (format!("{}{{{le}}}", labels[0].1), e.value, e.labels.clone())
+                let le = labels
+                    .iter()
+                    .find(|(k, _)| k == "le")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                (
+                    format!("{}{{{le}}}", labels[0].1),
+                    e.value,
+                    e.labels.clone(),
+                )
             })
             .collect();
         let ids = |extra: Option<(&str, &str)>| {
-            let mut l: Labels = vec![("span_id".into(), "abababababababab".into()), ("trace_id".into(), "01".repeat(16))];
+            let mut l: Labels = vec![
+                ("span_id".into(), "abababababababab".into()),
+                ("trace_id".into(), "01".repeat(16)),
+            ];
             if let Some((k, v)) = extra {
                 l.push((k.into(), v.into()));
             }
@@ -1590,7 +1979,11 @@ mod tests {
         assert_eq!(
             on,
             vec![
-                ("d_seconds_bucket{0.5}".to_string(), 0.3, ids(Some(("user", "u1")))),
+                (
+                    "d_seconds_bucket{0.5}".to_string(),
+                    0.3,
+                    ids(Some(("user", "u1")))
+                ),
                 ("d_seconds_bucket{+Inf}".to_string(), 9.0, ids(None)),
                 // Over 128 characters with the attribute: only the ids are kept.
                 ("c_total{}".to_string(), 1.0, ids(None)),
@@ -1610,7 +2003,10 @@ mod tests {
             sum: Some(10.0),
             scale,
             zero_count: 2,
-            positive: Some(Buckets { offset, bucket_counts: counts }),
+            positive: Some(Buckets {
+                offset,
+                bucket_counts: counts,
+            }),
             ..Default::default()
         };
         let data = metric::Data::ExponentialHistogram(ExponentialHistogram {
@@ -1631,14 +2027,36 @@ mod tests {
         };
         let out = translate(&input, &settings);
         assert_eq!(out.histograms.len(), 2);
-        assert_eq!((out.dropped_points, out.problems.len()), (1, 1), "scale -5 is refused: {:?}", out.problems);
+        assert_eq!(
+            (out.dropped_points, out.problems.len()),
+            (1, 1),
+            "scale -5 is refused: {:?}",
+            out.problems
+        );
         let h = &out.histograms[0];
         assert_eq!(out.series.owned(h.series)[0].1, "lat_seconds");
-        assert_eq!((h.schema, h.count, h.zero_count, h.sum, h.start_ms, h.timestamp_ms), (0, 10, 2, 10.0, 1000, 3000));
+        assert_eq!(
+            (
+                h.schema,
+                h.count,
+                h.zero_count,
+                h.sum,
+                h.start_ms,
+                h.timestamp_ms
+            ),
+            (0, 10, 2, 10.0, 1000, 3000)
+        );
         assert_eq!(h.positive_spans, vec![(1, 2), (3, 3)]);
         assert_eq!(h.positive_deltas, vec![1, 1, 2, -4, 1]);
         let merged = &out.histograms[1];
-        assert_eq!((merged.schema, merged.positive_spans.clone(), merged.positive_deltas.clone()), (8, vec![(1, 2)], vec![4, 1]));
+        assert_eq!(
+            (
+                merged.schema,
+                merged.positive_spans.clone(),
+                merged.positive_deltas.clone()
+            ),
+            (8, vec![(1, 2)], vec![4, 1])
+        );
         assert_eq!(out.families[0].kind, FamilyType::Histogram);
         // Without native histograms (the pull exporter) they are dropped and counted.
         let off = translate(&input, &Settings::default());
@@ -1654,22 +2072,31 @@ mod tests {
             let text: String = (0..len)
                 .map(|i| char::from_u32(((seed >> (i * 5)) % 0x250) as u32).unwrap_or('x'))
                 .collect();
-            if let Some(name) = metric_name(&text, &text, seed.is_multiple_of(2), seed.is_multiple_of(3), &Settings::default()) {
+            if let Some(name) = metric_name(
+                &text,
+                &text,
+                seed.is_multiple_of(2),
+                seed.is_multiple_of(3),
+                &Settings::default(),
+            ) {
                 assert!(
                     !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()),
                     "{text:?} -> {name:?}"
                 );
                 assert!(
-                    name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                    name.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
                     "{text:?} -> {name:?}"
                 );
             }
             if let Some(label) = label_name(&text) {
-                assert!(label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{text:?} -> {label:?}");
+                assert!(
+                    label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{text:?} -> {label:?}"
+                );
                 assert!(!label.starts_with(|c: char| c.is_ascii_digit()));
             }
         }
         assert_eq!(base64(b"hello"), "aGVsbG8=");
     }
 }
-

@@ -15,7 +15,7 @@ use oxcol_core::telemetry::{ExporterCounters, Registry};
 use oxcol_core::{Batch, BatchSettings, ExportError, Exporter, GoDuration, Refusal, Signal};
 use rand::Rng;
 use serde::Deserialize;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -34,12 +34,100 @@ pub struct QueueConfig {
     /// With it, the queue is bounded by the extension's `max_size_mib`, not `queue_size`.
     pub storage: Option<String>,
     /// Collector key: wait for room instead of refusing when full. Default false.
+    /// `block_on_overflow` is its newer name.
+    #[serde(alias = "block_on_overflow")]
     pub blocking: bool,
     /// Collector key: what `queue_size` counts: `requests` (batches as they arrive,
     /// default), `items` (points, spans, log records) or `bytes` (encoded OTLP bytes:
     /// bounds the memory the queue holds). Memory queue only; a disk queue is bounded by
     /// its extension's `max_size_mib`.
     pub sizer: Sizer,
+    /// Exporter-side batching (the Collector's `exporterhelper` keys, v0.12x+): `batch:`
+    /// alone enables it with the defaults. In oxcol it sets how the queue groups what it
+    /// sends (the same grouping a `batch` processor in front of this exporter sets; when
+    /// both are configured, this one wins). Default: off.
+    #[serde(deserialize_with = "enabled_with_defaults")]
+    pub batch: Option<QueueBatchConfig>,
+}
+
+/// `batch: ` with no value means "enabled with defaults", as `configoptional` reads it.
+fn enabled_with_defaults<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+/// `sending_queue.batch`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueBatchConfig {
+    /// Longest wait for a batch to reach `min_size`. Default 200ms.
+    pub flush_timeout: GoDuration,
+    /// What the sizes count: `items` (default; points, spans, log records). oxcol groups
+    /// by items only, so `bytes` is refused.
+    pub sizer: Sizer,
+    /// Items that make a batch ready to send. Default 8192.
+    pub min_size: u64,
+    /// Largest batch sent; bigger ones are split. Default 0 (no limit).
+    pub max_size: u64,
+    /// Batching per client metadata: not done (oxcol carries no client metadata), so
+    /// only an empty list is accepted.
+    pub partition: Option<QueueBatchPartition>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueBatchPartition {
+    pub metadata_keys: Vec<String>,
+}
+
+impl Default for QueueBatchConfig {
+    fn default() -> Self {
+        QueueBatchConfig {
+            flush_timeout: GoDuration(Duration::from_millis(200)),
+            sizer: Sizer::Items,
+            min_size: 8192,
+            max_size: 0,
+            partition: None,
+        }
+    }
+}
+
+impl QueueBatchConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        match self.sizer {
+            Sizer::Items => {}
+            Sizer::Bytes => errors.push("sending_queue.batch.sizer: bytes is not supported; oxcol groups batches by items (use sizer: items)".to_string()),
+            Sizer::Requests => errors.push("sending_queue.batch.sizer: `batch` supports only items or bytes, as in the Collector (use sizer: items)".to_string()),
+        }
+        if self.flush_timeout.get().is_zero() {
+            errors.push("sending_queue.batch.flush_timeout must be positive".to_string());
+        }
+        if self.max_size > 0 && self.max_size < self.min_size {
+            errors.push(format!(
+                "sending_queue.batch.max_size ({}) must be greater or equal to min_size ({})",
+                self.max_size, self.min_size
+            ));
+        }
+        if self
+            .partition
+            .as_ref()
+            .is_some_and(|p| !p.metadata_keys.is_empty())
+        {
+            errors.push("sending_queue.batch.partition.metadata_keys is not supported: oxcol carries no client metadata through pipelines".to_string());
+        }
+        errors
+    }
+
+    /// The queue grouping this asks for.
+    pub fn settings(&self) -> BatchSettings {
+        BatchSettings {
+            send_batch_size: self.min_size,
+            send_batch_max_size: self.max_size,
+            timeout: self.flush_timeout.get(),
+        }
+    }
 }
 
 /// What `sending_queue.queue_size` counts.
@@ -65,7 +153,15 @@ impl Sizer {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { enabled: true, num_consumers: 10, queue_size: 1000, storage: None, blocking: false, sizer: Sizer::Requests }
+        QueueConfig {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+            storage: None,
+            blocking: false,
+            sizer: Sizer::Requests,
+            batch: None,
+        }
     }
 }
 
@@ -90,7 +186,22 @@ impl QueueConfig {
         if self.blocking {
             errors.push("sending_queue.blocking: true is not supported; a full queue refuses upstream with a retryable error".to_string());
         }
+        if let Some(batch) = &self.batch {
+            errors.extend(batch.validate());
+            if self.enabled && batch.sizer == self.sizer && batch.min_size > self.queue_size as u64
+            {
+                errors.push(
+                    "sending_queue.batch.min_size must be less than or equal to queue_size"
+                        .to_string(),
+                );
+            }
+        }
         errors
+    }
+
+    /// The grouping `sending_queue.batch` asks for, if set.
+    pub fn batching(&self) -> Option<BatchSettings> {
+        self.batch.as_ref().map(QueueBatchConfig::settings)
     }
 }
 
@@ -129,7 +240,8 @@ impl RetryConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if !(0.0..=1.0).contains(&self.randomization_factor) {
-            errors.push("retry_on_failure.randomization_factor must be between 0 and 1".to_string());
+            errors
+                .push("retry_on_failure.randomization_factor must be between 0 and 1".to_string());
         }
         if self.multiplier < 1.0 {
             errors.push("retry_on_failure.multiplier must be at least 1".to_string());
@@ -174,7 +286,11 @@ struct QueueLevel {
 
 impl QueueLevel {
     fn new(sizer: Sizer, capacity: usize) -> QueueLevel {
-        QueueLevel { sizer, capacity: capacity as u64, used: std::sync::atomic::AtomicU64::new(0) }
+        QueueLevel {
+            sizer,
+            capacity: capacity as u64,
+            used: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// Takes `size` units if they fit. An empty queue takes one batch of any size, so a
@@ -183,7 +299,9 @@ impl QueueLevel {
     fn try_reserve(&self, size: u64) -> bool {
         use std::sync::atomic::Ordering;
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used == 0 || used + size <= self.capacity).then_some(used + size))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used == 0 || used + size <= self.capacity).then_some(used + size)
+            })
             .is_ok()
     }
 
@@ -193,7 +311,8 @@ impl QueueLevel {
     }
 
     fn release(&self, size: u64) {
-        self.used.fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
+        self.used
+            .fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -253,7 +372,9 @@ impl QueuedExporter {
             consumers.spawn(async move {
                 loop {
                     let next = take_batch(&rx, &level, batching, &sender.counters).await;
-                    let Some((batch, in_flight)) = next else { break };
+                    let Some((batch, in_flight)) = next else {
+                        break;
+                    };
                     for piece in split_for_send(batch, batching, &sender.id) {
                         // The outcome is already counted and logged by send_with_retry.
                         let _ = sender.send_with_retry(piece).await;
@@ -263,7 +384,17 @@ impl QueuedExporter {
                 }
             });
         }
-        QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(Some(tx)), level, inline: None, consumers: Mutex::new(consumers), give_up, counters, disk: None }
+        QueuedExporter {
+            id: id.to_string(),
+            signal,
+            sender: std::sync::RwLock::new(Some(tx)),
+            level,
+            inline: None,
+            consumers: Mutex::new(consumers),
+            give_up,
+            counters,
+            disk: None,
+        }
     }
 
     /// Starts an exporter whose queue is on disk (`sending_queue.storage`): opens the
@@ -286,7 +417,9 @@ impl QueuedExporter {
         if !storage.create_directory {
             let base = storage.directory.clone().unwrap_or_default();
             if !std::path::Path::new(&base).is_dir() {
-                return Err(format!("file_storage directory {base:?} does not exist; create it or set create_directory: true"));
+                return Err(format!(
+                    "file_storage directory {base:?} does not exist; create it or set create_directory: true"
+                ));
             }
         } else if let Some(base) = &storage.directory {
             create_directory(base, &storage.directory_permissions)?;
@@ -297,7 +430,11 @@ impl QueuedExporter {
             bytes: registry.gauge("oxcol_exporter_disk_queue_bytes", "Bytes of the disk queue's segment files.", &[("exporter", id), ("data_type", signal.name())]),
         };
         registry
-            .gauge("oxcol_exporter_disk_queue_capacity_bytes", "Bound of the disk queue in bytes (file_storage max_size_mib).", &[("exporter", id), ("data_type", signal.name())])
+            .gauge(
+                "oxcol_exporter_disk_queue_capacity_bytes",
+                "Bound of the disk queue in bytes (file_storage max_size_mib).",
+                &[("exporter", id), ("data_type", signal.name())],
+            )
             .set(options.max_bytes as i64);
         let (disk, recovery) = DiskQueue::open(id, &options, stats)?;
         if recovery.records > 0 || recovery.corrupt_records > 0 {
@@ -306,20 +443,32 @@ impl QueuedExporter {
         counters.queue_size.set(recovery.records as i64);
         let disk = Arc::new(disk);
         let give_up = CancellationToken::new();
-        let sender = Arc::new(Sender { id: id.to_string(), exporter, retry: retry.clone(), counters: counters.clone(), give_up: give_up.clone(), durable: true });
+        let sender = Arc::new(Sender {
+            id: id.to_string(),
+            exporter,
+            retry: retry.clone(),
+            counters: counters.clone(),
+            give_up: give_up.clone(),
+            durable: true,
+        });
         let gather = Arc::new(Mutex::new(()));
         let mut consumers = JoinSet::new();
         for _ in 0..queue.num_consumers {
-            let (disk, sender, gather) = (Arc::clone(&disk), Arc::clone(&sender), Arc::clone(&gather));
+            let (disk, sender, gather) =
+                (Arc::clone(&disk), Arc::clone(&sender), Arc::clone(&gather));
             consumers.spawn(async move {
                 loop {
-                    let taken = take_from_disk(&disk, &gather, batching, &sender.counters, &sender.give_up).await;
+                    let taken =
+                        take_from_disk(&disk, &gather, batching, &sender.counters, &sender.give_up)
+                            .await;
                     let Some((batch, tickets)) = taken else { break };
                     let mut kept = false;
                     for piece in split_for_send(batch, batching, &sender.id) {
                         // Outcomes are counted and logged by send_with_retry. An error
                         // after give_up means shutdown: the record stays on disk.
-                        if sender.send_with_retry(piece).await.is_err() && sender.give_up.is_cancelled() {
+                        if sender.send_with_retry(piece).await.is_err()
+                            && sender.give_up.is_cancelled()
+                        {
                             kept = true;
                             break;
                         }
@@ -332,7 +481,17 @@ impl QueuedExporter {
             });
         }
         let level = Arc::new(QueueLevel::new(Sizer::Requests, queue.queue_size));
-        Ok(QueuedExporter { id: id.to_string(), signal, sender: std::sync::RwLock::new(None), level, inline: None, consumers: Mutex::new(consumers), give_up, counters, disk: Some(disk) })
+        Ok(QueuedExporter {
+            id: id.to_string(),
+            signal,
+            sender: std::sync::RwLock::new(None),
+            level,
+            inline: None,
+            consumers: Mutex::new(consumers),
+            give_up,
+            counters,
+            disk: Some(disk),
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -356,11 +515,16 @@ impl QueuedExporter {
         let size = self.level.sizer.size_of(&batch);
         let guard = self.sender.read().unwrap_or_else(|p| p.into_inner());
         let Some(sender) = guard.as_ref() else {
-            return Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) });
+            return Err(Refusal::Unavailable {
+                reason: format!("exporter {} is shut down", self.id),
+            });
         };
         if !self.level.try_reserve(size) {
             self.counters.enqueue_failed.add(items);
-            return Err(Refusal::overloaded(format!("sending queue of exporter {} is full", self.id)));
+            return Err(Refusal::overloaded(format!(
+                "sending queue of exporter {} is full",
+                self.id
+            )));
         }
         match sender.send((batch, size)) {
             Ok(()) => {
@@ -369,7 +533,9 @@ impl QueuedExporter {
             }
             Err(_) => {
                 self.level.release(size);
-                Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) })
+                Err(Refusal::Unavailable {
+                    reason: format!("exporter {} is shut down", self.id),
+                })
             }
         }
     }
@@ -378,17 +544,24 @@ impl QueuedExporter {
     async fn submit_to_disk(&self, disk: &DiskQueue, batch: Batch) -> Result<(), Refusal> {
         let items = batch.items();
         if disk.is_input_closed() {
-            return Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) });
+            return Err(Refusal::Unavailable {
+                reason: format!("exporter {} is shut down", self.id),
+            });
         }
         match disk.append(self.signal, items, batch.to_bytes()).await {
             Ok(()) => {
                 self.counters.queue_size.add(1);
                 Ok(())
             }
-            Err(disk_queue::AppendError::Closed) => Err(Refusal::Unavailable { reason: format!("exporter {} is shut down", self.id) }),
+            Err(disk_queue::AppendError::Closed) => Err(Refusal::Unavailable {
+                reason: format!("exporter {} is shut down", self.id),
+            }),
             Err(error) => {
                 self.counters.enqueue_failed.add(items);
-                Err(Refusal::overloaded(format!("exporter {}: {error}", self.id)))
+                Err(Refusal::overloaded(format!(
+                    "exporter {}: {error}",
+                    self.id
+                )))
             }
         }
     }
@@ -397,7 +570,10 @@ impl QueuedExporter {
     /// makes them give up (what is left is counted as failed and logged; with a disk
     /// queue it stays on disk for the next start).
     pub async fn shutdown(&self, deadline: Instant) {
-        self.sender.write().unwrap_or_else(|p| p.into_inner()).take();
+        self.sender
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(disk) = &self.disk {
             disk.close_input();
         }
@@ -428,9 +604,15 @@ impl QueuedExporter {
 fn create_directory(dir: &str, mode: &str) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     let mode = u32::from_str_radix(mode.trim_start_matches("0o"), 8).unwrap_or(0o750);
-    match std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+    {
         Ok(()) => Ok(()),
-        Err(error) => Err(format!("cannot create file_storage directory {dir:?}: {error}")),
+        Err(error) => Err(format!(
+            "cannot create file_storage directory {dir:?}: {error}"
+        )),
     }
 }
 
@@ -448,13 +630,21 @@ async fn take_from_disk(
     counters.queue_size.add(-1);
     let mut tickets = vec![first.ticket];
     let mut batch = Batch::from_encoded_counted(first.signal, first.payload, first.items);
-    let Some(settings) = batching else { return Some((batch, tickets)) };
+    let Some(settings) = batching else {
+        return Some((batch, tickets));
+    };
     let deadline = tokio::time::Instant::now() + settings.timeout;
     while batch.items() < settings.send_batch_size && !stop.is_cancelled() {
-        let Some(more) = disk.next_until(deadline).await else { break };
+        let Some(more) = disk.next_until(deadline).await else {
+            break;
+        };
         counters.queue_size.add(-1);
         tickets.push(more.ticket);
-        if let Err(error) = batch.append(Batch::from_encoded_counted(more.signal, more.payload, more.items)) {
+        if let Err(error) = batch.append(Batch::from_encoded_counted(
+            more.signal,
+            more.payload,
+            more.items,
+        )) {
             tracing::error!(%error, "cannot merge queued batches");
         }
     }
@@ -465,7 +655,12 @@ async fn take_from_disk(
 /// batches (waiting up to `timeout` for more) until `send_batch_size` items are gathered.
 /// One consumer gathers at a time; the others are sending meanwhile. Returns the batch and
 /// the part of the queue's level it still holds (released by the caller once sent).
-async fn take_batch(rx: &Mutex<mpsc::UnboundedReceiver<(Batch, u64)>>, level: &QueueLevel, batching: Option<BatchSettings>, counters: &ExporterCounters) -> Option<(Batch, u64)> {
+async fn take_batch(
+    rx: &Mutex<mpsc::UnboundedReceiver<(Batch, u64)>>,
+    level: &QueueLevel,
+    batching: Option<BatchSettings>,
+    counters: &ExporterCounters,
+) -> Option<(Batch, u64)> {
     let mut in_flight = 0;
     let mut taken = |size: u64| {
         if level.counts_in_flight() {
@@ -478,16 +673,20 @@ async fn take_batch(rx: &Mutex<mpsc::UnboundedReceiver<(Batch, u64)>>, level: &Q
     let mut rx = rx.lock().await;
     let (mut batch, size) = rx.recv().await?;
     taken(size);
-    let Some(settings) = batching else { return Some((batch, in_flight)) };
+    let Some(settings) = batching else {
+        return Some((batch, in_flight));
+    };
     let deadline = tokio::time::Instant::now() + settings.timeout;
     while batch.items() < settings.send_batch_size {
         let (more, size) = match rx.try_recv() {
             Ok(more) => more,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(more)) => more,
-                Ok(None) | Err(_) => break,
-            },
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(more)) => more,
+                    Ok(None) | Err(_) => break,
+                }
+            }
         };
         taken(size);
         if let Err(error) = batch.append(more) {
@@ -522,11 +721,15 @@ impl Sender {
             if self.give_up.is_cancelled() {
                 if self.durable {
                     tracing::info!(exporter = %self.id, items, "shutting down: unsent data stays in the disk queue for the next start");
-                    return Err(Refusal::Unavailable { reason: "exporter shutting down".into() });
+                    return Err(Refusal::Unavailable {
+                        reason: "exporter shutting down".into(),
+                    });
                 }
                 self.counters.send_failed.add(items);
                 tracing::error!(exporter = %self.id, items, "dropping data: shutting down before it could be sent");
-                return Err(Refusal::Unavailable { reason: "exporter shutting down".into() });
+                return Err(Refusal::Unavailable {
+                    reason: "exporter shutting down".into(),
+                });
             }
             let attempt = tokio::select! {
                 result = self.exporter.export(batch.clone()) => result,
@@ -566,7 +769,9 @@ impl Sender {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.give_up.cancelled() => {}
                     }
-                    interval = interval.mul_f64(self.retry.multiplier).min(self.retry.max_interval.get());
+                    interval = interval
+                        .mul_f64(self.retry.multiplier)
+                        .min(self.retry.max_interval.get());
                 }
             }
         }
@@ -580,15 +785,18 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures::future::BoxFuture;
-    use oxcol_core::telemetry::Registry;
     use oxcol_core::ExportOutcome;
+    use oxcol_core::telemetry::Registry;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Fails `failures` times with `error`, then succeeds.
@@ -601,7 +809,11 @@ mod tests {
     impl Exporter for Flaky {
         fn export(&self, _batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
-            let result = if call < self.failures { Err(self.error.clone()) } else { Ok(ExportOutcome::default()) };
+            let result = if call < self.failures {
+                Err(self.error.clone())
+            } else {
+                Ok(ExportOutcome::default())
+            };
             Box::pin(async move { result })
         }
     }
@@ -625,12 +837,25 @@ mod tests {
         let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
         let flaky = Arc::new(Flaky {
             failures: 3,
-            error: ExportError::Retryable { reason: "unavailable".into(), after: None },
+            error: ExportError::Retryable {
+                reason: "unavailable".into(),
+                after: None,
+            },
             calls: AtomicUsize::new(0),
         });
-        let queued = QueuedExporter::start("otlp", Signal::Metrics, flaky.clone(), &QueueConfig::default(), &fast_retry(), None, counters.clone());
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            flaky.clone(),
+            &QueueConfig::default(),
+            &fast_retry(),
+            None,
+            counters.clone(),
+        );
         queued.submit(batch()).await.unwrap();
-        queued.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
         assert_eq!(counters.sent.get(), 3);
         assert_eq!(counters.send_failed.get(), 0);
@@ -643,12 +868,24 @@ mod tests {
         let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
         let flaky = Arc::new(Flaky {
             failures: 10,
-            error: ExportError::Permanent { reason: "bad request".into() },
+            error: ExportError::Permanent {
+                reason: "bad request".into(),
+            },
             calls: AtomicUsize::new(0),
         });
-        let queued = QueuedExporter::start("otlp", Signal::Metrics, flaky.clone(), &QueueConfig::default(), &fast_retry(), None, counters.clone());
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            flaky.clone(),
+            &QueueConfig::default(),
+            &fast_retry(),
+            None,
+            counters.clone(),
+        );
         queued.submit(batch()).await.unwrap();
-        queued.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
         assert_eq!(counters.send_failed.get(), 3);
         assert_eq!(counters.sent.get(), 0);
@@ -660,11 +897,26 @@ mod tests {
         let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
         let flaky = Arc::new(Flaky {
             failures: 1,
-            error: ExportError::Retryable { reason: "throttled".into(), after: Some(Duration::from_millis(300)) },
+            error: ExportError::Retryable {
+                reason: "throttled".into(),
+                after: Some(Duration::from_millis(300)),
+            },
             calls: AtomicUsize::new(0),
         });
-        let queue = QueueConfig { num_consumers: 1, queue_size: 1, ..QueueConfig::default() };
-        let queued = QueuedExporter::start("otlp", Signal::Metrics, flaky.clone(), &queue, &fast_retry(), None, counters.clone());
+        let queue = QueueConfig {
+            num_consumers: 1,
+            queue_size: 1,
+            ..QueueConfig::default()
+        };
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            flaky.clone(),
+            &queue,
+            &fast_retry(),
+            None,
+            counters.clone(),
+        );
         let started = Instant::now();
         queued.submit(batch()).await.unwrap();
         // Give the consumer time to take the first batch into its retry wait.
@@ -673,8 +925,13 @@ mod tests {
         let refused = queued.submit(batch()).await.unwrap_err();
         assert!(matches!(refused, Refusal::Overloaded { .. }), "{refused:?}");
         assert_eq!(counters.enqueue_failed.get(), 3);
-        queued.shutdown(Instant::now() + Duration::from_secs(5)).await;
-        assert!(started.elapsed() >= Duration::from_millis(300), "the RetryInfo/Retry-After delay was not honoured");
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "the RetryInfo/Retry-After delay was not honoured"
+        );
         assert_eq!(counters.sent.get(), 6);
     }
 
@@ -699,9 +956,25 @@ mod tests {
     async fn fill(sizer: Sizer, queue_size: usize) -> (usize, i64, i64, u64) {
         let registry = Registry::new();
         let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
-        let gate = Arc::new(Gate { open: tokio::sync::Notify::new(), calls: AtomicUsize::new(0) });
-        let queue = QueueConfig { num_consumers: 1, queue_size, sizer, ..QueueConfig::default() };
-        let queued = QueuedExporter::start("otlp", Signal::Metrics, gate.clone(), &queue, &fast_retry(), None, counters.clone());
+        let gate = Arc::new(Gate {
+            open: tokio::sync::Notify::new(),
+            calls: AtomicUsize::new(0),
+        });
+        let queue = QueueConfig {
+            num_consumers: 1,
+            queue_size,
+            sizer,
+            ..QueueConfig::default()
+        };
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            gate.clone(),
+            &queue,
+            &fast_retry(),
+            None,
+            counters.clone(),
+        );
         queued.submit(batch()).await.unwrap();
         while gate.calls.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -711,7 +984,11 @@ mod tests {
             accepted += 1;
             assert!(accepted < 10_000, "the queue never filled");
         }
-        let (size, capacity, refused) = (counters.queue_size.get(), counters.queue_capacity.get(), counters.enqueue_failed.get());
+        let (size, capacity, refused) = (
+            counters.queue_size.get(),
+            counters.queue_capacity.get(),
+            counters.enqueue_failed.get(),
+        );
         // Everything accepted is still sent once the backend answers.
         let opener = tokio::spawn({
             let gate = gate.clone();
@@ -722,9 +999,15 @@ mod tests {
                 }
             }
         });
-        queued.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
         opener.abort();
-        assert_eq!(counters.sent.get(), 3 * (accepted as u64 + 1), "accepted data was lost");
+        assert_eq!(
+            counters.sent.get(),
+            3 * (accepted as u64 + 1),
+            "accepted data was lost"
+        );
         assert_eq!(counters.queue_size.get(), 0);
         (accepted, size, capacity, refused)
     }
@@ -737,8 +1020,12 @@ mod tests {
         // items and bytes: the batch being sent (3 points) still counts, so the bound
         // covers everything the exporter holds. 10 items: 1 sending + 2 queued.
         assert_eq!(fill(Sizer::Items, 10).await, (2, 9, 10, 3));
-        let (accepted, size, capacity, _) = fill(Sizer::Bytes, (one_batch_bytes * 4 + 1) as usize).await;
-        assert_eq!((accepted, size as u64, capacity as u64), (3, one_batch_bytes * 4, one_batch_bytes * 4 + 1));
+        let (accepted, size, capacity, _) =
+            fill(Sizer::Bytes, (one_batch_bytes * 4 + 1) as usize).await;
+        assert_eq!(
+            (accepted, size as u64, capacity as u64),
+            (3, one_batch_bytes * 4, one_batch_bytes * 4 + 1)
+        );
     }
 
     #[tokio::test]
@@ -752,12 +1039,28 @@ mod tests {
     #[test]
     fn sizer_is_read_like_the_collector_and_checked_against_storage() {
         let from = |yaml: &str| serde_json::from_str::<QueueConfig>(yaml);
-        assert_eq!(from(r#"{"sizer": "bytes", "queue_size": 16777216}"#).unwrap().sizer, Sizer::Bytes);
+        assert_eq!(
+            from(r#"{"sizer": "bytes", "queue_size": 16777216}"#)
+                .unwrap()
+                .sizer,
+            Sizer::Bytes
+        );
         assert_eq!(from(r#"{"sizer": "items"}"#).unwrap().sizer, Sizer::Items);
         assert_eq!(from("{}").unwrap().sizer, Sizer::Requests);
         assert!(from(r#"{"sizer": "pages"}"#).is_err());
-        let disk_bytes = QueueConfig { sizer: Sizer::Bytes, storage: Some("file_storage".into()), ..QueueConfig::default() };
-        assert!(disk_bytes.validate().iter().any(|e| e.contains("max_size_mib")), "{:?}", disk_bytes.validate());
+        let disk_bytes = QueueConfig {
+            sizer: Sizer::Bytes,
+            storage: Some("file_storage".into()),
+            ..QueueConfig::default()
+        };
+        assert!(
+            disk_bytes
+                .validate()
+                .iter()
+                .any(|e| e.contains("max_size_mib")),
+            "{:?}",
+            disk_bytes.validate()
+        );
     }
 
     #[tokio::test]
@@ -766,12 +1069,25 @@ mod tests {
         let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
         let dead = Arc::new(Flaky {
             failures: usize::MAX,
-            error: ExportError::Retryable { reason: "connection refused".into(), after: None },
+            error: ExportError::Retryable {
+                reason: "connection refused".into(),
+                after: None,
+            },
             calls: AtomicUsize::new(0),
         });
-        let queued = QueuedExporter::start("otlp", Signal::Metrics, dead, &QueueConfig::default(), &fast_retry(), None, counters.clone());
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            dead,
+            &QueueConfig::default(),
+            &fast_retry(),
+            None,
+            counters.clone(),
+        );
         queued.submit(batch()).await.unwrap();
-        queued.shutdown(Instant::now() + Duration::from_millis(200)).await;
+        queued
+            .shutdown(Instant::now() + Duration::from_millis(200))
+            .await;
         assert_eq!(counters.send_failed.get(), 3);
         assert_eq!(counters.sent.get(), 0);
     }
@@ -794,14 +1110,31 @@ mod tests {
         let registry = Registry::new();
         let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
         let recorder = Arc::new(Recorder::default());
-        let batching = BatchSettings { send_batch_size: 9, send_batch_max_size: 10, timeout: Duration::from_millis(100) };
-        let queue = QueueConfig { num_consumers: 1, ..QueueConfig::default() };
-        let queued = QueuedExporter::start("otlp", Signal::Metrics, recorder.clone(), &queue, &fast_retry(), Some(batching), counters.clone());
+        let batching = BatchSettings {
+            send_batch_size: 9,
+            send_batch_max_size: 10,
+            timeout: Duration::from_millis(100),
+        };
+        let queue = QueueConfig {
+            num_consumers: 1,
+            ..QueueConfig::default()
+        };
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            recorder.clone(),
+            &queue,
+            &fast_retry(),
+            Some(batching),
+            counters.clone(),
+        );
         // Ten batches of 3 points, queued at once: gathered to >= 9, cut to <= 10.
         for _ in 0..10 {
             queued.submit(batch()).await.unwrap();
         }
-        queued.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
         let sizes = recorder.sizes.lock().unwrap().clone();
         assert_eq!(sizes.iter().sum::<u64>(), 30);
         assert!(sizes.iter().all(|s| *s <= 10), "{sizes:?}");
@@ -815,20 +1148,94 @@ mod tests {
         let registry = Registry::new();
         let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
         let recorder = Arc::new(Recorder::default());
-        let batching = BatchSettings { send_batch_size: 1000, send_batch_max_size: 0, timeout: Duration::from_millis(50) };
-        let queued = QueuedExporter::start("otlp", Signal::Metrics, recorder.clone(), &QueueConfig::default(), &fast_retry(), Some(batching), counters.clone());
+        let batching = BatchSettings {
+            send_batch_size: 1000,
+            send_batch_max_size: 0,
+            timeout: Duration::from_millis(50),
+        };
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            recorder.clone(),
+            &QueueConfig::default(),
+            &fast_retry(),
+            Some(batching),
+            counters.clone(),
+        );
         queued.submit(batch()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(recorder.sizes.lock().unwrap().clone(), vec![3], "the partial batch was not sent after the timeout");
-        queued.shutdown(Instant::now() + Duration::from_secs(5)).await;
+        assert_eq!(
+            recorder.sizes.lock().unwrap().clone(),
+            vec![3],
+            "the partial batch was not sent after the timeout"
+        );
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
     }
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+        let future =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
         let parsed = parse_retry_after(&future).unwrap();
-        assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120), "{parsed:?}");
+        assert!(
+            parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120),
+            "{parsed:?}"
+        );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn sending_queue_batch_maps_onto_the_queue_grouping() {
+        let parse = |json: serde_json::Value| -> QueueConfig {
+            serde_json::from_value(json).expect("a sending_queue")
+        };
+        assert_eq!(
+            parse(serde_json::json!({})).batching(),
+            None,
+            "off unless configured"
+        );
+        // `batch:` with no value: the Collector's defaults (200ms, items, min 8192, no max).
+        let defaults = parse(serde_json::json!({"batch": null}));
+        assert!(defaults.validate().is_empty(), "{:?}", defaults.validate());
+        assert_eq!(
+            defaults.batching(),
+            Some(BatchSettings {
+                send_batch_size: 8192,
+                send_batch_max_size: 0,
+                timeout: Duration::from_millis(200)
+            })
+        );
+        let set = parse(
+            serde_json::json!({"queue_size": 50000, "sizer": "items", "batch": {"flush_timeout": "1s", "min_size": 1000, "max_size": 5000}}),
+        );
+        assert!(set.validate().is_empty(), "{:?}", set.validate());
+        assert_eq!(
+            set.batching(),
+            Some(BatchSettings {
+                send_batch_size: 1000,
+                send_batch_max_size: 5000,
+                timeout: Duration::from_secs(1)
+            })
+        );
+        let bad = parse(
+            serde_json::json!({"sizer": "items", "queue_size": 100, "batch": {"sizer": "bytes", "min_size": 200, "max_size": 10, "flush_timeout": "0s"}}),
+        );
+        let errors = bad.validate();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        let too_big = parse(
+            serde_json::json!({"sizer": "items", "queue_size": 100, "batch": {"min_size": 200}}),
+        );
+        assert!(
+            too_big.validate()[0].contains("less than or equal to queue_size"),
+            "{:?}",
+            too_big.validate()
+        );
+        assert!(
+            parse(serde_json::json!({"block_on_overflow": true})).blocking,
+            "block_on_overflow is blocking's newer name"
+        );
     }
 }

@@ -293,16 +293,17 @@ async fn a_full_queue_refuses_and_recovers_when_segments_are_deleted() {
     let read = drain(&queue).await;
     assert_eq!(read.len(), 20);
     queue.ack(&read[..8].iter().map(|r| r.ticket).collect::<Vec<_>>());
+    // The deleting task removes each file, then subtracts its bytes: wait for both.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while segments(&tmp.0).len() != before - 2 {
+    while segments(&tmp.0).len() != before - 2 || queue.used_bytes() != record * 12 {
         assert!(
             Instant::now() < deadline,
-            "consumed segments were not deleted: {:?}",
-            segments(&tmp.0)
+            "consumed segments were not deleted: {:?}, {} bytes used",
+            segments(&tmp.0),
+            queue.used_bytes()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(queue.used_bytes(), record * 12);
     for _ in 0..8 {
         queue.append(Signal::Logs, 1, body.clone()).await.unwrap();
     }

@@ -22,7 +22,9 @@ use oxcol_core::{Batch, ExportError, ExportOutcome, Exporter, GoDuration};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::prom_translate::{self, DeltaHandling, Family, FamilyType, Labels, Settings, format_float, is_stale_nan};
+use crate::prom_translate::{
+    self, DeltaHandling, Family, FamilyType, Labels, Settings, format_float, is_stale_nan,
+};
 
 pub const TYPE: &str = "prometheus";
 pub const ALIASES: &[&str] = &["prometheus"];
@@ -77,8 +79,13 @@ impl Config {
         let mut errors = Vec::new();
         if self.endpoint.is_empty() {
             errors.push("endpoint is required, e.g. 127.0.0.1:8889".to_string());
-        } else if self.endpoint.parse::<std::net::SocketAddr>().is_err() && !self.endpoint.contains(':') {
-            errors.push(format!("endpoint {:?} must be host:port, e.g. 0.0.0.0:8889", self.endpoint));
+        } else if self.endpoint.parse::<std::net::SocketAddr>().is_err()
+            && !self.endpoint.contains(':')
+        {
+            errors.push(format!(
+                "endpoint {:?} must be host:port, e.g. 0.0.0.0:8889",
+                self.endpoint
+            ));
         }
         for name in self.const_labels.keys() {
             if prom_translate::label_name(name).as_deref() != Some(name.as_str()) {
@@ -131,13 +138,18 @@ impl Drop for PrometheusExporter {
 impl PrometheusExporter {
     /// Binds the endpoint and starts serving. Must be called inside a tokio runtime.
     pub fn new(id: &str, config: &Config) -> Result<PrometheusExporter, String> {
-        let listener = std::net::TcpListener::bind(&config.endpoint)
-            .map_err(|e| format!("cannot listen on {}: {e}; choose a free host:port for `endpoint`", config.endpoint))?;
+        let listener = std::net::TcpListener::bind(&config.endpoint).map_err(|e| {
+            format!(
+                "cannot listen on {}: {e}; choose a free host:port for `endpoint`",
+                config.endpoint
+            )
+        })?;
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("cannot listen on {}: {e}", config.endpoint))?;
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen on {}: {e}", config.endpoint))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.endpoint))?;
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             expiration: config.metric_expiration.get(),
@@ -151,10 +163,18 @@ impl PrometheusExporter {
             axum::routing::get(move |headers: http::HeaderMap| {
                 let shared = Arc::clone(&served);
                 async move {
-                    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    let open_metrics = shared.open_metrics && accept.contains("application/openmetrics-text");
+                    let accept = headers
+                        .get(http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let open_metrics =
+                        shared.open_metrics && accept.contains("application/openmetrics-text");
                     let body = shared.render(open_metrics, Instant::now());
-                    let content_type = if open_metrics { OPENMETRICS_CONTENT_TYPE } else { TEXT_CONTENT_TYPE };
+                    let content_type = if open_metrics {
+                        OPENMETRICS_CONTENT_TYPE
+                    } else {
+                        TEXT_CONTENT_TYPE
+                    };
                     ([(http::header::CONTENT_TYPE, content_type)], body)
                 }
             }),
@@ -174,7 +194,11 @@ impl PrometheusExporter {
             add_metric_suffixes: config.add_metric_suffixes,
             resource_to_telemetry: config.resource_to_telemetry_conversion.enabled,
             target_info: true,
-            extra_labels: config.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            extra_labels: config
+                .const_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             delta: DeltaHandling::Pass,
             native_histograms: false,
         };
@@ -220,7 +244,10 @@ impl Exporter for PrometheusExporter {
                         entry.updated = now;
                     }
                     // An older sample than what is served does not replace it.
-                    Some(entry) if !sample.delta && sample.timestamp_ms < entry.timestamp_ms && !expired(entry) => {}
+                    Some(entry)
+                        if !sample.delta
+                            && sample.timestamp_ms < entry.timestamp_ms
+                            && !expired(entry) => {}
                     _ => {
                         store.series.insert(
                             labels,
@@ -245,10 +272,15 @@ impl Exporter for PrometheusExporter {
 impl Shared {
     fn render(&self, open_metrics: bool, now: Instant) -> String {
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        store.series.retain(|_, e| now.duration_since(e.updated) <= self.expiration);
+        store
+            .series
+            .retain(|_, e| now.duration_since(e.updated) <= self.expiration);
         let mut by_family: BTreeMap<&str, Vec<(&Labels, &Entry)>> = BTreeMap::new();
         for (labels, entry) in &store.series {
-            by_family.entry(entry.family.as_str()).or_default().push((labels, entry));
+            by_family
+                .entry(entry.family.as_str())
+                .or_default()
+                .push((labels, entry));
         }
         let mut out = String::new();
         for (name, mut series) in by_family {
@@ -292,8 +324,18 @@ impl Shared {
     }
 }
 
-fn write_sample(out: &mut String, labels: &Labels, entry: &Entry, timestamps: bool, open_metrics: bool) {
-    let name = labels.iter().find(|(k, _)| k == "__name__").map(|(_, v)| v.as_str()).unwrap_or("");
+fn write_sample(
+    out: &mut String,
+    labels: &Labels,
+    entry: &Entry,
+    timestamps: bool,
+    open_metrics: bool,
+) {
+    let name = labels
+        .iter()
+        .find(|(k, _)| k == "__name__")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
     out.push_str(name);
     let mut first = true;
     for (key, value) in labels.iter().filter(|(k, _)| k != "__name__") {
@@ -317,12 +359,19 @@ fn write_sample(out: &mut String, labels: &Labels, entry: &Entry, timestamps: bo
 }
 
 fn escape_label_value(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn escape_help(help: &str, open_metrics: bool) -> String {
     let escaped = help.replace('\\', "\\\\").replace('\n', "\\n");
-    if open_metrics { escaped.replace('"', "\\\"") } else { escaped }
+    if open_metrics {
+        escaped.replace('"', "\\\"")
+    } else {
+        escaped
+    }
 }
 
 #[cfg(test)]

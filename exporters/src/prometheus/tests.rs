@@ -1,6 +1,6 @@
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use oxcol_core::testdata::string_attribute;
@@ -93,7 +93,11 @@ async fn serves_text_format_with_help_type_and_escaped_labels() {
     };
     let outcome = exporter
         .export(batch(vec![
-            sum("requests", AggregationTemporality::Cumulative, vec![point(5, 10.0)]),
+            sum(
+                "requests",
+                AggregationTemporality::Cumulative,
+                vec![point(5, 10.0)],
+            ),
             histogram,
             gauge,
         ]))
@@ -127,7 +131,11 @@ shop_target_info{instance=\"i-1\",job=\"cart\",k8s_pod_name=\"p\",region=\"eu\"}
 async fn open_metrics_by_content_negotiation() {
     let exporter = exporter(|c| c.enable_open_metrics = true);
     exporter
-        .export(batch(vec![sum("requests", AggregationTemporality::Cumulative, vec![point(5, 10.0)])]))
+        .export(batch(vec![sum(
+            "requests",
+            AggregationTemporality::Cumulative,
+            vec![point(5, 10.0)],
+        )]))
         .await
         .unwrap();
     let text = reqwest_text(
@@ -135,10 +143,16 @@ async fn open_metrics_by_content_negotiation() {
         "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
     )
     .await;
-    assert!(text.contains("# TYPE requests counter\nrequests_total{"), "{text}");
+    assert!(
+        text.contains("# TYPE requests counter\nrequests_total{"),
+        "{text}"
+    );
     assert!(text.ends_with("# EOF\n"), "{text}");
     let plain = reqwest_text(exporter.local_addr, "text/plain").await;
-    assert!(plain.contains("# TYPE requests_total counter\n") && !plain.contains("# EOF"), "{plain}");
+    assert!(
+        plain.contains("# TYPE requests_total counter\n") && !plain.contains("# EOF"),
+        "{plain}"
+    );
 }
 
 #[tokio::test]
@@ -146,21 +160,39 @@ async fn delta_accumulates_stale_removes_and_old_series_expire() {
     let exporter = exporter(|c| c.metric_expiration = GoDuration::from_millis(200));
     for (t, v) in [(1, 2.0), (2, 3.0)] {
         exporter
-            .export(batch(vec![sum("hits", AggregationTemporality::Delta, vec![point(t, v)])]))
+            .export(batch(vec![sum(
+                "hits",
+                AggregationTemporality::Delta,
+                vec![point(t, v)],
+            )]))
             .await
             .unwrap();
     }
     let text = exporter.render(false);
-    assert!(text.contains("hits_total{instance=\"i-1\",job=\"cart\",path=\"/a\\\"b\"} 5\n"), "{text}");
+    assert!(
+        text.contains("hits_total{instance=\"i-1\",job=\"cart\",path=\"/a\\\"b\"} 5\n"),
+        "{text}"
+    );
     let mut stale = point(3, 0.0);
     stale.flags = 1;
     exporter
-        .export(batch(vec![sum("hits", AggregationTemporality::Cumulative, vec![stale])]))
+        .export(batch(vec![sum(
+            "hits",
+            AggregationTemporality::Cumulative,
+            vec![stale],
+        )]))
         .await
         .unwrap();
-    assert!(!exporter.render(false).contains("hits_total{"), "{}", exporter.render(false));
+    assert!(
+        !exporter.render(false).contains("hits_total{"),
+        "{}",
+        exporter.render(false)
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!exporter.render(false).contains("target_info"), "expired series are not served");
+    assert!(
+        !exporter.render(false).contains("target_info"),
+        "expired series are not served"
+    );
 }
 
 /// A plain HTTP/1.0 GET with an Accept header (no client crate needed).
@@ -176,6 +208,9 @@ async fn reqwest_text(address: std::net::SocketAddr, accept: &str) -> String {
         .unwrap();
     let text = String::from_utf8(response).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
     body.to_string()
 }

@@ -15,7 +15,11 @@ pub const PROTO_V1: &str = "prometheus.v1.WriteRequest";
 pub const PROTO_V2: &str = "io.prometheus.write.v2.Request";
 
 /// Headers the protocol owns; `headers:` may not set them.
-pub const RESERVED_HEADERS: &[&str] = &["content-encoding", "content-type", "x-prometheus-remote-write-version"];
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-encoding",
+    "content-type",
+    "x-prometheus-remote-write-version",
+];
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -70,6 +74,9 @@ pub struct Config {
     /// Most series tracked for staleness; beyond it the least recently seen 10% are
     /// forgotten (no marker) and counted. Default 100000.
     pub staleness_max_series: usize,
+    /// `http://[user:password@]host:port` of an HTTP proxy (HTTP CONNECT tunnel), as
+    /// otlphttp's. Default "": connect directly.
+    pub proxy_url: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -177,22 +184,46 @@ impl Default for Config {
             protobuf_message: PROTO_V1.to_string(),
             staleness_interval: GoDuration::from_secs(120),
             staleness_max_series: 100_000,
+            proxy_url: String::new(),
         }
     }
 }
 
 impl Config {
+    /// Problems with `endpoint`. The Collector's `Validate` does not look at it; building
+    /// the exporter does ("invalid endpoint"), and only exporters a pipeline uses are
+    /// built, so the agent reports these for used exporters only (`service::decode_all`).
+    pub fn endpoint_problems(&self) -> Vec<String> {
+        if self.endpoint.is_empty() {
+            return vec![
+                "endpoint is required, e.g. http://prometheus:9090/api/v1/write".to_string(),
+            ];
+        }
+        match self.endpoint.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http") | Some("https"))
+                    && uri.host().is_some() =>
+            {
+                Vec::new()
+            }
+            _ => vec![format!(
+                "endpoint {:?} is not a valid http:// URL",
+                self.endpoint
+            )],
+        }
+    }
+
+    /// Every problem but those of `endpoint` (see [`Config::endpoint_problems`]).
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if self.endpoint.is_empty() {
-            errors.push("endpoint is required, e.g. http://prometheus:9090/api/v1/write".to_string());
-        } else {
-            match self.endpoint.parse::<http::Uri>() {
-                Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) => {
-                    errors.extend(check_tls(&self.tls, &self.endpoint, Some(uri.scheme_str() == Some("https"))));
-                }
-                _ => errors.push(format!("endpoint {:?} is not a valid http:// URL", self.endpoint)),
-            }
+        if let Ok(uri) = self.endpoint.parse::<http::Uri>()
+            && matches!(uri.scheme_str(), Some("http") | Some("https"))
+        {
+            errors.extend(check_tls(
+                &self.tls,
+                &self.endpoint,
+                Some(uri.scheme_str() == Some("https")),
+            ));
         }
         if !matches!(self.compression.as_str(), "snappy" | "") {
             errors.push(format!(
@@ -233,14 +264,18 @@ impl Config {
         if self.remote_write_queue.enabled && self.remote_write_queue.queue_size == 0 {
             errors.push("remote_write_queue.queue_size must be greater than 0".to_string());
         }
-        if self.remote_write_queue.num_consumers == 0 || self.max_batch_request_parallelism == Some(0) {
+        if self.remote_write_queue.num_consumers == 0
+            || self.max_batch_request_parallelism == Some(0)
+        {
             errors.push("remote_write_queue.num_consumers and max_batch_request_parallelism must be greater than 0".to_string());
         }
         if let Some(storage) = &self.remote_write_queue.storage {
             if storage.split('/').next() != Some(crate::disk_queue::config::TYPE) {
                 errors.push(format!("remote_write_queue.storage: {storage:?} is not a file_storage extension id; write file_storage or file_storage/NAME"));
             } else if !self.remote_write_queue.enabled {
-                errors.push("remote_write_queue.storage needs remote_write_queue.enabled: true".to_string());
+                errors.push(
+                    "remote_write_queue.storage needs remote_write_queue.enabled: true".to_string(),
+                );
             }
         }
         if let Some(wal) = &self.wal {
@@ -248,11 +283,17 @@ impl Config {
                 errors.push("wal.directory is required: set it to a directory oxcol may write (e.g. /var/lib/oxcol/prw), or remove `wal`".to_string());
             }
             if self.remote_write_queue.storage.is_some() {
-                errors.push("wal and remote_write_queue.storage both put the queue on disk; keep one".to_string());
+                errors.push(
+                    "wal and remote_write_queue.storage both put the queue on disk; keep one"
+                        .to_string(),
+                );
             }
             if !self.remote_write_queue.enabled {
                 errors.push("wal needs remote_write_queue.enabled: true (with wal, the queue is kept on disk)".to_string());
             }
+        }
+        if let Err(e) = oxcol_core::proxy::ProxyUrl::from_setting(&self.proxy_url) {
+            errors.push(e);
         }
         if self.staleness_max_series == 0 {
             errors.push("staleness_max_series must be greater than 0 (turn tracking off with staleness_interval: 0s)".to_string());
@@ -278,7 +319,10 @@ impl Config {
     /// With `wal.directory`: the disk queue's settings there (the `file_storage`
     /// defaults, the directory created if missing).
     pub fn wal_storage(&self) -> Option<crate::disk_queue::Config> {
-        let wal = self.wal.as_ref().filter(|w| !w.directory.trim().is_empty())?;
+        let wal = self
+            .wal
+            .as_ref()
+            .filter(|w| !w.directory.trim().is_empty())?;
         Some(crate::disk_queue::Config {
             directory: Some(wal.directory.clone()),
             create_directory: true,
@@ -287,7 +331,9 @@ impl Config {
     }
 
     pub fn shards(&self) -> usize {
-        self.max_batch_request_parallelism.unwrap_or(self.remote_write_queue.num_consumers).max(1)
+        self.max_batch_request_parallelism
+            .unwrap_or(self.remote_write_queue.num_consumers)
+            .max(1)
     }
 
     pub fn is_v2(&self) -> bool {
@@ -310,7 +356,10 @@ mod tests {
         assert_eq!(config.shards(), 5);
         let bad = Config {
             endpoint: "http://x/api/v1/write".into(),
-            tls: TlsClientConfig { ca_file: Some("/ca.pem".into()), ..Default::default() },
+            tls: TlsClientConfig {
+                ca_file: Some("/ca.pem".into()),
+                ..Default::default()
+            },
             compression: "gzip".into(),
             headers: [("Content-Type".to_string(), "text/plain".to_string())].into(),
             external_labels: [("1bad".to_string(), "x".to_string())].into(),
@@ -320,7 +369,39 @@ mod tests {
         let errors = bad.validate();
         assert_eq!(errors.len(), 5, "{errors:#?}");
         assert!(errors.iter().any(|e| e.contains("plaintext")));
-        assert!(Config::default().validate().iter().any(|e| e.contains("endpoint is required")));
+        // The endpoint is checked apart, only for exporters a pipeline uses.
+        assert!(
+            Config::default().validate().is_empty(),
+            "{:?}",
+            Config::default().validate()
+        );
+        assert!(Config::default().endpoint_problems()[0].contains("endpoint is required"));
+        let not_url = Config {
+            endpoint: "prometheus:9090".into(),
+            ..Config::default()
+        };
+        assert!(
+            not_url.endpoint_problems()[0].contains("is not a valid http:// URL"),
+            "{:?}",
+            not_url.endpoint_problems()
+        );
+        let good = Config {
+            endpoint: "http://prometheus:9090/api/v1/write".into(),
+            ..Config::default()
+        };
+        assert!(good.endpoint_problems().is_empty());
+        let socks = Config {
+            proxy_url: "socks5://proxy:1080".into(),
+            ..good.clone()
+        };
+        assert!(
+            socks
+                .validate()
+                .iter()
+                .any(|e| e.contains("http:// proxies")),
+            "{:?}",
+            socks.validate()
+        );
     }
 
     #[test]
@@ -329,8 +410,15 @@ mod tests {
         let json = r#"{"endpoint": "http://127.0.0.1:9090/api/v1/write", "remote_write_queue": {"storage": "file_storage/q"}}"#;
         let stored: Config = serde_json::from_str(json).expect("parses");
         assert!(stored.validate().is_empty(), "{:?}", stored.validate());
-        assert_eq!(stored.queue_config().storage.as_deref(), Some("file_storage/q"));
-        assert_eq!(stored.queue_config().num_consumers, 1, "a disk queue keeps the order too");
+        assert_eq!(
+            stored.queue_config().storage.as_deref(),
+            Some("file_storage/q")
+        );
+        assert_eq!(
+            stored.queue_config().num_consumers,
+            1,
+            "a disk queue keeps the order too"
+        );
         assert!(stored.wal_storage().is_none());
 
         // The Collector's keys, as its users write them.
@@ -338,7 +426,9 @@ mod tests {
             "wal": {"directory": "/var/lib/prw", "buffer_size": 100, "truncate_frequency": "45s", "lag_record_frequency": "15s"}}"#;
         let wal: Config = serde_json::from_str(json).expect("parses");
         assert!(wal.validate().is_empty(), "{:?}", wal.validate());
-        let storage = wal.wal_storage().expect("wal.directory puts the queue on disk");
+        let storage = wal
+            .wal_storage()
+            .expect("wal.directory puts the queue on disk");
         assert_eq!(storage.directory.as_deref(), Some("/var/lib/prw"));
         assert!(storage.create_directory && storage.fsync);
         assert!(storage.validate().is_empty());
@@ -346,15 +436,68 @@ mod tests {
 
         let bad = |c: Config, needle: &str| {
             let errors = c.validate();
-            assert!(errors.iter().any(|e| e.contains(needle)), "{needle:?} not in {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.contains(needle)),
+                "{needle:?} not in {errors:?}"
+            );
         };
-        let queue = |storage: &str, enabled: bool| RemoteWriteQueue { storage: Some(storage.into()), enabled, ..RemoteWriteQueue::default() };
-        bad(Config { endpoint: endpoint.clone(), remote_write_queue: queue("memory", true), ..Config::default() }, "not a file_storage extension id");
-        bad(Config { endpoint: endpoint.clone(), remote_write_queue: queue("file_storage", false), ..Config::default() }, "needs remote_write_queue.enabled");
-        bad(Config { endpoint: endpoint.clone(), wal: Some(Wal::default()), ..Config::default() }, "wal.directory is required");
-        let wal_dir = Some(Wal { directory: "/tmp/w".into(), ..Wal::default() });
-        bad(Config { endpoint: endpoint.clone(), wal: wal_dir.clone(), remote_write_queue: queue("file_storage", true), ..Config::default() }, "keep one");
-        bad(Config { endpoint, wal: wal_dir, remote_write_queue: RemoteWriteQueue { enabled: false, ..RemoteWriteQueue::default() }, ..Config::default() }, "wal needs");
-        assert!(serde_json::from_str::<Config>(r#"{"wal": {"dir": "/x"}}"#).is_err(), "unknown wal keys are refused");
+        let queue = |storage: &str, enabled: bool| RemoteWriteQueue {
+            storage: Some(storage.into()),
+            enabled,
+            ..RemoteWriteQueue::default()
+        };
+        bad(
+            Config {
+                endpoint: endpoint.clone(),
+                remote_write_queue: queue("memory", true),
+                ..Config::default()
+            },
+            "not a file_storage extension id",
+        );
+        bad(
+            Config {
+                endpoint: endpoint.clone(),
+                remote_write_queue: queue("file_storage", false),
+                ..Config::default()
+            },
+            "needs remote_write_queue.enabled",
+        );
+        bad(
+            Config {
+                endpoint: endpoint.clone(),
+                wal: Some(Wal::default()),
+                ..Config::default()
+            },
+            "wal.directory is required",
+        );
+        let wal_dir = Some(Wal {
+            directory: "/tmp/w".into(),
+            ..Wal::default()
+        });
+        bad(
+            Config {
+                endpoint: endpoint.clone(),
+                wal: wal_dir.clone(),
+                remote_write_queue: queue("file_storage", true),
+                ..Config::default()
+            },
+            "keep one",
+        );
+        bad(
+            Config {
+                endpoint,
+                wal: wal_dir,
+                remote_write_queue: RemoteWriteQueue {
+                    enabled: false,
+                    ..RemoteWriteQueue::default()
+                },
+                ..Config::default()
+            },
+            "wal needs",
+        );
+        assert!(
+            serde_json::from_str::<Config>(r#"{"wal": {"dir": "/x"}}"#).is_err(),
+            "unknown wal keys are refused"
+        );
     }
 }

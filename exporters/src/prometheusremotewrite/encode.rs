@@ -13,9 +13,11 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-
 use super::proto::{v1, v2};
-use crate::prom_translate::{EncodedLabels, Exemplar, Family, IdentityHasher, NativeHistogram, Translation, put_varint, varint_len};
+use crate::prom_translate::{
+    EncodedLabels, Exemplar, Family, IdentityHasher, NativeHistogram, Translation, put_varint,
+    varint_len,
+};
 
 /// One series with its samples in timestamp order, borrowing from a [`Translation`].
 #[derive(Clone, Debug, PartialEq)]
@@ -46,12 +48,21 @@ impl<'t> Series<'t> {
             + self
                 .exemplars
                 .iter()
-                .map(|e| e.labels.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>() + 22)
+                .map(|e| {
+                    e.labels
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len() + 6)
+                        .sum::<usize>()
+                        + 22
+                })
                 .sum::<usize>()
             + self
                 .histograms
                 .iter()
-                .map(|h| 60 + (h.positive_deltas.len() + h.negative_deltas.len()) * 3 + (h.positive_spans.len() + h.negative_spans.len()) * 6)
+                .map(|h| {
+                    60 + (h.positive_deltas.len() + h.negative_deltas.len()) * 3
+                        + (h.positive_spans.len() + h.negative_spans.len()) * 6
+                })
                 .sum::<usize>()
             + 8
     }
@@ -108,7 +119,9 @@ pub fn group_series<'t>(translation: &'t Translation) -> (Vec<Series<'t>>, u64) 
         let slot = slot_of(sample.series, sample.family, &mut series);
         sample_slots.push(slot);
         if let Some(slot) = slot {
-            series[slot].samples.push((sample.timestamp_ms, sample.value, sample.start_ms));
+            series[slot]
+                .samples
+                .push((sample.timestamp_ms, sample.value, sample.start_ms));
         }
     }
     if !translation.exemplars.is_empty() {
@@ -148,7 +161,9 @@ pub fn group_series<'t>(translation: &'t Translation) -> (Vec<Series<'t>>, u64) 
 /// Splits series into `shards` lists; a series always lands in the same shard.
 pub fn shard(series: Vec<Series<'_>>, shards: usize) -> Vec<Vec<Series<'_>>> {
     let shards = shards.max(1);
-    let mut out: Vec<Vec<Series>> = (0..shards).map(|_| Vec::with_capacity(series.len() / shards + 1)).collect();
+    let mut out: Vec<Vec<Series>> = (0..shards)
+        .map(|_| Vec::with_capacity(series.len() / shards + 1))
+        .collect();
     for s in series {
         let slot = (s.hash % shards as u64) as usize;
         out[slot].push(s);
@@ -202,7 +217,11 @@ fn put_double(out: &mut Vec<u8>, key: u8, value: f64) {
 
 /// proto3 `int64`/`int32`/`uint32` as a varint (left off when 0; negative values take 10 bytes).
 fn int_size(value: i64) -> usize {
-    if value != 0 { 1 + varint_len(value as u64) } else { 0 }
+    if value != 0 {
+        1 + varint_len(value as u64)
+    } else {
+        0
+    }
 }
 
 fn put_int(out: &mut Vec<u8>, key: u8, value: i64) {
@@ -220,7 +239,11 @@ fn put_string(out: &mut Vec<u8>, key: u8, text: &str) {
 }
 
 fn string_size(text: &str) -> usize {
-    if text.is_empty() { 0 } else { len_field_size(text.len()) }
+    if text.is_empty() {
+        0
+    } else {
+        len_field_size(text.len())
+    }
 }
 
 /// A remote write 1.0 `WriteRequest`, with metadata for `families` when given.
@@ -232,7 +255,10 @@ pub fn encode_v1(series: &[Series<'_>], families: Option<&[Family]>) -> Vec<u8> 
 
 /// [`encode_v1`] appended to `out` (a buffer reused across requests).
 pub fn encode_v1_into(out: &mut Vec<u8>, series: &[Series<'_>], families: Option<&[Family]>) {
-    let sizes: usize = series.iter().map(|s| s.labels.len() + s.samples.len() * 22 + 8).sum();
+    let sizes: usize = series
+        .iter()
+        .map(|s| s.labels.len() + s.samples.len() * 22 + 8)
+        .sum();
     out.reserve(sizes);
     for s in series {
         // Rare parts as prost messages.
@@ -253,11 +279,21 @@ pub fn encode_v1_into(out: &mut Vec<u8>, series: &[Series<'_>], families: Option
             })
             .collect();
         let histograms: Vec<v1::Histogram> = s.histograms.iter().map(|h| histogram_v1(h)).collect();
-        let sample_size = |(timestamp, value, _): &(i64, f64, i64)| double_size(*value) + int_size(*timestamp);
+        let sample_size =
+            |(timestamp, value, _): &(i64, f64, i64)| double_size(*value) + int_size(*timestamp);
         let len = s.labels.len()
-            + s.samples.iter().map(|x| len_field_size(sample_size(x))).sum::<usize>()
-            + exemplars.iter().map(|e| prost::encoding::message::encoded_len(3, e)).sum::<usize>()
-            + histograms.iter().map(|h| prost::encoding::message::encoded_len(4, h)).sum::<usize>();
+            + s.samples
+                .iter()
+                .map(|x| len_field_size(sample_size(x)))
+                .sum::<usize>()
+            + exemplars
+                .iter()
+                .map(|e| prost::encoding::message::encoded_len(3, e))
+                .sum::<usize>()
+            + histograms
+                .iter()
+                .map(|h| prost::encoding::message::encoded_len(4, h))
+                .sum::<usize>();
         // WriteRequest.timeseries = 1
         put_len_field(out, 0x0a, len);
         out.extend_from_slice(s.labels);
@@ -276,7 +312,10 @@ pub fn encode_v1_into(out: &mut Vec<u8>, series: &[Series<'_>], families: Option
     }
     for f in families.unwrap_or(&[]) {
         // WriteRequest.metadata = 3 { type = 1, metric_family_name = 2, help = 4, unit = 5 }
-        let len = int_size(f.kind as i64) + string_size(&f.name) + string_size(&f.help) + string_size(&f.unit);
+        let len = int_size(f.kind as i64)
+            + string_size(&f.name)
+            + string_size(&f.help)
+            + string_size(&f.unit);
         put_len_field(out, 0x1a, len);
         put_int(out, 0x08, f.kind as i64);
         put_string(out, 0x12, &f.name);
@@ -296,7 +335,8 @@ pub fn encode_v2(series: &[Series<'_>], families: &[Family]) -> Vec<u8> {
 /// [`encode_v2`] appended to `out`.
 pub fn encode_v2_into<'t>(out: &mut Vec<u8>, series: &[Series<'t>], families: &'t [Family]) {
     let mut symbols = Symbols::default();
-    let mut timeseries: Vec<u8> = Vec::with_capacity(series.iter().map(|s| s.samples.len() * 30 + 40).sum());
+    let mut timeseries: Vec<u8> =
+        Vec::with_capacity(series.iter().map(|s| s.samples.len() * 30 + 40).sum());
     let mut refs: Vec<u32> = Vec::new();
     let mut body: Vec<u8> = Vec::new();
     for s in series {
@@ -313,14 +353,22 @@ pub fn encode_v2_into<'t>(out: &mut Vec<u8>, series: &[Series<'t>], families: &'
         body.clear();
         if !refs.is_empty() {
             // TimeSeries.labels_refs = 1, packed
-            put_len_field(&mut body, 0x0a, refs.iter().map(|r| varint_len(*r as u64)).sum());
+            put_len_field(
+                &mut body,
+                0x0a,
+                refs.iter().map(|r| varint_len(*r as u64)).sum(),
+            );
             for r in &refs {
                 put_varint(&mut body, *r as u64);
             }
         }
         for (timestamp, value, start) in &s.samples {
             // TimeSeries.samples = 2 { value = 1, timestamp = 2, start_timestamp = 3 }
-            put_len_field(&mut body, 0x12, double_size(*value) + int_size(*timestamp) + int_size(*start));
+            put_len_field(
+                &mut body,
+                0x12,
+                double_size(*value) + int_size(*timestamp) + int_size(*start),
+            );
             put_double(&mut body, 0x09, *value);
             put_int(&mut body, 0x10, *timestamp);
             put_int(&mut body, 0x18, *start);
@@ -330,7 +378,11 @@ pub fn encode_v2_into<'t>(out: &mut Vec<u8>, series: &[Series<'t>], families: &'
         }
         for e in &s.exemplars {
             let exemplar = v2::Exemplar {
-                labels_refs: e.labels.iter().flat_map(|(n, v)| [symbols.intern(n), symbols.intern(v)]).collect(),
+                labels_refs: e
+                    .labels
+                    .iter()
+                    .flat_map(|(n, v)| [symbols.intern(n), symbols.intern(v)])
+                    .collect(),
                 value: e.value,
                 timestamp: e.timestamp_ms,
             };
@@ -352,41 +404,58 @@ pub fn encode_v2_into<'t>(out: &mut Vec<u8>, series: &[Series<'t>], families: &'
     out.extend_from_slice(&timeseries);
 }
 
-/// A native histogram in the 1.0 message (integer counts, reset hint UNKNOWN: the
-/// receiver detects resets itself, as for cumulative OTLP data).
-/// The remote write 2.0 form of a native histogram: the 1.0 fields plus its start time.
+/// A native histogram in the 2.0 message: integer counts (the `count` and `zero_count`
+/// oneofs always set, as upstream's clients send them), reset hint UNKNOWN (the receiver
+/// detects resets itself, as for cumulative OTLP data), and its start time.
 fn histogram_v2(h: &NativeHistogram) -> v2::Histogram {
-    let v1 = histogram_v1(h);
+    let spans = |spans: &[(i32, u32)]| {
+        spans
+            .iter()
+            .map(|(offset, length)| v2::BucketSpan {
+                offset: *offset,
+                length: *length,
+            })
+            .collect()
+    };
     v2::Histogram {
-        count_int: v1.count_int,
-        sum: v1.sum,
-        schema: v1.schema,
-        zero_threshold: v1.zero_threshold,
-        zero_count_int: v1.zero_count_int,
-        negative_spans: v1.negative_spans,
-        negative_deltas: v1.negative_deltas,
-        positive_spans: v1.positive_spans,
-        positive_deltas: v1.positive_deltas,
-        reset_hint: v1.reset_hint,
-        timestamp: v1.timestamp,
-        start_timestamp: h.start_ms,
-    }
-}
-
-fn histogram_v1(h: &NativeHistogram) -> v1::Histogram {
-    let spans = |spans: &[(i32, u32)]| spans.iter().map(|(offset, length)| v1::BucketSpan { offset: *offset, length: *length }).collect();
-    v1::Histogram {
-        count_int: h.count,
+        count: Some(v2::histogram::Count::CountInt(h.count)),
         sum: h.sum,
         schema: h.schema,
         zero_threshold: h.zero_threshold,
-        zero_count_int: h.zero_count,
+        zero_count: Some(v2::histogram::ZeroCount::ZeroCountInt(h.zero_count)),
         negative_spans: spans(&h.negative_spans),
         negative_deltas: h.negative_deltas.clone(),
         positive_spans: spans(&h.positive_spans),
         positive_deltas: h.positive_deltas.clone(),
-        reset_hint: 0,
         timestamp: h.timestamp_ms,
+        start_timestamp: h.start_ms,
+        ..Default::default()
+    }
+}
+
+/// A native histogram in the 1.0 message, with the same rules as [`histogram_v2`].
+fn histogram_v1(h: &NativeHistogram) -> v1::Histogram {
+    let spans = |spans: &[(i32, u32)]| {
+        spans
+            .iter()
+            .map(|(offset, length)| v1::BucketSpan {
+                offset: *offset,
+                length: *length,
+            })
+            .collect()
+    };
+    v1::Histogram {
+        count: Some(v1::histogram::Count::CountInt(h.count)),
+        sum: h.sum,
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count: Some(v1::histogram::ZeroCount::ZeroCountInt(h.zero_count)),
+        negative_spans: spans(&h.negative_spans),
+        negative_deltas: h.negative_deltas.clone(),
+        positive_spans: spans(&h.positive_spans),
+        positive_deltas: h.positive_deltas.clone(),
+        timestamp: h.timestamp_ms,
+        ..Default::default()
     }
 }
 
@@ -400,7 +469,10 @@ impl Default for Symbols<'_> {
     fn default() -> Self {
         let mut index = HashMap::default();
         index.insert("", 0);
-        Symbols { table: vec![""], index }
+        Symbols {
+            table: vec![""],
+            index,
+        }
     }
 }
 
@@ -440,7 +512,10 @@ impl Compressor {
     pub fn compress(&mut self, body: &[u8]) -> Result<Vec<u8>, String> {
         let max = snap::raw::max_compress_len(body.len());
         if max == 0 {
-            return Err(format!("snappy compression failed: a request body of {} bytes is too large", body.len()));
+            return Err(format!(
+                "snappy compression failed: a request body of {} bytes is too large",
+                body.len()
+            ));
         }
         if self.buffer.len() < max {
             self.buffer.resize(max, 0);
@@ -497,12 +572,24 @@ mod tests {
 
     #[test]
     fn series_are_time_ordered_without_duplicate_timestamps() {
-        let translation = translation_with(&[("a", 30, 3.0), ("b", 10, 1.0), ("a", 10, 1.0), ("a", 30, 4.0), ("a", 20, 2.0)]);
+        let translation = translation_with(&[
+            ("a", 30, 3.0),
+            ("b", 10, 1.0),
+            ("a", 10, 1.0),
+            ("a", 30, 4.0),
+            ("a", 20, 2.0),
+        ]);
         let (series, replaced) = group_series(&translation);
         assert_eq!(replaced, 1);
-        assert_eq!(series[0].samples, vec![(10, 1.0, 0), (20, 2.0, 0), (30, 4.0, 0)]);
+        assert_eq!(
+            series[0].samples,
+            vec![(10, 1.0, 0), (20, 2.0, 0), (30, 4.0, 0)]
+        );
         assert_eq!(series[1].samples, vec![(10, 1.0, 0)]);
-        assert_eq!(series[0].label_pairs().collect::<Vec<_>>(), vec![("__name__", "a"), ("job", "j")]);
+        assert_eq!(
+            series[0].label_pairs().collect::<Vec<_>>(),
+            vec![("__name__", "a"), ("job", "j")]
+        );
         // Sharding is stable: the same series goes to the same shard in every batch.
         let once = shard(series.clone(), 3);
         let again = shard(series, 3);
@@ -511,17 +598,29 @@ mod tests {
         let other = translation_with(&[("b", 99, 9.0)]);
         let (b_again, _) = group_series(&other);
         let shard_of = |s: &Series| s.hash % 3;
-        let b = once.iter().flatten().find(|s| s.label_pairs().any(|l| l == ("__name__", "b"))).map(shard_of);
+        let b = once
+            .iter()
+            .flatten()
+            .find(|s| s.label_pairs().any(|l| l == ("__name__", "b")))
+            .map(shard_of);
         assert_eq!(b, Some(shard_of(&b_again[0])));
     }
 
     #[test]
     fn chunks_respect_the_size_limit() {
-        let labels: Vec<Vec<u8>> = (0..10).map(|i| encoded(&[("__name__", &format!("m{i}"))])).collect();
-        let all: Vec<Series> = labels.iter().map(|l| series(l, vec![(1, 1.0, 0); 10])).collect();
+        let labels: Vec<Vec<u8>> = (0..10)
+            .map(|i| encoded(&[("__name__", &format!("m{i}"))]))
+            .collect();
+        let all: Vec<Series> = labels
+            .iter()
+            .map(|l| series(l, vec![(1, 1.0, 0); 10]))
+            .collect();
         let size = all[0].estimated_size();
         let cut = chunks(all, size * 3);
-        assert_eq!(cut.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+        assert_eq!(
+            cut.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3, 3, 3, 1]
+        );
     }
 
     #[test]
@@ -559,9 +658,15 @@ mod tests {
         }];
         let x = encoded(&[("__name__", "req_total"), ("job", "x")]);
         let y = encoded(&[("__name__", "req_total"), ("job", "y")]);
-        let all = vec![series(&x, vec![(2000, 5.0, 1000)]), series(&y, vec![(2000, 6.0, 1000)])];
+        let all = vec![
+            series(&x, vec![(2000, 5.0, 1000)]),
+            series(&y, vec![(2000, 6.0, 1000)]),
+        ];
         let request = v2::Request::decode(encode_v2(&all, &families).as_slice()).unwrap();
-        assert_eq!(request.symbols, vec!["", "__name__", "req_total", "job", "x", "Requests", "y"]);
+        assert_eq!(
+            request.symbols,
+            vec!["", "__name__", "req_total", "job", "x", "Requests", "y"]
+        );
         assert_eq!(request.timeseries[0].labels_refs, vec![1, 2, 3, 4]);
         assert_eq!(request.timeseries[1].labels_refs, vec![1, 2, 3, 6]);
         assert_eq!(
@@ -596,13 +701,21 @@ mod tests {
         let compressed = snappy(&body).unwrap();
         // The framed format starts with the stream identifier chunk 0xff 0x06 0x00 0x00 "sNaPpY".
         assert_ne!(compressed[0], 0xff);
-        assert_eq!(snap::raw::Decoder::new().decompress_vec(&compressed).unwrap(), body);
+        assert_eq!(
+            snap::raw::Decoder::new()
+                .decompress_vec(&compressed)
+                .unwrap(),
+            body
+        );
         // Block format starts with the uncompressed length as a varint.
         assert_eq!(compressed[0] as usize, body.len());
         // A reused compressor gives the same bytes for every body, large then small.
         let mut compressor = Compressor::default();
         let large = vec![7u8; 100_000];
-        assert_eq!(compressor.compress(&large).unwrap(), snap::raw::Encoder::new().compress_vec(&large).unwrap());
+        assert_eq!(
+            compressor.compress(&large).unwrap(),
+            snap::raw::Encoder::new().compress_vec(&large).unwrap()
+        );
         assert_eq!(compressor.compress(&body).unwrap(), compressed);
     }
 
@@ -618,7 +731,14 @@ mod tests {
                 .iter()
                 .map(|s| v1::TimeSeries {
                     labels: s.label_pairs().map(label).collect(),
-                    samples: s.samples.iter().map(|(t, v, _)| v1::Sample { value: *v, timestamp: *t }).collect(),
+                    samples: s
+                        .samples
+                        .iter()
+                        .map(|(t, v, _)| v1::Sample {
+                            value: *v,
+                            timestamp: *t,
+                        })
+                        .collect(),
                     exemplars: s
                         .exemplars
                         .iter()
@@ -658,7 +778,10 @@ mod tests {
         };
         let mut timeseries = Vec::new();
         for s in series {
-            let labels_refs = s.label_pairs().flat_map(|(n, v)| [intern(n), intern(v)]).collect();
+            let labels_refs = s
+                .label_pairs()
+                .flat_map(|(n, v)| [intern(n), intern(v)])
+                .collect();
             let metadata = families.get(s.family as usize).map(|f| v2::Metadata {
                 r#type: f.kind as i32,
                 help_ref: intern(&f.help),
@@ -675,16 +798,16 @@ mod tests {
                         start_timestamp: *st,
                     })
                     .collect(),
-                histograms: s
-                    .histograms
-                    .iter()
-                    .map(|h| histogram_v2(h))
-                    .collect(),
+                histograms: s.histograms.iter().map(|h| histogram_v2(h)).collect(),
                 exemplars: s
                     .exemplars
                     .iter()
                     .map(|e| v2::Exemplar {
-                        labels_refs: e.labels.iter().flat_map(|(n, v)| [intern(n), intern(v)]).collect(),
+                        labels_refs: e
+                            .labels
+                            .iter()
+                            .flat_map(|(n, v)| [intern(n), intern(v)])
+                            .collect(),
                         value: e.value,
                         timestamp: e.timestamp_ms,
                     })
@@ -692,7 +815,11 @@ mod tests {
                 metadata,
             });
         }
-        v2::Request { symbols: table, timeseries }.encode_to_vec()
+        v2::Request {
+            symbols: table,
+            timeseries,
+        }
+        .encode_to_vec()
     }
 
     /// Random translations (every label, value and number shape, exemplars, native
@@ -701,8 +828,28 @@ mod tests {
     fn hand_written_encoding_equals_prost_on_random_series() {
         let mut rng = oxcol_core::testdata::XorShift64(0x2545_f491_4f6c_dd1d);
         let mut next = || rng.next_u64();
-        let words = ["", "a", "job", "__name__", "le", "é", "x".repeat(130).leak(), "0", "Zone", "b;c"];
-        let numbers = [0.0, -0.0, 1.0, -2.5, f64::NAN, f64::INFINITY, crate::prom_translate::stale_nan(), 1e300];
+        let words = [
+            "",
+            "a",
+            "job",
+            "__name__",
+            "le",
+            "é",
+            "x".repeat(130).leak(),
+            "0",
+            "Zone",
+            "b;c",
+        ];
+        let numbers = [
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            f64::NAN,
+            f64::INFINITY,
+            crate::prom_translate::stale_nan(),
+            1e300,
+        ];
         let times = [0i64, 1, -1, 1_700_000_000_000, i64::MIN, 127, 128];
         for round in 0..300 {
             let mut t = Translation::default();
@@ -719,7 +866,12 @@ mod tests {
             let mut table = SeriesTable::default();
             for _ in 0..(next() % 6) {
                 let mut pairs: Vec<(String, String)> = (0..(next() % 5))
-                    .map(|_| (words[(next() % 10) as usize].to_string() + "n", words[(next() % 10) as usize].to_string() + "v"))
+                    .map(|_| {
+                        (
+                            words[(next() % 10) as usize].to_string() + "n",
+                            words[(next() % 10) as usize].to_string() + "v",
+                        )
+                    })
                     .collect();
                 pairs.sort();
                 pairs.dedup_by(|a, b| a.0 == b.0);
@@ -774,8 +926,16 @@ mod tests {
             }
             let (series, _) = group_series(&t);
             let metadata = (round % 2 == 0).then_some(t.families.as_slice());
-            assert_eq!(encode_v1(&series, metadata), prost_v1(&series, metadata), "round {round}");
-            assert_eq!(encode_v2(&series, &t.families), prost_v2(&series, &t.families), "round {round}");
+            assert_eq!(
+                encode_v1(&series, metadata),
+                prost_v1(&series, metadata),
+                "round {round}"
+            );
+            assert_eq!(
+                encode_v2(&series, &t.families),
+                prost_v2(&series, &t.families),
+                "round {round}"
+            );
             let mut reused = vec![1, 2, 3];
             reused.clear();
             encode_v1_into(&mut reused, &series, None);

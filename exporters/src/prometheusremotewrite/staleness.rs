@@ -28,7 +28,9 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::prom_translate::{FamilyType, IdentityHasher, Sample, Translation, is_stale_nan, stale_nan};
+use crate::prom_translate::{
+    FamilyType, IdentityHasher, Sample, Translation, is_stale_nan, stale_nan,
+};
 
 /// One tracked series: enough to write its marker.
 struct Tracked {
@@ -106,25 +108,21 @@ impl Tracker {
                 )
                 .max();
             let Some(newest) = newest else { continue };
-            let seen = translation.samples[span.samples.clone()]
-                .iter()
-                .map(|s| (s.series, s.family, s.timestamp_ms, is_stale_nan(s.value)))
-                .chain(
-                    translation.histograms[span.histograms.clone()]
-                        .iter()
-                        .map(|h| (h.series, h.family, h.timestamp_ms, false)),
-                );
+            let seen = || {
+                translation.samples[span.samples.clone()]
+                    .iter()
+                    .map(|s| (s.series, s.family, s.timestamp_ms, is_stale_nan(s.value)))
+                    .chain(
+                        translation.histograms[span.histograms.clone()]
+                            .iter()
+                            .map(|h| (h.series, h.family, h.timestamp_ms, false)),
+                    )
+            };
             let mut added = 0usize;
             let resource = self.resources.entry(span.key).or_default();
             resource.reported = Some(now);
-            for (series, family, timestamp_ms, stale) in seen {
+            for (series, family, timestamp_ms, _) in seen().filter(|seen| !seen.3) {
                 let hash = translation.series.hash(series);
-                if stale {
-                    if resource.series.remove(&hash).is_some() {
-                        self.total -= 1;
-                    }
-                    continue;
-                }
                 if let Some(tracked) = resource.series.get_mut(&hash) {
                     tracked.last_ms = tracked.last_ms.max(timestamp_ms);
                     tracked.seen = now;
@@ -149,6 +147,21 @@ impl Tracker {
                 );
                 added += 1;
             }
+            // Explicit ends (points with NO_RECORDED_VALUE) after every sample, so that a
+            // marker untracks its series unless a later sample of it is in the same batch
+            // (whatever the order of samples and histograms in the translation).
+            let mut untracked = 0usize;
+            for (series, _, timestamp_ms, _) in seen().filter(|seen| seen.3) {
+                let hash = translation.series.hash(series);
+                if resource
+                    .series
+                    .get(&hash)
+                    .is_some_and(|tracked| tracked.last_ms <= timestamp_ms)
+                {
+                    resource.series.remove(&hash);
+                    untracked += 1;
+                }
+            }
             // Sweep at most every interval/4: series of this resource absent that long.
             let due = resource
                 .swept
@@ -172,7 +185,8 @@ impl Tracker {
                 self.markers += ended.len() as u64;
                 self.pending.extend(ended);
             }
-            self.total += added;
+            // Every untracked series was counted before or among `added`.
+            self.total = (self.total + added).saturating_sub(untracked);
             if self.total > self.max_series {
                 self.evict();
             }
@@ -263,7 +277,6 @@ mod tests {
     use super::*;
     use crate::prom_translate::{ResourceSpan, STALE_NAN_BITS};
 
-
     /// One resource (key 7) sending the named gauges at `ts`.
     fn push(names: &[&str], ts: i64) -> Translation {
         let mut t = Translation::default();
@@ -349,6 +362,36 @@ mod tests {
     }
 
     #[test]
+    fn an_end_after_the_last_sample_of_a_batch_untracks_whatever_the_order() {
+        let start = Instant::now();
+        let mut tracker = Tracker::new(Duration::from_secs(1), 100);
+        // The first batch ever holds a series' sample and its end: nothing stays tracked
+        // (and the count does not go below zero).
+        let mut t = push(&["a", "a"], 1000);
+        t.samples[1].timestamp_ms = 2000;
+        t.samples[1].value = stale_nan();
+        tracker.observe(&mut t, start);
+        assert_eq!(tracker.tracked_series(), 0);
+        // The end listed before a later sample of the same series: the series resumed,
+        // it stays tracked and gets an absence marker later.
+        let mut t = push(&["b", "b"], 3000);
+        t.samples[0].value = stale_nan();
+        t.samples[1].timestamp_ms = 4000;
+        tracker.observe(&mut t, start + Duration::from_millis(10));
+        assert_eq!(tracker.tracked_series(), 1);
+        // The end listed before an older sample: it still ends the series, so no
+        // absence marker follows.
+        let mut t = push(&["c", "c"], 6000);
+        t.samples[0].value = stale_nan();
+        t.samples[1].timestamp_ms = 5000;
+        tracker.observe(&mut t, start + Duration::from_millis(20));
+        assert_eq!(tracker.tracked_series(), 1, "only b is tracked");
+        let mut t = push(&["other"], 9000);
+        tracker.observe(&mut t, start + Duration::from_secs(2));
+        assert_eq!(markers(&t), vec![("b".to_string(), 9000)]);
+    }
+
+    #[test]
     fn tracking_is_bounded_and_evictions_are_counted() {
         let start = Instant::now();
         let mut tracker = Tracker::new(Duration::from_secs(10), 100);
@@ -386,10 +429,19 @@ mod tests {
         tracker.observe(&mut first, start);
         let mut t = push(&["other"], 20);
         tracker.observe(&mut t, start + Duration::from_secs(2));
-        let marker = t.samples.iter().find(|s| is_stale_nan(s.value)).map(|s| t.series.owned(s.series));
+        let marker = t
+            .samples
+            .iter()
+            .find(|s| is_stale_nan(s.value))
+            .map(|s| t.series.owned(s.series));
         assert_eq!(
             marker,
-            Some(labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect())
+            Some(
+                labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect()
+            )
         );
     }
 }

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes as AxumBytes;
 use axum::http::{HeaderMap as AxumHeaders, StatusCode as AxumStatus};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use oxcol_core::testdata::string_attribute;
@@ -34,9 +35,17 @@ async fn serve(answers: Vec<Answer>) -> (String, Arc<Server>) {
     let app = axum::Router::new().fallback(move |headers: AxumHeaders, body: AxumBytes| {
         let state = Arc::clone(&shared);
         async move {
-            let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap_or_default();
+            let raw = snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .unwrap_or_default();
             state.requests.lock().unwrap().push((headers, raw));
-            let (status, headers, body) = state.answers.lock().unwrap().pop_front().unwrap_or((204, vec![], ""));
+            let (status, headers, body) =
+                state
+                    .answers
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or((204, vec![], ""));
             let mut response = axum::response::Response::new(axum::body::Body::from(body));
             *response.status_mut() = AxumStatus::from_u16(status).unwrap();
             for (k, v) in headers {
@@ -55,7 +64,10 @@ fn counter(temporality: AggregationTemporality, points: &[(u64, f64)]) -> Batch 
     let data_points = points
         .iter()
         .map(|(t, v)| NumberDataPoint {
-            attributes: vec![string_attribute("http.route", "/cart"), string_attribute("Zone", "a")],
+            attributes: vec![
+                string_attribute("http.route", "/cart"),
+                string_attribute("Zone", "a"),
+            ],
             start_time_unix_nano: 1_000_000_000_000,
             time_unix_nano: *t * 1_000_000,
             value: Some(number_data_point::Value::AsDouble(*v)),
@@ -91,7 +103,9 @@ fn exporter(endpoint: &str, tweak: impl FnOnce(&mut Config)) -> RemoteWriteExpor
         endpoint: endpoint.into(),
         ..Config::default()
     };
-    config.headers.insert("Authorization".into(), "Bearer t0ken".into());
+    config
+        .headers
+        .insert("Authorization".into(), "Bearer t0ken".into());
     tweak(&mut config);
     assert!(config.validate().is_empty(), "{:?}", config.validate());
     RemoteWriteExporter::new("prometheusremotewrite", &config).unwrap()
@@ -101,7 +115,10 @@ fn exporter(endpoint: &str, tweak: impl FnOnce(&mut Config)) -> RemoteWriteExpor
 async fn v1_request_has_the_protocol_headers_and_sorted_labels() {
     let (endpoint, server) = serve(vec![]).await;
     let exporter = exporter(&endpoint, |c| c.send_metadata = true);
-    let batch = counter(AggregationTemporality::Cumulative, &[(2_000_000, 7.0), (1_000_000, 5.0)]);
+    let batch = counter(
+        AggregationTemporality::Cumulative,
+        &[(2_000_000, 7.0), (1_000_000, 5.0)],
+    );
     assert_eq!(exporter.export(batch).await, Ok(ExportOutcome::default()));
     let requests = server.requests.lock().unwrap();
     assert_eq!(requests.len(), 1);
@@ -109,7 +126,12 @@ async fn v1_request_has_the_protocol_headers_and_sorted_labels() {
     assert_eq!(headers["content-encoding"], "snappy");
     assert_eq!(headers["content-type"], "application/x-protobuf");
     assert_eq!(headers["x-prometheus-remote-write-version"], "0.1.0");
-    assert!(headers["user-agent"].to_str().unwrap().starts_with("oxcol/"));
+    assert!(
+        headers["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("oxcol/")
+    );
     assert_eq!(headers["authorization"], "Bearer t0ken");
     let request = v1::WriteRequest::decode(body.as_slice()).unwrap();
     let series = &request.timeseries[0];
@@ -181,7 +203,11 @@ async fn the_queue_waits_for_retry_after_then_delivers() {
         ..Config::default()
     };
     let registry = Registry::new();
-    let counters = ExporterCounters::new(&registry, "prometheusremotewrite", oxcol_core::Signal::Metrics);
+    let counters = ExporterCounters::new(
+        &registry,
+        "prometheusremotewrite",
+        oxcol_core::Signal::Metrics,
+    );
     let retry = RetryConfig {
         randomization_factor: 0.0,
         ..config.retry_on_failure.clone()
@@ -197,7 +223,10 @@ async fn the_queue_waits_for_retry_after_then_delivers() {
     );
     let started = std::time::Instant::now();
     queued
-        .submit(counter(AggregationTemporality::Cumulative, &[(1_000_000, 1.0)]))
+        .submit(counter(
+            AggregationTemporality::Cumulative,
+            &[(1_000_000, 1.0)],
+        ))
         .await
         .unwrap();
     while counters.sent.get() == 0 && started.elapsed() < Duration::from_secs(5) {
@@ -217,18 +246,29 @@ async fn delta_sums_are_dropped_and_counted() {
     let (endpoint, server) = serve(vec![]).await;
     let exporter = exporter(&endpoint, |_| {});
     let outcome = exporter
-        .export(counter(AggregationTemporality::Delta, &[(1_000_000, 1.0), (2_000_000, 2.0)]))
+        .export(counter(
+            AggregationTemporality::Delta,
+            &[(1_000_000, 1.0), (2_000_000, 2.0)],
+        ))
         .await
         .unwrap();
     assert_eq!(outcome.rejected, 2);
-    assert!(outcome.message.contains("delta temporality"), "{}", outcome.message);
+    assert!(
+        outcome.message.contains("delta temporality"),
+        "{}",
+        outcome.message
+    );
     assert!(server.requests.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn v2_sends_symbols_and_needs_the_written_headers() {
     let (endpoint, server) = serve(vec![
-        (204, vec![("x-prometheus-remote-write-samples-written", "1")], ""),
+        (
+            204,
+            vec![("x-prometheus-remote-write-samples-written", "1")],
+            "",
+        ),
         (204, vec![], ""),
     ])
     .await;
@@ -237,22 +277,36 @@ async fn v2_sends_symbols_and_needs_the_written_headers() {
         c.target_info.enabled = false;
     });
     let batch = counter(AggregationTemporality::Cumulative, &[(2_000_000, 3.0)]);
-    assert_eq!(exporter.export(batch.clone()).await, Ok(ExportOutcome::default()));
+    assert_eq!(
+        exporter.export(batch.clone()).await,
+        Ok(ExportOutcome::default())
+    );
     // A 1.x receiver answers 204 but writes nothing: no *-Written header.
     let Err(ExportError::Permanent { reason }) = exporter.export(batch).await else {
         panic!("expected a permanent error")
     };
-    assert!(reason.contains("does not understand remote write 2.0"), "{reason}");
+    assert!(
+        reason.contains("does not understand remote write 2.0"),
+        "{reason}"
+    );
     let requests = server.requests.lock().unwrap();
     let (headers, body) = &requests[0];
-    assert_eq!(headers["content-type"], "application/x-protobuf;proto=io.prometheus.write.v2.Request");
+    assert_eq!(
+        headers["content-type"],
+        "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+    );
     assert_eq!(headers["x-prometheus-remote-write-version"], "2.0.0");
     let request = v2::Request::decode(body.as_slice()).unwrap();
     assert_eq!(request.symbols[0], "");
     let labels: Vec<(&str, &str)> = request.timeseries[0]
         .labels_refs
         .chunks(2)
-        .map(|p| (request.symbols[p[0] as usize].as_str(), request.symbols[p[1] as usize].as_str()))
+        .map(|p| {
+            (
+                request.symbols[p[0] as usize].as_str(),
+                request.symbols[p[1] as usize].as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         labels,
@@ -272,7 +326,13 @@ async fn v2_sends_symbols_and_needs_the_written_headers() {
         }
     );
     let metadata = request.timeseries[0].metadata.clone().unwrap();
-    assert_eq!((metadata.r#type, request.symbols[metadata.help_ref as usize].as_str()), (1, "Requests"));
+    assert_eq!(
+        (
+            metadata.r#type,
+            request.symbols[metadata.help_ref as usize].as_str()
+        ),
+        (1, "Requests")
+    );
 }
 
 #[test]
@@ -282,7 +342,13 @@ fn partial_permanent_failure_is_reported_as_rejected_share() {
             reason: "HTTP 400: out of order sample".into(),
         })
     };
-    let outcome = combine(vec![(0, None), (30, permanent())], 100, 10, ExportOutcome::default()).unwrap();
+    let outcome = combine(
+        vec![(0, None), (30, permanent())],
+        100,
+        10,
+        ExportOutcome::default(),
+    )
+    .unwrap();
     assert_eq!(
         outcome,
         ExportOutcome {
@@ -299,7 +365,169 @@ fn partial_permanent_failure_is_reported_as_rejected_share() {
         after: Some(Duration::from_secs(3)),
     });
     assert!(matches!(
-        combine(vec![(50, permanent()), (50, retry)], 100, 10, ExportOutcome::default()),
+        combine(
+            vec![(50, permanent()), (50, retry)],
+            100,
+            10,
+            ExportOutcome::default()
+        ),
         Err(ExportError::Retryable { after: Some(_), .. })
     ));
+}
+
+#[tokio::test]
+async fn v2_written_headers_count_partial_writes_exactly_and_feed_telemetry() {
+    let written = |samples: &'static str| {
+        vec![
+            ("x-prometheus-remote-write-samples-written", samples),
+            ("x-prometheus-remote-write-histograms-written", "0"),
+            ("x-prometheus-remote-write-exemplars-written", "0"),
+        ]
+    };
+    let (endpoint, _server) = serve(vec![
+        // Prometheus 3's partial write: 400 for the refused samples, the rest written.
+        (400, written("1"), "out of order sample"),
+        // A 2xx that confirms fewer samples than were sent.
+        (204, written("3"), ""),
+        // A 2xx that confirms nothing: a 1.x receiver.
+        (204, written("0"), ""),
+        (
+            415,
+            vec![],
+            "io.prometheus.write.v2.Request protobuf message is not accepted",
+        ),
+        (204, written("4"), ""),
+    ])
+    .await;
+    let registry = oxcol_core::telemetry::Registry::new();
+    let exporter = exporter(&endpoint, |c| {
+        c.protobuf_message = config::PROTO_V2.into();
+        c.target_info.enabled = false;
+        c.remote_write_queue.num_consumers = 1;
+    })
+    .with_telemetry(&registry);
+    let batch = counter(
+        AggregationTemporality::Cumulative,
+        &[
+            (1_000_000, 1.0),
+            (2_000_000, 2.0),
+            (3_000_000, 3.0),
+            (4_000_000, 4.0),
+        ],
+    );
+    let outcome = exporter.export(batch.clone()).await.unwrap();
+    assert_eq!(outcome.rejected, 3, "3 of the 4 samples were refused");
+    assert!(
+        outcome.message.contains("out of order sample"),
+        "{}",
+        outcome.message
+    );
+    let outcome = exporter.export(batch.clone()).await.unwrap();
+    assert_eq!(outcome.rejected, 1);
+    assert!(
+        outcome.message.contains("wrote only 3 of 4"),
+        "{}",
+        outcome.message
+    );
+    let Err(ExportError::Permanent { reason }) = exporter.export(batch.clone()).await else {
+        panic!("a 2xx confirming nothing is a failure")
+    };
+    assert!(reason.contains("headers of 0"), "{reason}");
+    let Err(ExportError::Permanent { reason }) = exporter.export(batch.clone()).await else {
+        panic!("415 is permanent")
+    };
+    assert!(
+        reason.contains("HTTP 415")
+            && reason.contains("set protobuf_message: prometheus.v1.WriteRequest"),
+        "{reason}"
+    );
+    assert_eq!(exporter.export(batch).await, Ok(ExportOutcome::default()));
+    let text = registry.render_prometheus();
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{exporter=\"prometheusremotewrite\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    assert_eq!(
+        value("oxcol_exporter_prometheusremotewrite_sent_samples"),
+        Some(20)
+    );
+    assert_eq!(
+        value("otelcol_exporter_prometheusremotewrite_written_samples"),
+        Some(1 + 3 + 4),
+        "{text}"
+    );
+    assert_eq!(
+        value("otelcol_exporter_prometheusremotewrite_written_exemplars"),
+        Some(0)
+    );
+}
+
+#[test]
+fn written_headers_missing_mean_zero_only_next_to_present_ones() {
+    let mut headers = HeaderMap::new();
+    assert_eq!(written_headers(&headers), None);
+    headers.insert(
+        "x-prometheus-remote-write-histograms-written",
+        HeaderValue::from_static("2"),
+    );
+    headers.insert(
+        "x-prometheus-remote-write-exemplars-written",
+        HeaderValue::from_static("many"),
+    );
+    assert_eq!(
+        written_headers(&headers),
+        Some(Counts {
+            samples: 0,
+            histograms: 2,
+            exemplars: 0
+        })
+    );
+    // 1.0: the headers are not read; a 400 fails the whole request.
+    let sent = Counts {
+        samples: 5,
+        histograms: 2,
+        exemplars: 1,
+    };
+    let Err((_, unwritten)) = classify(StatusCode::BAD_REQUEST, &headers, b"bad", false, sent)
+    else {
+        panic!("400 is a failure")
+    };
+    assert_eq!(unwritten, 7);
+    let Err((_, unwritten)) = classify(StatusCode::BAD_REQUEST, &headers, b"bad", true, sent)
+    else {
+        panic!("400 is a failure")
+    };
+    assert_eq!(unwritten, 5, "2 histograms were written");
+    assert_eq!(
+        classify(StatusCode::NO_CONTENT, &HeaderMap::new(), b"", false, sent),
+        Ok(())
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_does_not_stop_the_other_requests_of_its_shard() {
+    let (endpoint, server) = serve(vec![(400, vec![], "out of bounds"), (204, vec![], "")]).await;
+    // One shard, one series per request.
+    let exporter = exporter(&endpoint, |c| {
+        c.target_info.enabled = false;
+        c.remote_write_queue.num_consumers = 1;
+        c.max_batch_size_bytes = 1;
+    });
+    let mut batch = counter(AggregationTemporality::Cumulative, &[(1_000_000, 1.0)]);
+    let mut resources = batch.metrics_mut().unwrap().clone();
+    let mut second = resources[0].scope_metrics[0].metrics[0].clone();
+    second.name = "other.requests".into();
+    resources[0].scope_metrics[0].metrics.push(second);
+    let outcome = exporter
+        .export(Batch::from_metrics(resources))
+        .await
+        .unwrap();
+    assert_eq!(outcome.rejected, 1, "{outcome:?}");
+    assert!(outcome.message.contains("out of bounds"));
+    assert_eq!(
+        server.requests.lock().unwrap().len(),
+        2,
+        "the request after the refused one was sent"
+    );
 }
