@@ -5,8 +5,12 @@
 //! components` and `oxcol print-config` check, list and print.
 
 mod extensions;
+mod picture;
 mod pipeline;
+// One line per component type in the tables (see its WIRING comments), so rustfmt leaves it as written.
+#[rustfmt::skip]
 mod registry;
+mod reload;
 mod service;
 mod settings;
 mod telemetry;
@@ -23,10 +27,18 @@ static ALLOCATOR: oxcol_core::process::CountingAllocator = oxcol_core::process::
 const DEFAULT_CONFIG: &str = include_str!("../../configs/default.yaml");
 
 #[derive(Parser)]
-#[command(name = "oxcol", version, about = "An OpenTelemetry Collector-compatible agent for Go services in containers")]
+#[command(
+    name = "oxcol",
+    version,
+    about = "An OpenTelemetry Collector-compatible agent for Go services in containers"
+)]
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Reload when a `--config` file changes (content hash polled every second; a
+    /// Kubernetes ConfigMap symlink swap counts). SIGHUP always reloads.
+    #[arg(long = "watch-config")]
+    watch_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -57,7 +69,10 @@ enum Command {
 
 fn sources(args: &ConfigArgs) -> Result<Vec<Source>, Vec<ConfigError>> {
     if args.configs.is_empty() {
-        return Ok(vec![Source::Text { name: "<embedded default config>".to_string(), text: DEFAULT_CONFIG.to_string() }]);
+        return Ok(vec![Source::Text {
+            name: "<embedded default config>".to_string(),
+            text: DEFAULT_CONFIG.to_string(),
+        }]);
     }
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -66,12 +81,21 @@ fn sources(args: &ConfigArgs) -> Result<Vec<Source>, Vec<ConfigError>> {
             out.push(Source::File(path.into()));
         } else if let Some(var) = spec.strip_prefix("env:") {
             match std::env::var(var) {
-                Ok(text) => out.push(Source::Text { name: format!("env:{var}"), text }),
-                Err(_) => errors.push(ConfigError::new(None, format!("--config env:{var}: the environment variable {var} is not set"))),
+                Ok(text) => out.push(Source::Text {
+                    name: format!("env:{var}"),
+                    text,
+                }),
+                Err(_) => errors.push(ConfigError::new(
+                    None,
+                    format!("--config env:{var}: the environment variable {var} is not set"),
+                )),
             }
         } else if let Some(text) = spec.strip_prefix("yaml:") {
             // The Collector's `yaml:` scheme uses `::` as the key separator.
-            out.push(Source::Text { name: "--config yaml:".to_string(), text: text.replace("::", ":\n  ") });
+            out.push(Source::Text {
+                name: "--config yaml:".to_string(),
+                text: text.replace("::", ":\n  "),
+            });
         } else {
             out.push(Source::File(spec.into()));
         }
@@ -88,9 +112,18 @@ fn load(args: &ConfigArgs) -> Result<oxcol_config::Node, Vec<ConfigError>> {
     oxcol_config::load(&sources, &args.sets, &|name| std::env::var(name).ok())
 }
 
+/// A loaded, checked config.
+pub(crate) struct Loaded {
+    settings: settings::Settings,
+    configs: std::collections::HashMap<(registry::Kind, String), registry::ComponentConfig>,
+    /// The hash of the resolved config (`reload::config_hash`).
+    hash: String,
+}
+
 /// Loads, checks structure and decodes every component: all errors at once.
-fn load_checked(args: &ConfigArgs) -> Result<(settings::Settings, std::collections::HashMap<(registry::Kind, String), registry::ComponentConfig>), Vec<ConfigError>> {
+fn load_checked(args: &ConfigArgs) -> Result<Loaded, Vec<ConfigError>> {
     let root = load(args)?;
+    let hash = reload::config_hash(&root);
     let (settings, mut errors) = settings::read(&root);
     // Decode components even when the structure has errors, to report everything.
     let configs = match service::decode_all(&settings) {
@@ -101,10 +134,18 @@ fn load_checked(args: &ConfigArgs) -> Result<(settings::Settings, std::collectio
         }
     };
     if errors.is_empty() {
-        return Ok((settings, configs));
+        return Ok(Loaded {
+            settings,
+            configs,
+            hash,
+        });
     }
     // In file order, so the report reads top to bottom.
-    errors.sort_by_key(|e| e.location.as_ref().map(|l| (l.source.to_string(), l.line, l.column)));
+    errors.sort_by_key(|e| {
+        e.location
+            .as_ref()
+            .map(|l| (l.source.to_string(), l.line, l.column))
+    });
     Err(errors)
 }
 
@@ -112,7 +153,11 @@ fn report(errors: &[ConfigError]) {
     for error in errors {
         eprintln!("{error}");
     }
-    eprintln!("{} problem{} found in the configuration", errors.len(), if errors.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "{} problem{} found in the configuration",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
 }
 
 fn main() -> ExitCode {
@@ -143,19 +188,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => run(&cli.config),
+        None => run(&cli.config, cli.watch_config),
     }
 }
 
-fn run(args: &ConfigArgs) -> ExitCode {
-    let (settings, configs) = match load_checked(args) {
+fn run(args: &ConfigArgs, watch_config: bool) -> ExitCode {
+    let loaded = match load_checked(args) {
         Ok(loaded) => loaded,
         Err(errors) => {
             report(&errors);
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init_logging(&settings.telemetry.logs);
+    telemetry::init_logging(&loaded.settings.telemetry.logs);
     // Blocking-pool threads (file reads of the scrapers) live across a 10 s scrape
     // interval instead of exiting after tokio's default 10 s idle and being created again:
     // each new thread can attach to another glibc malloc arena, and an idle sidecar's
@@ -174,21 +219,57 @@ fn run(args: &ConfigArgs) -> ExitCode {
     };
     runtime.block_on(async {
         let registry = oxcol_core::telemetry::Registry::new();
-        let running = match service::start(&settings, &configs, Arc::clone(&registry)).await {
+        let mut reloader = reload::Reloader::new(args.clone(), loaded, Arc::clone(&registry));
+        let mut running = match reloader.start().await {
             Ok(running) => running,
             Err(error) => {
                 tracing::error!("cannot start: {error}");
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(pipelines = settings.pipelines.len(), "oxcol is running");
+        tracing::info!(pipelines = reloader.pipelines(), hash = reloader.hash(), "oxcol is running");
         release_start_up_pages();
-        let died = running.pipeline_died.clone();
-        tokio::select! {
-            signal = wait_for_signal() => tracing::info!("received {signal}"),
-            _ = died.cancelled() => {
-                running.set_unhealthy();
-                tracing::error!("a pipeline died; stopping");
+        let mut signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(error) => {
+                tracing::error!("cannot listen for signals: {error}");
+                running.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        };
+        let watched = reload::watched_files(&args.configs);
+        if watch_config && watched.is_empty() {
+            tracing::warn!("--watch-config: no --config file to watch (env: and yaml: sources and the embedded config are not files); SIGHUP still reloads");
+        }
+        let mut watcher = (watch_config && !watched.is_empty()).then(|| reload::Watcher::new(watched));
+        loop {
+            let died = running.pipeline_died.clone();
+            let why = tokio::select! {
+                _ = signals.terminate.recv() => {
+                    tracing::info!("received SIGTERM");
+                    break;
+                }
+                _ = signals.interrupt.recv() => {
+                    tracing::info!("received SIGINT");
+                    break;
+                }
+                _ = died.cancelled() => {
+                    running.set_unhealthy();
+                    tracing::error!("a pipeline died; stopping");
+                    break;
+                }
+                _ = signals.hangup.recv() => "SIGHUP",
+                _ = reload::Watcher::changed_opt(&mut watcher) => "a config file changed",
+            };
+            running = match reloader.reload(running, why).await {
+                Ok(running) => running,
+                Err(error) => {
+                    tracing::error!("{error}; stopping");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(watcher) = &mut watcher {
+                watcher.refresh();
             }
         }
         running.shutdown().await;
@@ -204,8 +285,15 @@ fn run(args: &ConfigArgs) -> ExitCode {
 fn release_start_up_pages() {
     fn release(when: &str) {
         match oxcol_core::process::release_clean_file_pages() {
-            Ok(released) => tracing::debug!(when, mappings = released.mappings, resident_mib = released.resident_bytes as f64 / 1048576.0, "released start-up code pages"),
-            Err(error) => tracing::debug!(when, %error, "cannot read /proc/self/smaps; start-up code pages stay resident"),
+            Ok(released) => tracing::debug!(
+                when,
+                mappings = released.mappings,
+                resident_mib = released.resident_bytes as f64 / 1048576.0,
+                "released start-up code pages"
+            ),
+            Err(error) => {
+                tracing::debug!(when, %error, "cannot read /proc/self/smaps; start-up code pages stay resident")
+            }
         }
     }
     release("started");
@@ -215,17 +303,21 @@ fn release_start_up_pages() {
     });
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+/// The signals oxcol acts on: SIGTERM and SIGINT stop it, SIGHUP reloads the config.
+/// Registered once, so a signal arriving during a reload is not lost.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 }

@@ -2,4 +2,7 @@
 
 pub mod basicauth;
 pub mod bearertokenauth;
+pub mod headers_setter;
 pub mod health_check;
+pub mod pprof;
+pub mod zpages;

@@ -1,0 +1,234 @@
+//! `headers_setter` extension: headers that the `otlp` and `otlphttp` exporters send with
+//! every request, named as their client authenticator (`auth: {authenticator:
+//! headers_setter}`), with the Collector's keys (`headerssetterextension`).
+//!
+//! What oxcol can and cannot do: the Collector takes `from_context` values from the
+//! metadata of the request that brought the data in (a receiver with `include_metadata:
+//! true`) and `from_attribute` values from the authenticated client. oxcol's receivers do
+//! not carry request metadata or auth data through pipelines (a batch is only its OTLP
+//! data), so for every batch such a lookup finds nothing, and the header gets its
+//! `default_value` or is left out: exactly what the Collector sends for data that came
+//! without that metadata. `value` headers are sent as configured.
+//!
+//! Order, as in the Collector's HTTP client: the extension's headers first, then the
+//! exporter's own `headers:` (which win on the same name).
+//!
+//! Must never: log a header value (tokens travel this way).
+
+use serde::Deserialize;
+
+pub const TYPE: &str = "headers_setter";
+pub const ALIASES: &[&str] = &["headers_setter"];
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Set the header only when the request does not have it yet.
+    Insert,
+    /// Set the header only when the request has it already.
+    Update,
+    /// Set the header (default).
+    #[default]
+    Upsert,
+    /// Remove the header.
+    Delete,
+}
+
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Header {
+    pub key: Option<String>,
+    pub action: Action,
+    /// A fixed value. Redacted by `print-config` (everything under `headers` is).
+    pub value: Option<String>,
+    /// A request metadata key (never found in oxcol: see the module doc).
+    pub from_context: Option<String>,
+    /// An auth attribute of the client (never found in oxcol: see the module doc).
+    pub from_attribute: Option<String>,
+    /// Used when `from_context`/`from_attribute` finds nothing.
+    pub default_value: Option<String>,
+}
+
+impl std::fmt::Debug for Header {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Header {{ key: {:?}, action: {:?}, from_context: {:?}, from_attribute: {:?}, value: [REDACTED] }}",
+            self.key, self.action, self.from_context, self.from_attribute
+        )
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub headers: Vec<Header>,
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.headers.is_empty() {
+            errors.push(
+                "headers is empty; list at least one {key, value | from_context}".to_string(),
+            );
+        }
+        for (index, header) in self.headers.iter().enumerate() {
+            let at = format!("headers[{index}]");
+            match header.key.as_deref() {
+                None | Some("") => errors.push(format!("{at}: key (the header name) is required")),
+                Some(key) if http::HeaderName::from_bytes(key.as_bytes()).is_err() => {
+                    errors.push(format!("{at}: key {key:?} is not a valid header name"))
+                }
+                Some(_) => {}
+            }
+            if header.action == Action::Delete {
+                continue;
+            }
+            let sources = [
+                header.value.is_some(),
+                header.from_context.is_some(),
+                header.from_attribute.is_some(),
+            ]
+            .into_iter()
+            .filter(|s| *s)
+            .count();
+            if sources == 0 {
+                errors.push(format!("{at}: missing header source, must be 'from_context', 'from_attribute' or 'value'"));
+            } else if sources > 1 {
+                errors.push(format!("{at}: invalid header source, set only one of 'from_context', 'from_attribute' and 'value'"));
+            }
+            if let Some(value) = header.value.as_ref().or(header.default_value.as_ref())
+                && http::HeaderValue::from_str(value).is_err()
+            {
+                errors.push(format!(
+                    "{at}: the value contains characters not allowed in a header"
+                ));
+            }
+        }
+        errors
+    }
+
+    /// The headers a request gets, applying each entry's action in order to what the
+    /// earlier entries set. `from_context`/`from_attribute` find nothing in oxcol, so they
+    /// contribute their `default_value`, if any.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for header in &self.headers {
+            let Some(key) = header.key.as_deref() else {
+                continue;
+            };
+            let position = out
+                .iter()
+                .position(|(existing, _)| existing.eq_ignore_ascii_case(key));
+            let value = match (&header.value, &header.default_value) {
+                (Some(value), _) => Some(value.clone()),
+                (None, default) => default.clone(),
+            };
+            match (header.action, position, value) {
+                (Action::Delete, Some(at), _) => {
+                    out.remove(at);
+                }
+                (Action::Insert, None, Some(value)) | (Action::Upsert, None, Some(value)) => {
+                    out.push((key.to_string(), value))
+                }
+                (Action::Update, Some(at), Some(value))
+                | (Action::Upsert, Some(at), Some(value)) => out[at].1 = value,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Keys whose value oxcol can never look up (logged once at start, without values).
+    pub fn lookups(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter_map(|h| h.from_context.clone().or_else(|| h.from_attribute.clone()))
+            .collect()
+    }
+
+    /// An exporter's `headers:` with this extension's headers under them: the exporter's
+    /// own win on the same name, as in the Collector's HTTP client.
+    pub fn merged_into(
+        &self,
+        exporter_headers: &std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut merged = exporter_headers.clone();
+        for (key, value) in self.headers() {
+            if !merged
+                .keys()
+                .any(|existing| existing.eq_ignore_ascii_case(&key))
+            {
+                merged.insert(key, value);
+            }
+        }
+        merged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> Config {
+        serde_json::from_value(json).expect("a headers_setter config")
+    }
+
+    #[test]
+    fn values_and_defaults_become_headers_in_order_of_the_actions() {
+        let config = config(serde_json::json!({"headers": [
+            {"key": "X-Scope-OrgID", "from_context": "tenant", "default_value": "anonymous"},
+            {"key": "Authorization", "value": "Bearer t0ken"},
+            {"key": "x-scope-orgid", "action": "update", "value": "team-a"},
+            {"key": "X-Only-If-Absent", "action": "insert", "value": "1"},
+            {"key": "Authorization", "action": "insert", "value": "ignored: already set"},
+            {"key": "X-Never", "action": "update", "value": "not set before, so not set"},
+            {"key": "X-From-Context-Only", "from_context": "missing"},
+            {"key": "X-Only-If-Absent", "action": "delete"}
+        ]}));
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(
+            config.headers(),
+            vec![
+                ("X-Scope-OrgID".to_string(), "team-a".to_string()),
+                ("Authorization".to_string(), "Bearer t0ken".to_string())
+            ]
+        );
+        assert_eq!(
+            config.lookups(),
+            vec!["tenant".to_string(), "missing".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_exporters_own_headers_win() {
+        let config = config(
+            serde_json::json!({"headers": [{"key": "X-Tenant", "value": "a"}, {"key": "X-Extra", "value": "b"}]}),
+        );
+        let exporter =
+            std::collections::BTreeMap::from([("x-tenant".to_string(), "mine".to_string())]);
+        let merged = config.merged_into(&exporter);
+        assert_eq!(merged.get("x-tenant").map(String::as_str), Some("mine"));
+        assert_eq!(merged.get("X-Extra").map(String::as_str), Some("b"));
+        assert_eq!(merged.len(), 2);
+    }
+
+    #[test]
+    fn validation_matches_the_collector() {
+        assert!(Config::default().validate()[0].contains("headers is empty"));
+        let errors = config(serde_json::json!({"headers": [
+            {"value": "x"},
+            {"key": "a"},
+            {"key": "b", "value": "x", "from_context": "y"},
+            {"key": "c", "action": "delete"},
+            {"key": "bad key", "value": "x"}
+        ]}))
+        .validate();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].contains("key (the header name) is required"));
+        assert!(errors[1].contains("missing header source"));
+        assert!(errors[2].contains("invalid header source"));
+        assert!(errors[3].contains("not a valid header name"));
+    }
+}
