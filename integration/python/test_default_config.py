@@ -1,5 +1,6 @@
 """`oxcol` with no arguments: the embedded default config runs, takes OTLP on
-127.0.0.1:4317/4318 and prints a summary of what it got through `debug`."""
+127.0.0.1:4317/4318, prints the memory picture (its metrics pipeline ends in
+`memory_picture`) and a summary of the traces and logs it got through `debug`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import re
 
 import pytest
 
-from helpers import poll, port_open
+from helpers import http_get, poll, port_open
 from telemetry import send
 
-POINTS = re.compile(r"data[ _.]?points?\W{0,4}(\d+)", re.I)
 SPANS = re.compile(r"(?<!resource )(?<!resource_)\bspans\W{0,4}(\d+)", re.I)
 
 
@@ -30,13 +30,25 @@ def test_default_config_receives_and_summarises(telemetry, oxcol):
 
     def summarised():
         text = instance.stdout() + instance.stderr()
-        return _total(POINTS, text) >= points and _total(SPANS, text) >= spans
+        return _total(SPANS, text) >= spans and "oxcol memory picture" in text
 
-    assert poll(summarised, timeout=10), (
-        f"within 10 s the debug summary should mention {points} data points and {spans} spans\n{instance.output()}"
+    # The picture prints every 10 s (and first after the first scrape of oxcol's cgroup).
+    assert poll(summarised, timeout=25), (
+        f"within 25 s the memory picture should print and the debug summary should mention {spans} spans\n{instance.output()}"
     )
     text = instance.stdout() + instance.stderr()
-    # The default config also scrapes oxcol's own cgroup and smaps into the metrics
-    # pipeline, so the metrics summary counts those points too; spans come only from OTLP.
-    assert _total(POINTS, text) >= points, f"summary counts {_total(POINTS, text)} data points, sent {points}"
     assert _total(SPANS, text) == spans, f"summary counts {_total(SPANS, text)} spans, sent {spans}"
+    assert "status page: http://127.0.0.1:55679/" in text, instance.output()
+
+    # The OTLP metrics were accepted into the metrics pipeline (they feed the picture).
+    def accepted():
+        status, body, _ = http_get("http://127.0.0.1:8888/metrics")
+        if status != 200:
+            return 0.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines()
+            if line.startswith("otelcol_receiver_accepted_metric_points{") and 'receiver="otlp"' in line
+        )
+
+    assert poll(lambda: accepted() >= points, timeout=10), f"accepted {accepted()} metric points over OTLP, sent {points}"

@@ -7,10 +7,15 @@
 pub mod child;
 pub mod compare;
 pub mod control_client;
+pub mod kafka;
+pub mod kube;
 pub mod load;
 pub mod net;
+pub mod oracle;
 pub mod otlp;
+pub mod peers;
 pub mod prometheus;
+pub mod prometheus3;
 pub mod sink;
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod common;
 
 use common::*;
 use oxcol_core::Signal;
-use oxcol_integration::child::{spawn_appending, ChildGuard};
+use oxcol_integration::child::{ChildGuard, spawn_appending};
 use oxcol_integration::load::{self, LoadConfig, LoadSummary, Protocol};
 use oxcol_integration::sink::RunningSink;
 use serde_json::json;
@@ -164,7 +164,9 @@ service:
     /// Starts oxcol (appending to the log) and waits until its gRPC port answers.
     async fn start(&mut self) {
         self.child = Some(spawn_appending(
-            Command::new(oxcol_binary()).arg("--config").arg(&self.config),
+            Command::new(oxcol_binary())
+                .arg("--config")
+                .arg(&self.config),
             &self.log,
         ));
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -304,7 +306,8 @@ async fn kill_9_twenty_times_under_load_loses_nothing_acknowledged() {
             | 1;
         println!("kill schedule seed {seed}");
         let mut rng = oxcol_core::testdata::XorShift64(seed);
-        let mut random = move |range: std::ops::Range<u64>| range.start + rng.below(range.end - range.start);
+        let mut random =
+            move |range: std::ops::Range<u64>| range.start + rng.below(range.end - range.start);
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_millis(random(150..900))).await;
             node.kill9();
@@ -341,7 +344,8 @@ async fn remote_write_wal_kill_9_ten_times_under_load_loses_nothing_acknowledged
     bounded(Duration::from_secs(90), async {
         let sink = start_sink().await;
         let scratch = Scratch::new("prw-kill9");
-        let mut node = Node::remote_write(&scratch, &format!("http://{}/api/v1/write", sink.http_addr));
+        let mut node =
+            Node::remote_write(&scratch, &format!("http://{}/api/v1/write", sink.http_addr));
         node.start().await;
         let load = tokio::spawn(load::run(load_config(
             node.endpoint(),
@@ -356,7 +360,8 @@ async fn remote_write_wal_kill_9_ten_times_under_load_loses_nothing_acknowledged
             | 1;
         println!("kill schedule seed {seed}");
         let mut rng = oxcol_core::testdata::XorShift64(seed);
-        let mut random = move |range: std::ops::Range<u64>| range.start + rng.below(range.end - range.start);
+        let mut random =
+            move |range: std::ops::Range<u64>| range.start + rng.below(range.end - range.start);
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_millis(random(300..1200))).await;
             node.kill9();
@@ -378,12 +383,19 @@ async fn remote_write_wal_kill_9_ten_times_under_load_loses_nothing_acknowledged
         );
         assert!(
             std::fs::read_dir(scratch.path.join("queue").join("wal"))
-                .map(|d| d.flatten().any(|e| e.file_name() == "exporter_prometheusremotewrite_metrics"))
+                .map(|d| d
+                    .flatten()
+                    .any(|e| e.file_name() == "exporter_prometheusremotewrite_metrics"))
                 .unwrap_or(false),
             "the queue lives in wal.directory"
         );
-        let failed = node.metric("otelcol_exporter_send_failed_metric_points").await;
-        assert_eq!(failed, 0.0, "nothing refused by the sink after the last start");
+        let failed = node
+            .metric("otelcol_exporter_send_failed_metric_points")
+            .await;
+        assert_eq!(
+            failed, 0.0,
+            "nothing refused by the sink after the last start"
+        );
         node.kill9();
     })
     .await;
@@ -400,8 +412,8 @@ async fn remote_write_wal_delivers_to_a_real_prometheus_across_its_outage_and_ki
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
     use opentelemetry_proto::tonic::metrics::v1::{
-        AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-        number_data_point,
+        AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+        metric, number_data_point,
     };
     use oxcol_integration::prometheus::Prometheus;
     bounded(Duration::from_secs(120), async {
@@ -450,7 +462,10 @@ async fn remote_write_wal_delivers_to_a_real_prometheus_across_its_outage_and_ki
             let mut client = MetricsServiceClient::connect(format!("http://{}", node.endpoint()))
                 .await
                 .expect("connects to oxcol");
-            client.export(request).await.expect("oxcol acknowledges every request (queued on disk)");
+            client
+                .export(request)
+                .await
+                .expect("oxcol acknowledges every request (queued on disk)");
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
         let deadline = Instant::now() + Duration::from_secs(40);
@@ -461,7 +476,11 @@ async fn remote_write_wal_delivers_to_a_real_prometheus_across_its_outage_and_ki
                 .and_then(|s| s["values"].as_array().cloned())
                 .unwrap_or_default()
                 .iter()
-                .map(|v| v[1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN))
+                .map(|v| {
+                    v[1].as_str()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(f64::NAN)
+                })
                 .collect();
             if values.len() as u64 >= TOTAL || Instant::now() >= deadline {
                 break values;
@@ -474,8 +493,13 @@ async fn remote_write_wal_delivers_to_a_real_prometheus_across_its_outage_and_ki
             "every acknowledged sample in Prometheus, in order, once\noxcol log:\n{}",
             node.log()
         );
-        let failed = node.metric("otelcol_exporter_send_failed_metric_points").await;
-        assert_eq!(failed, 0.0, "nothing refused by Prometheus after the restart");
+        let failed = node
+            .metric("otelcol_exporter_send_failed_metric_points")
+            .await;
+        assert_eq!(
+            failed, 0.0,
+            "nothing refused by Prometheus after the restart"
+        );
         node.kill9();
     })
     .await;
@@ -486,8 +510,14 @@ async fn remote_write_wal_delivers_to_a_real_prometheus_across_its_outage_and_ki
 /// issue's 10 minutes (`OXCOL_OUTAGE_SECS=600 OXCOL_OUTAGE_RATE=3000 cargo test -p
 /// oxcol-integration --test disk_queue backend_down -- --nocapture`; docs/reliability.md).
 fn outage() -> (Duration, f64) {
-    let secs = std::env::var("OXCOL_OUTAGE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-    let rate = std::env::var("OXCOL_OUTAGE_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000.0);
+    let secs = std::env::var("OXCOL_OUTAGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let rate = std::env::var("OXCOL_OUTAGE_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000.0);
     (Duration::from_secs(secs), rate)
 }
 
@@ -521,8 +551,17 @@ async fn backend_down_under_load_then_up_delivers_everything_with_flat_memory() 
             "the backlog should be on disk: {queued_bytes} bytes"
         );
         set_mode(&sink, json!({"down": false}));
-        let got = wait_delivered(&sink, summary.accepted_points, Duration::from_secs(30) + down_for).await;
-        result_line(&format!("backend_down_{}s", down_for.as_secs()), &summary, got);
+        let got = wait_delivered(
+            &sink,
+            summary.accepted_points,
+            Duration::from_secs(30) + down_for,
+        )
+        .await;
+        result_line(
+            &format!("backend_down_{}s", down_for.as_secs()),
+            &summary,
+            got,
+        );
         assert_eq!(
             summary.refused_points + summary.failed_points,
             0,

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 fn oxcol_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/oxcol");
-    assert!(path.is_file(), "oxcol binary not found at {}: build it first with `cargo build -p oxcol`", path.display());
+    assert!(
+        path.is_file(),
+        "oxcol binary not found at {}: build it first with `cargo build -p oxcol`",
+        path.display()
+    );
     path
 }
 
@@ -32,18 +36,37 @@ fn every_shipped_config_validates() {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let output = Command::new(oxcol_binary()).args(["validate", "--config"]).arg(&path).output().expect("oxcol runs");
-        assert!(output.status.success(), "{} does not validate:\n{}{}", path.display(), String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        checked.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        let output = Command::new(oxcol_binary())
+            .args(["validate", "--config"])
+            .arg(&path)
+            .output()
+            .expect("oxcol runs");
+        assert!(
+            output.status.success(),
+            "{} does not validate:\n{}{}",
+            path.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        checked.push(
+            path.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
     for required in ["default.yaml", "sidecar.yaml", "node-agent.yaml"] {
-        assert!(checked.iter().any(|c| c == required), "{required} missing from configs/ ({checked:?})");
+        assert!(
+            checked.iter().any(|c| c == required),
+            "{required} missing from configs/ ({checked:?})"
+        );
     }
 }
 
 #[test]
 fn cgroup_and_smaps_metrics_reach_an_exporter() {
-    let config = std::env::temp_dir().join(format!("oxcol-memory-truth-{}.yaml", std::process::id()));
+    let config =
+        std::env::temp_dir().join(format!("oxcol-memory-truth-{}.yaml", std::process::id()));
     std::fs::write(
         &config,
         "receivers:\n  cgroup:\n    collection_interval: 200ms\n  smaps:\n    collection_interval: 200ms\n\
@@ -51,7 +74,13 @@ exporters:\n  debug:\n    verbosity: detailed\n    sampling_initial: 100\n\
 service:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    metrics:\n      receivers: [cgroup, smaps]\n      exporters: [debug]\n",
     )
     .expect("temp config written");
-    let child = Command::new(oxcol_binary()).arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("oxcol starts");
+    let child = Command::new(oxcol_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("oxcol starts");
     let mut guard = Guard(child);
     let mut stderr = guard.0.stderr.take().expect("piped stderr");
     let reader = std::thread::spawn(move || {
@@ -78,6 +107,12 @@ service:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    metri
     drop(guard);
     let log = reader.join().expect("reader thread");
     let _ = std::fs::remove_file(&config);
-    assert!(log.contains("cgroup.memory.working_set"), "no cgroup metrics in the debug output:\n{log}");
-    assert!(log.contains("process.smaps.pss_anon"), "no smaps metrics in the debug output:\n{log}");
+    assert!(
+        log.contains("cgroup.memory.working_set"),
+        "no cgroup metrics in the debug output:\n{log}"
+    );
+    assert!(
+        log.contains("process.smaps.pss_anon"),
+        "no smaps metrics in the debug output:\n{log}"
+    );
 }

@@ -320,6 +320,31 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
         .filter(|l| l.starts_with("otelcol_exporter_send_failed_metric_points"))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum::<f64>();
-    assert_eq!(failed, 0.0, "remote write failures:\n{telemetry}");
+    if failed != 0.0 {
+        // The reasons first (a CI log keeps only the start of a long message): what oxcol
+        // and Prometheus logged above info, then the exporter's counters.
+        let warnings = |log: String| {
+            log.lines()
+                .filter(|l| {
+                    l.contains(" WARN ")
+                        || l.contains(" ERROR ")
+                        || l.contains("level=warn")
+                        || l.contains("level=error")
+                })
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!(
+            "{failed} points failed in remote write\noxcol warnings:\n{}\nprometheus warnings:\n{}\nexporter telemetry:\n{}",
+            warnings(oxcol.log()),
+            warnings(prometheus.log()),
+            telemetry
+                .lines()
+                .filter(|l| l.starts_with("otelcol_exporter") || l.starts_with("oxcol_exporter"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     drop(service);
 }

@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use oxcol_integration::child::{spawn_appending, ChildGuard};
+use oxcol_integration::child::{ChildGuard, spawn_appending};
 use oxcol_integration::sink::{self, RunningSink, SinkConfig};
 use prost::Message;
 
@@ -154,7 +154,9 @@ impl Node {
 
     async fn start(&mut self) {
         self.child = Some(spawn_appending(
-            Command::new(oxcol_binary()).arg("--config").arg(&self.config),
+            Command::new(oxcol_binary())
+                .arg("--config")
+                .arg(&self.config),
             &self.log,
         ));
         let deadline = Instant::now() + READY_TIMEOUT;

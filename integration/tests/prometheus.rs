@@ -14,8 +14,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
-    SummaryDataPoint, metric, number_data_point,
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use oxcol_integration::net::percent_encode;
@@ -24,7 +24,11 @@ use serde_json::Value;
 
 /// Prometheus scraping every 1 s; `scrape` is extra YAML for `scrape_configs` (or empty).
 async fn start_prometheus(scrape: &str, flags: &[&str]) -> Prometheus {
-    Prometheus::start_async(&format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape}"), flags).await
+    Prometheus::start_async(
+        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape}"),
+        flags,
+    )
+    .await
 }
 
 fn text(key: &str, value: &str) -> KeyValue {
@@ -38,7 +42,10 @@ fn text(key: &str, value: &str) -> KeyValue {
 }
 
 fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as u64
 }
 
 fn request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
@@ -103,7 +110,10 @@ fn four_kinds(t: u64) -> ExportMetricsServiceRequest {
                 data_points: vec![number(t, 7.0, vec![text("queue", "orders")])],
             })),
         },
-        counter("http.server.requests", vec![number(t, 42.0, vec![text("http.route", "/cart")])]),
+        counter(
+            "http.server.requests",
+            vec![number(t, 42.0, vec![text("http.route", "/cart")])],
+        ),
         Metric {
             name: "http.server.duration".into(),
             description: "request time".into(),
@@ -134,8 +144,14 @@ fn four_kinds(t: u64) -> ExportMetricsServiceRequest {
                     count: 5,
                     sum: 100.0,
                     quantile_values: vec![
-                        ValueAtQuantile { quantile: 0.5, value: 10.0 },
-                        ValueAtQuantile { quantile: 0.99, value: 50.0 },
+                        ValueAtQuantile {
+                            quantile: 0.5,
+                            value: 10.0,
+                        },
+                        ValueAtQuantile {
+                            quantile: 0.99,
+                            value: 50.0,
+                        },
                     ],
                     ..Default::default()
                 }],
@@ -148,7 +164,10 @@ async fn send(oxcol: &Oxcol, request: ExportMetricsServiceRequest) {
     let mut client = MetricsServiceClient::connect(format!("http://{}", oxcol.grpc_endpoint()))
         .await
         .expect("connects to oxcol");
-    client.export(request).await.expect("oxcol accepts the metrics");
+    client
+        .export(request)
+        .await
+        .expect("oxcol accepts the metrics");
 }
 
 const PIPELINE: &str = "    metrics:\n      receivers: [otlp]\n      exporters: [@EXPORTERS@]\n";
@@ -347,10 +366,23 @@ async fn a_series_that_stops_arriving_gets_a_staleness_marker() {
             "exporters:\n  prometheusremotewrite:\n    endpoint: {}\n    staleness_interval: 1s\n",
             prometheus.write_url()
         );
-        let oxcol = Oxcol::start("", &components, &PIPELINE.replace("@EXPORTERS@", "prometheusremotewrite")).await;
+        let oxcol = Oxcol::start(
+            "",
+            &components,
+            &PIPELINE.replace("@EXPORTERS@", "prometheusremotewrite"),
+        )
+        .await;
         let first = now_nanos() - 2_000_000_000;
-        send(&oxcol, request(vec![gauge("kept", first, 1.0), gauge("gone", first, 2.0)])).await;
-        assert_eq!(prometheus.wait_series_async("gone", 1).await.len(), 1, "the series arrived");
+        send(
+            &oxcol,
+            request(vec![gauge("kept", first, 1.0), gauge("gone", first, 2.0)]),
+        )
+        .await;
+        assert_eq!(
+            prometheus.wait_series_async("gone", 1).await.len(),
+            1,
+            "the series arrived"
+        );
         // The resource keeps sending, without `gone`, for longer than staleness_interval.
         let mut last = first;
         for _ in 0..3 {
@@ -365,17 +397,31 @@ async fn a_series_that_stops_arriving_gets_a_staleness_marker() {
             if gone.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "gone is still visible at a later time: {gone:?}\n{}", oxcol.log());
+            assert!(
+                Instant::now() < deadline,
+                "gone is still visible at a later time: {gone:?}\n{}",
+                oxcol.log()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         // Before the marker the value is there; the series that keeps arriving is unaffected.
-        let before = prometheus.query_at_async("gone", first as f64 / 1e9 + 0.1).await;
-        assert_eq!(before.iter().map(sample_value).collect::<Vec<_>>(), vec![2.0]);
+        let before = prometheus
+            .query_at_async("gone", first as f64 / 1e9 + 0.1)
+            .await;
+        assert_eq!(
+            before.iter().map(sample_value).collect::<Vec<_>>(),
+            vec![2.0]
+        );
         assert_eq!(prometheus.query_at_async("kept", later).await.len(), 1);
         // The marker is a real sample of the series: the raw range shows a stale NaN last.
         let raw = prometheus.query_at_async("gone[1m]", later).await;
         assert!(!raw.is_empty(), "the series' samples are still stored");
-        assert_eq!(oxcol.metric("otelcol_exporter_send_failed_metric_points", &[]).await, 0.0);
+        assert_eq!(
+            oxcol
+                .metric("otelcol_exporter_send_failed_metric_points", &[])
+                .await,
+            0.0
+        );
     })
     .await;
 }
@@ -383,7 +429,9 @@ async fn a_series_that_stops_arriving_gets_a_staleness_marker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_histograms_and_exemplars_reach_a_real_prometheus() {
     use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
-    use opentelemetry_proto::tonic::metrics::v1::{Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, exemplar};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, exemplar,
+    };
     bounded(Duration::from_secs(60), async {
         let prometheus = start_prometheus("", &["--enable-feature=native-histograms,exemplar-storage"]).await;
         let components = format!(

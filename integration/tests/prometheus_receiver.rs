@@ -185,13 +185,20 @@ service:
 
 /// An HTTPS `/metrics` target (rustls, certificate from a CA made with rcgen) that answers
 /// every request with `body`; `served` counts the answers.
-fn https_target(dir: &std::path::Path, body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+fn https_target(
+    dir: &std::path::Path,
+    body: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "scrape test CA");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "scrape test CA");
     let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-    let leaf_params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+    let leaf_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("params");
     let key = KeyPair::generate().expect("key");
     let cert = leaf_params.signed_by(&key, &ca).expect("leaf");
     std::fs::write(dir.join("ca.pem"), ca.pem()).expect("writes");
@@ -208,7 +215,10 @@ fn https_target(dir: &std::path::Path, body: &'static str) -> (String, std::sync
     let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let count = std::sync::Arc::clone(&served);
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         runtime.block_on(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
@@ -246,7 +256,10 @@ fn https_target(dir: &std::path::Path, body: &'static str) -> (String, std::sync
 fn an_https_target_is_scraped_with_tls_config() {
     let dir = std::env::temp_dir().join(format!("oxcol-scrape-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (addr, served) = https_target(&dir, "# TYPE secure_requests_total counter\nsecure_requests_total 7\n");
+    let (addr, served) = https_target(
+        &dir,
+        "# TYPE secure_requests_total counter\nsecure_requests_total 7\n",
+    );
     let capture = Capture::start();
     let config = format!(
         "receivers:
@@ -271,7 +284,16 @@ service:
     );
     let mut oxcol = oxcol(&config);
     let value = wait_for(Duration::from_secs(15), || {
-        capture.points("secure_requests").first().map(|(_, v)| *v).or_else(|| capture.points("secure_requests_total").first().map(|(_, v)| *v))
+        capture
+            .points("secure_requests")
+            .first()
+            .map(|(_, v)| *v)
+            .or_else(|| {
+                capture
+                    .points("secure_requests_total")
+                    .first()
+                    .map(|(_, v)| *v)
+            })
     });
     let log = oxcol.stop_and_log();
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,8 +8,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -469,7 +469,8 @@ async fn h2_read(
     let mut buf = [0u8; 16384];
     let closed = loop {
         let left = limit.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(&mut stream, &mut buf)).await {
+        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(&mut stream, &mut buf)).await
+        {
             Ok(Ok(0)) | Ok(Err(_)) => break Some(started.elapsed()),
             Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
             Err(_) => break None,
@@ -478,7 +479,9 @@ async fn h2_read(
     let mut frames = Vec::new();
     let mut at = 0;
     while at + 9 <= bytes.len() {
-        let len = (usize::from(bytes[at]) << 16) | (usize::from(bytes[at + 1]) << 8) | usize::from(bytes[at + 2]);
+        let len = (usize::from(bytes[at]) << 16)
+            | (usize::from(bytes[at + 1]) << 8)
+            | usize::from(bytes[at + 2]);
         let end = (at + 9 + len).min(bytes.len());
         frames.push((bytes[at + 3], bytes[at + 4], bytes[at + 9..end].to_vec()));
         at += 9 + len;
@@ -535,8 +538,13 @@ async fn grpc_idle_and_aged_connections_are_closed() {
 
 /// A raw HTTP/2 connection: the client preface and an empty SETTINGS frame sent.
 async fn h2_connect(port: u16) -> tokio::net::TcpStream {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
     stream
 }
 
@@ -547,7 +555,10 @@ fn h2_open_export_stream(stream: u32) -> Vec<u8> {
     for (name, value) in [
         (":method", "POST"),
         (":scheme", "http"),
-        (":path", "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"),
+        (
+            ":path",
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        ),
         (":authority", "127.0.0.1"),
         ("content-type", "application/grpc"),
         ("te", "trailers"),
@@ -610,7 +621,9 @@ fn handshake(
             let common_name = |certs: Option<&[rustls::pki_types::CertificateDer<'_>]>| {
                 certs.and_then(|c| c.first()).map(|der| common_name(der))
             };
-            let suite = client.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+            let suite = client
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()));
             return Ok((
                 common_name(client.peer_certificates()).unwrap_or_default(),
                 common_name(server.peer_certificates()),
@@ -675,7 +688,9 @@ fn server_certificate_is_reloaded_after_reload_interval() {
     let server = server.rustls_config(&[]).unwrap();
     // A new client each time would not resume the TLS session (a resumed session
     // carries the certificate of its first handshake): resumption off.
-    let mut client = tls_client(&pki, "rot-ca.pem", None).rustls_config(&[]).unwrap();
+    let mut client = tls_client(&pki, "rot-ca.pem", None)
+        .rustls_config(&[])
+        .unwrap();
     client.resumption = rustls::client::Resumption::disabled();
     let client = Arc::new(client);
     let seen = || handshake(&server, &client).map(|(cn, _, _)| cn);
@@ -728,9 +743,14 @@ fn client_ca_and_certificate_are_reloaded_after_reload_interval() {
     rotate(&pki, "client2", "mine");
     assert!(connect().is_err(), "not reloaded before the interval");
     std::thread::sleep(Duration::from_millis(1600));
-    let (server_cn, client_cn, _) = connect().expect("the rotated CA is trusted after the interval");
+    let (server_cn, client_cn, _) =
+        connect().expect("the rotated CA is trusted after the interval");
     assert_eq!(server_cn, "server");
-    assert_eq!(client_cn.as_deref(), Some("client2"), "the rotated client certificate is sent");
+    assert_eq!(
+        client_cn.as_deref(),
+        Some("client2"),
+        "the rotated client certificate is sent"
+    );
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
 
@@ -763,8 +783,8 @@ fn server_client_ca_file_reload_follows_the_file() {
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(pki.path("clients.pem"), both).unwrap();
     std::thread::sleep(Duration::from_millis(250));
-    let (_, client_cn, _) = handshake(&server, &stranger)
-        .expect("the client CA file now holds the stranger's CA");
+    let (_, client_cn, _) =
+        handshake(&server, &stranger).expect("the client CA file now holds the stranger's CA");
     assert_eq!(client_cn.as_deref(), Some("stranger"));
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
@@ -795,8 +815,14 @@ fn cipher_suites_and_curve_preferences_are_applied() {
     assert_eq!(suite, gcm256, "the server's only suite is negotiated");
     let (_, _, suite) = handshake(&server(&[], &[]), &client(&[chacha], &[])).unwrap();
     assert_eq!(suite, chacha, "the client's only suite is negotiated");
-    assert!(handshake(&server(&[gcm256], &[]), &client(&[chacha], &[])).is_err(), "no common suite");
-    assert!(handshake(&server(&[], &["X25519"]), &client(&[], &["P384"])).is_err(), "no common curve");
+    assert!(
+        handshake(&server(&[gcm256], &[]), &client(&[chacha], &[])).is_err(),
+        "no common suite"
+    );
+    assert!(
+        handshake(&server(&[], &["X25519"]), &client(&[], &["P384"])).is_err(),
+        "no common curve"
+    );
     handshake(&server(&[], &["P384", "X25519"]), &client(&[], &["P384"])).expect("a common curve");
     let bad = TlsClientConfig {
         cipher_suites: vec!["TLS_RSA_WITH_AES_128_CBC_SHA".into()],
@@ -804,7 +830,10 @@ fn cipher_suites_and_curve_preferences_are_applied() {
         ..Default::default()
     };
     let errors = bad.validate().join("\n");
-    assert!(errors.contains("TLS_RSA_WITH_AES_128_CBC_SHA") && errors.contains("insecure"), "{errors}");
+    assert!(
+        errors.contains("TLS_RSA_WITH_AES_128_CBC_SHA") && errors.contains("insecure"),
+        "{errors}"
+    );
     assert!(errors.contains("P521"), "{errors}");
     let _ = std::fs::remove_dir_all(&pki.dir);
 }

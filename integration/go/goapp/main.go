@@ -11,6 +11,9 @@
 //	        http_request_duration_seconds) with a set error ratio and latency, plus a
 //	        KiB gauge; -rps N makes the service call its own /work N times a second
 //	        (see registerSLO in slo.go).
+//	gofit   client_golang's Go collector with the CPU-class and scheduling-latency
+//	        runtime metrics, and load switchable at run time: allocation churn (GC) and
+//	        CPU spinners (see registerGofit in gofit.go).
 //
 // Every mode also serves /numgoroutine (runtime.NumGoroutine() as text), so a test can
 // compare oxcol's count with the service's own.
@@ -30,7 +33,7 @@ import (
 
 var (
 	addr     = flag.String("addr", "127.0.0.1:6060", "listen address")
-	mode     = flag.String("mode", "leak", "leak | stable | burst | metrics | slo")
+	mode     = flag.String("mode", "leak", "leak | stable | burst | metrics | slo | gofit")
 	stableN  = flag.Int("stable", 200, "stable mode: goroutines parked at start")
 	burstN   = flag.Int("burst", 100, "burst mode: goroutines per /work request")
 	burstFor = flag.Duration("burst-for", 500*time.Millisecond, "burst mode: how long each burst goroutine lives")
@@ -87,6 +90,8 @@ func main() {
 		registerMetrics(mux)
 	case "slo":
 		registerSLO(mux)
+	case "gofit":
+		registerGofit(mux)
 	default:
 		log.Fatalf("unknown -mode %q", *mode)
 	}

@@ -38,7 +38,10 @@ pub(super) async fn serve(
         );
     }
     let router = router
-        .route("/api/v1/write", axum::routing::post(super::remote_write::write))
+        .route(
+            "/api/v1/write",
+            axum::routing::post(super::remote_write::write),
+        )
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .with_state(state);
     if let Err(error) = axum::serve(listener, router)

@@ -48,11 +48,17 @@ pub struct GoService {
 
 impl GoService {
     pub fn start(mode: &str, extra: &[&str]) -> GoService {
+        GoService::start_with_env(mode, extra, &[])
+    }
+
+    /// [`GoService::start`] with environment variables set for it (GOMAXPROCS, ...).
+    pub fn start_with_env(mode: &str, extra: &[&str], env: &[(&str, &str)]) -> GoService {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut child = ChildGuard::new(
             Command::new(goapp_binary())
                 .args(["-mode", mode, "-addr", &addr])
                 .args(extra)
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
