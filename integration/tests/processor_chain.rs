@@ -225,6 +225,41 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
         "working set {raw}, ewma {smoothed}"
     );
 
+    // transform/identity: the cgroup and smaps series carry the service's job and what
+    // tells them apart (target_info alone would merge oxcol's smaps with the service's,
+    // and the v1 and v2 cgroups of a hybrid host).
+    let by_cgroup: Vec<(String, String)> = prometheus
+        .query("cgroup_cpu_stat_usage_seconds_total")
+        .iter()
+        .map(|s| (label(s, "job").to_string(), label(s, "cgroup_path").to_string()))
+        .collect();
+    assert!(
+        !by_cgroup.is_empty()
+            && by_cgroup
+                .iter()
+                .all(|(job, path)| job == "goapp" && path.starts_with('/')),
+        "cgroup series need job and cgroup_path: {by_cgroup:?}"
+    );
+    let mut by_process: Vec<(String, String)> = prometheus
+        .query("process_smaps_rss_bytes")
+        .iter()
+        .map(|s| {
+            (
+                label(s, "job").to_string(),
+                label(s, "process_executable_name").to_string(),
+            )
+        })
+        .collect();
+    by_process.sort();
+    assert_eq!(
+        by_process,
+        [
+            ("goapp".to_string(), "goapp".to_string()),
+            ("goapp".to_string(), "oxcol".to_string())
+        ],
+        "smaps of the service and of oxcol (self), each its own series"
+    );
+
     // burnrate: every configured window, at the generated ratios, consistent with
     // Prometheus' own computation over the raw series.
     let windows: Vec<String> = prometheus
