@@ -231,7 +231,12 @@ fn sidecar_config_runs_the_processor_chain_into_prometheus() {
     let by_cgroup: Vec<(String, String)> = prometheus
         .query("cgroup_cpu_stat_usage_seconds_total")
         .iter()
-        .map(|s| (label(s, "job").to_string(), label(s, "cgroup_path").to_string()))
+        .map(|s| {
+            (
+                label(s, "job").to_string(),
+                label(s, "cgroup_path").to_string(),
+            )
+        })
         .collect();
     assert!(
         !by_cgroup.is_empty()
