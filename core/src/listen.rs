@@ -402,6 +402,20 @@ use std::future::Future;
 /// Accepted connections, ready to serve (TLS already negotiated).
 pub struct Incoming {
     receiver: mpsc::Receiver<ServerIo>,
+    /// The accept loop, which owns the listening socket.
+    accept: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Incoming {
+    /// Stops accepting and waits (at most 2 s) until the accept loop has closed the
+    /// listening socket, so that a reload can bind the same address right after; dropping
+    /// an `Incoming` closes the socket a moment later, on another task.
+    pub async fn close(mut self) {
+        self.receiver.close();
+        if let Some(accept) = self.accept.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), accept).await;
+        }
+    }
 }
 
 impl Stream for Incoming {
@@ -424,7 +438,7 @@ pub fn incoming(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let server = server.to_string();
     let warned_full = Arc::new(AtomicBool::new(false));
-    tokio::spawn(async move {
+    let accept = tokio::spawn(async move {
         loop {
             let slot = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -501,7 +515,10 @@ pub fn incoming(
             }
         }
     });
-    Incoming { receiver }
+    Incoming {
+        receiver,
+        accept: Some(accept),
+    }
 }
 
 /// Serves HTTP/1.1 and HTTP/2 with `service` on every connection of `incoming` until
@@ -569,7 +586,7 @@ pub async fn serve_http<S, B>(
             }
         });
     }
-    drop(incoming);
+    incoming.close().await;
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
