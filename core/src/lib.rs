@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod civil;
 pub mod compression;
 pub mod duration;
 pub mod grpc;

@@ -490,7 +490,7 @@ fn parse_go(items: &[Item], text: &str, location: Location, now_year: i64) -> Re
             if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
                 return Err(bad("month or day out of range"));
             }
-            days_from_civil(year, month, day)
+            days_from_civil(year, month as u32, day as u32)
         }
     };
     if hour > 23 || minute > 59 || second > 60 {
@@ -525,36 +525,10 @@ fn fraction(text: &str) -> (i64, &str) {
     (digits.parse().unwrap_or(0), &text[n..])
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub use oxcol_core::civil::days_from_civil;
+use oxcol_core::civil::{civil_from_days, local_offset};
 
 /// The year of a unix time (for times without a year).
 pub fn year_of(unix_seconds: i64) -> i64 {
-    let days = unix_seconds.div_euclid(86_400);
-    // Inverse of days_from_civil, year only.
-    let z = days + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(month <= 2)
-}
-
-/// The machine's UTC offset (seconds) at about this local time.
-fn local_offset(local_seconds: i64) -> i64 {
-    let t = local_seconds as libc::time_t;
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: localtime_r writes into `tm`, which lives for the call.
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if ok { tm.tm_gmtoff } else { 0 }
+    civil_from_days(unix_seconds.div_euclid(86_400)).0
 }
