@@ -115,6 +115,27 @@ pub fn parse_image(image: &str) -> (String, String) {
     }
 }
 
+/// `service.version` from an image reference, as the Collector's
+/// `parseServiceVersionFromImage`: the tag, the digest, or `<tag>@<digest>` when there are
+/// both; none when the reference has neither (no `latest` default, unlike
+/// `container.image.tag`).
+pub fn service_version_from_image(image: &str) -> Option<String> {
+    let (reference, digest) = image.split_once('@').unwrap_or((image, ""));
+    if reference.is_empty() {
+        return None;
+    }
+    let last_slash = reference.rfind('/').map_or(0, |at| at + 1);
+    let tag = reference[last_slash..]
+        .rsplit_once(':')
+        .map_or("", |(_, tag)| tag);
+    match (tag.is_empty(), digest.is_empty()) {
+        (false, false) => Some(format!("{tag}@{digest}")),
+        (true, false) => Some(digest.to_string()),
+        (false, true) => Some(tag.to_string()),
+        (true, true) => None,
+    }
+}
+
 /// The Deployment of a ReplicaSet by the Collector's heuristic: the ReplicaSet's name minus
 /// `-<pod-template-hash>` (empty when the pod has no such label or the name lacks it).
 pub fn deployment_from_replicaset_name(replicaset: &str, template_hash: &str) -> String {
@@ -186,12 +207,7 @@ impl FieldRule {
 
     /// Adds the attributes this rule takes from `values` (labels or annotations);
     /// `kind` is `labels` or `annotations`.
-    fn extract(
-        &self,
-        values: &BTreeMap<String, String>,
-        kind: &str,
-        out: &mut Vec<(String, String)>,
-    ) {
+    fn extract(&self, values: &BTreeMap<String, String>, kind: &str, out: &mut Tags) {
         let from = match self.from {
             From::Pod => "pod",
             From::Namespace => "namespace",
@@ -205,7 +221,7 @@ impl FieldRule {
                     } else {
                         self.tag_name.clone()
                     };
-                    out.push((name, value.clone()));
+                    out.set(&name, value);
                 }
             }
             Some(regex) => {
@@ -220,11 +236,59 @@ impl FieldRule {
                         captures.expand(&self.tag_name, &mut name);
                         name
                     };
-                    out.push((name, value.clone()));
+                    out.set(&name, value);
                 }
             }
         }
     }
+}
+
+/// Attributes in the making, one value per key. [`Tags::set`] replaces an earlier value (a
+/// Go map, as the Collector builds a pod's attributes: later rules win); [`Tags::add`]
+/// keeps it (as the Collector's `setResourceAttribute` for container, namespace and node
+/// attributes, added after the pod's).
+#[derive(Debug, Default)]
+pub struct Tags(Vec<(String, String)>);
+
+impl Tags {
+    pub fn set(&mut self, key: &str, value: &str) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.to_string(),
+            None => self.0.push((key.to_string(), value.to_string())),
+        }
+    }
+
+    pub fn add(&mut self, key: &str, value: &str) {
+        if !self.0.iter().any(|(k, _)| k == key) {
+            self.0.push((key.to_string(), value.to_string()));
+        }
+    }
+
+    pub fn into_vec(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+/// The namespace whose UID is `k8s.cluster.uid` (the Collector's choice).
+pub const KUBE_SYSTEM: &str = "kube-system";
+
+/// Pod labels the service attributes read (the Kubernetes well-known labels).
+const APP_NAME_LABEL: &str = "app.kubernetes.io/name";
+const APP_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+const APP_VERSION_LABEL: &str = "app.kubernetes.io/version";
+
+/// A non-empty string attribute of a resource.
+fn string_attribute(resource: &[KeyValue], name: &str) -> Option<String> {
+    resource.iter().find(|kv| kv.key == name).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)
+                if !s.is_empty() =>
+            {
+                Some(s.clone())
+            }
+            _ => None,
+        }
+    })
 }
 
 /// What to extract, decided once from the config.
@@ -272,11 +336,15 @@ impl Rules {
             pod.metadata.annotations.clear();
         }
         if !self.labels.iter().any(|r| r.from == From::Pod) {
-            pod.metadata
-                .labels
-                .retain(|key, _| key == "pod-template-hash");
+            let service_name = self.wants("service.name");
+            let service_version = self.wants("service.version");
+            pod.metadata.labels.retain(|key, _| {
+                key == "pod-template-hash"
+                    || (service_name && (key == APP_NAME_LABEL || key == APP_INSTANCE_LABEL))
+                    || (service_version && key == APP_VERSION_LABEL)
+            });
         }
-        if !self.wants("container.image.name") && !self.wants("container.image.tag") {
+        if !self.wants_image() {
             for container in pod
                 .spec
                 .containers
@@ -287,6 +355,29 @@ impl Rules {
             }
         }
         pod.metadata.resource_version = String::new();
+    }
+
+    /// Whether a field reads the containers' images (`service.version` falls back to the
+    /// image's tag or digest).
+    pub fn wants_image(&self) -> bool {
+        self.wants("container.image.name")
+            || self.wants("container.image.tag")
+            || self.wants("service.version")
+    }
+
+    /// Whether any container-level field is extracted (the Collector's
+    /// `needContainerAttributes`).
+    fn wants_container(&self) -> bool {
+        self.wants_image()
+            || self.wants("k8s.container.name")
+            || self.wants("container.id")
+            || self.wants("service.instance.id")
+    }
+
+    /// Only the `kube-system` namespace is watched when `k8s.cluster.uid` is the only reason
+    /// to watch namespaces.
+    pub fn needs_kube_system_only(&self) -> bool {
+        self.wants("k8s.cluster.uid") && !self.needs_namespaces()
     }
 
     fn any_from(&self, from: From) -> bool {
@@ -582,74 +673,150 @@ impl Cache {
     }
 
     /// The attributes `rules` take from `pod` (plus its namespace, node, owners), given the
-    /// resource's existing attributes (container attributes need `container.id` or
-    /// `k8s.container.name` there, as in the Collector).
+    /// resource's existing attributes, in the Collector's order and precedence:
+    ///
+    /// 1. the pod's own attributes, where a later value replaces an earlier one: metadata
+    ///    fields (`service.name` starts as the pod name), owners (`service.name` becomes the
+    ///    ReplicaSet, DaemonSet, StatefulSet or Job name, then the Deployment or CronJob name),
+    ///    pod label rules, the `app.kubernetes.io/name` then `/instance` label for
+    ///    `service.name` and `app.kubernetes.io/version` for `service.version`, then pod
+    ///    annotation rules (so `otel_annotations` wins over the labels);
+    /// 2. the container's attributes ([`Cache::container_attributes`]), never replacing 1;
+    /// 3. namespace rules, `service.namespace`, and node rules, never replacing 1 or 2.
+    ///
+    /// Every key appears once; `process` adds each unless the resource already has it.
     pub fn attributes(
         &self,
         pod: &Pod,
         rules: &Rules,
         resource: &[KeyValue],
     ) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
+        let mut tags = Tags::default();
         let meta = &pod.metadata;
         for field in &rules.metadata {
             let value = match field.as_str() {
-                "k8s.namespace.name" => meta.namespace.clone(),
+                "k8s.namespace.name" | "service.namespace" => meta.namespace.clone(),
                 "k8s.pod.name" => meta.name.clone(),
                 "k8s.pod.uid" => meta.uid.clone(),
                 "k8s.pod.hostname" => pod.spec.hostname.clone(),
                 "k8s.pod.ip" => pod.status.pod_ip.clone(),
                 "k8s.pod.start_time" => meta.creation_timestamp.clone().unwrap_or_default(),
                 "k8s.node.name" => pod.spec.node_name.clone(),
+                "k8s.cluster.uid" => self
+                    .namespaces
+                    .get(KUBE_SYSTEM)
+                    .map(|namespace| namespace.uid.clone())
+                    .unwrap_or_default(),
+                "service.name" => meta.name.clone(),
                 _ => continue,
             };
             if !value.is_empty() {
-                out.push((field.clone(), value));
+                tags.set(field, &value);
             }
         }
-        self.owner_attributes(pod, rules, &mut out);
-        self.container_attributes(pod, rules, resource, &mut out);
-        for (rules_of_kind, kind) in [
-            (&rules.labels, "labels"),
-            (&rules.annotations, "annotations"),
-        ] {
-            for rule in rules_of_kind {
-                let source = match rule.from {
-                    From::Pod => Some(meta),
-                    From::Namespace => self.namespaces.get(&meta.namespace),
-                    From::Node => self.nodes.get(&pod.spec.node_name),
-                };
-                let Some(source) = source else { continue };
-                let values = if kind == "labels" {
-                    &source.labels
-                } else {
-                    &source.annotations
-                };
-                rule.extract(values, kind, &mut out);
+        self.owner_attributes(pod, rules, &mut tags);
+        for rule in rules.labels.iter().filter(|r| r.from == From::Pod) {
+            rule.extract(&meta.labels, "labels", &mut tags);
+        }
+        let label = |key: &str| meta.labels.get(key);
+        if rules.wants("service.name") {
+            // app.kubernetes.io/instance has precedence over app.kubernetes.io/name.
+            for key in [APP_NAME_LABEL, APP_INSTANCE_LABEL] {
+                if let Some(value) = label(key) {
+                    tags.set("service.name", value);
+                }
             }
         }
-        out
+        if rules.wants("service.version")
+            && let Some(value) = label(APP_VERSION_LABEL)
+        {
+            tags.set("service.version", value);
+        }
+        for rule in rules.annotations.iter().filter(|r| r.from == From::Pod) {
+            rule.extract(&meta.annotations, "annotations", &mut tags);
+        }
+        self.container_attributes(pod, rules, resource, &mut tags);
+        self.namespace_and_node_attributes(&meta.namespace, &pod.spec.node_name, rules, &mut tags);
+        tags.into_vec()
     }
 
-    fn owner_attributes(&self, pod: &Pod, rules: &Rules, out: &mut Vec<(String, String)>) {
-        let mut push = |field: &str, value: &str| {
+    /// What a resource whose pod is unknown (no identifier, or no pod matches it) still
+    /// gets, as in the Collector: the namespace rules and `service.namespace` of its own
+    /// `k8s.namespace.name`, and the node rules of its own `k8s.node.name`.
+    pub fn attributes_without_pod(
+        &self,
+        rules: &Rules,
+        resource: &[KeyValue],
+    ) -> Vec<(String, String)> {
+        let mut tags = Tags::default();
+        let namespace = string_attribute(resource, "k8s.namespace.name").unwrap_or_default();
+        let node = string_attribute(resource, "k8s.node.name").unwrap_or_default();
+        self.namespace_and_node_attributes(&namespace, &node, rules, &mut tags);
+        tags.into_vec()
+    }
+
+    fn namespace_and_node_attributes(
+        &self,
+        namespace: &str,
+        node: &str,
+        rules: &Rules,
+        tags: &mut Tags,
+    ) {
+        if !namespace.is_empty() {
+            if let Some(meta) = self.namespaces.get(namespace) {
+                for (key, value) in Self::object_attributes(meta, rules, From::Namespace) {
+                    tags.add(&key, &value);
+                }
+            }
+            if rules.wants("service.namespace") {
+                tags.add("service.namespace", namespace);
+            }
+        }
+        if !node.is_empty()
+            && let Some(meta) = self.nodes.get(node)
+        {
+            for (key, value) in Self::object_attributes(meta, rules, From::Node) {
+                tags.add(&key, &value);
+            }
+        }
+    }
+
+    /// The label then annotation rules of one namespace or node (later rules win).
+    fn object_attributes(meta: &ObjectMeta, rules: &Rules, from: From) -> Vec<(String, String)> {
+        let mut tags = Tags::default();
+        for rule in rules.labels.iter().filter(|r| r.from == from) {
+            rule.extract(&meta.labels, "labels", &mut tags);
+        }
+        for rule in rules.annotations.iter().filter(|r| r.from == from) {
+            rule.extract(&meta.annotations, "annotations", &mut tags);
+        }
+        tags.into_vec()
+    }
+
+    fn owner_attributes(&self, pod: &Pod, rules: &Rules, tags: &mut Tags) {
+        let mut set = |field: &str, value: &str| {
             if rules.wants(field) && !value.is_empty() {
-                out.push((field.to_string(), value.to_string()));
+                tags.set(field, value);
             }
         };
         for owner in &pod.metadata.owner_references {
             match owner.kind.as_str() {
                 "ReplicaSet" => {
-                    push("k8s.replicaset.name", &owner.name);
-                    push("k8s.replicaset.uid", &owner.uid);
-                    let deployment = self.replicasets.get(&owner.uid).and_then(|rs| {
+                    set("k8s.replicaset.name", &owner.name);
+                    set("k8s.replicaset.uid", &owner.uid);
+                    set("service.name", &owner.name);
+                    // A watched ReplicaSet names its Deployment (none when it has no
+                    // Deployment owner); otherwise the name heuristic.
+                    let replicaset = self.replicasets.get(&owner.uid);
+                    let deployment = replicaset.and_then(|rs| {
                         rs.owner_references
                             .iter()
                             .find(|o| o.kind == "Deployment" && o.controller.unwrap_or(false))
                     });
-                    let name = match deployment {
-                        Some(deployment) => deployment.name.clone(),
-                        None => deployment_from_replicaset_name(
+                    let name = match (replicaset, deployment) {
+                        (_, Some(deployment)) => deployment.name.clone(),
+                        (Some(_), None) => String::new(),
+                        (None, None) => deployment_from_replicaset_name(
                             &owner.name,
                             pod.metadata
                                 .labels
@@ -657,88 +824,131 @@ impl Cache {
                                 .map_or("", String::as_str),
                         ),
                     };
-                    push("k8s.deployment.name", &name);
+                    set("k8s.deployment.name", &name);
+                    // The Deployment name wins over the ReplicaSet name.
+                    set("service.name", &name);
                     if let Some(deployment) = deployment {
-                        push("k8s.deployment.uid", &deployment.uid);
+                        set("k8s.deployment.uid", &deployment.uid);
                     }
                 }
                 "DaemonSet" => {
-                    push("k8s.daemonset.name", &owner.name);
-                    push("k8s.daemonset.uid", &owner.uid);
+                    set("k8s.daemonset.name", &owner.name);
+                    set("k8s.daemonset.uid", &owner.uid);
+                    set("service.name", &owner.name);
                 }
                 "StatefulSet" => {
-                    push("k8s.statefulset.name", &owner.name);
-                    push("k8s.statefulset.uid", &owner.uid);
+                    set("k8s.statefulset.name", &owner.name);
+                    set("k8s.statefulset.uid", &owner.uid);
+                    set("service.name", &owner.name);
                 }
                 "Job" => {
-                    push("k8s.job.name", &owner.name);
-                    push("k8s.job.uid", &owner.uid);
-                    push("k8s.cronjob.name", &cronjob_from_job_name(&owner.name));
+                    set("k8s.job.name", &owner.name);
+                    set("k8s.job.uid", &owner.uid);
+                    set("service.name", &owner.name);
+                    let cronjob = cronjob_from_job_name(&owner.name);
+                    set("k8s.cronjob.name", &cronjob);
+                    // The CronJob name wins over the Job name.
+                    set("service.name", &cronjob);
                 }
                 _ => {}
             }
         }
     }
 
+    /// The container attributes, as the Collector's `addContainerAttributes`. The container
+    /// is the one the resource's `k8s.container.name` names (checked first) or whose status
+    /// has the resource's `container.id`; a resource with neither gets the pod's only
+    /// container (one container ID among the statuses, or one container name). A named
+    /// container the pod does not have gets nothing.
+    ///
+    /// - `k8s.container.name`, `container.id`, `service.instance.id`
+    ///   (`<namespace>.<pod>.<container>`): only for a container with a status;
+    /// - `container.image.name`, `container.image.tag`, `service.version` (the image's tag,
+    ///   digest or `<tag>@<digest>`): from the container's spec.
+    ///
+    /// None of them replaces a pod-level value (e.g. `service.version` from the
+    /// `app.kubernetes.io/version` label or an annotation).
     fn container_attributes(
         &self,
         pod: &Pod,
         rules: &Rules,
         resource: &[KeyValue],
-        out: &mut Vec<(String, String)>,
+        tags: &mut Tags,
     ) {
-        let attribute =
-            |name: &str| {
-                resource.iter().find(|kv| kv.key == name).and_then(|kv| {
-                    match kv.value.as_ref()?.value.as_ref()? {
-                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
-                            s,
-                        ) if !s.is_empty() => Some(s.clone()),
-                        _ => None,
-                    }
-                })
-            };
+        if !rules.wants_container() {
+            return;
+        }
         let statuses = || {
             pod.status
                 .container_statuses
                 .iter()
                 .chain(&pod.status.init_container_statuses)
         };
-        let name = match (attribute("container.id"), attribute("k8s.container.name")) {
-            (Some(id), _) => statuses()
-                .find(|s| bare_container_id(&s.container_id) == bare_container_id(&id))
-                .map(|s| s.name.clone()),
-            (None, Some(name)) => Some(name),
+        let specs = || pod.spec.containers.iter().chain(&pod.spec.init_containers);
+        // The Collector's `Containers.ByName`: specs (only when an image field or
+        // `service.instance.id` is extracted), then statuses; `ByID`: statuses by bare ID
+        // (the last one wins).
+        let with_specs = rules.wants_image() || rules.wants("service.instance.id");
+        let mut names: Vec<&str> = Vec::new();
+        let spec_names = specs().filter(|_| with_specs).map(|c| c.name.as_str());
+        for name in spec_names.chain(statuses().map(|s| s.name.as_str())) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let mut by_id: Vec<(&str, &str)> = Vec::new();
+        for status in statuses() {
+            let id = bare_container_id(&status.container_id);
+            match by_id.iter_mut().find(|(known, _)| *known == id) {
+                Some(entry) => entry.1 = status.name.as_str(),
+                None => by_id.push((id, status.name.as_str())),
+            }
+        }
+        let name = match (
+            string_attribute(resource, "k8s.container.name"),
+            string_attribute(resource, "container.id"),
+        ) {
+            (Some(name), _) => names.iter().find(|n| **n == name).copied(),
+            (None, Some(id)) => by_id
+                .iter()
+                .find(|(known, _)| *known == bare_container_id(&id))
+                .map(|(_, name)| *name),
+            (None, None) if by_id.len() == 1 => Some(by_id[0].1),
+            (None, None) if names.len() == 1 => Some(names[0]),
             (None, None) => None,
         };
         let Some(name) = name else { return };
-        if rules.wants("k8s.container.name") {
-            out.push(("k8s.container.name".to_string(), name.clone()));
+        let status = statuses().find(|s| s.name == name);
+        if status.is_some() && rules.wants("k8s.container.name") {
+            tags.add("k8s.container.name", name);
         }
-        if rules.wants("container.id")
-            && let Some(status) = statuses().find(|s| s.name == name)
-            && !status.container_id.is_empty()
-        {
-            out.push((
-                "container.id".to_string(),
-                bare_container_id(&status.container_id).to_string(),
-            ));
-        }
-        if let Some(spec) = pod
-            .spec
-            .containers
-            .iter()
-            .chain(&pod.spec.init_containers)
-            .find(|c| c.name == name)
+        if rules.wants_image()
+            && let Some(spec) = specs().find(|c| c.name == name)
             && !spec.image.is_empty()
         {
             let (image, tag) = parse_image(&spec.image);
             if rules.wants("container.image.name") {
-                out.push(("container.image.name".to_string(), image));
+                tags.add("container.image.name", &image);
             }
             if rules.wants("container.image.tag") && !tag.is_empty() {
-                out.push(("container.image.tag".to_string(), tag));
+                tags.add("container.image.tag", &tag);
             }
+            if rules.wants("service.version")
+                && let Some(version) = service_version_from_image(&spec.image)
+            {
+                tags.add("service.version", &version);
+            }
+        }
+        let Some(status) = status else { return };
+        if rules.wants("service.instance.id") {
+            let id = format!(
+                "{}.{}.{}",
+                pod.metadata.namespace, pod.metadata.name, status.name
+            );
+            tags.add("service.instance.id", &id);
+        }
+        if rules.wants("container.id") && !status.container_id.is_empty() {
+            tags.add("container.id", bare_container_id(&status.container_id));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The Kubernetes API side of `k8sattributes`: which collections it watches (pods with the
 //! Collector's filters as selectors, and namespaces, nodes, ReplicaSets when an extracted
-//! field needs them) and the watcher thread that keeps the table current.
+//! field needs them; only the `kube-system` namespace for `k8s.cluster.uid` alone) and the
+//! watcher thread that keeps the table current.
 //!
 //! Locating the API (`auth_type`), list + watch, re-list on `410 Gone` and back-off are the
 //! shared client's ([`oxcol_core::kube`]); this module only turns lists and events into
@@ -93,11 +94,19 @@ pub fn plan(config: &Config, rules: &super::cache::Rules, node: &str) -> Vec<Wat
             query: String::new(),
         });
     }
-    if rules.needs_namespaces() {
+    if rules.needs_namespaces() || rules.needs_kube_system_only() {
+        // `k8s.cluster.uid` alone needs only kube-system (the Collector's field selector).
         watches.push(Watch {
             kind: Kind::Namespaces,
             path: "/api/v1/namespaces".to_string(),
-            query: String::new(),
+            query: if rules.needs_kube_system_only() {
+                format!(
+                    "fieldSelector={}",
+                    percent_encode(&format!("metadata.name={}", super::cache::KUBE_SYSTEM))
+                )
+            } else {
+                String::new()
+            },
         });
     }
     if rules.needs_nodes() {

@@ -78,14 +78,15 @@ pub const SUPPORTED_METADATA: &[&str] = &[
     "container.id",
     "container.image.name",
     "container.image.tag",
+    "k8s.cluster.uid",
+    "service.name",
+    "service.namespace",
+    "service.version",
+    "service.instance.id",
 ];
 
 /// Fields the Collector knows that oxcol does not extract yet (an error, never silence).
-const UNSUPPORTED_METADATA: &[&str] = &[
-    "k8s.node.uid",
-    "k8s.cluster.uid",
-    "container.image.repo_digests",
-];
+const UNSUPPORTED_METADATA: &[&str] = &["k8s.node.uid", "container.image.repo_digests"];
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -632,9 +633,6 @@ impl K8sAttributesProcessor {
     fn enrich(&self, resource: &mut Option<Resource>, connection: Option<IpAddr>) {
         let resource = resource.get_or_insert_with(Resource::default);
         let identifier = self.identifier(resource, connection);
-        if identifier.is_empty() {
-            return;
-        }
         if let Some((_, ip)) = identifier
             .iter()
             .find(|(source, _)| *source == Source::Connection)
@@ -649,11 +647,23 @@ impl K8sAttributesProcessor {
         let Ok(cache) = shared.cache.read() else {
             return;
         };
-        let Some(pod) = cache.find(&identifier) else {
-            shared.telemetry.lookup_miss.add(1);
-            return;
+        let pod = if identifier.is_empty() {
+            None
+        } else {
+            let pod = cache.find(&identifier);
+            if pod.is_none() {
+                shared.telemetry.lookup_miss.add(1);
+            }
+            pod
         };
-        for (key, value) in cache.attributes(pod, &shared.rules, &resource.attributes) {
+        // Without a pod the Collector still adds what the resource's own
+        // `k8s.namespace.name` / `k8s.node.name` give: namespace and node rules, and
+        // `service.namespace`.
+        let attributes = match pod {
+            Some(pod) => cache.attributes(pod, &shared.rules, &resource.attributes),
+            None => cache.attributes_without_pod(&shared.rules, &resource.attributes),
+        };
+        for (key, value) in attributes {
             set_if_absent(&mut resource.attributes, &key, &value);
         }
     }

@@ -71,7 +71,7 @@ fn validate_reports_every_problem() {
     let config = config(serde_json::json!({
         "auth_type": "tls",
         "extract": {
-            "metadata": ["k8s.pod.name", "k8s.pod.color", "k8s.cluster.uid"],
+            "metadata": ["k8s.pod.name", "k8s.pod.color", "k8s.node.uid", "service.name"],
             "labels": [{"key": "a", "key_regex": "b"}, {"key": "c", "from": "deployment"},
                        {"key_regex": "(unclosed"}],
         },
@@ -84,7 +84,7 @@ fn validate_reports_every_problem() {
     for expected in [
         "auth_type \"tls\"",
         "k8s.pod.color",
-        "k8s.cluster.uid",
+        "k8s.node.uid",
         "not both",
         "from \"deployment\"",
         "key_regex is not a valid",
@@ -218,8 +218,28 @@ fn deployment_comes_from_the_watched_replicaset_owner() {
     let attributes: HashMap<String, String> =
         cache.attributes(found, &rules, &[]).into_iter().collect();
     assert_eq!(attributes["k8s.deployment.name"], "shopping-cart");
-    // Without container.id or k8s.container.name no container attributes (as the Collector).
-    assert!(!attributes.contains_key("k8s.container.name"));
+    // Without container.id or k8s.container.name, the pod's only running container (one
+    // container ID among the statuses), as the Collector since contrib PR 36844.
+    assert_eq!(attributes["k8s.container.name"], "server");
+    assert_eq!(attributes["container.image.tag"], "1.4.2");
+    // A ReplicaSet in the table without a Deployment owner: no Deployment name (the
+    // heuristic is only for ReplicaSets the table does not have).
+    let orphan: MetaObject = serde_json::from_value(serde_json::json!({"metadata": {
+        "name": "cart-5d8f7c9b4", "uid": "rs-1"}}))
+    .expect("rs");
+    cache.set_meta(Kind::ReplicaSets, orphan.metadata, false);
+    let found = cache
+        .find(&vec![(
+            Source::Attribute("k8s.pod.uid".to_string()),
+            "uid-1".to_string(),
+        )])
+        .expect("found");
+    let attributes: HashMap<String, String> =
+        cache.attributes(found, &rules, &[]).into_iter().collect();
+    assert!(
+        !attributes.contains_key("k8s.deployment.name"),
+        "{attributes:?}"
+    );
     let heuristic = config_with_heuristic();
     assert!(!Rules::new(&heuristic).expect("rules").needs_replicasets());
 }
@@ -607,4 +627,480 @@ fn otel_annotations_become_resource_attributes() {
         "{attributes:?}"
     );
     assert_eq!(attributes.len(), 3, "{attributes:?}");
+}
+
+fn service_config(otel_annotations: bool) -> Config {
+    config(serde_json::json!({
+        "extract": {
+            "metadata": ["service.name", "service.namespace", "service.version",
+                         "service.instance.id", "k8s.cluster.uid"],
+            "otel_annotations": otel_annotations,
+        }
+    }))
+}
+
+/// The attributes of the pod `json` (stored through `upsert_pod`, so slimmed as in
+/// production) for a resource with `resource` attributes.
+fn extracted(
+    json: serde_json::Value,
+    config: &Config,
+    cache: &mut Cache,
+    resource: &[KeyValue],
+) -> HashMap<String, String> {
+    let rules = rules(config);
+    let pod: Pod = serde_json::from_value(json).expect("a pod");
+    let uid = pod.metadata.uid.clone();
+    assert_eq!(cache.upsert_pod(pod, &rules, 10), Upserted::Added);
+    let found = cache
+        .find(&vec![(Source::Attribute("k8s.pod.uid".to_string()), uid)])
+        .expect("found by uid");
+    let attributes: Vec<(String, String)> = cache.attributes(found, &rules, resource);
+    let map: HashMap<String, String> = attributes.iter().cloned().collect();
+    assert_eq!(
+        map.len(),
+        attributes.len(),
+        "one value per key: {attributes:?}"
+    );
+    map
+}
+
+fn kube_system(uid: &str) -> ObjectMeta {
+    let namespace: MetaObject = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "kube-system", "uid": uid}}),
+    )
+    .expect("namespace");
+    namespace.metadata
+}
+
+#[test]
+fn service_attributes_derived_from_the_pod_and_its_container() {
+    let config = service_config(false);
+    let mut cache = Cache::default();
+    let resource = [string_attr("container.id", "containerd://aaa111")];
+    let attributes = extracted(
+        pod_json("uid-1", "cart-x", "10.0.0.5", "node-a"),
+        &config,
+        &mut cache,
+        &resource,
+    );
+    let expected: HashMap<String, String> = [
+        // ReplicaSet owner, not in the table: the Deployment by the name heuristic.
+        ("service.name", "cart"),
+        ("service.namespace", "shop"),
+        // No app.kubernetes.io/version label: the container image's tag.
+        ("service.version", "1.4.2"),
+        ("service.instance.id", "shop.cart-x.server"),
+        // No kube-system namespace known yet: no k8s.cluster.uid.
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(attributes, expected);
+
+    cache.set_meta(Kind::Namespaces, kube_system("cluster-uid-1"), false);
+    let found = cache
+        .find(&vec![(
+            Source::Attribute("k8s.pod.uid".to_string()),
+            "uid-1".to_string(),
+        )])
+        .expect("found");
+    let attributes: HashMap<String, String> = cache
+        .attributes(found, &rules(&config), &resource)
+        .into_iter()
+        .collect();
+    assert_eq!(attributes["k8s.cluster.uid"], "cluster-uid-1");
+}
+
+#[test]
+fn service_attributes_precedence_annotation_then_label_then_derived() {
+    let resource = [string_attr("k8s.container.name", "server")];
+    let mut json = pod_json("uid-2", "cart-y", "10.0.0.6", "node-a");
+    json["metadata"]["labels"]["app.kubernetes.io/name"] = "cart-app".into();
+    json["metadata"]["labels"]["app.kubernetes.io/version"] = "2.0.0".into();
+    // Labels: app.kubernetes.io/name beats the workload name; upsert_pod must keep them
+    // although no extract.labels rule reads them.
+    let attributes = extracted(
+        json.clone(),
+        &service_config(true),
+        &mut Cache::default(),
+        &resource,
+    );
+    assert_eq!(attributes["service.name"], "cart-app");
+    assert_eq!(
+        attributes["service.version"], "2.0.0",
+        "the label beats the image tag"
+    );
+    assert_eq!(attributes["service.instance.id"], "shop.cart-y.server");
+
+    // app.kubernetes.io/instance beats app.kubernetes.io/name.
+    json["metadata"]["labels"]["app.kubernetes.io/instance"] = "cart-eu".into();
+    let attributes = extracted(
+        json.clone(),
+        &service_config(true),
+        &mut Cache::default(),
+        &resource,
+    );
+    assert_eq!(attributes["service.name"], "cart-eu");
+
+    // resource.opentelemetry.io/ annotations (otel_annotations) beat labels and derived
+    // values, also for the container-level ones.
+    json["metadata"]["annotations"] = serde_json::json!({
+        "resource.opentelemetry.io/service.name": "checkout",
+        "resource.opentelemetry.io/service.version": "3.1",
+        "resource.opentelemetry.io/service.namespace": "payments",
+        "resource.opentelemetry.io/service.instance.id": "checkout-1",
+    });
+    let attributes = extracted(
+        json.clone(),
+        &service_config(true),
+        &mut Cache::default(),
+        &resource,
+    );
+    assert_eq!(attributes["service.name"], "checkout");
+    assert_eq!(attributes["service.version"], "3.1");
+    assert_eq!(attributes["service.namespace"], "payments");
+    assert_eq!(attributes["service.instance.id"], "checkout-1");
+
+    // Without otel_annotations the annotations are not read.
+    let attributes = extracted(
+        json,
+        &service_config(false),
+        &mut Cache::default(),
+        &resource,
+    );
+    assert_eq!(attributes["service.name"], "cart-eu");
+    assert_eq!(attributes["service.namespace"], "shop");
+
+    // A pod annotation rule replaces a pod label rule of the same tag name (later rules
+    // win, as in the Collector's map of pod attributes).
+    let config = config(serde_json::json!({"extract": {
+        "metadata": ["k8s.pod.name"],
+        "labels": [{"tag_name": "owner", "key": "app"}],
+        "annotations": [{"tag_name": "owner", "key": "team"}],
+    }}));
+    let attributes = extracted(
+        pod_json("uid-3", "cart-z", "10.0.0.7", "node-a"),
+        &config,
+        &mut Cache::default(),
+        &[],
+    );
+    assert_eq!(attributes["owner"], "payments");
+}
+
+#[test]
+fn service_name_from_each_kind_of_owner() {
+    let config = config(serde_json::json!({"extract": {"metadata": ["service.name"]}}));
+    let service_name = |owners: serde_json::Value, labels: serde_json::Value, cache: &mut Cache| {
+        let mut json = pod_json("uid-o", "pod-o", "10.0.1.1", "node-a");
+        json["metadata"]["ownerReferences"] = owners;
+        json["metadata"]["labels"] = labels;
+        extracted(json, &config, cache, &[])
+            .get("service.name")
+            .cloned()
+    };
+    let hash = serde_json::json!({"pod-template-hash": "5d8f7c9b4"});
+    let none = serde_json::json!({});
+    let owner = |kind: &str, name: &str| serde_json::json!([{"kind": kind, "name": name, "uid": format!("{kind}-uid"), "controller": true}]);
+    assert_eq!(
+        service_name(serde_json::json!([]), none.clone(), &mut Cache::default()).as_deref(),
+        Some("pod-o"),
+        "no owner: the pod name"
+    );
+    assert_eq!(
+        service_name(
+            owner("ReplicaSet", "cart-5d8f7c9b4"),
+            none.clone(),
+            &mut Cache::default()
+        )
+        .as_deref(),
+        Some("cart-5d8f7c9b4"),
+        "a ReplicaSet without pod-template-hash: the ReplicaSet name"
+    );
+    assert_eq!(
+        service_name(
+            owner("ReplicaSet", "cart-5d8f7c9b4"),
+            hash.clone(),
+            &mut Cache::default()
+        )
+        .as_deref(),
+        Some("cart")
+    );
+    let mut with_replicaset = Cache::default();
+    let rs: MetaObject = serde_json::from_value(serde_json::json!({"metadata": {
+        "name": "cart-5d8f7c9b4", "uid": "ReplicaSet-uid",
+        "ownerReferences": [{"kind": "Deployment", "name": "shopping-cart", "uid": "d-1", "controller": true}]}}))
+    .expect("rs");
+    with_replicaset.set_meta(Kind::ReplicaSets, rs.metadata, false);
+    assert_eq!(
+        service_name(
+            owner("ReplicaSet", "cart-5d8f7c9b4"),
+            hash,
+            &mut with_replicaset
+        )
+        .as_deref(),
+        Some("shopping-cart"),
+        "the watched ReplicaSet's Deployment"
+    );
+    assert_eq!(
+        service_name(
+            owner("DaemonSet", "node-exporter"),
+            none.clone(),
+            &mut Cache::default()
+        )
+        .as_deref(),
+        Some("node-exporter")
+    );
+    assert_eq!(
+        service_name(
+            owner("StatefulSet", "postgres"),
+            none.clone(),
+            &mut Cache::default()
+        )
+        .as_deref(),
+        Some("postgres")
+    );
+    assert_eq!(
+        service_name(
+            owner("Job", "backup-29345678"),
+            none.clone(),
+            &mut Cache::default()
+        )
+        .as_deref(),
+        Some("backup"),
+        "a CronJob's Job: the CronJob name"
+    );
+    assert_eq!(
+        service_name(owner("Job", "migrate-db"), none, &mut Cache::default()).as_deref(),
+        Some("migrate-db")
+    );
+}
+
+#[test]
+fn service_version_from_image_references() {
+    assert_eq!(
+        service_version_from_image("registry.example:5000/shop/cart:1.4.2").as_deref(),
+        Some("1.4.2")
+    );
+    assert_eq!(
+        service_version_from_image("envoy@sha256:abcd").as_deref(),
+        Some("sha256:abcd")
+    );
+    assert_eq!(
+        service_version_from_image("envoy:1.3@sha256:abcd").as_deref(),
+        Some("1.3@sha256:abcd")
+    );
+    // No tag, no digest: no version (container.image.tag would say latest).
+    assert_eq!(service_version_from_image("nginx"), None);
+    assert_eq!(
+        service_version_from_image("registry.example:5000/nginx"),
+        None
+    );
+    assert_eq!(service_version_from_image(""), None);
+}
+
+#[test]
+fn container_level_service_attributes_need_the_container() {
+    let config = service_config(false);
+    let mut json = pod_json("uid-4", "web", "10.0.0.8", "node-a");
+    json["spec"]["containers"] = serde_json::json!([
+        {"name": "server", "image": "shop/cart:1.4.2"},
+        {"name": "proxy", "image": "envoy@sha256:abcd"},
+        {"name": "pending", "image": "shop/pending:0.9"},
+    ]);
+    json["status"]["containerStatuses"] = serde_json::json!([
+        {"name": "server", "containerID": "containerd://aaa111"},
+        {"name": "proxy", "containerID": "containerd://bbb222"},
+    ]);
+    let run = |resource: &[KeyValue]| {
+        let mut attributes = extracted(json.clone(), &config, &mut Cache::default(), resource);
+        attributes.remove("service.name");
+        attributes.remove("service.namespace");
+        attributes
+    };
+    // Several containers and no container on the resource: no container-level values.
+    assert!(run(&[]).is_empty(), "{:?}", run(&[]));
+    let proxy = run(&[string_attr("k8s.container.name", "proxy")]);
+    assert_eq!(proxy["service.instance.id"], "shop.web.proxy");
+    assert_eq!(proxy["service.version"], "sha256:abcd");
+    let by_id = run(&[string_attr("container.id", "bbb222")]);
+    assert_eq!(by_id, proxy);
+    // The resource's k8s.container.name wins over its container.id.
+    let both = run(&[
+        string_attr("k8s.container.name", "server"),
+        string_attr("container.id", "bbb222"),
+    ]);
+    assert_eq!(both["service.instance.id"], "shop.web.server");
+    // A container without a status yet: the image gives service.version, but there is no
+    // service.instance.id.
+    let pending = run(&[string_attr("k8s.container.name", "pending")]);
+    assert_eq!(
+        pending.get("service.version").map(String::as_str),
+        Some("0.9")
+    );
+    assert!(!pending.contains_key("service.instance.id"), "{pending:?}");
+    // A container the pod does not have: nothing.
+    assert!(run(&[string_attr("k8s.container.name", "ghost")]).is_empty());
+    assert!(run(&[string_attr("container.id", "ccc333")]).is_empty());
+
+    // One container: the Collector falls back to it without a container on the resource.
+    let single = extracted(
+        serde_json::json!({
+            "metadata": {"name": "solo", "namespace": "shop", "uid": "uid-5"},
+            "spec": {"containers": [{"name": "main", "image": "solo:7"}]},
+            "status": {"containerStatuses": [{"name": "main", "containerID": "cri-o://ddd"}]},
+        }),
+        &config,
+        &mut Cache::default(),
+        &[],
+    );
+    assert_eq!(single["service.instance.id"], "shop.solo.main");
+    assert_eq!(single["service.version"], "7");
+    assert_eq!(single["service.name"], "solo");
+}
+
+#[test]
+fn without_a_pod_the_resources_namespace_still_gives_service_namespace() {
+    let config = config(serde_json::json!({"extract": {
+        "metadata": ["service.namespace"],
+        "labels": [{"key": "tier", "from": "namespace"}, {"key": "zone", "from": "node"}],
+    }}));
+    let rules = rules(&config);
+    let mut cache = Cache::default();
+    let namespace: MetaObject = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "shop", "labels": {"tier": "gold"}}}),
+    )
+    .expect("ns");
+    cache.set_meta(Kind::Namespaces, namespace.metadata, false);
+    let node: MetaObject = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "node-a", "labels": {"zone": "eu-1"}}}),
+    )
+    .expect("node");
+    cache.set_meta(Kind::Nodes, node.metadata, false);
+    let attributes: HashMap<String, String> = cache
+        .attributes_without_pod(
+            &rules,
+            &[
+                string_attr("k8s.namespace.name", "shop"),
+                string_attr("k8s.node.name", "node-a"),
+            ],
+        )
+        .into_iter()
+        .collect();
+    let expected: HashMap<String, String> = [
+        ("service.namespace", "shop"),
+        ("k8s.namespace.labels.tier", "gold"),
+        ("k8s.node.labels.zone", "eu-1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(attributes, expected);
+    assert!(cache.attributes_without_pod(&rules, &[]).is_empty());
+
+    // Through the processor: a resource whose pod is unknown (here: no API at all).
+    let config = Config {
+        auth_type: "kubeConfig".to_string(),
+        ..config
+    };
+    let mut processor =
+        K8sAttributesProcessor::new("k8sattributes/service-ns", &config, None).expect("builds");
+    let batch = Batch::from_metrics(vec![
+        ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    string_attr("k8s.pod.uid", "unknown"),
+                    string_attr("k8s.namespace.name", "shop"),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    string_attr("k8s.namespace.name", "shop"),
+                    string_attr("service.namespace", "own"),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ]);
+    let mut out = processor.process(batch).expect("processes");
+    let resources: Vec<HashMap<String, String>> = out
+        .metrics_mut()
+        .expect("metrics")
+        .iter()
+        .map(|r| attributes_of(r.resource.as_ref().expect("resource")))
+        .collect();
+    assert_eq!(resources[0]["service.namespace"], "shop");
+    assert_eq!(
+        resources[1]["service.namespace"], "own",
+        "never overwritten"
+    );
+}
+
+#[test]
+fn cluster_uid_alone_watches_only_kube_system() {
+    let cluster_only = config(serde_json::json!({"extract": {"metadata": ["k8s.cluster.uid"]}}));
+    let cluster_rules = rules(&cluster_only);
+    assert!(!cluster_rules.needs_namespaces() && cluster_rules.needs_kube_system_only());
+    let watches = client::plan(&cluster_only, &cluster_rules, "");
+    assert_eq!(watches.len(), 2, "{watches:?}");
+    assert_eq!(watches[1].kind, Kind::Namespaces);
+    assert_eq!(watches[1].path, "/api/v1/namespaces");
+    assert_eq!(
+        watches[1].query,
+        "fieldSelector=metadata.name%3Dkube-system"
+    );
+    // A namespace rule needs every namespace (kube-system among them).
+    let with_rule = config(serde_json::json!({"extract": {
+        "metadata": ["k8s.cluster.uid"],
+        "labels": [{"key": "tier", "from": "namespace"}],
+    }}));
+    let with_rule_rules = rules(&with_rule);
+    assert!(!with_rule_rules.needs_kube_system_only());
+    let watches = client::plan(&with_rule, &with_rule_rules, "");
+    assert_eq!(watches.len(), 2);
+    assert_eq!(watches[1].query, "");
+    // The service attributes add no watch; service.name does not watch ReplicaSets.
+    let services = service_config(true);
+    let watches = client::plan(&services, &rules(&services), "");
+    assert_eq!(watches.len(), 2, "pods and kube-system: {watches:?}");
+    let services = config(serde_json::json!({"extract": {
+        "metadata": ["service.name", "service.version", "service.instance.id"]}}));
+    assert_eq!(client::plan(&services, &rules(&services), "").len(), 1);
+}
+
+#[test]
+fn the_helm_charts_kubernetes_attributes_preset_validates() {
+    // The opentelemetry-collector chart's kubernetesAttributes preset (examples
+    // alternate-config and kubernetesAttributes in integration/real-configs).
+    let preset = config(serde_json::json!({
+        "extract": {
+            "metadata": ["k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.node.name",
+                         "k8s.pod.start_time", "k8s.deployment.name", "k8s.replicaset.name",
+                         "k8s.replicaset.uid", "k8s.daemonset.name", "k8s.daemonset.uid",
+                         "k8s.job.name", "k8s.job.uid", "k8s.container.name", "k8s.cronjob.name",
+                         "k8s.statefulset.name", "k8s.statefulset.uid", "container.image.tag",
+                         "container.image.name", "k8s.cluster.uid", "service.namespace",
+                         "service.name", "service.version", "service.instance.id"],
+            "otel_annotations": true,
+        },
+        "passthrough": false,
+        "pod_association": [
+            {"sources": [{"from": "resource_attribute", "name": "k8s.pod.ip"}]},
+            {"sources": [{"from": "resource_attribute", "name": "k8s.pod.uid"}]},
+            {"sources": [{"from": "connection"}]},
+        ],
+    }));
+    assert!(preset.validate().is_empty(), "{:?}", preset.validate());
+    // Pods, ReplicaSets (k8s.deployment.name) and kube-system only.
+    let watches = client::plan(&preset, &rules(&preset), "");
+    let kinds: Vec<Kind> = watches.iter().map(|w| w.kind).collect();
+    assert_eq!(kinds, [Kind::Pods, Kind::ReplicaSets, Kind::Namespaces]);
+    assert_eq!(
+        watches[2].query,
+        "fieldSelector=metadata.name%3Dkube-system"
+    );
 }
