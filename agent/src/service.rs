@@ -565,6 +565,16 @@ fn build_exporter(
                 Default::default(),
             ))
         }
+        ComponentConfig::FileExporter(c) => Ok((
+            Arc::new(oxcol_exporters::file::FileExporter::new(id, c)?),
+            // One consumer keeps the requests in order in the file. A failed write is
+            // retried (a full disk may clear); a request that can never fit is not.
+            oxcol_exporters::queue::QueueConfig {
+                num_consumers: 1,
+                ..Default::default()
+            },
+            Default::default(),
+        )),
         ComponentConfig::PrometheusRemoteWriteExporter(c) => Ok((
             Arc::new(
                 oxcol_exporters::prometheusremotewrite::RemoteWriteExporter::new(id, c)?

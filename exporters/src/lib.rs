@@ -8,10 +8,12 @@
 pub mod client;
 pub mod debug;
 pub mod disk_queue;
+pub mod file;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod loadbalancing;
 pub mod otlp;
+pub mod otlp_json;
 pub mod otlphttp;
 pub mod prom_translate;
 pub mod prometheus;

@@ -15,12 +15,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use oxcol_core::compression::{Encoding, compress};
 use oxcol_core::rpc_status::{ExportResponse, RpcStatus};
-use oxcol_core::{Batch, Data, ExportError, ExportOutcome, Exporter, GoDuration, Signal};
+use oxcol_core::{Batch, ExportError, ExportOutcome, Exporter, GoDuration, Signal};
 use prost::Message;
 use serde::Deserialize;
 
@@ -244,22 +241,9 @@ impl OtlpHttpExporter {
                 batch.encode_into(&mut buf);
                 Ok(buf)
             }
-            WireEncoding::Json => {
-                batch.decode().map_err(|e| permanent(e.to_string()))?;
-                let json = match batch.data().clone() {
-                    Data::Metrics(resource_metrics) => {
-                        serde_json::to_vec(&ExportMetricsServiceRequest { resource_metrics })
-                    }
-                    Data::Traces(resource_spans) => {
-                        serde_json::to_vec(&ExportTraceServiceRequest { resource_spans })
-                    }
-                    Data::Logs(resource_logs) => {
-                        serde_json::to_vec(&ExportLogsServiceRequest { resource_logs })
-                    }
-                    Data::Encoded(_) => unreachable!("decoded above"),
-                };
-                json.map_err(|e| permanent(format!("cannot encode JSON: {e}")))
-            }
+            WireEncoding::Json => crate::otlp_json::encode(&mut batch)
+                .map(Vec::from)
+                .map_err(permanent),
         }
     }
 }

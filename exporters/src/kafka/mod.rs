@@ -30,7 +30,7 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use oxcol_core::kafka::Encoding;
-use oxcol_core::{Batch, Data, ExportError, ExportOutcome, Exporter, Signal};
+use oxcol_core::{Batch, ExportError, ExportOutcome, Exporter, Signal};
 use prost::Message;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -362,40 +362,6 @@ fn fit(
 pub fn encode(batch: &mut Batch, encoding: Encoding) -> Result<Bytes, String> {
     match encoding {
         Encoding::OtlpProto => Ok(batch.to_bytes()),
-        Encoding::OtlpJson => {
-            batch.decode().map_err(|e| e.to_string())?;
-            let json = match batch.data() {
-                Data::Metrics(resource_metrics) => serde_json::to_vec(&JsonRequest {
-                    resource_metrics: Some(resource_metrics),
-                    resource_spans: None,
-                    resource_logs: None,
-                }),
-                Data::Traces(resource_spans) => serde_json::to_vec(&JsonRequest {
-                    resource_metrics: None,
-                    resource_spans: Some(resource_spans),
-                    resource_logs: None,
-                }),
-                Data::Logs(resource_logs) => serde_json::to_vec(&JsonRequest {
-                    resource_metrics: None,
-                    resource_spans: None,
-                    resource_logs: Some(resource_logs),
-                }),
-                Data::Encoded(_) => return Err("the batch could not be decoded".to_string()),
-            };
-            json.map(Bytes::from)
-                .map_err(|e| format!("cannot encode OTLP/JSON: {e}"))
-        }
+        Encoding::OtlpJson => crate::otlp_json::encode(batch),
     }
-}
-
-/// An `Export*ServiceRequest` in OTLP/JSON, borrowing the batch's resources (no copy).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonRequest<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource_metrics: Option<&'a [ResourceMetrics]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource_spans: Option<&'a [ResourceSpans]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource_logs: Option<&'a [ResourceLogs]>,
 }
