@@ -435,26 +435,35 @@ fn severity_mapping(
     Ok(map)
 }
 
+/// The widest `{min, max}` severity range a mapping may name.
+const MAX_SEVERITY_RANGE: u64 = 100_000;
+
 fn parseable(value: &Value) -> Result<Vec<String>, String> {
-    let range = |min: i64, max: i64| {
-        (min.min(max)..=min.max(max))
-            .map(|n| n.to_string())
-            .collect()
+    // Expanded into one map entry per number, as stanza does; a range wider than
+    // MAX_SEVERITY_RANGE would take unbounded memory, so it is refused.
+    let range = |min: i64, max: i64| -> Result<Vec<String>, String> {
+        let (low, high) = (min.min(max), min.max(max));
+        if high.abs_diff(low) >= MAX_SEVERITY_RANGE {
+            return Err(format!(
+                "severity range {{min: {min}, max: {max}}} spans more than {MAX_SEVERITY_RANGE} numbers"
+            ));
+        }
+        Ok((low..=high).map(|n| n.to_string()).collect())
     };
     Ok(match value {
         Value::Number(n) => vec![n.to_string()],
         Value::String(s) => match s.as_str() {
-            "2xx" => range(200, 299),
-            "3xx" => range(300, 399),
-            "4xx" => range(400, 499),
-            "5xx" => range(500, 599),
+            "2xx" => range(200, 299)?,
+            "3xx" => range(300, 399)?,
+            "4xx" => range(400, 499)?,
+            "5xx" => range(500, 599)?,
             other => vec![other.to_lowercase()],
         },
         Value::Object(m) => match (
             m.get("min").and_then(Value::as_i64),
             m.get("max").and_then(Value::as_i64),
         ) {
-            (Some(min), Some(max)) => range(min, max),
+            (Some(min), Some(max)) => range(min, max)?,
             _ => return Err("a severity range needs integer min and max".to_string()),
         },
         other => return Err(format!("{other} cannot be parsed as a severity")),

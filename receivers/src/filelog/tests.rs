@@ -495,6 +495,33 @@ fn regex_parser_with_timestamp_and_severity() {
 }
 
 #[test]
+fn severity_ranges_map_numbers_and_a_huge_range_is_refused() {
+    let mut c = chain(json!([{
+        "type": "severity_parser",
+        "parse_from": "body",
+        "mapping": {"error": "5xx", "warn": {"min": 400, "max": 404}}
+    }]));
+    let out = run(&mut c, vec![body_entry("503"), body_entry("404")]);
+    assert_eq!(out.entries[0].severity, 17, "5xx is error");
+    assert_eq!(out.entries[1].severity, 13, "400-404 is warn");
+    let configs: Vec<OperatorConfig> = serde_json::from_value(json!([{
+        "type": "severity_parser",
+        "parse_from": "body",
+        "mapping": {"info": {"min": 0, "max": 9_000_000_000i64}}
+    }]))
+    .expect("valid operators");
+    let errors = Chain::build(&configs)
+        .err()
+        .expect("a 9e9-number range is refused");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("spans more than 100000 numbers")),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn json_parser_numbers_are_floats_and_parse_to_body() {
     let mut c = chain(
         json!([{"type": "json_parser", "parse_to": "body", "severity": {"parse_from": "body.level", "overwrite_text": true}}]),
