@@ -6,7 +6,12 @@
 //! The binary installs it with `#[global_allocator]`; the cost is one relaxed atomic add
 //! per allocation and free. Without it installed, [`allocated_bytes`] returns `None`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+#[cfg(feature = "mimalloc")]
+use mimalloc::MiMalloc as System;
+#[cfg(not(feature = "mimalloc"))]
+use std::alloc::System;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
