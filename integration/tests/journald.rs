@@ -181,6 +181,8 @@ impl Running {
 }
 
 /// Every record the sink recorded, in arrival order.
+/// Every recorded log record, in journal time order: two requests may be in flight at
+/// once, so the order the sink recorded them in is not the order they were read in.
 fn recorded(record: &Path) -> Vec<LogRecord> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(record)
         .expect("reads the record dir")
@@ -189,7 +191,7 @@ fn recorded(record: &Path) -> Vec<LogRecord> {
         .filter(|p| p.to_string_lossy().ends_with("-logs.pb"))
         .collect();
     files.sort();
-    files
+    let mut records = files
         .iter()
         .flat_map(|path| {
             let request = ExportLogsServiceRequest::decode(
@@ -203,7 +205,9 @@ fn recorded(record: &Path) -> Vec<LogRecord> {
                 .flat_map(|s| s.log_records)
                 .collect::<Vec<_>>()
         })
-        .collect()
+        .collect::<Vec<_>>();
+    records.sort_by_key(|r| r.time_unix_nano);
+    records
 }
 
 fn body_field(record: &LogRecord, key: &str) -> Option<String> {

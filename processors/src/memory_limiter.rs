@@ -93,6 +93,10 @@ impl Config {
     }
 }
 
+/// How often the resident set size is read (/proc/self/statm, a few microseconds): at
+/// 20 ms a burst between two samples has little time to take it past the hard limit.
+const RSS_SAMPLE_MS: u64 = 20;
+
 /// The limiter; shared between the pipeline (as a processor) and its receivers (as an
 /// admission check).
 #[derive(Debug)]
@@ -173,7 +177,7 @@ impl MemoryLimiter {
     }
 
     /// Current memory usage in bytes as the limiter sees it: the larger of heap in use
-    /// plus baseline and the resident set size (sampled at most every 100 ms). RSS
+    /// plus baseline and the resident set size (sampled at most every [`RSS_SAMPLE_MS`]). RSS
     /// counts what the allocator holds but does not use; when that alone puts usage over
     /// the soft limit, free memory is handed back to the system (`malloc_trim`) so the
     /// limiter does not keep refusing after a burst has been sent.
@@ -195,7 +199,7 @@ impl MemoryLimiter {
     fn sampled_rss(&self) -> u64 {
         let now = now_millis();
         let last = self.rss_sampled_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 100
+        if now.saturating_sub(last) >= RSS_SAMPLE_MS
             && self
                 .rss_sampled_at
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
