@@ -244,6 +244,13 @@ pub fn classify_status(status: &tonic::Status) -> ExportError {
             reason,
             after: delay,
         },
+        // tonic's own `Unknown: transport error` when the connection broke before an
+        // answer (e.g. the backend was killed mid-request): no answer from the backend,
+        // so retried, never dropped. A status the server sent has no source.
+        Code::Unknown if std::error::Error::source(status).is_some() => ExportError::Retryable {
+            reason: format!("{reason} (the connection broke before an answer)"),
+            after: None,
+        },
         _ => ExportError::Permanent { reason },
     }
 }
@@ -301,6 +308,22 @@ impl Exporter for OtlpGrpcExporter {
 mod tests {
     use super::*;
     use oxcol_core::rpc_status::retry_info_details;
+
+    #[test]
+    fn a_broken_connection_is_retryable_a_server_unknown_is_not() {
+        // What tonic's client makes of a transport failure: Unknown, with the error as source.
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::other("transport error")));
+        assert_eq!(broken.code(), Code::Unknown);
+        assert!(matches!(
+            classify_status(&broken),
+            ExportError::Retryable { .. }
+        ));
+        // Unknown as the server's answer has no source: permanent, as the spec says.
+        assert!(matches!(
+            classify_status(&tonic::Status::unknown("transport error")),
+            ExportError::Permanent { .. }
+        ));
+    }
 
     #[test]
     fn classification_follows_the_otlp_spec() {

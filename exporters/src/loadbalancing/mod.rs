@@ -347,33 +347,8 @@ pub fn otlp_backends(
         };
         let exporter =
             otlp::OtlpGrpcExporter::new(&config)?.with_credentials(credentials.clone())?;
-        Ok(Arc::new(BrokenConnectionIsRetryable(exporter)) as Arc<dyn Exporter>)
+        Ok(Arc::new(exporter) as Arc<dyn Exporter>)
     })
-}
-
-/// What `otlp::classify_status` reports when the connection to the backend broke before
-/// an answer (tonic's client-side `Unknown: transport error`, e.g. the gateway was killed
-/// mid-request). It is no answer from the backend, so it is retried, never dropped.
-/// TODO(lead): the same holds for the plain `otlp` exporter; the fix belongs in
-/// `otlp::classify_status` (Unknown with a transport source is retryable), then this goes.
-const BROKEN_CONNECTION: &str = "gRPC status Unknown: transport error";
-
-struct BrokenConnectionIsRetryable(otlp::OtlpGrpcExporter);
-
-impl Exporter for BrokenConnectionIsRetryable {
-    fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
-        Box::pin(async move {
-            match self.0.export(batch).await {
-                Err(ExportError::Permanent { reason }) if reason == BROKEN_CONNECTION => {
-                    Err(ExportError::Retryable {
-                        reason: format!("{reason} (the connection broke before an answer)"),
-                        after: None,
-                    })
-                }
-                other => other,
-            }
-        })
-    }
 }
 
 /// Self-telemetry with the Collector's names, plus re-routed items.
