@@ -218,6 +218,15 @@ fn run(args: &ConfigArgs, watch_config: bool) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Before anything listens: a SIGHUP or SIGTERM sent as soon as a port answers
+        // must reload or stop, not end the process by the signal's default action.
+        let mut signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(error) => {
+                tracing::error!("cannot listen for signals: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
         let registry = oxcol_core::telemetry::Registry::new();
         let mut reloader = reload::Reloader::new(args.clone(), loaded, Arc::clone(&registry));
         let mut running = match reloader.start().await {
@@ -229,14 +238,6 @@ fn run(args: &ConfigArgs, watch_config: bool) -> ExitCode {
         };
         tracing::info!(pipelines = reloader.pipelines(), hash = reloader.hash(), "oxcol is running");
         release_start_up_pages();
-        let mut signals = match Signals::new() {
-            Ok(signals) => signals,
-            Err(error) => {
-                tracing::error!("cannot listen for signals: {error}");
-                running.shutdown().await;
-                return ExitCode::FAILURE;
-            }
-        };
         let watched = reload::watched_files(&args.configs);
         if watch_config && watched.is_empty() {
             tracing::warn!("--watch-config: no --config file to watch (env: and yaml: sources and the embedded config are not files); SIGHUP still reloads");

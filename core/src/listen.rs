@@ -416,6 +416,14 @@ impl Incoming {
             let _ = tokio::time::timeout(Duration::from_secs(2), accept).await;
         }
     }
+
+    /// For a server that hands the `Incoming` to a library (tonic) and so cannot call
+    /// [`Incoming::close`]: the accept loop, which closes the listening socket when it ends
+    /// (at shutdown). Await it, bounded, after the server has returned, before saying the
+    /// receiver has stopped.
+    pub fn take_accept_loop(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.accept.take()
+    }
 }
 
 impl Stream for Incoming {

@@ -724,3 +724,50 @@ async fn changed_receiver_releases_its_port_and_the_new_one_binds() {
     })
     .await;
 }
+
+/// A receiver changed in place (same gRPC address, other settings) is stopped and started
+/// again on the address it had: each reload must find the address free. The gRPC server
+/// hands its listener to tonic, so the listener is closed by the accept loop's task, which
+/// the stop must wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changed_grpc_receiver_binds_the_same_address_again_at_each_reload() {
+    bounded(Duration::from_secs(90), async {
+        let sink = start_sink().await;
+        let (grpc_port, metrics_port) = (free_port(), free_port());
+        let dir = Reloadable::new_dir();
+        let path = dir.join("config.yaml");
+        let pipeline = "    metrics:\n      receivers: [otlp]\n      exporters: [otlp]\n";
+        let with_limit = |mib: u32| {
+            config(grpc_port, metrics_port, &exporter("otlp", &sink), pipeline).replace(
+                &format!("endpoint: 127.0.0.1:{grpc_port}\n"),
+                &format!("endpoint: 127.0.0.1:{grpc_port}\n        max_recv_msg_size_mib: {mib}\n"),
+            )
+        };
+        std::fs::write(&path, with_limit(4)).expect("writes");
+        let mut oxcol = Reloadable::start(dir, &path, grpc_port, metrics_port, &[]).await;
+        send_gauge(grpc_port, 0.0, 1_000).await;
+        for round in 1..=6u32 {
+            std::fs::write(&path, with_limit(4 + round)).expect("writes");
+            oxcol.sighup();
+            let done = oxcol
+                .wait_metric(
+                    "oxcol_config_reloads",
+                    &[("outcome", "done")],
+                    f64::from(round),
+                    Duration::from_secs(20),
+                )
+                .await;
+            assert_eq!(done, f64::from(round), "reload {round}: {}", oxcol.log());
+            send_gauge(grpc_port, f64::from(round), 1_000 + u64::from(round)).await;
+        }
+        let stats = wait_sink(&sink, Duration::from_secs(10), |s| s.metrics.items >= 7).await;
+        assert_eq!(stats.metrics.items, 7);
+        assert!(
+            !oxcol.log().contains("reload refused"),
+            "a reload was refused: {}",
+            oxcol.log()
+        );
+        assert!(oxcol.alive());
+    })
+    .await;
+}

@@ -198,7 +198,7 @@ pub(crate) async fn serve(
         .add_service(LogsService { shared, max_bytes });
     // Bounded connections, TLS handshakes off the accept path, a deadline for the HTTP/2
     // preface: slow or idle clients cannot starve the others (core/src/listen.rs).
-    let (incoming, secure) = accept(
+    let (mut incoming, secure) = accept(
         id,
         "protocols.grpc.",
         &name,
@@ -210,12 +210,18 @@ pub(crate) async fn serve(
     )?;
     let id = id.to_string();
     tracing::info!(receiver = %id, endpoint = %bound, tls = secure, "OTLP/gRPC receiver listening");
+    let accept_loop = incoming.take_accept_loop();
     let task = tokio::spawn(async move {
         if let Err(error) = router
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await
         {
             tracing::error!(receiver = %id, %error, "OTLP/gRPC server stopped with an error");
+        }
+        // The listening socket is the accept loop's: this task ends (and a reload may bind
+        // the same address) only once it is closed.
+        if let Some(accept_loop) = accept_loop {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), accept_loop).await;
         }
     });
     Ok((bound, task))
