@@ -327,6 +327,19 @@ impl Batch {
         }
     }
 
+    /// Replaces decoded data with its encoding, so that clones of the batch share one
+    /// buffer; encoded data is left as it is. Items and signal do not change.
+    pub fn encode_in_place(&mut self) {
+        if !matches!(self.data, Data::Encoded(_)) {
+            let bytes = self.to_bytes();
+            self.data = Data::Encoded(if bytes.is_empty() {
+                Vec::new()
+            } else {
+                vec![bytes]
+            });
+        }
+    }
+
     /// The encoded export request as one contiguous buffer (no copy when the batch is a
     /// single encoded segment).
     pub fn to_bytes(&self) -> Bytes {

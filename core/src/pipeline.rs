@@ -279,6 +279,14 @@ pub enum ExportError {
 /// an implementation makes exactly one attempt per call.
 pub trait Exporter: Send + Sync + 'static {
     fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>>;
+
+    /// True when this exporter sends the batch as the encoded OTLP request as it is
+    /// (OTLP/gRPC, OTLP/HTTP with protobuf). The sending queue then encodes a decoded batch
+    /// once, before the first attempt: each attempt gets a clone of the same bytes instead
+    /// of a deep copy of the decoded tree (a copy, and a free, of every string and point).
+    fn sends_encoded(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -256,6 +256,10 @@ pub fn classify_status(status: &tonic::Status) -> ExportError {
 }
 
 impl Exporter for OtlpGrpcExporter {
+    fn sends_encoded(&self) -> bool {
+        true
+    }
+
     fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
         Box::pin(async move {
             let signal = batch.signal();

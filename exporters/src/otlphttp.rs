@@ -273,6 +273,10 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
 }
 
 impl Exporter for OtlpHttpExporter {
+    fn sends_encoded(&self) -> bool {
+        self.encoding == WireEncoding::Proto
+    }
+
     fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
         Box::pin(async move {
             let signal = batch.signal();

@@ -713,7 +713,11 @@ fn split_for_send(batch: Batch, batching: Option<BatchSettings>, id: &str) -> Ve
 }
 
 impl Sender {
-    async fn send_with_retry(&self, batch: Batch) -> Result<(), Refusal> {
+    async fn send_with_retry(&self, mut batch: Batch) -> Result<(), Refusal> {
+        if self.exporter.sends_encoded() {
+            // Each attempt below takes a clone: of shared bytes, not of a decoded tree.
+            batch.encode_in_place();
+        }
         let items = batch.items();
         let started = Instant::now();
         let mut interval = self.retry.initial_interval.get();
@@ -794,6 +798,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use futures::future::BoxFuture;
     use oxcol_core::ExportOutcome;
     use oxcol_core::telemetry::Registry;
@@ -1090,6 +1095,71 @@ mod tests {
             .await;
         assert_eq!(counters.send_failed.get(), 3);
         assert_eq!(counters.sent.get(), 0);
+    }
+
+    /// Fails its first two attempts (retryable); records what every attempt was given:
+    /// whether the batch came encoded, and its encoding.
+    struct EncodedSender {
+        attempts: std::sync::Mutex<Vec<(bool, Bytes)>>,
+    }
+
+    impl Exporter for EncodedSender {
+        fn sends_encoded(&self) -> bool {
+            true
+        }
+
+        fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
+            let encoded = matches!(batch.data(), oxcol_core::batch::Data::Encoded(_));
+            let mut attempts = self.attempts.lock().unwrap();
+            attempts.push((encoded, batch.to_bytes()));
+            let result = if attempts.len() <= 2 {
+                Err(ExportError::Retryable {
+                    reason: "unavailable".into(),
+                    after: None,
+                })
+            } else {
+                Ok(ExportOutcome::default())
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exporter_that_sends_encoded_gets_the_same_bytes_at_every_attempt() {
+        let registry = Registry::new();
+        let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
+        let sender = Arc::new(EncodedSender {
+            attempts: std::sync::Mutex::new(Vec::new()),
+        });
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            sender.clone(),
+            &QueueConfig::default(),
+            &fast_retry(),
+            None,
+            counters.clone(),
+        );
+        let decoded = batch();
+        let expected = decoded.to_bytes();
+        assert!(!matches!(
+            decoded.data(),
+            oxcol_core::batch::Data::Encoded(_)
+        ));
+        queued.submit(decoded).await.unwrap();
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        let attempts = sender.attempts.lock().unwrap();
+        assert_eq!(attempts.len(), 3, "two failures, then success");
+        for (encoded, bytes) in attempts.iter() {
+            assert!(
+                encoded,
+                "the queue encodes once for an exporter that sends encoded"
+            );
+            assert_eq!(bytes, &expected);
+        }
+        assert_eq!(counters.sent.get(), 3);
     }
 
     /// Records the item count of every batch it is given.
