@@ -9,6 +9,8 @@
 //! `..._no_size_hint` with plain `read` calls until EOF, as both receivers read.
 //! `self_process` reads this process's real /proc/self files (the kernel's page walk and
 //! formatting included), rollup only vs `detailed: true`.
+//! The smaps scrapes are timed as the receiver runs them: `collect_encoded`, the
+//! encoded request it hands to the pipelines.
 //!
 //! Run: `cargo bench -p oxcol-receivers --bench memory_truth`.
 
@@ -217,7 +219,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("node_1000_processes");
     group.sample_size(20);
     group.bench_function("oxcol_scrape", |b| {
-        b.iter(|| black_box(processes.collect(SystemTime::now()).len()))
+        b.iter(|| black_box(processes.collect_encoded(SystemTime::now()).points))
     });
     group.bench_function("bare_open_read_close", |b| {
         b.iter(|| black_box(bare_read(&node.proc_files, &mut buffer)))
@@ -230,7 +232,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("node_1000_processes_detailed");
     group.sample_size(20);
     group.bench_function("oxcol_scrape", |b| {
-        b.iter(|| black_box(detailed.collect(SystemTime::now()).len()))
+        b.iter(|| black_box(detailed.collect_encoded(SystemTime::now()).points))
     });
     group.bench_function("bare_open_read_close", |b| {
         b.iter(|| black_box(bare_read(&node.detailed_files, &mut buffer)))
@@ -252,10 +254,10 @@ fn benches(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("self_process");
     group.bench_function("rollup", |b| {
-        b.iter(|| black_box(rollup_self.collect(SystemTime::now()).len()))
+        b.iter(|| black_box(rollup_self.collect_encoded(SystemTime::now()).points))
     });
     group.bench_function("detailed", |b| {
-        b.iter(|| black_box(detailed_self.collect(SystemTime::now()).len()))
+        b.iter(|| black_box(detailed_self.collect_encoded(SystemTime::now()).points))
     });
     group.finish();
 

@@ -191,6 +191,12 @@ impl ResourceBuilder {
         });
     }
 
+    /// The metrics built, without a resource or scope (for a caller that encodes them
+    /// into a resource it writes itself, as smaps `detailed` does).
+    pub fn into_metrics(self) -> Vec<Metric> {
+        self.metrics
+    }
+
     pub fn finish(self, resource_attributes: Vec<KeyValue>, scope_name: &str) -> ResourceMetrics {
         ResourceMetrics {
             resource: Some(Resource {

@@ -356,6 +356,7 @@ impl Scraper for CgroupScraper {
             self.collector = Some(collector);
             Ok(ScrapeOutput {
                 metrics,
+                encoded_metrics: None,
                 logs: Vec::new(),
             })
         })

@@ -668,6 +668,7 @@ impl Scraper for HostmetricsScraper {
             self.collector = Some(collector);
             Ok(ScrapeOutput {
                 metrics: metrics?,
+                encoded_metrics: None,
                 logs: Vec::new(),
             })
         })

@@ -794,3 +794,355 @@ fn pod_uid_and_container_id_from_the_process_cgroup() {
     assert_eq!(resource_attr(&again[0], "container.id"), Some(id));
     let _ = std::fs::remove_dir_all(&proc);
 }
+
+/// The scrape loop as it was before the rollup metrics were written as protobuf
+/// directly (issue 18): selection shared, then the `ResourceBuilder` object model per
+/// process. Kept as the reference the encoded output must equal.
+fn reference_collect(c: &mut Collector, now: std::time::SystemTime) -> Vec<ResourceMetrics> {
+    let now_nanos = unix_nanos(now);
+    let selected = c.select();
+    let comms = std::mem::take(&mut c.comms);
+    let mut metric_names: Vec<(Box<[u8]>, String)> = Vec::new();
+    let mut out = Vec::new();
+    for Selected {
+        pid,
+        comm,
+        ppid,
+        starttime,
+    } in selected
+    {
+        let ticks = c.clock_ticks;
+        let start_seconds = c.boot_time_seconds + starttime / ticks;
+        let start_nanos = start_seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add((starttime % ticks).saturating_mul(1_000_000_000) / ticks);
+        let mut builder = ResourceBuilder::new(
+            now_nanos,
+            start_nanos,
+            if c.config.detailed { 32 } else { 24 },
+        );
+        let filled = match c.read(pid, "smaps_rollup") {
+            Ok(data) => data.len(),
+            Err(_) => continue,
+        };
+        parse::for_each_rollup_field(&c.buffer[..filled], |field, bytes| {
+            let index = match metric_names.iter().position(|(f, _)| &**f == field) {
+                Some(i) => i,
+                None => {
+                    metric_names.push((
+                        field.into(),
+                        format!("process.smaps.{}", parse::snake_case(field)),
+                    ));
+                    metric_names.len() - 1
+                }
+            };
+            builder.gauge_int(
+                &metric_names[index].1,
+                "By",
+                i64::try_from(bytes).unwrap_or(i64::MAX),
+                &[],
+            );
+        });
+        if builder.is_empty() {
+            continue;
+        }
+        if c.config.detailed
+            && let Ok(data) = c.read(pid, "smaps")
+        {
+            let filled = data.len();
+            c.breakdown.parse(&c.buffer[..filled], c.config.top_files);
+            c.breakdown.emit(&c.buffer[..filled], &mut builder);
+        }
+        let attributes = c.resource_attributes(pid, ppid, &comms[comm], start_seconds);
+        out.push(builder.finish(attributes, SCOPE));
+    }
+    c.comms = comms;
+    out
+}
+
+/// Scrapes twice (the second with the field heads and resources already encoded) with
+/// the encoded writer and the reference builder; `Err` with the difference if the
+/// decoded output, the bytes or the point count differ. Returns the resources.
+fn compare_with_reference(config: &Config, now: std::time::SystemTime) -> Result<usize, String> {
+    let registry = Registry::new();
+    let mut reference = Collector::new("reference", config, &registry);
+    let mut encoded = Collector::new("encoded", config, &registry);
+    let mut resources = 0;
+    for scrape in 0..2 {
+        let expected = reference_collect(&mut reference, now);
+        let got = encoded.collect_encoded(now);
+        let decoded = ExportMetricsServiceRequest::decode(got.bytes.clone())
+            .map_err(|e| format!("scrape {scrape}: the output does not decode: {e}"))?
+            .resource_metrics;
+        if decoded != expected {
+            return Err(format!(
+                "scrape {scrape}: decoded output differs:\n{decoded:#?}\nreference:\n{expected:#?}"
+            ));
+        }
+        let reference_bytes = ExportMetricsServiceRequest {
+            resource_metrics: expected.clone(),
+        }
+        .encode_to_vec();
+        if got.bytes[..] != reference_bytes[..] {
+            return Err(format!(
+                "scrape {scrape}: decodes equal but the bytes differ from prost's"
+            ));
+        }
+        let points = oxcol_core::Batch::from_metrics(expected).items();
+        if got.points != points {
+            return Err(format!(
+                "scrape {scrape}: {} points counted, {points} in the output",
+                got.points
+            ));
+        }
+        resources = decoded.len();
+    }
+    Ok(resources)
+}
+
+/// A fixture /proc for the reference comparison: the two recorded rollups (one with
+/// its recorded full smaps, one without), and hand-written rollups with what the
+/// encoder must handle like the builder: a field repeated on consecutive lines, two
+/// spellings of one metric name in a row, zeros, a value that saturates, fields in
+/// another order, an unknown field, no fields at all (a kernel thread), a zombie, and
+/// a process in a Kubernetes pod (resource attributes from its cgroup).
+fn reference_fixture_proc(test: &str) -> std::path::PathBuf {
+    let proc = std::env::temp_dir().join(format!(
+        "oxcol-smaps-encode-proc-{test}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&proc);
+    std::fs::create_dir_all(&proc).unwrap();
+    std::fs::write(proc.join("stat"), "btime 1700000000\n").unwrap();
+    let header = "00400000-7fff00000000 ---p 00000000 00:00 0 [rollup]\n";
+    // pid, comm, state, smaps_rollup, full smaps.
+    type Process<'a> = (u32, &'a str, char, Vec<u8>, Option<Vec<u8>>);
+    let processes: [Process; 7] = [
+        (
+            42,
+            "sleep",
+            'S',
+            fixture("sleep-glibc.smaps_rollup"),
+            Some(fixture("sleep-glibc.smaps")),
+        ),
+        (
+            43,
+            "go static",
+            'S',
+            fixture("go-static.smaps_rollup"),
+            None,
+        ),
+        (
+            44,
+            "odd",
+            'R',
+            format!(
+                "{header}Rss: 10 kB\nRss: 11 kB\nPss_Anon: 0 kB\nPssAnon: 3 kB\nPss_Anon: 4 kB\nHuge: 18446744073709551615 kB\nBig: 9007199254740992 kB\nNew_Field: 7 kB\nTHPeligible: 0\nRss: 12 kB\n"
+            )
+            .into_bytes(),
+            Some(fixture("go-static.smaps")),
+        ),
+        (
+            45,
+            "reordered",
+            'S',
+            format!("{header}Swap: 1 kB\nPss: 2 kB\nRss: 3 kB\nLocked: 0 kB\n").into_bytes(),
+            None,
+        ),
+        (46, "kthread", 'S', Vec::new(), None),
+        (
+            47,
+            "zombie",
+            'Z',
+            format!("{header}Rss: 1 kB\n").into_bytes(),
+            None,
+        ),
+        (
+            48,
+            "in a pod",
+            'S',
+            fixture("sleep-glibc.smaps_rollup"),
+            None,
+        ),
+    ];
+    for (pid, comm, state, rollup, smaps) in processes {
+        let dir = proc.join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("stat"),
+            format!("{pid} ({comm}) {state} 1 {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {} 1000 10 1\n", 100 + 37 * u64::from(pid)),
+        )
+        .unwrap();
+        std::fs::write(dir.join("smaps_rollup"), rollup).unwrap();
+        if let Some(smaps) = smaps {
+            std::fs::write(dir.join("smaps"), smaps).unwrap();
+        }
+        let cgroup = if pid == 48 {
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b7c3c2e_6f1a_4d2b_9c8e_1a2b3c4d5e6f.slice/cri-containerd-4c0e1b5d7f2a9e3c6b8d0a1f2e3d4c5b6a7980e1d2c3b4a5968778695a4b3c2d.scope\n"
+        } else {
+            "0::/system.slice/x.service\n"
+        };
+        std::fs::write(dir.join("cgroup"), cgroup).unwrap();
+    }
+    proc
+}
+
+#[test]
+fn encoded_output_matches_reference_builder_on_fixtures() {
+    let proc = reference_fixture_proc("reference");
+    let base = Config {
+        proc_path: proc.clone(),
+        self_process: Some(false),
+        all: true,
+        ..Config::default()
+    };
+    let configs = [
+        base.clone(),
+        Config {
+            detailed: true,
+            ..base.clone()
+        },
+        Config {
+            detailed: true,
+            top_files: 0,
+            ..base.clone()
+        },
+        Config {
+            all: false,
+            pids: vec![48, 44, 4_000_000],
+            ..base.clone()
+        },
+    ];
+    for config in &configs {
+        for now in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_nanos(1_700_000_123_456_789_012),
+        ] {
+            // 42, 43, 44, 45 and 48 have fields; the kernel thread and the zombie none.
+            let expected = if config.all { 5 } else { 2 };
+            match compare_with_reference(config, now) {
+                Ok(resources) => assert_eq!(resources, expected, "{config:?}"),
+                Err(difference) => panic!("{config:?} at {now:?}: {difference}"),
+            }
+        }
+    }
+    // The fixtures exercise what they claim: a merged repeat, a saturated value.
+    let out = Collector::new("smaps", &configs[3], &Registry::new()).collect(UNIX_EPOCH);
+    let odd = out.iter().find(|rm| pid_of(rm) == Some(44)).unwrap();
+    let rss = crate::cgroup::emit::lookup::find(odd, "process.smaps.rss").unwrap();
+    assert_eq!(oxcol_core::batch::metric_points(rss), 2);
+    assert_eq!(value(odd, "process.smaps.huge", &[]), Some(i64::MAX as f64));
+    let _ = std::fs::remove_dir_all(&proc);
+}
+
+#[test]
+fn encoded_output_matches_reference_builder_on_a_live_child() {
+    let child = Command::new("sleep")
+        .arg("60")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sleep is installed");
+    let child = Guard(child);
+    let pid = child.0.id();
+    // The child must have exec'd sleep (its rollup is then stable).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "sleep")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child never became sleep"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for detailed in [false, true] {
+        let config = Config {
+            pids: vec![pid],
+            self_process: Some(false),
+            detailed,
+            ..Config::default()
+        };
+        // The reference and the encoder read the files at different times: retry if a
+        // value moved in between.
+        let mut last = String::new();
+        let matched =
+            (0..20).any(
+                |_| match compare_with_reference(&config, std::time::SystemTime::now()) {
+                    Ok(resources) => {
+                        assert_eq!(resources, 1);
+                        true
+                    }
+                    Err(difference) => {
+                        last = difference;
+                        std::thread::sleep(Duration::from_millis(20));
+                        false
+                    }
+                },
+            );
+        assert!(matched, "detailed: {detailed}: {last}");
+    }
+}
+
+/// Through the scrape loop: the smaps scraper's encoded output reaches the pipeline as
+/// one encoded batch (not decoded on the way), counted by its points, and decodes to
+/// what `collect` gives.
+#[tokio::test]
+async fn scraper_delivers_the_encoded_batch() {
+    let proc = reference_fixture_proc("scraper");
+    let config = Config {
+        proc_path: proc.clone(),
+        self_process: Some(false),
+        all: true,
+        ..Config::default()
+    };
+    let registry = Arc::new(Registry::new());
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<oxcol_core::Envelope>(8);
+    let mut consumers = oxcol_core::Consumers::new();
+    consumers.add(
+        oxcol_core::Signal::Metrics,
+        oxcol_core::PipelineInput {
+            pipeline: "metrics".into(),
+            sender,
+            admissions: vec![],
+        },
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = crate::scraper::spawn(
+        "smaps",
+        Duration::from_secs(3600),
+        SmapsScraper::new("smaps", &config, &registry),
+        consumers,
+        &registry,
+        shutdown.clone(),
+    );
+    let envelope = tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+        .await
+        .expect("a scrape within 10 s")
+        .expect("a batch");
+    let _ = envelope.ack.send(Ok(()));
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    let mut batch = envelope.batch;
+    assert!(
+        matches!(batch.data(), oxcol_core::Data::Encoded(segments) if segments.len() == 1),
+        "delivered encoded"
+    );
+    let items = batch.items();
+    batch.recount();
+    assert_eq!(items, batch.items(), "the point count is the batch's");
+    let delivered = batch.metrics_mut().expect("metrics").clone();
+    let expected = Collector::new("smaps", &config, &Registry::new()).collect(UNIX_EPOCH);
+    assert_eq!(delivered.len(), 5);
+    assert_eq!(delivered.len(), expected.len());
+    for (got, want) in delivered.iter().zip(&expected) {
+        assert_eq!(got.resource, want.resource);
+        let names = |rm: &ResourceMetrics| -> Vec<String> {
+            rm.scope_metrics[0]
+                .metrics
+                .iter()
+                .map(|m| m.name.clone())
+                .collect()
+        };
+        assert_eq!(names(got), names(want));
+    }
+    let _ = std::fs::remove_dir_all(&proc);
+}
