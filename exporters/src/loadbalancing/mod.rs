@@ -552,27 +552,10 @@ impl LoadBalancer {
         } else {
             return Err("no resolver configured".to_string());
         }
-        let handed = take_handed_over(&(id.to_string(), signal));
-        if !handed.is_empty() {
-            let items: u64 = handed.iter().map(Batch::items).sum();
-            tracing::info!(exporter = %id, %signal, items, "delivering the data the previous exporter of this id left undelivered");
-            for batch in handed {
-                let inner = Arc::clone(&inner);
-                tokio::spawn(async move {
-                    let items = batch.items();
-                    inner.telemetry.rerouted.add(items);
-                    match inner.deliver(batch).await {
-                        Ok(outcome) if outcome.rejected > 0 => {
-                            tracing::error!(exporter = %inner.id, rejected = outcome.rejected, message = %outcome.message, "handed-over data partly rejected")
-                        }
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::warn!(exporter = %inner.id, items, %error, "handed-over data not delivered")
-                        }
-                    }
-                });
-            }
-        }
+        tokio::spawn(adopt_handed_over(
+            Arc::downgrade(&inner),
+            (id.to_string(), signal),
+        ));
         Ok(LoadBalancer { inner })
     }
 
@@ -1056,6 +1039,51 @@ impl Drop for Pending {
         tracing::info!(exporter = %self.key.0, signal = %self.key.1, items, "loadbalancing stopped with data not yet delivered; keeping it for the exporter that replaces it");
         let mut handed = HANDED_OVER.lock().unwrap_or_else(|p| p.into_inner());
         handed.extend(left.into_iter().map(|b| (self.key.clone(), b)));
+    }
+}
+
+/// How often a running exporter looks for data its predecessor handed over late.
+const HANDOVER_POLL: Duration = Duration::from_millis(100);
+
+/// Delivers, through this exporter's ring, the data a stopped exporter of the same id and
+/// signal could not deliver (a reload). Not only once at the start: the predecessor's
+/// deliveries hand over what they hold when they end, and one waiting on a dead backend
+/// may end after this exporter started, so this looks again every `HANDOVER_POLL` for as
+/// long as the exporter runs.
+async fn adopt_handed_over(inner: std::sync::Weak<Inner>, key: (String, Signal)) {
+    let mut first = true;
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let handed = take_handed_over(&key);
+        if !handed.is_empty() {
+            let items: u64 = handed.iter().map(Batch::items).sum();
+            tracing::info!(exporter = %strong.id, signal = %key.1, items, late = !first, "delivering the data the previous exporter of this id left undelivered");
+            for batch in handed {
+                let inner = Arc::clone(&strong);
+                tokio::spawn(async move {
+                    let items = batch.items();
+                    inner.telemetry.rerouted.add(items);
+                    match inner.deliver(batch).await {
+                        Ok(outcome) if outcome.rejected > 0 => {
+                            tracing::error!(exporter = %inner.id, rejected = outcome.rejected, message = %outcome.message, "handed-over data partly rejected")
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(exporter = %inner.id, items, %error, "handed-over data not delivered")
+                        }
+                    }
+                });
+            }
+        }
+        first = false;
+        let stop = strong.stop.clone();
+        drop(strong);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(HANDOVER_POLL) => {}
+        }
     }
 }
 

@@ -680,6 +680,57 @@ async fn data_left_by_a_stopped_exporter_goes_to_its_replacement() {
     );
 }
 
+/// The old exporter's delivery may end (and hand over what it holds) only after the
+/// replacement has started, e.g. while it waited on a dead backend: that data is delivered
+/// too, not left behind.
+#[tokio::test]
+async fn data_handed_over_after_the_replacement_started_is_delivered_too() {
+    let fleet = Fleet::default();
+    let old_config = static_config(&["gw-1:4317", "gw-2:4317"], "service");
+    let old = Arc::new(
+        LoadBalancer::start(
+            "lb/late-handover",
+            Signal::Metrics,
+            &old_config,
+            fleet.factory(),
+            None,
+            Registry::new(),
+        )
+        .unwrap(),
+    );
+    fleet.set_up("gw-2:4317", false);
+    let batch = encoded_metrics(20);
+    let total = batch.items();
+    let sending = tokio::spawn({
+        let old = old.clone();
+        async move { old.export(batch).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let delivered_before = fleet.items().values().sum::<u64>();
+    assert!(delivered_before < total);
+    // The replacement starts first, while the old send still holds its pieces ...
+    let new_config = static_config(&["gw-1:4317"], "service");
+    let _new = LoadBalancer::start(
+        "lb/late-handover",
+        Signal::Metrics,
+        &new_config,
+        fleet.factory(),
+        None,
+        Registry::new(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ... and only then is the old send abandoned and the old exporter dropped.
+    sending.abort();
+    let _ = sending.await;
+    drop(old);
+    wait_for("the late handed-over data", || {
+        fleet.items().values().sum::<u64>() == total
+    })
+    .await;
+    assert_eq!(fleet.items().get("gw-2:4317").copied().unwrap_or(0), 0);
+}
+
 #[tokio::test]
 async fn with_a_queue_pieces_for_a_failing_backend_are_retried_apart_within_a_bound() {
     let fleet = Fleet::default();
