@@ -346,6 +346,22 @@ fn a_year_past_2554_is_an_error_not_an_overflow() {
     assert!(parse("2554-01-01").is_ok());
 }
 
+#[test]
+fn an_epoch_with_more_digits_than_nanoseconds_hold_is_an_error_not_an_overflow() {
+    // Found by the fuzz target `filelog`: the whole part times 10^9 overflowed u128.
+    let parse = |layout: &str, value: &str| {
+        Layout::new("epoch", layout).expect("valid layout").parse(
+            &json!(value),
+            Location::Utc,
+            2024,
+        )
+    };
+    let huge = format!("1700{}0.0000000000000000000", "4".repeat(32));
+    assert!(parse("s.ms", &huge).is_err());
+    assert!(parse("s.ns", &"9".repeat(38)).is_err());
+    assert!(parse("s.ms", "1700000000.250").is_ok());
+}
+
 // ---------------------------------------------------------------- container
 
 #[test]

@@ -295,7 +295,8 @@ fn parse_epoch(unit: EpochUnit, value: &Value) -> Result<u64, String> {
         return Ok((whole * scale(unit) as f64) as u64);
     }
     let int: u128 = int_part.parse().map_err(|_| bad())?;
-    let mut nanos = int * scale(unit);
+    // Checked: the whole part may have any number of digits (u128 holds 38).
+    let mut nanos = int.checked_mul(scale(unit)).ok_or_else(bad)?;
     if !frac_part.is_empty() {
         if !frac_part.chars().all(|c| c.is_ascii_digit()) {
             return Err(bad());
@@ -305,7 +306,9 @@ fn parse_epoch(unit: EpochUnit, value: &Value) -> Result<u64, String> {
             .chain(std::iter::repeat('0'))
             .take(9)
             .collect();
-        nanos += digits.parse::<u128>().map_err(|_| bad())?;
+        nanos = nanos
+            .checked_add(digits.parse::<u128>().map_err(|_| bad())?)
+            .ok_or_else(bad)?;
     }
     u64::try_from(nanos).map_err(|_| bad())
 }
