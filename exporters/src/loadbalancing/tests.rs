@@ -627,15 +627,23 @@ async fn without_retries_a_failed_piece_is_counted_as_rejected() {
     assert!(outcome.message.contains("gw-1:4317"), "{}", outcome.message);
 }
 
-#[tokio::test]
-async fn data_left_by_a_stopped_exporter_goes_to_its_replacement() {
-    let fleet = Fleet::default();
-    let old_config = static_config(&["gw-1:4317", "gw-2:4317"], "service");
+/// A send under way through exporter `id` (ring gw-1 + gw-2, gw-2 refusing): part of the
+/// batch is delivered to gw-1, the rest held for gw-2 and retried. Returns the exporter,
+/// the send, the batch's items and what was delivered so far.
+async fn exporter_holding_data_for_a_refusing_backend(
+    fleet: &Fleet,
+    id: &str,
+) -> (
+    Arc<LoadBalancer>,
+    tokio::task::JoinHandle<Result<ExportOutcome, ExportError>>,
+    u64,
+    u64,
+) {
     let old = Arc::new(
         LoadBalancer::start(
-            "lb/handover",
+            id,
             Signal::Metrics,
-            &old_config,
+            &static_config(&["gw-1:4317", "gw-2:4317"], "service"),
             fleet.factory(),
             None,
             Registry::new(),
@@ -652,22 +660,34 @@ async fn data_left_by_a_stopped_exporter_goes_to_its_replacement() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let delivered_before = fleet.items().values().sum::<u64>();
     assert!(delivered_before < total);
+    (old, sending, total, delivered_before)
+}
+
+/// The exporter that replaces `id` at a reload: its config has gw-2 no more.
+fn replacement_without_gw2(fleet: &Fleet, id: &str, registry: Arc<Registry>) -> LoadBalancer {
+    LoadBalancer::start(
+        id,
+        Signal::Metrics,
+        &static_config(&["gw-1:4317"], "service"),
+        fleet.factory(),
+        None,
+        registry,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn data_left_by_a_stopped_exporter_goes_to_its_replacement() {
+    let fleet = Fleet::default();
+    let (old, sending, total, delivered_before) =
+        exporter_holding_data_for_a_refusing_backend(&fleet, "lb/handover").await;
     // A reload: the old exporter's send is abandoned (its queue gave up) and it is dropped.
     sending.abort();
     let _ = sending.await;
     drop(old);
-    // The new config has gw-2 no more: what was held for it goes to gw-1.
-    let new_config = static_config(&["gw-1:4317"], "service");
+    // What was held for gw-2 goes to gw-1.
     let registry = Registry::new();
-    let _new = LoadBalancer::start(
-        "lb/handover",
-        Signal::Metrics,
-        &new_config,
-        fleet.factory(),
-        None,
-        registry.clone(),
-    )
-    .unwrap();
+    let _new = replacement_without_gw2(&fleet, "lb/handover", registry.clone());
     wait_for("the handed-over data", || {
         fleet.items().values().sum::<u64>() == total
     })
@@ -686,39 +706,10 @@ async fn data_left_by_a_stopped_exporter_goes_to_its_replacement() {
 #[tokio::test]
 async fn data_handed_over_after_the_replacement_started_is_delivered_too() {
     let fleet = Fleet::default();
-    let old_config = static_config(&["gw-1:4317", "gw-2:4317"], "service");
-    let old = Arc::new(
-        LoadBalancer::start(
-            "lb/late-handover",
-            Signal::Metrics,
-            &old_config,
-            fleet.factory(),
-            None,
-            Registry::new(),
-        )
-        .unwrap(),
-    );
-    fleet.set_up("gw-2:4317", false);
-    let batch = encoded_metrics(20);
-    let total = batch.items();
-    let sending = tokio::spawn({
-        let old = old.clone();
-        async move { old.export(batch).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let delivered_before = fleet.items().values().sum::<u64>();
-    assert!(delivered_before < total);
+    let (old, sending, total, _) =
+        exporter_holding_data_for_a_refusing_backend(&fleet, "lb/late-handover").await;
     // The replacement starts first, while the old send still holds its pieces ...
-    let new_config = static_config(&["gw-1:4317"], "service");
-    let _new = LoadBalancer::start(
-        "lb/late-handover",
-        Signal::Metrics,
-        &new_config,
-        fleet.factory(),
-        None,
-        Registry::new(),
-    )
-    .unwrap();
+    let _new = replacement_without_gw2(&fleet, "lb/late-handover", Registry::new());
     tokio::time::sleep(Duration::from_millis(50)).await;
     // ... and only then is the old send abandoned and the old exporter dropped.
     sending.abort();
