@@ -75,14 +75,9 @@ impl Batch {
 
     /// Wraps an encoded request whose item count is already known.
     pub fn from_encoded_counted(signal: Signal, bytes: Bytes, items: u64) -> Batch {
-        let segments = if bytes.is_empty() {
-            Vec::new()
-        } else {
-            vec![bytes]
-        };
         Batch {
             signal,
-            data: Data::Encoded(segments),
+            data: encoded_data(bytes),
             items,
             client_addr: None,
         }
@@ -331,12 +326,7 @@ impl Batch {
     /// buffer; encoded data is left as it is. Items and signal do not change.
     pub fn encode_in_place(&mut self) {
         if !matches!(self.data, Data::Encoded(_)) {
-            let bytes = self.to_bytes();
-            self.data = Data::Encoded(if bytes.is_empty() {
-                Vec::new()
-            } else {
-                vec![bytes]
-            });
+            self.data = encoded_data(self.to_bytes());
         }
     }
 
@@ -473,6 +463,15 @@ fn split_decoded(mut batch: Batch, max_items: u64) -> Result<Vec<Batch>, BatchEr
 }
 
 use opentelemetry_proto::tonic::metrics::v1::{Metric, ScopeMetrics, metric};
+
+/// One encoded request as batch data: no segment when it is empty (an empty batch).
+fn encoded_data(bytes: Bytes) -> Data {
+    Data::Encoded(if bytes.is_empty() {
+        Vec::new()
+    } else {
+        vec![bytes]
+    })
+}
 
 /// Data points of one metric, whatever its type.
 pub fn metric_points(metric: &Metric) -> usize {

@@ -413,16 +413,27 @@ impl Incoming {
     pub async fn close(mut self) {
         self.receiver.close();
         if let Some(accept) = self.accept.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), accept).await;
+            AcceptLoop(accept).closed().await;
         }
     }
 
     /// For a server that hands the `Incoming` to a library (tonic) and so cannot call
     /// [`Incoming::close`]: the accept loop, which closes the listening socket when it ends
-    /// (at shutdown). Await it, bounded, after the server has returned, before saying the
-    /// receiver has stopped.
-    pub fn take_accept_loop(&mut self) -> Option<tokio::task::JoinHandle<()>> {
-        self.accept.take()
+    /// (at shutdown). Await [`AcceptLoop::closed`] after the server has returned, before
+    /// saying the receiver has stopped.
+    pub fn take_accept_loop(&mut self) -> Option<AcceptLoop> {
+        self.accept.take().map(AcceptLoop)
+    }
+}
+
+/// The task that accepts connections and owns the listening socket.
+pub struct AcceptLoop(tokio::task::JoinHandle<()>);
+
+impl AcceptLoop {
+    /// Waits (at most 2 s) until the loop has ended and dropped the socket, so that a
+    /// reload can bind the same address right after.
+    pub async fn closed(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.0).await;
     }
 }
 

@@ -221,7 +221,7 @@ pub(crate) async fn serve(
         // The listening socket is the accept loop's: this task ends (and a reload may bind
         // the same address) only once it is closed.
         if let Some(accept_loop) = accept_loop {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), accept_loop).await;
+            accept_loop.closed().await;
         }
     });
     Ok((bound, task))
