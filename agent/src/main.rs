@@ -14,6 +14,7 @@ mod reload;
 mod service;
 mod settings;
 mod telemetry;
+mod telemetry_sdk;
 
 use std::process::ExitCode;
 use std::sync::Arc;

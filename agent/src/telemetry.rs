@@ -2,7 +2,8 @@
 //! on 127.0.0.1:8888/metrics by default), configured with the Collector's keys, both its
 //! current `readers: [{pull: {exporter: {prometheus: {host, port}}}}]` form and the older
 //! `address:` form, plus `readers: [{periodic: {exporter: {otlp: ...}}}]`, which pushes
-//! the same series as OTLP metrics (see [`push_metrics`]).
+//! the same series as OTLP metrics, and `logs.processors`, which exports the log over
+//! OTLP; both through the OpenTelemetry Rust SDK (`crate::telemetry_sdk`).
 //!
 //! Self-telemetry must never stop or slow the pipelines: a failed push is logged and
 //! dropped, never retried into a queue.
@@ -128,6 +129,14 @@ impl TelemetryConfig {
                 );
             }
         }
+        for (index, processor) in self.logs.processors.iter().flatten().enumerate() {
+            errors.extend(
+                processor
+                    .validate()
+                    .into_iter()
+                    .map(|e| format!("logs.processors[{index}].{e}")),
+            );
+        }
         errors.extend(self.resource.problems.iter().cloned());
         for path in self
             .logs
@@ -165,9 +174,103 @@ pub struct LogsConfig {
     pub error_output_paths: Vec<String>,
     /// Accepted; not added to oxcol's log lines.
     pub initial_fields: std::collections::BTreeMap<String, serde_json::Value>,
-    /// OTLP export of oxcol's own log; accepted, not done (said once in the log).
-    pub processors: Option<serde_json::Value>,
+    /// OTLP export of oxcol's own log: `[{batch: {exporter: {otlp: ...}}}]` or
+    /// `[{simple: ...}]`, through the OpenTelemetry Rust SDK (`crate::telemetry_sdk`).
+    pub processors: Option<Vec<LogProcessor>>,
     pub disable_zap_resource: bool,
+}
+
+/// One of `service.telemetry.logs.processors` (declarative config `LogRecordProcessor`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogProcessor {
+    pub batch: Option<BatchLogProcessor>,
+    /// Run as a batch processor with a 100 ms delay: an export inside the log call would
+    /// block oxcol's runtime threads.
+    pub simple: Option<SimpleLogProcessor>,
+}
+
+/// `logs.processors[].batch` (the Go SDK's defaults).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchLogProcessor {
+    /// Milliseconds between exports. Default 1000.
+    pub schedule_delay: u64,
+    /// Milliseconds one export may take. Default 30000.
+    pub export_timeout: u64,
+    /// Records waiting at most; more are dropped. Default 2048.
+    pub max_queue_size: usize,
+    /// Records per export at most. Default 512.
+    pub max_export_batch_size: usize,
+    pub exporter: PushExporter,
+}
+
+impl Default for BatchLogProcessor {
+    fn default() -> Self {
+        BatchLogProcessor {
+            schedule_delay: 1000,
+            export_timeout: 30_000,
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+            exporter: PushExporter::default(),
+        }
+    }
+}
+
+/// `logs.processors[].simple`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimpleLogProcessor {
+    pub exporter: PushExporter,
+}
+
+impl LogProcessor {
+    /// The processor as batch settings (`simple` as a batch of 100 ms) and its exporter.
+    pub fn settings(&self) -> Result<BatchLogProcessor, String> {
+        match (&self.batch, &self.simple) {
+            (Some(batch), None) => Ok(batch.clone()),
+            (None, Some(simple)) => Ok(BatchLogProcessor {
+                schedule_delay: 100,
+                exporter: simple.exporter.clone(),
+                ..Default::default()
+            }),
+            _ => Err("set one of batch and simple".to_string()),
+        }
+    }
+
+    pub fn validate(&self) -> Vec<String> {
+        let settings = match self.settings() {
+            Ok(settings) => settings,
+            Err(e) => return vec![e],
+        };
+        let form = if self.batch.is_some() {
+            "batch"
+        } else {
+            "simple"
+        };
+        let mut errors = Vec::new();
+        if settings.schedule_delay == 0 {
+            errors.push(format!(
+                "{form}.schedule_delay must be greater than 0 (milliseconds)"
+            ));
+        }
+        if settings.max_export_batch_size == 0
+            || settings.max_export_batch_size > settings.max_queue_size
+        {
+            errors.push(format!(
+                "{form}.max_export_batch_size must be between 1 and max_queue_size ({})",
+                settings.max_queue_size
+            ));
+        }
+        errors.extend(
+            settings
+                .exporter
+                .validate(oxcol_core::Signal::Logs)
+                .into_iter()
+                .map(|e| format!("{form}.{e}")),
+        );
+        errors
+    }
 }
 
 /// `service.telemetry.logs.sampling` (zap's sampler).
@@ -297,7 +400,7 @@ pub struct OtlpPush {
     /// Milliseconds per request. Default 10000.
     pub timeout: Option<u64>,
     pub insecure: Option<bool>,
-    /// Only `cumulative` (the default) is what oxcol sends; others are refused.
+    /// `cumulative` (default), `delta` or `low_memory`.
     pub temporality_preference: Option<String>,
     /// Accepted; the registry has no histograms.
     pub default_histogram_aggregation: Option<String>,
@@ -311,11 +414,10 @@ pub enum PushProtocol {
     HttpJson,
 }
 
-impl PeriodicReader {
+impl PushExporter {
     /// The exporter and its protocol, or what is wrong.
     pub fn otlp(&self) -> Result<(PushProtocol, &OtlpPush), String> {
-        let exporter = &self.exporter;
-        match (&exporter.otlp, &exporter.otlp_http, &exporter.otlp_grpc) {
+        match (&self.otlp, &self.otlp_http, &self.otlp_grpc) {
             (Some(otlp), None, None) => match otlp.protocol.as_deref() {
                 Some("grpc") => Ok((PushProtocol::Grpc, otlp)),
                 Some("http/protobuf") => Ok((PushProtocol::HttpProtobuf, otlp)),
@@ -330,48 +432,69 @@ impl PeriodicReader {
         }
     }
 
+    /// What is wrong with this exporter for pushing `signal`.
+    pub fn validate(&self, signal: oxcol_core::Signal) -> Vec<String> {
+        let mut errors = Vec::new();
+        let (protocol, otlp) = match self.otlp() {
+            Err(e) => return vec![e],
+            Ok(found) => found,
+        };
+        if otlp.endpoint.as_deref().unwrap_or("").is_empty() {
+            errors.push(
+                "exporter.otlp.endpoint is required (e.g. http://collector:4318)".to_string(),
+            );
+        }
+        if let Some(compression) = otlp.compression.as_deref()
+            && !["gzip", "none"].contains(&compression)
+        {
+            errors.push(format!(
+                "exporter.otlp.compression {compression:?}: use gzip or none"
+            ));
+        }
+        if let Some(preference) = otlp.temporality_preference.as_deref()
+            && signal == oxcol_core::Signal::Metrics
+            && otlp.temporality().is_none()
+        {
+            errors.push(format!("exporter.otlp.temporality_preference {preference:?}: use cumulative, delta or low_memory"));
+        }
+        if let Some(list) = &otlp.headers_list
+            && list
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .any(|p| !p.contains('='))
+        {
+            errors.push(
+                "exporter.otlp.headers_list: write name=value pairs separated by commas"
+                    .to_string(),
+            );
+        }
+        if let Err(e) = push_config(protocol, otlp, signal) {
+            errors.push(format!("exporter.otlp: {e}"));
+        }
+        errors
+    }
+}
+
+impl OtlpPush {
+    /// `temporality_preference` as the SDK's temporality (None: not one of the three).
+    pub fn temporality(&self) -> Option<opentelemetry_sdk::metrics::Temporality> {
+        use opentelemetry_sdk::metrics::Temporality;
+        match self.temporality_preference.as_deref() {
+            None | Some("cumulative") => Some(Temporality::Cumulative),
+            Some("delta") => Some(Temporality::Delta),
+            Some("low_memory") | Some("lowmemory") => Some(Temporality::LowMemory),
+            Some(_) => None,
+        }
+    }
+}
+
+impl PeriodicReader {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.interval == 0 {
             errors.push("interval must be greater than 0 (milliseconds)".to_string());
         }
-        match self.otlp() {
-            Err(e) => errors.push(e),
-            Ok((protocol, otlp)) => {
-                if otlp.endpoint.as_deref().unwrap_or("").is_empty() {
-                    errors.push(
-                        "exporter.otlp.endpoint is required (e.g. http://collector:4318)"
-                            .to_string(),
-                    );
-                }
-                if let Some(compression) = otlp.compression.as_deref()
-                    && !["gzip", "none"].contains(&compression)
-                {
-                    errors.push(format!(
-                        "exporter.otlp.compression {compression:?}: use gzip or none"
-                    ));
-                }
-                if let Some(preference) = otlp.temporality_preference.as_deref()
-                    && preference != "cumulative"
-                {
-                    errors.push(format!("exporter.otlp.temporality_preference {preference:?}: oxcol pushes cumulative self-metrics only; remove it or set cumulative"));
-                }
-                if let Some(list) = &otlp.headers_list
-                    && list
-                        .split(',')
-                        .filter(|p| !p.trim().is_empty())
-                        .any(|p| !p.contains('='))
-                {
-                    errors.push(
-                        "exporter.otlp.headers_list: write name=value pairs separated by commas"
-                            .to_string(),
-                    );
-                }
-                if let Err(e) = push_config(protocol, otlp) {
-                    errors.push(format!("exporter.otlp: {e}"));
-                }
-            }
-        }
+        errors.extend(self.exporter.validate(oxcol_core::Signal::Metrics));
         errors
     }
 }
@@ -550,10 +673,15 @@ pub fn init_logging(config: &LogsConfig) {
         .with_writer(move || outputs.clone())
         .with_target(false)
         .with_ansi(ansi);
+    // The bridge layer hands every line to the OTLP log export of `logs.processors`, when
+    // the running config has one (crate::telemetry_sdk).
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let bridge = crate::telemetry_sdk::LogBridgeLayer;
     let result = if config.encoding == "json" {
-        builder.json().try_init()
+        builder.json().finish().with(bridge).try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(bridge).try_init()
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
@@ -567,7 +695,11 @@ pub enum PushConfig {
     Http(oxcol_exporters::otlphttp::Config),
 }
 
-pub fn push_config(protocol: PushProtocol, otlp: &OtlpPush) -> Result<PushConfig, String> {
+pub fn push_config(
+    protocol: PushProtocol,
+    otlp: &OtlpPush,
+    signal: oxcol_core::Signal,
+) -> Result<PushConfig, String> {
     use oxcol_exporters::{otlp as grpc, otlphttp};
     let endpoint = otlp.endpoint.clone().unwrap_or_default();
     let mut headers: std::collections::BTreeMap<String, String> = otlp
@@ -619,7 +751,8 @@ pub fn push_config(protocol: PushProtocol, otlp: &OtlpPush) -> Result<PushConfig
             Ok(PushConfig::Grpc(config))
         }
         PushProtocol::HttpProtobuf | PushProtocol::HttpJson => {
-            // Without a path the SDK posts to /v1/metrics; with one, to exactly that path.
+            // Without a path the SDK posts to /v1/metrics (/v1/logs); with one, to exactly
+            // that path.
             let uri: http::Uri = endpoint
                 .parse()
                 .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
@@ -635,19 +768,18 @@ pub fn push_config(protocol: PushProtocol, otlp: &OtlpPush) -> Result<PushConfig
                 .find(base.as_str())
                 .map(|at| at + base.len())
                 .unwrap_or(endpoint.len())..];
-            let metrics_endpoint = Some(if written_path.is_empty() {
-                format!("{base}/v1/metrics")
+            let url = if written_path.is_empty() {
+                format!("{base}/v1/{}", signal.name())
             } else {
                 format!("{base}{written_path}")
-            });
+            };
             let encoding = if protocol == PushProtocol::HttpJson {
                 otlphttp::WireEncoding::Json
             } else {
                 otlphttp::WireEncoding::Proto
             };
-            let config = otlphttp::Config {
+            let mut config = otlphttp::Config {
                 endpoint: base,
-                metrics_endpoint,
                 encoding,
                 compression,
                 tls,
@@ -655,31 +787,21 @@ pub fn push_config(protocol: PushProtocol, otlp: &OtlpPush) -> Result<PushConfig
                 timeout,
                 ..Default::default()
             };
+            match signal {
+                oxcol_core::Signal::Metrics => config.metrics_endpoint = Some(url),
+                oxcol_core::Signal::Logs => config.logs_endpoint = Some(url),
+                oxcol_core::Signal::Traces => config.traces_endpoint = Some(url),
+            }
             check(config.validate())?;
             Ok(PushConfig::Http(config))
         }
     }
 }
 
-/// Builds the exporter of a push reader (inside the async runtime).
-pub fn push_exporter(
-    protocol: PushProtocol,
-    otlp: &OtlpPush,
-) -> Result<Arc<dyn oxcol_core::Exporter>, String> {
-    Ok(match push_config(protocol, otlp)? {
-        PushConfig::Grpc(config) => {
-            Arc::new(oxcol_exporters::otlp::OtlpGrpcExporter::new(&config)?)
-        }
-        PushConfig::Http(config) => {
-            Arc::new(oxcol_exporters::otlphttp::OtlpHttpExporter::new(&config)?)
-        }
-    })
-}
-
-/// The resource of pushed self-metrics: oxcol's service attributes, then the configured
-/// ones (a null removes an attribute).
-fn self_resource(config: &ResourceConfig) -> opentelemetry_proto::tonic::resource::v1::Resource {
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+/// The resource of oxcol's pushed telemetry: its service attributes, then the configured
+/// ones (a null removes an attribute), with `schema_url`.
+pub fn self_resource(config: &ResourceConfig) -> opentelemetry_sdk::Resource {
+    use opentelemetry::{KeyValue, Value};
     let mut attributes: Vec<(String, serde_json::Value)> = vec![
         ("service.name".to_string(), "oxcol".into()),
         (
@@ -697,32 +819,26 @@ fn self_resource(config: &ResourceConfig) -> opentelemetry_proto::tonic::resourc
             attributes.push((name.clone(), value.clone()));
         }
     }
-    let any = |value: &serde_json::Value| -> any_value::Value {
+    let value = |value: serde_json::Value| -> Value {
         match value {
-            serde_json::Value::Bool(flag) => any_value::Value::BoolValue(*flag),
+            serde_json::Value::Bool(flag) => Value::Bool(flag),
             serde_json::Value::Number(n) if n.is_i64() => {
-                any_value::Value::IntValue(n.as_i64().unwrap_or_default())
+                Value::I64(n.as_i64().unwrap_or_default())
             }
-            serde_json::Value::Number(n) => {
-                any_value::Value::DoubleValue(n.as_f64().unwrap_or_default())
-            }
-            serde_json::Value::String(text) => any_value::Value::StringValue(text.clone()),
-            other => any_value::Value::StringValue(other.to_string()),
+            serde_json::Value::Number(n) => Value::F64(n.as_f64().unwrap_or_default()),
+            serde_json::Value::String(text) => Value::String(text.into()),
+            other => Value::String(other.to_string().into()),
         }
     };
-    opentelemetry_proto::tonic::resource::v1::Resource {
-        attributes: attributes
-            .iter()
-            .map(|(key, value)| KeyValue {
-                key: key.clone(),
-                value: Some(AnyValue {
-                    value: Some(any(value)),
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
+    let attributes = attributes
+        .into_iter()
+        .map(|(key, v)| KeyValue::new(key, value(v)));
+    let builder = opentelemetry_sdk::Resource::builder_empty();
+    match &config.schema_url {
+        Some(url) => builder.with_schema_url(attributes, url.clone()),
+        None => builder.with_attributes(attributes),
     }
+    .build()
 }
 
 fn hostname() -> String {
@@ -731,78 +847,9 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".to_string())
 }
 
-/// Turns the registry into OTLP metrics: its Prometheus text read back by the prometheus
-/// receiver's parser and converter (one translation in the tree, not a second one here).
-/// The converter keeps each series' start time across pushes (cumulative).
-pub struct SelfMetrics {
-    converter: oxcol_receivers::prometheus::convert::Converter,
-    resource: opentelemetry_proto::tonic::resource::v1::Resource,
-    schema_url: String,
-}
-
-impl SelfMetrics {
-    pub fn new(resource: &ResourceConfig) -> SelfMetrics {
-        SelfMetrics {
-            converter: Default::default(),
-            resource: self_resource(resource),
-            schema_url: resource.schema_url.clone().unwrap_or_default(),
-        }
-    }
-
-    pub fn collect(
-        &mut self,
-        registry: &Registry,
-        now_nanos: u64,
-    ) -> Result<oxcol_core::Batch, String> {
-        use oxcol_receivers::prometheus::convert::Kind;
-        use oxcol_receivers::prometheus::parse::{FamilyType, parse};
-        let families = parse(&registry.render_prometheus(), false)?;
-        for family in families {
-            let kind = match family.kind {
-                FamilyType::Counter => Kind::Counter,
-                FamilyType::Histogram => Kind::Histogram,
-                FamilyType::Summary => Kind::Summary,
-                _ => Kind::Gauge,
-            };
-            for sample in family.samples {
-                self.converter.add(
-                    kind,
-                    &family.name,
-                    &sample.name,
-                    sample.labels,
-                    sample.value,
-                );
-            }
-        }
-        let metrics = self.converter.finish(now_nanos);
-        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-        use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
-        Ok(oxcol_core::Batch::from_metrics(vec![ResourceMetrics {
-            resource: Some(self.resource.clone()),
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: "oxcol".to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    ..Default::default()
-                }),
-                metrics,
-                schema_url: String::new(),
-            }],
-            schema_url: self.schema_url.clone(),
-        }]))
-    }
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// Starts self-telemetry: the process metrics, the `/metrics` server of a pull reader (or
-/// the `address`/default), one push task per periodic reader, and the log notes about
-/// what is accepted but not done.
+/// Starts self-telemetry: the `/metrics` server of a pull reader (or the
+/// `address`/default), the periodic readers and the log processors (through the
+/// OpenTelemetry SDK, `crate::telemetry_sdk`), and the note about `traces`.
 pub async fn start(
     config: &TelemetryConfig,
     registry: &Arc<Registry>,
@@ -813,17 +860,14 @@ pub async fn start(
             "service.telemetry.traces is accepted, but oxcol emits no spans of its own yet"
         );
     }
-    if config
-        .logs
-        .processors
-        .as_ref()
-        .is_some_and(|p| !p.is_null())
-    {
-        tracing::warn!(
-            "service.telemetry.logs.processors: oxcol does not export its own log over OTLP yet; the log goes to output_paths only"
-        );
-    }
     let mut tasks = Vec::new();
+    if let Some(processors) = config.logs.processors.as_ref().filter(|p| !p.is_empty()) {
+        tasks.push(crate::telemetry_sdk::start_log_export(
+            processors,
+            self_resource(&config.resource),
+            shutdown.clone(),
+        )?);
+    }
     if config.metrics.level == "none" {
         return Ok(tasks);
     }
@@ -838,46 +882,19 @@ pub async fn start(
         .await?;
         tasks.push(task);
     }
-    for (index, reader) in config.metrics.readers.iter().enumerate() {
-        let Some(periodic) = &reader.periodic else {
-            continue;
-        };
-        let (protocol, otlp) = periodic
-            .otlp()
-            .map_err(|e| format!("service.telemetry.metrics.readers[{index}].periodic.{e}"))?;
-        let exporter = push_exporter(protocol, otlp).map_err(|e| {
-            format!("service.telemetry.metrics.readers[{index}].periodic.exporter: {e}")
-        })?;
-        let endpoint = otlp.endpoint.clone().unwrap_or_default();
-        let interval = std::time::Duration::from_millis(periodic.interval);
-        let timeout = std::time::Duration::from_millis(periodic.timeout.max(1));
-        let mut self_metrics = SelfMetrics::new(&config.resource);
-        let registry = Arc::clone(registry);
-        let stop = shutdown.clone();
-        tracing::info!(%endpoint, interval_ms = periodic.interval, "pushing self-telemetry metrics over OTLP");
-        tasks.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = ticker.tick() => {}
-                }
-                let batch = match self_metrics.collect(&registry, now_nanos()) {
-                    Ok(batch) => batch,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read the self-telemetry registry; push skipped");
-                        continue;
-                    }
-                };
-                match tokio::time::timeout(timeout, exporter.export(batch)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => tracing::warn!(%endpoint, %error, "self-telemetry push failed; dropped (the next push carries the cumulative values)"),
-                    Err(_) => tracing::warn!(%endpoint, "self-telemetry push timed out; dropped"),
-                }
-            }
-        }));
+    let periodic: Vec<&PeriodicReader> = config
+        .metrics
+        .readers
+        .iter()
+        .filter_map(|r| r.periodic.as_ref())
+        .collect();
+    if !periodic.is_empty() {
+        tasks.push(crate::telemetry_sdk::start_metrics_push(
+            &periodic,
+            registry,
+            self_resource(&config.resource),
+            shutdown,
+        )?);
     }
     Ok(tasks)
 }
@@ -970,6 +987,7 @@ pub async fn serve_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxcol_core::Signal;
 
     #[test]
     fn both_address_forms_resolve() {
@@ -1052,17 +1070,10 @@ mod tests {
         );
 
         let resource = self_resource(&inline.resource);
-        let get = |key: &str| {
-            resource
-                .attributes
-                .iter()
-                .find(|kv| kv.key == key)
-                .and_then(|kv| kv.value.clone())
-        };
-        use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+        let get = |key: &str| resource.get(&opentelemetry::Key::from(key.to_string()));
         assert_eq!(
-            get("service.name").and_then(|v| v.value),
-            Some(Any::StringValue("gw".into())),
+            get("service.name"),
+            Some(opentelemetry::Value::from("gw")),
             "configured attributes replace oxcol's"
         );
         assert!(get("host.name").is_none(), "null removes");
@@ -1091,7 +1102,7 @@ mod tests {
         );
         let bad = telemetry(serde_json::json!({"metrics": {"readers": [
             {"periodic": {"interval": 0, "exporter": {"otlp": {"endpoint": "http://x:4318"}}}},
-            {"periodic": {"exporter": {"otlp": {"protocol": "http/protobuf", "endpoint": "http://x:4318", "compression": "zstd", "temporality_preference": "delta"}}}},
+            {"periodic": {"exporter": {"otlp": {"protocol": "http/protobuf", "endpoint": "http://x:4318", "compression": "zstd", "temporality_preference": "sometimes"}}}},
             {"periodic": {"exporter": {}}}
         ]}}));
         let errors = bad.validate();
@@ -1111,16 +1122,55 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn self_metrics_become_otlp_sums_and_gauges_with_a_stable_start() {
+    /// An OTLP/HTTP sink on 127.0.0.1: every POST's path and body.
+    async fn http_sink() -> (
+        u16,
+        tokio::sync::mpsc::UnboundedReceiver<(String, bytes::Bytes)>,
+        CancellationToken,
+    ) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let router = Router::new().fallback(move |uri: http::Uri, body: bytes::Bytes| {
+            let sender = sender.clone();
+            async move {
+                let _ = sender.send((uri.path().to_string(), body));
+                ""
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = CancellationToken::new();
+        let until = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(until.cancelled_owned())
+                .await;
+        });
+        (port, receiver, stop)
+    }
+
+    async fn next_post(
+        posts: &mut tokio::sync::mpsc::UnboundedReceiver<(String, bytes::Bytes)>,
+    ) -> (String, bytes::Bytes) {
+        tokio::time::timeout(std::time::Duration::from_secs(20), posts.recv())
+            .await
+            .expect("a push within 20 s")
+            .expect("the sink runs")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn periodic_readers_push_the_registry_through_the_sdk() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            AggregationTemporality, metric::Data, number_data_point::Value as Number,
+        };
+        use prost::Message;
         let registry = Registry::new();
-        registry
-            .counter(
-                "otelcol_exporter_sent_metric_points",
-                "Sent.",
-                &[("exporter", "otlp")],
-            )
-            .add(42);
+        let sent = registry.counter(
+            "otelcol_exporter_sent_metric_points",
+            "Sent.",
+            &[("exporter", "otlp")],
+        );
+        sent.add(42);
         registry
             .gauge(
                 "otelcol_exporter_queue_size",
@@ -1128,41 +1178,253 @@ mod tests {
                 &[("exporter", "otlp")],
             )
             .set(7);
-        let mut self_metrics = SelfMetrics::new(&ResourceConfig::default());
-        let first = self_metrics.collect(&registry, 1_000).unwrap();
-        let second = self_metrics.collect(&registry, 2_000).unwrap();
-        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
-        let metrics = |batch: &oxcol_core::Batch| {
-            let mut batch = batch.clone();
-            batch.decode().unwrap();
-            let oxcol_core::Data::Metrics(resource_metrics) = batch.data().clone() else {
-                panic!("metrics")
-            };
-            resource_metrics[0].scope_metrics[0].metrics.clone()
+        registry.gauge_fn("otelcol_process_uptime", "Up.", &[], || 1.5);
+        let (port, mut posts, sink_stop) = http_sink().await;
+        let reader: PeriodicReader = serde_json::from_value(serde_json::json!({
+            "interval": 200,
+            "exporter": {"otlp": {"protocol": "http/protobuf", "endpoint": format!("http://127.0.0.1:{port}")}}
+        }))
+        .unwrap();
+        let resource =
+            telemetry(serde_json::json!({"resource": {"deployment.environment": "test"}})).resource;
+        let stop = CancellationToken::new();
+        let task = crate::telemetry_sdk::start_metrics_push(
+            &[&reader],
+            &registry,
+            self_resource(&resource),
+            stop.clone(),
+        )
+        .unwrap();
+        let push =
+            |body: &bytes::Bytes| ExportMetricsServiceRequest::decode(body.as_ref()).unwrap();
+        let (path, first) = next_post(&mut posts).await;
+        assert_eq!(path, "/v1/metrics");
+        sent.add(8);
+        let second = loop {
+            let (_, body) = next_post(&mut posts).await;
+            let request = push(&body);
+            let value = request.resource_metrics[0].scope_metrics[0]
+                .metrics
+                .iter()
+                .find(|m| m.name == "otelcol_exporter_sent_metric_points")
+                .and_then(|m| match &m.data {
+                    Some(Data::Sum(sum)) => sum.data_points[0].value.clone(),
+                    _ => None,
+                });
+            if value == Some(Number::AsInt(50)) {
+                break request;
+            }
         };
-        let (first, second) = (metrics(&first), metrics(&second));
-        let sent = |metrics: &[opentelemetry_proto::tonic::metrics::v1::Metric]| match &metrics
-            .iter()
-            .find(|m| m.name == "otelcol_exporter_sent_metric_points")
-            .expect("the counter")
-            .data
-        {
-            Some(Data::Sum(sum)) => sum.data_points[0].clone(),
-            other => panic!("a counter is a sum: {other:?}"),
+        let first = push(&first);
+        let resource = first.resource_metrics[0].resource.clone().unwrap();
+        let attribute = |key: &str| {
+            resource
+                .attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| kv.value.clone())
+                .and_then(|v| v.value)
         };
-        assert_eq!(sent(&first).value, Some(Value::AsDouble(42.0)));
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
         assert_eq!(
-            sent(&first).start_time_unix_nano,
-            sent(&second).start_time_unix_nano,
+            attribute("service.name"),
+            Some(Any::StringValue("oxcol".into()))
+        );
+        assert_eq!(
+            attribute("deployment.environment"),
+            Some(Any::StringValue("test".into()))
+        );
+        let scope = &first.resource_metrics[0].scope_metrics[0];
+        assert_eq!(scope.scope.as_ref().unwrap().name, "oxcol");
+        let metric = |request: &ExportMetricsServiceRequest, name: &str| {
+            request.resource_metrics[0].scope_metrics[0]
+                .metrics
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap_or_else(|| panic!("{name} in the push"))
+                .clone()
+        };
+        let (Some(Data::Sum(before)), Some(Data::Sum(after))) = (
+            metric(&first, "otelcol_exporter_sent_metric_points").data,
+            metric(&second, "otelcol_exporter_sent_metric_points").data,
+        ) else {
+            panic!("a counter is a sum")
+        };
+        assert!(before.is_monotonic);
+        assert_eq!(
+            before.aggregation_temporality,
+            AggregationTemporality::Cumulative as i32
+        );
+        assert_eq!(before.data_points[0].value, Some(Number::AsInt(42)));
+        assert_eq!(
+            before.data_points[0].start_time_unix_nano, after.data_points[0].start_time_unix_nano,
             "cumulative: one start time"
         );
-        assert!(matches!(
-            first
+        let exporter_label = &before.data_points[0].attributes[0];
+        assert_eq!(exporter_label.key, "exporter");
+        let Some(Data::Gauge(queue)) = metric(&first, "otelcol_exporter_queue_size").data else {
+            panic!("a gauge")
+        };
+        assert_eq!(queue.data_points[0].value, Some(Number::AsInt(7)));
+        let Some(Data::Gauge(uptime)) = metric(&first, "otelcol_process_uptime").data else {
+            panic!("a computed gauge")
+        };
+        assert_eq!(uptime.data_points[0].value, Some(Number::AsDouble(1.5)));
+        // Shutdown makes a last push, then the task ends.
+        while posts.try_recv().is_ok() {}
+        stop.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(20), task)
+            .await
+            .expect("the push task ends at shutdown")
+            .unwrap();
+        assert!(posts.try_recv().is_ok(), "a last push at shutdown");
+        sink_stop.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delta_temporality_pushes_the_increase_since_the_last_push() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Data};
+        use prost::Message;
+        let registry = Registry::new();
+        let sent = registry.counter("otelcol_receiver_accepted_spans", "Accepted.", &[]);
+        let (port, mut posts, sink_stop) = http_sink().await;
+        let reader: PeriodicReader = serde_json::from_value(serde_json::json!({
+            "interval": 200,
+            "exporter": {"otlp_http": {"endpoint": format!("http://127.0.0.1:{port}"), "temporality_preference": "delta"}}
+        }))
+        .unwrap();
+        assert!(reader.validate().is_empty(), "{:?}", reader.validate());
+        let stop = CancellationToken::new();
+        let _task = crate::telemetry_sdk::start_metrics_push(
+            &[&reader],
+            &registry,
+            self_resource(&ResourceConfig::default()),
+            stop.clone(),
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        sent.add(5);
+        while seen.len() < 2 {
+            let (_, body) = next_post(&mut posts).await;
+            let request = ExportMetricsServiceRequest::decode(body.as_ref()).unwrap();
+            for metric in &request.resource_metrics[0].scope_metrics[0].metrics {
+                if let Some(Data::Sum(sum)) = &metric.data {
+                    assert_eq!(
+                        sum.aggregation_temporality,
+                        AggregationTemporality::Delta as i32
+                    );
+                    let value = sum.data_points[0].value.clone();
+                    if seen.is_empty() && value != Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(5)) {
+                        continue;
+                    }
+                    seen.push(value);
+                    sent.add(3);
+                }
+            }
+        }
+        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as Number;
+        assert_eq!(
+            seen[1],
+            Some(Number::AsInt(3)),
+            "the increase since the last push: {seen:?}"
+        );
+        stop.cancel();
+        sink_stop.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn log_processors_export_oxcols_log_through_the_sdk() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let (port, mut posts, sink_stop) = http_sink().await;
+        let processors: Vec<LogProcessor> = serde_json::from_value(serde_json::json!([
+            {"batch": {"schedule_delay": 100, "exporter": {"otlp": {"protocol": "http/json", "endpoint": format!("http://127.0.0.1:{port}")}}}}
+        ]))
+        .unwrap();
+        assert!(
+            processors[0].validate().is_empty(),
+            "{:?}",
+            processors[0].validate()
+        );
+        let stop = CancellationToken::new();
+        let task = crate::telemetry_sdk::start_log_export(
+            &processors,
+            self_resource(&ResourceConfig::default()),
+            stop.clone(),
+        )
+        .unwrap();
+        let subscriber = tracing_subscriber::registry().with(crate::telemetry_sdk::LogBridgeLayer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(exporter = "otlp", "queue is full; data refused");
+            tracing::warn!(target: "hyper::client", "a client line that is not exported");
+        });
+        let (path, body) = next_post(&mut posts).await;
+        assert_eq!(path, "/v1/logs");
+        let request: ExportLogsServiceRequest = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("OTLP/JSON: {e}: {}", String::from_utf8_lossy(&body)));
+        let records: Vec<_> = request
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .collect();
+        assert_eq!(records.len(), 1, "only oxcol's line: {records:?}");
+        let record = records[0];
+        assert_eq!(record.severity_text, "WARN");
+        assert_eq!(record.severity_number, 13);
+        let body = format!("{:?}", record.body);
+        assert!(body.contains("queue is full; data refused"), "{body}");
+        assert!(
+            record.attributes.iter().any(|kv| kv.key == "exporter"),
+            "{record:?}"
+        );
+        // At shutdown the bridge is removed: later lines are not exported.
+        stop.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(20), task)
+            .await
+            .expect("the export task ends at shutdown")
+            .unwrap();
+        let subscriber = tracing_subscriber::registry().with(crate::telemetry_sdk::LogBridgeLayer);
+        tracing::subscriber::with_default(subscriber, || tracing::warn!("after shutdown"));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(posts.try_recv().is_err(), "nothing after shutdown");
+        sink_stop.cancel();
+    }
+
+    #[test]
+    fn log_processors_are_checked() {
+        let console = serde_json::from_value::<Vec<LogProcessor>>(serde_json::json!([
+            {"batch": {"exporter": {"console": {}}}}
+        ]));
+        assert!(
+            console.is_err_and(|e| e.to_string().contains("console")),
+            "console is not an exporter oxcol has"
+        );
+        let processors: Vec<LogProcessor> = serde_json::from_value(serde_json::json!([
+            {"batch": {"max_export_batch_size": 5000, "exporter": {"otlp": {"protocol": "grpc", "endpoint": "collector:4317"}}}},
+            {},
+            {"simple": {"exporter": {"otlp_grpc": {"endpoint": "http://collector:4317"}}}}
+        ]))
+        .unwrap();
+        assert!(
+            processors[0]
+                .validate()
                 .iter()
-                .find(|m| m.name == "otelcol_exporter_queue_size")
-                .and_then(|m| m.data.clone()),
-            Some(Data::Gauge(_))
-        ));
+                .any(|e| e.contains("max_export_batch_size")),
+            "{:?}",
+            processors[0].validate()
+        );
+        assert_eq!(
+            processors[1].validate(),
+            vec!["set one of batch and simple".to_string()]
+        );
+        assert!(
+            processors[2].validate().is_empty(),
+            "{:?}",
+            processors[2].validate()
+        );
+        assert_eq!(processors[2].settings().unwrap().schedule_delay, 100);
     }
 
     #[test]
@@ -1173,7 +1435,11 @@ mod tests {
             compression: Some("gzip".into()),
             ..OtlpPush::default()
         };
-        let url = |endpoint: &str| match push_config(PushProtocol::HttpProtobuf, &http(endpoint)) {
+        let url = |endpoint: &str| match push_config(
+            PushProtocol::HttpProtobuf,
+            &http(endpoint),
+            Signal::Metrics,
+        ) {
             Ok(PushConfig::Http(config)) => (
                 config.metrics_endpoint.unwrap_or_default(),
                 config.compression,
@@ -1197,8 +1463,25 @@ mod tests {
             "http://collector:4318/",
             "a path is used as written, even /"
         );
+        match push_config(
+            PushProtocol::HttpProtobuf,
+            &http("http://collector:4318"),
+            Signal::Logs,
+        ) {
+            Ok(PushConfig::Http(config)) => assert_eq!(
+                config.logs_endpoint.as_deref(),
+                Some("http://collector:4318/v1/logs"),
+                "a log processor posts to /v1/logs"
+            ),
+            _ => panic!("http"),
+        }
         assert!(
-            push_config(PushProtocol::HttpProtobuf, &http("collector:4318")).is_err(),
+            push_config(
+                PushProtocol::HttpProtobuf,
+                &http("collector:4318"),
+                Signal::Metrics
+            )
+            .is_err(),
             "HTTP needs a scheme"
         );
         let grpc = OtlpPush {
@@ -1211,7 +1494,8 @@ mod tests {
             headers_list: Some("x-b=2".into()),
             ..OtlpPush::default()
         };
-        let Ok(PushConfig::Grpc(config)) = push_config(PushProtocol::Grpc, &grpc) else {
+        let Ok(PushConfig::Grpc(config)) = push_config(PushProtocol::Grpc, &grpc, Signal::Metrics)
+        else {
             panic!("grpc")
         };
         assert!(config.tls.insecure);

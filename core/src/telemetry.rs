@@ -47,6 +47,41 @@ enum Value {
     GaugeFn(GaugeFn),
 }
 
+/// What a family's series hold: a monotonic counter, a gauge set by the code, or a
+/// gauge computed when read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadingKind {
+    Counter,
+    Gauge,
+    ComputedGauge,
+}
+
+/// One series' value at the moment it was read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reading {
+    Counter(u64),
+    Gauge(i64),
+    ComputedGauge(f64),
+}
+
+impl Value {
+    fn kind(&self) -> ReadingKind {
+        match self {
+            Value::Counter(_) => ReadingKind::Counter,
+            Value::Gauge(_) => ReadingKind::Gauge,
+            Value::GaugeFn(_) => ReadingKind::ComputedGauge,
+        }
+    }
+
+    fn read(&self) -> Reading {
+        match self {
+            Value::Counter(c) => Reading::Counter(c.get()),
+            Value::Gauge(g) => Reading::Gauge(g.get()),
+            Value::GaugeFn(f) => Reading::ComputedGauge(f()),
+        }
+    }
+}
+
 struct Series {
     name: String,
     help: &'static str,
@@ -140,6 +175,26 @@ impl Registry {
         });
     }
 
+    /// The series' names, each once, with its help text and kind, sorted by name.
+    pub fn families(&self) -> Vec<(String, &'static str, ReadingKind)> {
+        let series = self.lock();
+        let mut families: Vec<(String, &'static str, ReadingKind)> = Vec::new();
+        for s in series.iter() {
+            if !families.iter().any(|(name, _, _)| *name == s.name) {
+                families.push((s.name.clone(), s.help, s.value.kind()));
+            }
+        }
+        families.sort_by(|a, b| a.0.cmp(&b.0));
+        families
+    }
+
+    /// Reads every series of the family `name` now: its labels and current value.
+    pub fn read_family(&self, name: &str, mut f: impl FnMut(&[(String, String)], Reading)) {
+        for s in self.lock().iter().filter(|s| s.name == name) {
+            f(&s.labels, s.value.read());
+        }
+    }
+
     /// Renders every series in the Prometheus text exposition format 0.0.4.
     pub fn render_prometheus(&self) -> String {
         let series = self.lock();
@@ -174,10 +229,10 @@ impl Registry {
                     }
                     out.push('}');
                 }
-                let _ = match &s.value {
-                    Value::Counter(c) => writeln!(out, " {}", c.get()),
-                    Value::Gauge(g) => writeln!(out, " {}", g.get()),
-                    Value::GaugeFn(f) => writeln!(out, " {}", f()),
+                let _ = match s.value.read() {
+                    Reading::Counter(value) => writeln!(out, " {value}"),
+                    Reading::Gauge(value) => writeln!(out, " {value}"),
+                    Reading::ComputedGauge(value) => writeln!(out, " {value}"),
                 };
             }
         }

@@ -150,44 +150,12 @@ pub struct OtlpGrpcExporter {
 impl OtlpGrpcExporter {
     /// Builds the exporter; the connection is made lazily on the first send.
     pub fn new(config: &Config) -> Result<OtlpGrpcExporter, String> {
-        let (uri, https) = endpoint_uri(&config.endpoint);
-        let mut endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| format!("endpoint {:?}: {e}", config.endpoint))?;
-        endpoint = endpoint
-            .connect_timeout(config.timeout.get().max(Duration::from_secs(1)))
-            .tcp_nodelay(true);
-        if let Some(keepalive) = &config.keepalive {
-            if let Some(time) = keepalive.time {
-                endpoint = endpoint.http2_keep_alive_interval(time.get());
-            }
-            if let Some(timeout) = keepalive.timeout {
-                endpoint = endpoint.keep_alive_timeout(timeout.get());
-            }
-            endpoint = endpoint.keep_alive_while_idle(keepalive.permit_without_stream);
-        }
-        let mut metadata = MetadataMap::new();
-        for (name, value) in &config.headers {
-            let key = MetadataKey::from_str(&name.to_ascii_lowercase())
-                .map_err(|_| format!("headers: {name:?} is not a valid gRPC metadata key"))?;
-            let value = MetadataValue::from_str(value).map_err(|_| {
-                format!("headers: the value of {name:?} is not valid gRPC metadata")
-            })?;
-            metadata.insert(key, value);
-        }
+        let channel = lazy_channel(config)?;
+        let metadata = grpc_metadata(&config.headers)?;
         let compression = match config.compression.as_str() {
             "gzip" => Some(CompressionEncoding::Gzip),
             "zstd" => Some(CompressionEncoding::Zstd),
             _ => None,
-        };
-        let channel = if uses_tls(&config.tls, https) {
-            let connector = oxcol_core::tls::GrpcTlsConnector::new(
-                &config.tls,
-                config.timeout.get().max(Duration::from_secs(1)),
-            )
-            .map_err(|e| format!("tls: {e}"))?;
-            endpoint.connect_with_connector_lazy(connector)
-        } else {
-            endpoint.connect_lazy()
         };
         Ok(OtlpGrpcExporter {
             channel,
@@ -198,6 +166,49 @@ impl OtlpGrpcExporter {
             max_response_bytes: config.max_recv_msg_size_mib.unwrap_or(4) << 20,
         })
     }
+}
+
+/// The gRPC channel of an `otlp` exporter config (endpoint, TLS, keepalive, connect
+/// timeout); it connects lazily, on the first request. Needs the async runtime.
+pub fn lazy_channel(config: &Config) -> Result<Channel, String> {
+    let (uri, https) = endpoint_uri(&config.endpoint);
+    let mut endpoint =
+        Endpoint::from_shared(uri).map_err(|e| format!("endpoint {:?}: {e}", config.endpoint))?;
+    endpoint = endpoint
+        .connect_timeout(config.timeout.get().max(Duration::from_secs(1)))
+        .tcp_nodelay(true);
+    if let Some(keepalive) = &config.keepalive {
+        if let Some(time) = keepalive.time {
+            endpoint = endpoint.http2_keep_alive_interval(time.get());
+        }
+        if let Some(timeout) = keepalive.timeout {
+            endpoint = endpoint.keep_alive_timeout(timeout.get());
+        }
+        endpoint = endpoint.keep_alive_while_idle(keepalive.permit_without_stream);
+    }
+    Ok(if uses_tls(&config.tls, https) {
+        let connector = oxcol_core::tls::GrpcTlsConnector::new(
+            &config.tls,
+            config.timeout.get().max(Duration::from_secs(1)),
+        )
+        .map_err(|e| format!("tls: {e}"))?;
+        endpoint.connect_with_connector_lazy(connector)
+    } else {
+        endpoint.connect_lazy()
+    })
+}
+
+/// `headers:` as gRPC metadata (names lower-cased).
+pub fn grpc_metadata(headers: &BTreeMap<String, String>) -> Result<MetadataMap, String> {
+    let mut metadata = MetadataMap::new();
+    for (name, value) in headers {
+        let key = MetadataKey::from_str(&name.to_ascii_lowercase())
+            .map_err(|_| format!("headers: {name:?} is not a valid gRPC metadata key"))?;
+        let value = MetadataValue::from_str(value)
+            .map_err(|_| format!("headers: the value of {name:?} is not valid gRPC metadata"))?;
+        metadata.insert(key, value);
+    }
+    Ok(metadata)
 }
 
 impl OtlpGrpcExporter {

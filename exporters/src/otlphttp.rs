@@ -177,24 +177,32 @@ pub struct OtlpHttpExporter {
 /// Largest response body read (the OTLP spec's recommended response limit).
 const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
+/// The HTTP client of an `otlphttp` exporter config (TLS, proxy, connection pool).
+/// Needs the async runtime when it sends.
+pub fn http_client(
+    config: &Config,
+) -> Result<Client<oxcol_core::tls::HttpsConnector, Full<Bytes>>, String> {
+    let connector = oxcol_core::tls::https_connector_with_proxy(
+        Some(&config.tls),
+        config.timeout.get().min(Duration::from_secs(10)),
+        oxcol_core::proxy::ProxyUrl::from_setting(&config.proxy_url)?,
+    )?;
+    let mut builder = Client::builder(TokioExecutor::new());
+    if let Some(idle) = config.idle_conn_timeout {
+        builder.pool_idle_timeout(idle.get());
+    }
+    if let Some(max) = config.max_idle_conns_per_host.or(config.max_idle_conns) {
+        builder.pool_max_idle_per_host(max);
+    }
+    if config.disable_keep_alives {
+        builder.pool_max_idle_per_host(0);
+    }
+    Ok(builder.build(connector))
+}
+
 impl OtlpHttpExporter {
     pub fn new(config: &Config) -> Result<OtlpHttpExporter, String> {
-        let connector = oxcol_core::tls::https_connector_with_proxy(
-            Some(&config.tls),
-            config.timeout.get().min(Duration::from_secs(10)),
-            oxcol_core::proxy::ProxyUrl::from_setting(&config.proxy_url)?,
-        )?;
-        let mut builder = Client::builder(TokioExecutor::new());
-        if let Some(idle) = config.idle_conn_timeout {
-            builder.pool_idle_timeout(idle.get());
-        }
-        if let Some(max) = config.max_idle_conns_per_host.or(config.max_idle_conns) {
-            builder.pool_max_idle_per_host(max);
-        }
-        if config.disable_keep_alives {
-            builder.pool_max_idle_per_host(0);
-        }
-        let client = builder.build(connector);
+        let client = http_client(config)?;
         let parse = |signal: Signal| -> Result<(Signal, http::Uri), String> {
             let url = config.url_for(signal);
             url.parse::<http::Uri>()
