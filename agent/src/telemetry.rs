@@ -29,8 +29,8 @@ pub struct TelemetryConfig {
     /// (`service.name: x`, null removes a default) or `attributes: [{name, value}]`.
     /// Used on pushed self-metrics.
     pub resource: ResourceConfig,
-    /// The Collector's own traces; accepted, oxcol emits none (said once in the log).
-    pub traces: Option<serde_json::Value>,
+    /// oxcol's own spans, exported through `traces.processors` (`crate::telemetry_sdk`).
+    pub traces: TracesConfig,
 }
 
 /// `service.telemetry.resource`, in either of the Collector's forms: the legacy inline map
@@ -129,6 +129,21 @@ impl TelemetryConfig {
                 );
             }
         }
+        if let Some(level) = &self.traces.level
+            && !["none", "basic", "normal", "detailed"].contains(&level.as_str())
+        {
+            errors.push(format!(
+                "traces.level {level:?}: use none, basic, normal or detailed"
+            ));
+        }
+        for (index, processor) in self.traces.processors.iter().flatten().enumerate() {
+            errors.extend(
+                processor
+                    .validate()
+                    .into_iter()
+                    .map(|e| format!("traces.processors[{index}].{e}")),
+            );
+        }
         for (index, processor) in self.logs.processors.iter().flatten().enumerate() {
             errors.extend(
                 processor
@@ -180,7 +195,20 @@ pub struct LogsConfig {
     pub disable_zap_resource: bool,
 }
 
-/// One of `service.telemetry.logs.processors` (declarative config `LogRecordProcessor`).
+/// `service.telemetry.traces`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// `none` turns oxcol's spans off; other levels record the same spans.
+    pub level: Option<String>,
+    /// Span processors (the same forms as `logs.processors`; `schedule_delay` default 5000).
+    pub processors: Option<Vec<LogProcessor>>,
+    /// Accepted; oxcol's spans start no propagated context.
+    pub propagators: Option<serde_json::Value>,
+}
+
+/// One of `service.telemetry.logs.processors` or `traces.processors` (declarative config
+/// `LogRecordProcessor`/`SpanProcessor`, which have the same keys).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogProcessor {
@@ -190,12 +218,12 @@ pub struct LogProcessor {
     pub simple: Option<SimpleLogProcessor>,
 }
 
-/// `logs.processors[].batch` (the Go SDK's defaults).
+/// `logs.processors[].batch` / `traces.processors[].batch` (the Go SDK's defaults).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchLogProcessor {
-    /// Milliseconds between exports. Default 1000.
-    pub schedule_delay: u64,
+    /// Milliseconds between exports. Default 1000 for logs, 5000 for spans.
+    pub schedule_delay: Option<u64>,
     /// Milliseconds one export may take. Default 30000.
     pub export_timeout: u64,
     /// Records waiting at most; more are dropped. Default 2048.
@@ -208,7 +236,7 @@ pub struct BatchLogProcessor {
 impl Default for BatchLogProcessor {
     fn default() -> Self {
         BatchLogProcessor {
-            schedule_delay: 1000,
+            schedule_delay: None,
             export_timeout: 30_000,
             max_queue_size: 2048,
             max_export_batch_size: 512,
@@ -230,7 +258,7 @@ impl LogProcessor {
         match (&self.batch, &self.simple) {
             (Some(batch), None) => Ok(batch.clone()),
             (None, Some(simple)) => Ok(BatchLogProcessor {
-                schedule_delay: 100,
+                schedule_delay: Some(100),
                 exporter: simple.exporter.clone(),
                 ..Default::default()
             }),
@@ -249,7 +277,7 @@ impl LogProcessor {
             "simple"
         };
         let mut errors = Vec::new();
-        if settings.schedule_delay == 0 {
+        if settings.schedule_delay == Some(0) {
             errors.push(format!(
                 "{form}.schedule_delay must be greater than 0 (milliseconds)"
             ));
@@ -855,12 +883,16 @@ pub async fn start(
     registry: &Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, String> {
-    if config.traces.as_ref().is_some_and(|t| !t.is_null()) {
-        tracing::info!(
-            "service.telemetry.traces is accepted, but oxcol emits no spans of its own yet"
-        );
-    }
     let mut tasks = Vec::new();
+    if let Some(processors) = config.traces.processors.as_ref().filter(|p| !p.is_empty())
+        && config.traces.level.as_deref() != Some("none")
+    {
+        tasks.push(crate::telemetry_sdk::start_trace_export(
+            processors,
+            self_resource(&config.resource),
+            shutdown.clone(),
+        )?);
+    }
     if let Some(processors) = config.logs.processors.as_ref().filter(|p| !p.is_empty()) {
         tasks.push(crate::telemetry_sdk::start_log_export(
             processors,
@@ -1424,7 +1456,7 @@ mod tests {
             "{:?}",
             processors[2].validate()
         );
-        assert_eq!(processors[2].settings().unwrap().schedule_delay, 100);
+        assert_eq!(processors[2].settings().unwrap().schedule_delay, Some(100));
     }
 
     #[test]

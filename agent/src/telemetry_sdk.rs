@@ -245,21 +245,22 @@ pub fn start_metrics_push(
     let registry = Arc::clone(registry);
     let mut seen = HashSet::new();
     observe_new_families(&meter, &registry, &mut seen);
-    Ok(tokio::spawn(async move {
+    // New families (a reload's components) are picked up until shutdown.
+    let scan_stop = shutdown.clone();
+    tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = scan_stop.cancelled() => break,
                 _ = tokio::time::sleep(FAMILY_SCAN) => observe_new_families(&meter, &registry, &mut seen),
             }
         }
-        // The SDK's shutdown blocks while it makes the last push.
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Err(error) = provider.shutdown() {
-                tracing::warn!(%error, "self-telemetry metrics: the last push at shutdown failed");
-            }
-        })
-        .await;
-    }))
+    });
+    Ok(stop_at_shutdown(
+        shutdown,
+        "metrics",
+        || {},
+        move || provider.shutdown(),
+    ))
 }
 
 /// Makes every family of the registry not yet in `seen` an observable instrument whose
@@ -359,6 +360,60 @@ where
     }
 }
 
+/// One processor of `logs.processors` or `traces.processors`, resolved: its batch
+/// settings (`simple` as a short batch), the delay between exports and its connection.
+struct Resolved {
+    delay: Duration,
+    max_queue_size: usize,
+    max_export_batch_size: usize,
+    connection: Connection,
+}
+
+/// Resolves every processor of `section` (`logs`, `traces`) for `signal`; errors name the
+/// processor. `default_delay`: the Go SDK's default `schedule_delay` for the signal.
+fn resolve_processors(
+    processors: &[crate::telemetry::LogProcessor],
+    section: &str,
+    signal: Signal,
+    default_delay: u64,
+) -> Result<Vec<Resolved>, String> {
+    let mut resolved = Vec::new();
+    for (index, processor) in processors.iter().enumerate() {
+        let at = |e: String| format!("service.telemetry.{section}.processors[{index}]: {e}");
+        let settings = processor.settings().map_err(at)?;
+        let timeout = Duration::from_millis(settings.export_timeout.max(1));
+        let max_queue_size = settings.max_queue_size.max(1);
+        resolved.push(Resolved {
+            delay: Duration::from_millis(settings.schedule_delay.unwrap_or(default_delay).max(1)),
+            max_queue_size,
+            max_export_batch_size: settings.max_export_batch_size.clamp(1, max_queue_size),
+            connection: connection(&settings.exporter, signal, timeout).map_err(at)?,
+        });
+    }
+    Ok(resolved)
+}
+
+/// The task that ends a provider: at `shutdown`, `uninstall` (so nothing new reaches it),
+/// then the SDK's shutdown on a blocking thread (it exports what waits, and blocks while it
+/// does).
+fn stop_at_shutdown(
+    shutdown: CancellationToken,
+    what: &'static str,
+    uninstall: impl FnOnce() + Send + 'static,
+    stop: impl FnOnce() -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        uninstall();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(error) = stop() {
+                tracing::warn!(%error, "self-telemetry {what}: the last export at shutdown failed");
+            }
+        })
+        .await;
+    })
+}
+
 /// Starts exporting oxcol's log through `processors`; the returned task ends at
 /// `shutdown`, after the records waiting are exported.
 pub fn start_log_export(
@@ -367,25 +422,19 @@ pub fn start_log_export(
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, String> {
     let mut builder = SdkLoggerProvider::builder().with_resource(resource);
-    for (index, processor) in processors.iter().enumerate() {
-        let at = |e: String| format!("service.telemetry.logs.processors[{index}]: {e}");
-        let settings = processor.settings().map_err(at)?;
-        let connection = connection(
-            &settings.exporter,
-            Signal::Logs,
-            Duration::from_millis(settings.export_timeout.max(1)),
+    for (index, resolved) in resolve_processors(processors, "logs", Signal::Logs, 1000)?
+        .into_iter()
+        .enumerate()
+    {
+        let exporter = sdk_exporter!(
+            opentelemetry_otlp::LogExporter::builder(),
+            resolved.connection
         )
-        .map_err(at)?;
-        let exporter =
-            sdk_exporter!(opentelemetry_otlp::LogExporter::builder(), connection).map_err(at)?;
+        .map_err(|e| format!("service.telemetry.logs.processors[{index}]: {e}"))?;
         let config = BatchConfigBuilder::default()
-            .with_scheduled_delay(Duration::from_millis(settings.schedule_delay.max(1)))
-            .with_max_queue_size(settings.max_queue_size.max(1))
-            .with_max_export_batch_size(
-                settings
-                    .max_export_batch_size
-                    .clamp(1, settings.max_queue_size.max(1)),
-            )
+            .with_scheduled_delay(resolved.delay)
+            .with_max_queue_size(resolved.max_queue_size)
+            .with_max_export_batch_size(resolved.max_export_batch_size)
             .build();
         builder = builder.with_log_processor(
             BatchLogProcessor::builder(exporter)
@@ -405,22 +454,75 @@ pub fn start_log_export(
         processors = processors.len(),
         "exporting oxcol's log over OTLP (OpenTelemetry SDK)"
     );
-    Ok(tokio::spawn(async move {
-        shutdown.cancelled().await;
+    let uninstall = move || {
+        let mut bridge = LOG_BRIDGE.write().unwrap_or_else(|p| p.into_inner());
+        if bridge
+            .as_ref()
+            .is_some_and(|(installed, _)| *installed == start)
         {
-            let mut bridge = LOG_BRIDGE.write().unwrap_or_else(|p| p.into_inner());
-            if bridge
-                .as_ref()
-                .is_some_and(|(installed, _)| *installed == start)
-            {
-                *bridge = None;
-            }
+            *bridge = None;
         }
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Err(error) = provider.shutdown() {
-                tracing::warn!(%error, "self-telemetry logs: the last export at shutdown failed");
-            }
-        })
-        .await;
+    };
+    Ok(stop_at_shutdown(shutdown, "logs", uninstall, move || {
+        provider.shutdown()
+    }))
+}
+
+/// The number of the running config's span export, so that an old config's shutdown does
+/// not remove a newer tracer.
+static TRACER_STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Starts exporting oxcol's own spans (receivers' requests and exporters' send attempts,
+/// `oxcol_core::telemetry::record_span`) through `processors`; the returned task ends at
+/// `shutdown`, after the spans waiting are exported.
+pub fn start_trace_export(
+    processors: &[crate::telemetry::LogProcessor],
+    resource: opentelemetry_sdk::Resource,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, String> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    for (index, resolved) in resolve_processors(processors, "traces", Signal::Traces, 5000)?
+        .into_iter()
+        .enumerate()
+    {
+        let exporter = sdk_exporter!(
+            opentelemetry_otlp::SpanExporter::builder(),
+            resolved.connection
+        )
+        .map_err(|e| format!("service.telemetry.traces.processors[{index}]: {e}"))?;
+        let config = BatchConfigBuilder::default()
+            .with_scheduled_delay(resolved.delay)
+            .with_max_queue_size(resolved.max_queue_size)
+            .with_max_export_batch_size(resolved.max_export_batch_size)
+            .build();
+        builder = builder.with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build(),
+        );
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer_with_scope(
+        opentelemetry::InstrumentationScope::builder("oxcol")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+    );
+    let start = TRACER_STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    oxcol_core::telemetry::set_self_tracer(Some(opentelemetry::global::BoxedTracer::new(
+        Box::new(tracer),
+    )));
+    tracing::info!(
+        processors = processors.len(),
+        "exporting oxcol's own spans over OTLP (OpenTelemetry SDK)"
+    );
+    let uninstall = move || {
+        if TRACER_STARTS.load(std::sync::atomic::Ordering::Relaxed) == start {
+            oxcol_core::telemetry::set_self_tracer(None);
+        }
+    };
+    Ok(stop_at_shutdown(shutdown, "spans", uninstall, move || {
+        provider.shutdown()
     }))
 }

@@ -240,11 +240,65 @@ impl Registry {
     }
 }
 
+/// The tracer of oxcol's own spans (`service.telemetry.traces.processors`), set by the
+/// running config; None: no spans, and recording one costs an atomic load.
+static SELF_TRACER: std::sync::RwLock<Option<opentelemetry::global::BoxedTracer>> =
+    std::sync::RwLock::new(None);
+static SELF_TRACING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets (or, with None, removes) the tracer of oxcol's own spans.
+pub fn set_self_tracer(tracer: Option<opentelemetry::global::BoxedTracer>) {
+    let mut slot = SELF_TRACER
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    SELF_TRACING.store(tracer.is_some(), Ordering::Relaxed);
+    *slot = tracer;
+}
+
+/// Whether oxcol records its own spans now (check before building a span's attributes).
+pub fn self_tracing() -> bool {
+    SELF_TRACING.load(Ordering::Relaxed)
+}
+
+/// Records one finished operation of a component as a span, as the Collector's obsreport
+/// does (`receiver/ID/MetricsReceived`, `exporter/ID/metrics`): from `started` to now,
+/// with `attributes`, and an error status with `error`'s text.
+pub fn record_span(
+    name: String,
+    kind: opentelemetry::trace::SpanKind,
+    started: std::time::SystemTime,
+    attributes: Vec<opentelemetry::KeyValue>,
+    error: Option<String>,
+) {
+    use opentelemetry::trace::{Span as _, Status, Tracer as _};
+    if !self_tracing() {
+        return;
+    }
+    let slot = SELF_TRACER
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(tracer) = slot.as_ref() else {
+        return;
+    };
+    let mut span = tracer
+        .span_builder(name)
+        .with_kind(kind)
+        .with_start_time(started)
+        .with_attributes(attributes)
+        .start(tracer);
+    if let Some(error) = error {
+        span.set_status(Status::error(error));
+    }
+    span.end();
+}
+
 /// A receiver's counters for one signal and transport.
 #[derive(Clone, Debug)]
 pub struct ReceiverCounters {
     pub accepted: Counter,
     pub refused: Counter,
+    /// What the receiver's spans carry: (span name, receiver id, transport, item name).
+    span: Arc<(String, String, String, &'static str)>,
 }
 
 impl ReceiverCounters {
@@ -262,13 +316,60 @@ impl ReceiverCounters {
                 "Number of items that could not be pushed into the pipeline.",
                 &labels,
             ),
+            span: Arc::new((
+                format!(
+                    "receiver/{receiver}/{}",
+                    match signal {
+                        Signal::Metrics => "MetricsReceived",
+                        Signal::Traces => "TraceDataReceived",
+                        Signal::Logs => "LogsReceived",
+                    }
+                ),
+                receiver.to_string(),
+                transport.to_string(),
+                item,
+            )),
         }
+    }
+
+    /// Counts one request's items as accepted (`refusal` None) or refused, and records
+    /// the request as a span when oxcol traces itself.
+    pub fn finished(&self, started: std::time::SystemTime, items: u64, refusal: Option<String>) {
+        if refusal.is_none() {
+            self.accepted.add(items);
+        } else {
+            self.refused.add(items);
+        }
+        if !self_tracing() {
+            return;
+        }
+        use opentelemetry::KeyValue;
+        let (name, receiver, transport, item) = &*self.span;
+        let (accepted, refused) = if refusal.is_none() {
+            (items, 0)
+        } else {
+            (0, items)
+        };
+        record_span(
+            name.clone(),
+            opentelemetry::trace::SpanKind::Server,
+            started,
+            vec![
+                KeyValue::new("receiver", receiver.clone()),
+                KeyValue::new("transport", transport.clone()),
+                KeyValue::new(format!("accepted_{item}"), accepted as i64),
+                KeyValue::new(format!("refused_{item}"), refused as i64),
+            ],
+            refusal,
+        );
     }
 }
 
 /// An exporter's counters and queue gauges for one signal.
 #[derive(Clone, Debug)]
 pub struct ExporterCounters {
+    /// What the exporter's spans carry: (span name, exporter id, item name).
+    span: Arc<(String, String, &'static str)>,
     pub sent: Counter,
     pub send_failed: Counter,
     pub enqueue_failed: Counter,
@@ -283,6 +384,11 @@ impl ExporterCounters {
         let item = signal.item_name();
         let queue_labels = [("exporter", exporter), ("data_type", signal.name())];
         ExporterCounters {
+            span: Arc::new((
+                format!("exporter/{exporter}/{}", signal.name()),
+                exporter.to_string(),
+                item,
+            )),
             sent: registry.counter(
                 &format!("otelcol_exporter_sent_{item}"),
                 "Number of items successfully sent to destination.",
@@ -310,6 +416,35 @@ impl ExporterCounters {
                 &queue_labels,
             ),
         }
+    }
+}
+
+impl ExporterCounters {
+    /// Records one send attempt as a span when oxcol traces itself: `sent` items accepted
+    /// by the destination, `failed` not, and the attempt's error.
+    pub fn trace_attempt(
+        &self,
+        started: std::time::SystemTime,
+        sent: u64,
+        failed: u64,
+        error: Option<String>,
+    ) {
+        if !self_tracing() {
+            return;
+        }
+        use opentelemetry::KeyValue;
+        let (name, exporter, item) = &*self.span;
+        record_span(
+            name.clone(),
+            opentelemetry::trace::SpanKind::Client,
+            started,
+            vec![
+                KeyValue::new("exporter", exporter.clone()),
+                KeyValue::new(format!("sent_{item}"), sent as i64),
+                KeyValue::new(format!("send_failed_{item}"), failed as i64),
+            ],
+            error,
+        );
     }
 }
 

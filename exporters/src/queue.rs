@@ -735,10 +735,27 @@ impl Sender {
                     reason: "exporter shutting down".into(),
                 });
             }
+            let attempt_started = std::time::SystemTime::now();
             let attempt = tokio::select! {
                 result = self.exporter.export(batch.clone()) => result,
                 _ = self.give_up.cancelled() => continue,
             };
+            match &attempt {
+                Ok(outcome) => {
+                    let rejected = outcome.rejected.min(items);
+                    let message = (!outcome.message.is_empty()).then(|| outcome.message.clone());
+                    self.counters.trace_attempt(
+                        attempt_started,
+                        items - rejected,
+                        rejected,
+                        message,
+                    );
+                }
+                Err(ExportError::Permanent { reason } | ExportError::Retryable { reason, .. }) => {
+                    self.counters
+                        .trace_attempt(attempt_started, 0, items, Some(reason.clone()));
+                }
+            }
             match attempt {
                 Ok(outcome) => {
                     let rejected = outcome.rejected.min(items);

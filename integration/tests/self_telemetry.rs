@@ -1,7 +1,8 @@
 //! oxcol's own telemetry pushed over OTLP/gRPC through the OpenTelemetry Rust SDK, by the
-//! real binary: self-metrics from a `readers[].periodic` reader (gzip) and oxcol's log
-//! from a `logs.processors[].batch` processor, both into the recording sink; at SIGTERM
-//! the last lines (the shutdown's own) are exported before oxcol exits.
+//! real binary: self-metrics from a `readers[].periodic` reader (gzip), oxcol's log from a
+//! `logs.processors[].batch` processor and its spans (a receiver's request, an exporter's
+//! send) from `traces.processors`, all into the recording sink; at SIGTERM the last lines
+//! (the shutdown's own) are exported before oxcol exits.
 
 mod common;
 
@@ -10,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use oxcol_integration::child::spawn_logged;
 use oxcol_integration::sink::{self, SinkConfig};
 use prost::Message;
@@ -40,7 +44,7 @@ fn log_bodies(dir: &std::path::Path) -> Vec<String> {
 
 // Multi-threaded: the in-process sink must keep answering while the test waits for oxcol.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn self_metrics_and_log_go_over_otlp_grpc_through_the_sdk() {
+async fn self_metrics_log_and_spans_go_over_otlp_grpc_through_the_sdk() {
     common::bounded(Duration::from_secs(120), async {
         let dir = std::env::temp_dir().join(format!("oxcol-self-telemetry-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -65,6 +69,14 @@ service:
   telemetry:
     resource:
       deployment.environment: test
+    traces:
+      processors:
+        - batch:
+            schedule_delay: 200
+            exporter:
+              otlp:
+                protocol: grpc
+                endpoint: http://{sink}
     logs:
       level: info
       processors:
@@ -163,6 +175,71 @@ service:
             assert!(
                 Instant::now() < deadline,
                 "no exported log within 30 s:\n{}",
+                log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // A request through the pipeline: the receiver's span and the exporter's.
+        let request =
+            oxcol_integration::otlp::request_pool(oxcol_core::Signal::Metrics, common::SMALL, 1)
+                .remove(0);
+        let request = ExportMetricsServiceRequest::decode(request).unwrap();
+        let points = common::SMALL.items_per_request() as i64;
+        let mut client = MetricsServiceClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+            .await
+            .expect("connects to oxcol");
+        client
+            .export(request)
+            .await
+            .expect("oxcol accepts the request");
+        let spans = || -> Vec<Span> {
+            recorded::<ExportTraceServiceRequest>(&record, "traces")
+                .into_iter()
+                .flat_map(|r| r.resource_spans)
+                .flat_map(|r| r.scope_spans)
+                .flat_map(|s| s.spans)
+                .collect()
+        };
+        let int = |span: &Span, key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(v) => {
+                        Some(*v)
+                    }
+                    _ => None,
+                })
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let spans = spans();
+            let received = spans
+                .iter()
+                .find(|s| s.name == "receiver/otlp/MetricsReceived");
+            let sent = spans.iter().find(|s| s.name == "exporter/debug/metrics");
+            if let (Some(received), Some(sent)) = (received, sent) {
+                assert_eq!(
+                    int(received, "accepted_metric_points"),
+                    Some(points),
+                    "{received:?}"
+                );
+                assert_eq!(
+                    int(received, "refused_metric_points"),
+                    Some(0),
+                    "{received:?}"
+                );
+                assert_eq!(received.kind, 2, "a server span: {received:?}");
+                assert_eq!(int(sent, "sent_metric_points"), Some(points), "{sent:?}");
+                assert_eq!(sent.kind, 3, "a client span: {sent:?}");
+                assert!(received.end_time_unix_nano >= received.start_time_unix_nano);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no receiver and exporter spans within 30 s: {:?}\n{}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>(),
                 log()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;

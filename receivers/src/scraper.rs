@@ -124,10 +124,16 @@ async fn deliver(id: &str, output: ScrapeOutput, consumers: &Consumers, counters
             continue;
         }
         let items = batch.items();
-        match consumers.consume(batch).await {
-            Ok(()) => signal_counters.accepted.add(items),
+        let started = std::time::SystemTime::now();
+        let result = consumers.consume(batch).await;
+        signal_counters.finished(
+            started,
+            items,
+            result.as_ref().err().map(ToString::to_string),
+        );
+        match result {
+            Ok(()) => {}
             Err(refusal) => {
-                signal_counters.refused.add(items);
                 counters.scrapes_skipped.add(1);
                 tracing::debug!(receiver = %id, %refusal, "pipelines refused a scrape");
             }

@@ -620,13 +620,16 @@ fn deliver(
         resource_logs: entry::to_resource_logs(entries),
     };
     let batch = Batch::from_encoded_counted(Signal::Logs, request.encode_to_vec().into(), items);
-    match runtime.block_on(consumers.consume(batch)) {
-        Ok(()) => {
-            counters.logs.accepted.add(items);
-            Delivered::Accepted
-        }
+    let started = std::time::SystemTime::now();
+    let result = runtime.block_on(consumers.consume(batch));
+    counters.logs.finished(
+        started,
+        items,
+        result.as_ref().err().map(ToString::to_string),
+    );
+    match result {
+        Ok(()) => Delivered::Accepted,
         Err(refusal) => {
-            counters.logs.refused.add(items);
             tracing::debug!(receiver = %filelog.id, %refusal, "filelog: the pipelines refused a batch; it is read again");
             Delivered::Refused(refusal.to_string())
         }

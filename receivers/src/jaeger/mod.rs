@@ -378,16 +378,14 @@ impl Shared {
         if batch.is_empty() {
             return Ok(());
         }
-        match self.consumers.consume(batch).await {
-            Ok(()) => {
-                self.counters.accepted.add(items);
-                Ok(())
-            }
-            Err(refusal) => {
-                self.counters.refused.add(items);
-                Err(Failure::Refused(refusal))
-            }
-        }
+        let started = std::time::SystemTime::now();
+        let result = self.consumers.consume(batch).await;
+        self.counters.finished(
+            started,
+            items,
+            result.as_ref().err().map(ToString::to_string),
+        );
+        result.map_err(Failure::Refused)
     }
 }
 

@@ -283,13 +283,16 @@ impl Worker {
         let items = batch.items();
         let mut pauses = Pauses::new(&self.backoff);
         loop {
-            match self.consumers.consume(batch.clone()).await {
-                Ok(()) => {
-                    self.counters.accepted.add(items);
-                    return Outcome::Done;
-                }
+            let started = std::time::SystemTime::now();
+            let result = self.consumers.consume(batch.clone()).await;
+            self.counters.finished(
+                started,
+                items,
+                result.as_ref().err().map(ToString::to_string),
+            );
+            match result {
+                Ok(()) => return Outcome::Done,
                 Err(refusal) => {
-                    self.counters.refused.add(items);
                     let skip = if !self.marking.after {
                         // Marked before delivery (at-most-once): nothing to hold.
                         true

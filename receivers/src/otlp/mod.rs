@@ -361,16 +361,14 @@ impl Shared {
         if batch.is_empty() {
             return Ok(());
         }
-        match self.consumers.consume(batch).await {
-            Ok(()) => {
-                counters.accepted.add(items);
-                Ok(())
-            }
-            Err(refusal) => {
-                counters.refused.add(items);
-                Err(refusal)
-            }
-        }
+        let started = std::time::SystemTime::now();
+        let result = self.consumers.consume(batch).await;
+        counters.finished(
+            started,
+            items,
+            result.as_ref().err().map(ToString::to_string),
+        );
+        result
     }
 }
 

@@ -432,10 +432,16 @@ impl Shared {
             if points == 0 {
                 continue;
             }
-            match consumers.consume(batch).await {
-                Ok(()) => self.counters.accepted.add(points),
+            let started = std::time::SystemTime::now();
+            let result = consumers.consume(batch).await;
+            self.counters.finished(
+                started,
+                points,
+                result.as_ref().err().map(ToString::to_string),
+            );
+            match result {
+                Ok(()) => {}
                 Err(refusal) => {
-                    self.counters.refused.add(points);
                     tracing::warn!(receiver = %self.id, %refusal, points, "the pipeline refused StatsD metrics; they are lost (StatsD has no answer)");
                 }
             }

@@ -381,15 +381,16 @@ async fn spans(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap, body: 
     if batch.is_empty() {
         return endpoint.answer(StatusCode::ACCEPTED, "", None);
     }
-    match endpoint.consumers.consume(batch).await {
-        Ok(()) => {
-            endpoint.counters.accepted.add(items);
-            endpoint.answer(StatusCode::ACCEPTED, "", None)
-        }
-        Err(refusal) => {
-            endpoint.counters.refused.add(items);
-            endpoint.refusal(&refusal)
-        }
+    let started = std::time::SystemTime::now();
+    let result = endpoint.consumers.consume(batch).await;
+    endpoint.counters.finished(
+        started,
+        items,
+        result.as_ref().err().map(ToString::to_string),
+    );
+    match result {
+        Ok(()) => endpoint.answer(StatusCode::ACCEPTED, "", None),
+        Err(refusal) => endpoint.refusal(&refusal),
     }
 }
 
