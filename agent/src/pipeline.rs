@@ -317,9 +317,9 @@ impl ConnectorNode {
         let outputs = self.connector().consume(batch, SystemTime::now());
         let result = match outputs {
             Ok(outputs) => self.deliver(outputs).await,
-            Err(refusal) => Err(Refusal::Invalid {
-                reason: format!("connector {:?}: {}", self.id, refusal.reason()),
-            }),
+            // The refusal keeps its kind (the client's gRPC code): a routing condition
+            // that fails with error_mode propagate is "unavailable", as in the Collector.
+            Err(refusal) => Err(with_reason(refusal, format!("connector {:?}: ", self.id))),
         };
         self.counters.consumed[outcome(&result)].add(items);
         result
@@ -379,9 +379,51 @@ impl ConnectorNode {
     }
 }
 
+/// `refusal` with `prefix` put before its reason, its kind (and retry hint) unchanged.
+fn with_reason(refusal: Refusal, prefix: String) -> Refusal {
+    match refusal {
+        Refusal::Overloaded {
+            reason,
+            retry_after,
+        } => Refusal::Overloaded {
+            reason: prefix + &reason,
+            retry_after,
+        },
+        Refusal::Unavailable { reason } => Refusal::Unavailable {
+            reason: prefix + &reason,
+        },
+        Refusal::Invalid { reason } => Refusal::Invalid {
+            reason: prefix + &reason,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connector_refusal_keeps_its_kind() {
+        let unavailable = with_reason(
+            Refusal::Unavailable {
+                reason: "condition failed".into(),
+            },
+            "connector \"routing\": ".into(),
+        );
+        assert_eq!(
+            unavailable,
+            Refusal::Unavailable {
+                reason: "connector \"routing\": condition failed".into()
+            }
+        );
+        let invalid = with_reason(
+            Refusal::Invalid {
+                reason: "bad".into(),
+            },
+            "c: ".into(),
+        );
+        assert!(matches!(invalid, Refusal::Invalid { reason } if reason == "c: bad"));
+    }
     use oxcol_connectors::forward::ForwardConnector;
     use oxcol_core::PipelineInput;
     use tokio::sync::mpsc;

@@ -1,18 +1,23 @@
-//! The `routing` connector (same signal in and out): sends each resource (or span, log
-//! record, metric or data point, per the route's `context`) to the pipelines of the first
-//! route of `table` whose OTTL condition matches it, and what no route matched to
-//! `default_pipelines` (dropped when there are none), as the Collector's
-//! `routingconnector` does since `match_once` was removed.
+//! The `routing` connector (same signal in and out), as the Collector's `routingconnector`
+//! (checked against contrib v0.148.0, docs/oracle.md): the routes of `table` are tried in
+//! order, each on what the earlier `move` routes left; a route takes the resources (or spans,
+//! log records, metrics or data points, per its `context`) its OTTL condition matches and
+//! sends them to its pipelines, removing them from the rest (`action: move`, the default)
+//! or leaving them for later routes too (`action: copy`). What is left at the end goes to
+//! `default_pipelines` (dropped when there are none).
 //!
 //! Conditions are parsed once at start (`oxcol_ottl`). A condition that fails to evaluate
-//! fails the batch with `error_mode: propagate` (the default); with `ignore` it is logged
-//! and counts as "no match"; with `silent` it counts as "no match" quietly.
+//! refuses the whole batch as unavailable (nothing is sent) with `error_mode: propagate`
+//! (the default); with `ignore` it is logged and counts as "no match"; with `silent` it
+//! counts as "no match" quietly.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric};
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    metric,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use oxcol_core::{Batch, Refusal, Signal};
@@ -36,6 +41,8 @@ pub struct Route {
     pub context: Option<String>,
     pub condition: Option<String>,
     pub statement: Option<String>,
+    /// `move` (default) or `copy`.
+    pub action: Option<String>,
     pub pipelines: Vec<String>,
 }
 
@@ -85,7 +92,32 @@ impl Route {
         }
     }
 
+    /// Whether matched data stays for later routes (`action: copy`).
+    fn copies(&self) -> Result<bool, String> {
+        match self.action.as_deref() {
+            None | Some("move") => Ok(false),
+            Some("copy") => Ok(true),
+            Some(other) => Err(format!("action {other:?}: use move or copy")),
+        }
+    }
+
+    /// What makes two routes the same to the Collector (context and statement, a condition
+    /// written as `route() where <condition>`): a later duplicate is ignored.
+    fn key(&self) -> (String, String) {
+        let context = match self.context.as_deref() {
+            None | Some("resource") => String::new(),
+            Some(other) => other.to_string(),
+        };
+        let statement = match (&self.condition, &self.statement) {
+            (Some(condition), _) => format!("route() where {condition}"),
+            (None, Some(statement)) => statement.clone(),
+            (None, None) => String::new(),
+        };
+        (context, statement)
+    }
+
     fn parse(&self) -> Result<(ContextKind, Option<Condition>), String> {
+        self.copies()?;
         let context = self.context()?;
         let condition = match self.condition_text()? {
             None => None,
@@ -138,6 +170,7 @@ impl Config {
 struct ParsedRoute {
     context: ContextKind,
     condition: Option<Condition>,
+    copies: bool,
     pipelines: Vec<String>,
 }
 
@@ -148,27 +181,41 @@ pub struct RoutingConnector {
     error_mode: ErrorMode,
 }
 
+/// Whether a route's context reads items of `signal` (`resource` reads every signal).
+fn fits(context: ContextKind, signal: Signal) -> bool {
+    match context {
+        ContextKind::Resource => true,
+        ContextKind::Span => signal == Signal::Traces,
+        ContextKind::Metric | ContextKind::DataPoint => signal == Signal::Metrics,
+        ContextKind::Log => signal == Signal::Logs,
+        _ => false,
+    }
+}
+
 impl RoutingConnector {
-    /// Fails when a route's context does not fit `signal` (a span condition on logs).
+    /// Keeps the routes that read `signal`: like the Collector, a `span` route in a
+    /// connector that also routes logs matches no log (one config serves every signal).
+    /// A later route with the same context and statement as an earlier one is ignored, as
+    /// the Collector ignores it (with a warning).
     pub fn new(id: &str, config: &Config, signal: Signal) -> Result<RoutingConnector, String> {
         let mut routes = Vec::new();
+        let mut seen = Vec::new();
         for (index, route) in config.table.iter().enumerate() {
             let (context, condition) = route.parse().map_err(|e| format!("table[{index}]: {e}"))?;
-            let fits = match context {
-                ContextKind::Resource => true,
-                ContextKind::Span => signal == Signal::Traces,
-                ContextKind::Metric | ContextKind::DataPoint => signal == Signal::Metrics,
-                ContextKind::Log => signal == Signal::Logs,
-                _ => false,
-            };
-            if !fits {
-                return Err(format!(
-                    "table[{index}]: context {context} cannot route {signal}; use resource or the {signal} item context"
-                ));
+            let copies = route.copies().map_err(|e| format!("table[{index}]: {e}"))?;
+            let key = route.key();
+            if seen.contains(&key) {
+                tracing::warn!(connector = %id, route = index, "a route with the same context and statement is earlier in the table; this one is ignored");
+                continue;
+            }
+            seen.push(key);
+            if !fits(context, signal) {
+                continue;
             }
             routes.push(ParsedRoute {
                 context,
                 condition,
+                copies,
                 pipelines: route.pipelines.clone(),
             });
         }
@@ -180,25 +227,41 @@ impl RoutingConnector {
         })
     }
 
-    /// The route index for an item (`routes.len()`: the default), trying only routes of
-    /// `context`; an evaluation error follows `error_mode`.
-    fn pick(&self, context: ContextKind, item: &Item<'_>) -> Result<Option<usize>, Refusal> {
-        for (index, route) in self
-            .routes
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.context == context)
-        {
-            let matched = match &route.condition {
-                None => Ok(true),
-                Some(condition) => condition.matches(item),
+    /// Runs every route in table order over what is left, then sends the rest to the
+    /// default pipelines. A failed condition follows `error_mode` once per route: with
+    /// `propagate` the whole batch is refused and nothing is sent.
+    fn route<R: Routed>(
+        &self,
+        mut left: Vec<R>,
+        make: fn(Vec<R>) -> Batch,
+    ) -> Result<Vec<Output>, Refusal> {
+        let mut outputs = Vec::new();
+        for route in &self.routes {
+            if left.is_empty() {
+                break;
+            }
+            let mut failure = None;
+            let mut matches = |item: &Item<'_>| match &route.condition {
+                None => true,
+                Some(condition) => match condition.matches(item) {
+                    Ok(matched) => matched,
+                    Err(error) => {
+                        failure.get_or_insert(error);
+                        false
+                    }
+                },
             };
-            match matched {
-                Ok(true) => return Ok(Some(index)),
-                Ok(false) => {}
-                Err(error) => match self.error_mode {
+            let matched = match route.context {
+                ContextKind::Resource => take_resources(&mut left, route.copies, &mut matches),
+                ContextKind::DataPoint => R::take_points(&mut left, route.copies, &mut matches),
+                _ => take_records(&mut left, route.copies, &mut matches),
+            };
+            if let Some(error) = failure {
+                match self.error_mode {
+                    // As the Collector, whose OTTL error is not permanent: its receivers
+                    // answer "unavailable" (gRPC UNAVAILABLE) and clients retry.
                     ErrorMode::Propagate => {
-                        return Err(Refusal::Invalid {
+                        return Err(Refusal::Unavailable {
                             reason: format!("routing {:?}: {error}", self.id),
                         });
                     }
@@ -206,188 +269,252 @@ impl RoutingConnector {
                         tracing::warn!(connector = %self.id, %error, "routing condition failed; treated as not matching")
                     }
                     ErrorMode::Silent => {}
-                },
+                }
+            }
+            if !matched.is_empty() {
+                outputs.push(Output {
+                    pipelines: Some(route.pipelines.clone()),
+                    batch: make(matched),
+                });
             }
         }
-        Ok(None)
+        if !left.is_empty() && !self.default_pipelines.is_empty() {
+            outputs.push(Output {
+                pipelines: Some(self.default_pipelines.clone()),
+                batch: make(left),
+            });
+        }
+        Ok(outputs)
     }
+}
 
-    fn has(&self, context: ContextKind) -> bool {
-        self.routes.iter().any(|r| r.context == context)
+/// The resources `matches` accepts: moved out of `left`, or cloned with `copy`.
+fn take_resources<R: Routed>(
+    left: &mut Vec<R>,
+    copy: bool,
+    matches: &mut dyn FnMut(&Item<'_>) -> bool,
+) -> Vec<R> {
+    let mut matched = Vec::new();
+    let mut kept = Vec::with_capacity(left.len());
+    for resource in std::mem::take(left) {
+        let hit = matches(&Item::Resource {
+            resource: resource.resource(),
+        });
+        match (hit, copy) {
+            (true, true) => {
+                matched.push(resource.clone());
+                kept.push(resource);
+            }
+            (true, false) => matched.push(resource),
+            (false, _) => kept.push(resource),
+        }
     }
+    *left = kept;
+    matched
+}
 
-    fn default_route(&self) -> usize {
-        self.routes.len()
+/// The records (spans, log records, metrics) `matches` accepts, each under a copy of its
+/// resource and scope (made once per resource and scope that has a match). With move, a
+/// scope left without records and a resource left without scopes are removed, even when
+/// they had none to begin with, as the Collector's `RemoveIf` passes do.
+fn take_records<R: Routed>(
+    left: &mut Vec<R>,
+    copy: bool,
+    matches: &mut dyn FnMut(&Item<'_>) -> bool,
+) -> Vec<R> {
+    let mut matched = Vec::new();
+    for resource in left.iter_mut() {
+        let mut scopes = std::mem::take(resource.scoped());
+        let mut resource_copy: Option<R> = None;
+        for scope in &mut scopes {
+            let records = std::mem::take(R::records_mut(scope));
+            let mut scope_copy: Option<R::Scoped> = None;
+            let mut kept = Vec::with_capacity(records.len());
+            for record in records {
+                let hit = matches(&R::item(resource, scope, &record));
+                if !hit {
+                    kept.push(record);
+                    continue;
+                }
+                let target = scope_copy.get_or_insert_with(|| R::empty_like(scope));
+                if copy {
+                    R::records_mut(target).push(record.clone());
+                    kept.push(record);
+                } else {
+                    R::records_mut(target).push(record);
+                }
+            }
+            *R::records_mut(scope) = kept;
+            if let Some(scope_copy) = scope_copy {
+                resource_copy
+                    .get_or_insert_with(|| resource.without_scopes())
+                    .scoped()
+                    .push(scope_copy);
+            }
+        }
+        if !copy {
+            scopes.retain(|scope| !R::records_of(scope).is_empty());
+        }
+        *resource.scoped() = scopes;
+        matched.extend(resource_copy);
     }
+    if !copy {
+        left.retain_mut(|resource| !resource.scoped().is_empty());
+    }
+    matched
+}
 
-    fn outputs<T>(
-        &self,
-        groups: BTreeMap<usize, Vec<T>>,
-        make: fn(Vec<T>) -> Batch,
-    ) -> Vec<Output> {
-        groups
-            .into_iter()
-            .filter_map(|(route, data)| {
-                let pipelines = match self.routes.get(route) {
-                    Some(r) => r.pipelines.clone(),
-                    None if self.default_pipelines.is_empty() => return None,
-                    None => self.default_pipelines.clone(),
-                };
-                Some(Output {
-                    pipelines: Some(pipelines),
-                    batch: make(data),
-                })
+/// The data points `matches` accepts (metrics only), each under a copy of its resource,
+/// scope and metric. The metric copy has the name, description, unit, type, temporality
+/// and monotonicity but not the `metadata`, as the Collector's copy. With move, a metric
+/// left without points (of a known type), a scope without metrics and a resource without
+/// scopes are removed.
+fn take_data_points(
+    left: &mut Vec<ResourceMetrics>,
+    copy: bool,
+    matches: &mut dyn FnMut(&Item<'_>) -> bool,
+) -> Vec<ResourceMetrics> {
+    let mut matched = Vec::new();
+    for resource in left.iter_mut() {
+        let mut resource_copy: Option<ResourceMetrics> = None;
+        let bare_resource = resource.without_scopes();
+        for scope in &mut resource.scope_metrics {
+            let bare_scope = ScopeMetrics::empty_like(scope);
+            let mut scope_copy: Option<ScopeMetrics> = None;
+            for metric in &mut scope.metrics {
+                let hits: Vec<bool> = DataPointRef::of_metric(metric)
+                    .into_iter()
+                    .map(|point| {
+                        matches(&Item::DataPoint {
+                            resource: resource.resource.as_ref(),
+                            scope: scope.scope.as_ref(),
+                            metric,
+                            point,
+                        })
+                    })
+                    .collect();
+                if let Some(metric_copy) = split_points(metric, &hits, copy) {
+                    scope_copy
+                        .get_or_insert_with(|| bare_scope.clone())
+                        .metrics
+                        .push(metric_copy);
+                }
+            }
+            if let Some(scope_copy) = scope_copy {
+                resource_copy
+                    .get_or_insert_with(|| bare_resource.clone())
+                    .scope_metrics
+                    .push(scope_copy);
+            }
+            if !copy {
+                scope.metrics.retain(|metric| !metric_emptied(metric));
+            }
+        }
+        if !copy {
+            resource
+                .scope_metrics
+                .retain(|scope| !scope.metrics.is_empty());
+        }
+        matched.extend(resource_copy);
+    }
+    if !copy {
+        left.retain(|resource| !resource.scope_metrics.is_empty());
+    }
+    matched
+}
+
+/// A metric of a known type without data points (the Collector removes it after a move).
+fn metric_emptied(metric: &Metric) -> bool {
+    metric.data.is_some() && DataPointRef::of_metric(metric).is_empty()
+}
+
+/// Moves (or clones, with `copy`) the points of `metric` whose `hits` entry is true into a
+/// copy of the metric; `None` when no point matched.
+fn split_points(metric: &mut Metric, hits: &[bool], copy: bool) -> Option<Metric> {
+    if !hits.contains(&true) {
+        return None;
+    }
+    fn part<P: Clone>(points: &mut Vec<P>, hits: &[bool], copy: bool) -> Vec<P> {
+        let mut taken = Vec::new();
+        let mut kept = Vec::with_capacity(points.len());
+        for (point, hit) in std::mem::take(points).into_iter().zip(hits) {
+            match (hit, copy) {
+                (true, true) => {
+                    taken.push(point.clone());
+                    kept.push(point);
+                }
+                (true, false) => taken.push(point),
+                (false, _) => kept.push(point),
+            }
+        }
+        *points = kept;
+        taken
+    }
+    let data = match metric.data.as_mut()? {
+        metric::Data::Gauge(g) => metric::Data::Gauge(Gauge {
+            data_points: part(&mut g.data_points, hits, copy),
+        }),
+        metric::Data::Sum(s) => metric::Data::Sum(Sum {
+            data_points: part(&mut s.data_points, hits, copy),
+            aggregation_temporality: s.aggregation_temporality,
+            is_monotonic: s.is_monotonic,
+        }),
+        metric::Data::Histogram(h) => metric::Data::Histogram(Histogram {
+            data_points: part(&mut h.data_points, hits, copy),
+            aggregation_temporality: h.aggregation_temporality,
+        }),
+        metric::Data::ExponentialHistogram(h) => {
+            metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: part(&mut h.data_points, hits, copy),
+                aggregation_temporality: h.aggregation_temporality,
             })
-            .collect()
-    }
-
-    /// Routes each resource whole when a resource route matches, else each record (span,
-    /// log record, metric or data point): every route gets a copy of the resource and
-    /// scope with its records.
-    fn route<R: Routed>(
-        &self,
-        resources: Vec<R>,
-        make: fn(Vec<R>) -> Batch,
-    ) -> Result<Vec<Output>, Refusal> {
-        let mut groups: BTreeMap<usize, Vec<R>> = BTreeMap::new();
-        for mut resource in resources {
-            if let Some(route) = self.pick(
-                ContextKind::Resource,
-                &Item::Resource {
-                    resource: resource.resource(),
-                },
-            )? {
-                groups.entry(route).or_default().push(resource);
-                continue;
-            }
-            if !R::per_record(self) {
-                groups
-                    .entry(self.default_route())
-                    .or_default()
-                    .push(resource);
-                continue;
-            }
-            let mut split: BTreeMap<usize, R> = BTreeMap::new();
-            for scope in std::mem::take(resource.scoped()) {
-                let mut by_route: BTreeMap<usize, R::Scoped> = BTreeMap::new();
-                for record in R::records(&scope) {
-                    for (route, piece) in R::route_record(self, &resource, &scope, record)? {
-                        R::records_mut(
-                            by_route
-                                .entry(route)
-                                .or_insert_with(|| R::empty_like(&scope)),
-                        )
-                        .push(piece);
-                    }
-                }
-                for (route, scope) in by_route {
-                    split
-                        .entry(route)
-                        .or_insert_with(|| resource.clone())
-                        .scoped()
-                        .push(scope);
-                }
-            }
-            for (route, resource) in split {
-                groups.entry(route).or_default().push(resource);
-            }
         }
-        Ok(self.outputs(groups, make))
-    }
-
-    /// Routes each data point of `metric`; every route gets a copy of the metric with its points.
-    fn split_points(
-        &self,
-        resource: &ResourceMetrics,
-        scope: &ScopeMetrics,
-        metric: &Metric,
-    ) -> Result<Vec<(usize, Metric)>, Refusal> {
-        let default = self.default_route();
-        let mut out: BTreeMap<usize, Metric> = BTreeMap::new();
-        let empty_like = |metric: &Metric| {
-            let mut copy = metric.clone();
-            match &mut copy.data {
-                Some(metric::Data::Gauge(g)) => g.data_points.clear(),
-                Some(metric::Data::Sum(s)) => s.data_points.clear(),
-                Some(metric::Data::Histogram(h)) => h.data_points.clear(),
-                Some(metric::Data::ExponentialHistogram(h)) => h.data_points.clear(),
-                Some(metric::Data::Summary(s)) => s.data_points.clear(),
-                None => {}
-            }
-            copy
-        };
-        for (index, point) in DataPointRef::of_metric(metric).into_iter().enumerate() {
-            let item = Item::DataPoint {
-                resource: resource.resource.as_ref(),
-                scope: scope.scope.as_ref(),
-                metric,
-                point,
-            };
-            let route = self.pick(ContextKind::DataPoint, &item)?.unwrap_or(default);
-            let target = out.entry(route).or_insert_with(|| empty_like(metric));
-            match (&mut target.data, &metric.data) {
-                (Some(metric::Data::Gauge(t)), Some(metric::Data::Gauge(s))) => {
-                    t.data_points.push(s.data_points[index].clone())
-                }
-                (Some(metric::Data::Sum(t)), Some(metric::Data::Sum(s))) => {
-                    t.data_points.push(s.data_points[index].clone())
-                }
-                (Some(metric::Data::Histogram(t)), Some(metric::Data::Histogram(s))) => {
-                    t.data_points.push(s.data_points[index].clone())
-                }
-                (
-                    Some(metric::Data::ExponentialHistogram(t)),
-                    Some(metric::Data::ExponentialHistogram(s)),
-                ) => t.data_points.push(s.data_points[index].clone()),
-                (Some(metric::Data::Summary(t)), Some(metric::Data::Summary(s))) => {
-                    t.data_points.push(s.data_points[index].clone())
-                }
-                _ => {}
-            }
-        }
-        Ok(out.into_iter().collect())
-    }
+        metric::Data::Summary(s) => metric::Data::Summary(Summary {
+            data_points: part(&mut s.data_points, hits, copy),
+        }),
+    };
+    Some(Metric {
+        name: metric.name.clone(),
+        description: metric.description.clone(),
+        unit: metric.unit.clone(),
+        metadata: Vec::new(),
+        data: Some(data),
+    })
 }
 
 /// One signal's OTLP tree (resource, scope, record) as the routing connector splits it.
-trait Routed: Clone {
-    type Scoped;
+trait Routed: Clone + Sized {
+    type Scoped: EmptyLike;
     type Record: Clone;
-    /// Whether the connector has a route below the resource for this signal.
-    fn per_record(router: &RoutingConnector) -> bool;
     fn resource(&self) -> Option<&Resource>;
     fn scoped(&mut self) -> &mut Vec<Self::Scoped>;
-    fn records(scoped: &Self::Scoped) -> &[Self::Record];
+    /// The resource and schema URL without any scope.
+    fn without_scopes(&self) -> Self;
+    fn records_of(scoped: &Self::Scoped) -> &[Self::Record];
     fn records_mut(scoped: &mut Self::Scoped) -> &mut Vec<Self::Record>;
-    /// The scope without its records.
-    fn empty_like(scoped: &Self::Scoped) -> Self::Scoped;
-    /// Where a record goes: one route, or pieces of it to several routes.
-    fn route_record(
-        router: &RoutingConnector,
-        resource: &Self,
-        scoped: &Self::Scoped,
-        record: &Self::Record,
-    ) -> Result<Vec<(usize, Self::Record)>, Refusal>;
+    fn empty_like(scoped: &Self::Scoped) -> Self::Scoped {
+        Self::Scoped::empty_like(scoped)
+    }
+    /// The OTTL item of a record in its resource and scope.
+    fn item<'a>(resource: &'a Self, scoped: &'a Self::Scoped, record: &'a Self::Record)
+    -> Item<'a>;
+    /// Data point routes: only metrics have data points; other signals never get such a
+    /// route (`fits`), so they take nothing.
+    fn take_points(
+        _left: &mut Vec<Self>,
+        _copy: bool,
+        _matches: &mut dyn FnMut(&Item<'_>) -> bool,
+    ) -> Vec<Self> {
+        Vec::new()
+    }
 }
 
-impl Routed for ResourceSpans {
-    type Scoped = ScopeSpans;
-    type Record = Span;
-    fn per_record(router: &RoutingConnector) -> bool {
-        router.has(ContextKind::Span)
-    }
-    fn resource(&self) -> Option<&Resource> {
-        self.resource.as_ref()
-    }
-    fn scoped(&mut self) -> &mut Vec<ScopeSpans> {
-        &mut self.scope_spans
-    }
-    fn records(scoped: &ScopeSpans) -> &[Span] {
-        &scoped.spans
-    }
-    fn records_mut(scoped: &mut ScopeSpans) -> &mut Vec<Span> {
-        &mut scoped.spans
-    }
+/// A scope (with its schema URL) without its records.
+trait EmptyLike {
+    fn empty_like(scoped: &Self) -> Self;
+}
+
+impl EmptyLike for ScopeSpans {
     fn empty_like(scoped: &ScopeSpans) -> ScopeSpans {
         ScopeSpans {
             spans: Vec::new(),
@@ -395,42 +522,9 @@ impl Routed for ResourceSpans {
             schema_url: scoped.schema_url.clone(),
         }
     }
-    fn route_record(
-        router: &RoutingConnector,
-        resource: &ResourceSpans,
-        scoped: &ScopeSpans,
-        span: &Span,
-    ) -> Result<Vec<(usize, Span)>, Refusal> {
-        let item = Item::Span {
-            resource: resource.resource.as_ref(),
-            scope: scoped.scope.as_ref(),
-            span,
-        };
-        let route = router
-            .pick(ContextKind::Span, &item)?
-            .unwrap_or(router.default_route());
-        Ok(vec![(route, span.clone())])
-    }
 }
 
-impl Routed for ResourceLogs {
-    type Scoped = ScopeLogs;
-    type Record = LogRecord;
-    fn per_record(router: &RoutingConnector) -> bool {
-        router.has(ContextKind::Log)
-    }
-    fn resource(&self) -> Option<&Resource> {
-        self.resource.as_ref()
-    }
-    fn scoped(&mut self) -> &mut Vec<ScopeLogs> {
-        &mut self.scope_logs
-    }
-    fn records(scoped: &ScopeLogs) -> &[LogRecord] {
-        &scoped.log_records
-    }
-    fn records_mut(scoped: &mut ScopeLogs) -> &mut Vec<LogRecord> {
-        &mut scoped.log_records
-    }
+impl EmptyLike for ScopeLogs {
     fn empty_like(scoped: &ScopeLogs) -> ScopeLogs {
         ScopeLogs {
             log_records: Vec::new(),
@@ -438,42 +532,9 @@ impl Routed for ResourceLogs {
             schema_url: scoped.schema_url.clone(),
         }
     }
-    fn route_record(
-        router: &RoutingConnector,
-        resource: &ResourceLogs,
-        scoped: &ScopeLogs,
-        log: &LogRecord,
-    ) -> Result<Vec<(usize, LogRecord)>, Refusal> {
-        let item = Item::Log {
-            resource: resource.resource.as_ref(),
-            scope: scoped.scope.as_ref(),
-            log,
-        };
-        let route = router
-            .pick(ContextKind::Log, &item)?
-            .unwrap_or(router.default_route());
-        Ok(vec![(route, log.clone())])
-    }
 }
 
-impl Routed for ResourceMetrics {
-    type Scoped = ScopeMetrics;
-    type Record = Metric;
-    fn per_record(router: &RoutingConnector) -> bool {
-        router.has(ContextKind::Metric) || router.has(ContextKind::DataPoint)
-    }
-    fn resource(&self) -> Option<&Resource> {
-        self.resource.as_ref()
-    }
-    fn scoped(&mut self) -> &mut Vec<ScopeMetrics> {
-        &mut self.scope_metrics
-    }
-    fn records(scoped: &ScopeMetrics) -> &[Metric] {
-        &scoped.metrics
-    }
-    fn records_mut(scoped: &mut ScopeMetrics) -> &mut Vec<Metric> {
-        &mut scoped.metrics
-    }
+impl EmptyLike for ScopeMetrics {
     fn empty_like(scoped: &ScopeMetrics) -> ScopeMetrics {
         ScopeMetrics {
             metrics: Vec::new(),
@@ -481,26 +542,105 @@ impl Routed for ResourceMetrics {
             schema_url: scoped.schema_url.clone(),
         }
     }
-    /// A metric route takes the whole metric; otherwise with data point routes each
-    /// route gets a copy of the metric with its points.
-    fn route_record(
-        router: &RoutingConnector,
-        resource: &ResourceMetrics,
-        scoped: &ScopeMetrics,
-        metric: &Metric,
-    ) -> Result<Vec<(usize, Metric)>, Refusal> {
-        let item = Item::Metric {
+}
+
+impl Routed for ResourceSpans {
+    type Scoped = ScopeSpans;
+    type Record = Span;
+    fn resource(&self) -> Option<&Resource> {
+        self.resource.as_ref()
+    }
+    fn scoped(&mut self) -> &mut Vec<ScopeSpans> {
+        &mut self.scope_spans
+    }
+    fn without_scopes(&self) -> ResourceSpans {
+        ResourceSpans {
+            resource: self.resource.clone(),
+            scope_spans: Vec::new(),
+            schema_url: self.schema_url.clone(),
+        }
+    }
+    fn records_of(scoped: &ScopeSpans) -> &[Span] {
+        &scoped.spans
+    }
+    fn records_mut(scoped: &mut ScopeSpans) -> &mut Vec<Span> {
+        &mut scoped.spans
+    }
+    fn item<'a>(resource: &'a Self, scoped: &'a ScopeSpans, span: &'a Span) -> Item<'a> {
+        Item::Span {
+            resource: resource.resource.as_ref(),
+            scope: scoped.scope.as_ref(),
+            span,
+        }
+    }
+}
+
+impl Routed for ResourceLogs {
+    type Scoped = ScopeLogs;
+    type Record = LogRecord;
+    fn resource(&self) -> Option<&Resource> {
+        self.resource.as_ref()
+    }
+    fn scoped(&mut self) -> &mut Vec<ScopeLogs> {
+        &mut self.scope_logs
+    }
+    fn without_scopes(&self) -> ResourceLogs {
+        ResourceLogs {
+            resource: self.resource.clone(),
+            scope_logs: Vec::new(),
+            schema_url: self.schema_url.clone(),
+        }
+    }
+    fn records_of(scoped: &ScopeLogs) -> &[LogRecord] {
+        &scoped.log_records
+    }
+    fn records_mut(scoped: &mut ScopeLogs) -> &mut Vec<LogRecord> {
+        &mut scoped.log_records
+    }
+    fn item<'a>(resource: &'a Self, scoped: &'a ScopeLogs, log: &'a LogRecord) -> Item<'a> {
+        Item::Log {
+            resource: resource.resource.as_ref(),
+            scope: scoped.scope.as_ref(),
+            log,
+        }
+    }
+}
+
+impl Routed for ResourceMetrics {
+    type Scoped = ScopeMetrics;
+    type Record = Metric;
+    fn resource(&self) -> Option<&Resource> {
+        self.resource.as_ref()
+    }
+    fn scoped(&mut self) -> &mut Vec<ScopeMetrics> {
+        &mut self.scope_metrics
+    }
+    fn without_scopes(&self) -> ResourceMetrics {
+        ResourceMetrics {
+            resource: self.resource.clone(),
+            scope_metrics: Vec::new(),
+            schema_url: self.schema_url.clone(),
+        }
+    }
+    fn records_of(scoped: &ScopeMetrics) -> &[Metric] {
+        &scoped.metrics
+    }
+    fn records_mut(scoped: &mut ScopeMetrics) -> &mut Vec<Metric> {
+        &mut scoped.metrics
+    }
+    fn item<'a>(resource: &'a Self, scoped: &'a ScopeMetrics, metric: &'a Metric) -> Item<'a> {
+        Item::Metric {
             resource: resource.resource.as_ref(),
             scope: scoped.scope.as_ref(),
             metric,
-        };
-        Ok(match router.pick(ContextKind::Metric, &item)? {
-            Some(route) => vec![(route, metric.clone())],
-            None if router.has(ContextKind::DataPoint) => {
-                router.split_points(resource, scoped, metric)?
-            }
-            None => vec![(router.default_route(), metric.clone())],
-        })
+        }
+    }
+    fn take_points(
+        left: &mut Vec<ResourceMetrics>,
+        copy: bool,
+        matches: &mut dyn FnMut(&Item<'_>) -> bool,
+    ) -> Vec<ResourceMetrics> {
+        take_data_points(left, copy, matches)
     }
 }
 

@@ -40,6 +40,36 @@ use canonical::Output;
 /// The environment variable naming the oracle binary (set by scripts/test).
 pub const ORACLE_ENV: &str = "OXCOL_ORACLE_OTELCOL";
 
+/// The Collector builds a case can choose with `"oracle"` in its `case.json`: the name,
+/// the environment variable scripts/test sets to its binary, and its manifest (relative
+/// to the repository root). A case without `"oracle"` uses the main build.
+pub const ORACLES: &[(&str, &str, &str)] = &[
+    ("main", ORACLE_ENV, "integration/oracle/otelcol-oracle.yaml"),
+    // Collector v0.148.0 with the routing connector, which the proxy refuses at the main
+    // build's release (docs/oracle.md).
+    (
+        "routing",
+        "OXCOL_ORACLE_OTELCOL_ROUTING",
+        "integration/oracle/otelcol-oracle-routing.yaml",
+    ),
+];
+
+/// The oracle a case's `"oracle"` names (`None`: the main build), or an error listing the
+/// names there are.
+pub fn oracle_entry(
+    name: Option<&str>,
+) -> Result<(&'static str, &'static str, &'static str), String> {
+    let name = name.unwrap_or("main");
+    ORACLES
+        .iter()
+        .copied()
+        .find(|(known, ..)| *known == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = ORACLES.iter().map(|(known, ..)| *known).collect();
+            format!("unknown oracle {name:?}: use one of {known:?}")
+        })
+}
+
 /// Longest wait for a system to listen after it was started.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,16 +82,29 @@ pub const OUTPUT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest time one export of the input may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The Collector oracle binary: `$OXCOL_ORACLE_OTELCOL`, or the one `scripts/build-oracle`
-/// built for the current manifest. The error says how to build it.
+/// The main Collector oracle binary: `$OXCOL_ORACLE_OTELCOL`, or the one
+/// `scripts/build-oracle` built for the current manifest. The error says how to build it.
 pub fn oracle_binary(repo_root: &Path) -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os(ORACLE_ENV).filter(|path| !path.is_empty()) {
+    oracle_binary_named(repo_root, None)
+}
+
+/// The binary of the oracle `name` (see [`ORACLES`]; `None`: the main one): its
+/// environment variable when set, else what `scripts/build-oracle --path <manifest>`
+/// prints. The error says how to build it.
+pub fn oracle_binary_named(repo_root: &Path, name: Option<&str>) -> Result<PathBuf, String> {
+    let (name, env, manifest) = oracle_entry(name)?;
+    let build = if name == "main" {
+        "scripts/build-oracle".to_string()
+    } else {
+        format!("scripts/build-oracle {manifest}")
+    };
+    if let Some(path) = std::env::var_os(env).filter(|path| !path.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
         } else {
             Err(format!(
-                "{ORACLE_ENV}={} is not a file: run scripts/build-oracle and set {ORACLE_ENV} to the path it prints",
+                "{env}={} is not a file: run {build} and set {env} to the path it prints",
                 path.display()
             ))
         };
@@ -69,6 +112,7 @@ pub fn oracle_binary(repo_root: &Path) -> Result<PathBuf, String> {
     let script = repo_root.join("scripts/build-oracle");
     let located = Command::new(&script)
         .arg("--path")
+        .arg(repo_root.join(manifest))
         .output()
         .map_err(|error| format!("cannot run {} --path: {error}", script.display()))?;
     let path = PathBuf::from(String::from_utf8_lossy(&located.stdout).trim());
@@ -76,8 +120,8 @@ pub fn oracle_binary(repo_root: &Path) -> Result<PathBuf, String> {
         Ok(path)
     } else {
         Err(format!(
-            "the Collector oracle is not built (expected at {}): run scripts/build-oracle (about 5 min the first time; \
-             scripts/test does it before cargo test), or set {ORACLE_ENV}",
+            "the Collector oracle {name:?} is not built (expected at {}): run {build} (a few minutes the first time; \
+             scripts/test does it before cargo test), or set {env}",
             path.display()
         ))
     }
@@ -98,6 +142,9 @@ pub struct CaseSettings {
     /// emit on a timer: tail_sampling's decision_wait, spanmetrics' flush interval).
     #[serde(default)]
     pub settle_ms: u64,
+    /// Which Collector build is the oracle (a name of [`ORACLES`]; absent: `main`).
+    #[serde(default)]
+    pub oracle: Option<String>,
 }
 
 /// One kind of input, parsed.
@@ -154,6 +201,8 @@ pub fn load_case(dir: &Path, inputs_dir: &Path) -> Result<Case, String> {
     let settings_text = read(&settings_path)?;
     let settings: CaseSettings = serde_json::from_str(&settings_text)
         .map_err(|error| format!("{}: {error}", settings_path.display()))?;
+    oracle_entry(settings.oracle.as_deref())
+        .map_err(|problem| format!("{}: {problem}", settings_path.display()))?;
     let config = read(&dir.join("config.yaml"))?;
     let components = config_components(&config);
     if settings.send.is_empty() {
@@ -575,6 +624,39 @@ mod tests {
         let error =
             parse_input(Signal::Metrics, &path).expect_err("a point without value is refused");
         assert!(error.contains("without value"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_case_names_a_known_oracle_or_is_refused() {
+        let dir = std::env::temp_dir().join(format!("oxcol-oracle-choice-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creates a temp dir");
+        std::fs::write(dir.join("config.yaml"), "service:\n  pipelines: {}\n").expect("writes");
+        std::fs::write(
+            dir.join("logs.json"),
+            r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"5"}]}]}]}"#,
+        )
+        .expect("writes");
+        let write_case = |oracle: &str| {
+            std::fs::write(
+                dir.join("case.json"),
+                format!(r#"{{"description":"d","send":["logs"]{oracle}}}"#),
+            )
+            .expect("writes")
+        };
+        write_case("");
+        let case = load_case(&dir, &dir).expect("no oracle: the main one");
+        assert_eq!(case.settings.oracle, None);
+        write_case(r#","oracle":"routing""#);
+        let case = load_case(&dir, &dir).expect("routing is known");
+        assert_eq!(case.settings.oracle.as_deref(), Some("routing"));
+        assert_eq!(
+            oracle_entry(case.settings.oracle.as_deref()).map(|(_, env, _)| env),
+            Ok("OXCOL_ORACLE_OTELCOL_ROUTING")
+        );
+        write_case(r#","oracle":"nope""#);
+        let error = load_case(&dir, &dir).expect_err("an unknown oracle is refused");
+        assert!(error.contains("unknown oracle \"nope\""), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

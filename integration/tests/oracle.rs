@@ -8,7 +8,12 @@
 //! stays valid. When oxcol gains the component, the test fails until its entry is removed
 //! here, so no case stays switched off by accident.
 //!
+//! A case's `case.json` may name another Collector build as its oracle (`"oracle":
+//! "routing"`, see `oracle::ORACLES`); every oracle the selected cases need must be built,
+//! or the test fails saying how to build it.
+//!
 //! Environment: `OXCOL_ORACLE_OTELCOL` (the oracle binary; scripts/test sets it),
+//! `OXCOL_ORACLE_OTELCOL_ROUTING` (the routing connector's oracle, likewise),
 //! `OXCOL_ORACLE_CASE=<substring>` (run only matching cases), `OXCOL_ORACLE_SHOW=1` (print
 //! each case's canonical Collector output). Needs `cargo build -p oxcol` first.
 
@@ -45,7 +50,6 @@ enum Verdict {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oxcol_matches_the_collector_on_every_case() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let oracle = oracle::oracle_binary(&root).unwrap_or_else(|problem| panic!("{problem}"));
     let oxcol = common::oxcol_binary();
     let oxcol_types = oxcol_component_types(&oxcol);
     let landed: Vec<&str> = NOT_YET_IN_OXCOL
@@ -65,6 +69,15 @@ async fn oxcol_matches_the_collector_on_every_case() {
         "no oracle case under {} matches",
         oracle_dir.display()
     );
+    let mut oracles: std::collections::BTreeMap<Option<String>, PathBuf> = Default::default();
+    for case in &cases {
+        let name = case.settings.oracle.clone();
+        if let std::collections::btree_map::Entry::Vacant(slot) = oracles.entry(name) {
+            let binary = oracle::oracle_binary_named(&root, slot.key().as_deref())
+                .unwrap_or_else(|problem| panic!("case {}: {problem}", case.name));
+            slot.insert(binary);
+        }
+    }
     let show = std::env::var_os("OXCOL_ORACLE_SHOW").is_some();
     let work = std::env::temp_dir().join(format!("oxcol-oracle-{}", std::process::id()));
 
@@ -73,7 +86,7 @@ async fn oxcol_matches_the_collector_on_every_case() {
     for (index, case) in cases.into_iter().enumerate() {
         let (limit, oracle, oxcol, work) = (
             limit.clone(),
-            oracle.clone(),
+            oracles[&case.settings.oracle].clone(),
             oxcol.clone(),
             work.join(&case.name),
         );
