@@ -375,8 +375,29 @@ fn kind_sends_setter_headers(config: &ComponentConfig) -> bool {
     )
 }
 
+/// The `headers_setter` authenticator of an `otlp`/`otlphttp` exporter, if it names one,
+/// as headers computed per batch from its client metadata.
+fn context_headers(
+    configs: &HashMap<(Kind, String), ComponentConfig>,
+    id: &str,
+    auth: &Option<oxcol_core::auth::AuthSettings>,
+) -> Option<oxcol_core::client::ContextHeaders> {
+    let Some(ComponentConfig::HeadersSetter(setter)) = auth
+        .as_ref()
+        .and_then(|a| configs.get(&(Kind::Extension, a.authenticator.clone())))
+    else {
+        return None;
+    };
+    let lookups = setter.lookups();
+    if !lookups.is_empty() {
+        tracing::warn!(exporter = id, keys = ?lookups, "headers_setter: oxcol does not carry auth attributes to exporters, so from_attribute headers always get their default_value (or are not sent)");
+    }
+    Some(setter.context_headers())
+}
+
 /// An exporter's `headers:` with those of its `headers_setter` authenticator, if it names
-/// one (the exporter's own win on the same name).
+/// one (the exporter's own win on the same name). For exporters that send fixed headers
+/// (zipkin, loadbalancing): `from_context` finds nothing there.
 fn setter_headers(
     configs: &HashMap<(Kind, String), ComponentConfig>,
     id: &str,
@@ -389,9 +410,13 @@ fn setter_headers(
     else {
         return headers.clone();
     };
-    let lookups = setter.lookups();
+    let lookups: Vec<String> = setter
+        .headers
+        .iter()
+        .filter_map(|h| h.from_context.clone().or_else(|| h.from_attribute.clone()))
+        .collect();
     if !lookups.is_empty() {
-        tracing::warn!(exporter = id, keys = ?lookups, "headers_setter: oxcol does not carry request metadata or auth attributes to exporters, so from_context/from_attribute headers always get their default_value (or are not sent)");
+        tracing::warn!(exporter = id, keys = ?lookups, "headers_setter: this exporter sends fixed headers, so from_context/from_attribute headers always get their default_value (or are not sent); the otlp and otlphttp exporters read from_context per batch");
     }
     setter.merged_into(headers)
 }
@@ -526,28 +551,24 @@ fn build_exporter(
     let _ = signal;
     match config {
         ComponentConfig::OtlpExporter(c) => {
-            let c = &otlp::Config {
-                headers: setter_headers(configs, id, &c.auth, &c.headers),
-                ..c.clone()
-            };
+            // A headers_setter's headers are computed per batch (from_context).
             Ok((
                 Arc::new(
                     otlp::OtlpGrpcExporter::new(c)?
-                        .with_credentials(client_credentials(configs, &c.auth)?)?,
+                        .with_credentials(client_credentials(configs, &c.auth)?)?
+                        .with_context_headers(context_headers(configs, id, &c.auth)),
                 ),
                 c.sending_queue.clone(),
                 c.retry_on_failure.clone(),
             ))
         }
         ComponentConfig::OtlpHttpExporter(c) => {
-            let c = &otlphttp::Config {
-                headers: setter_headers(configs, id, &c.auth, &c.headers),
-                ..c.clone()
-            };
+            // A headers_setter's headers are computed per batch (from_context).
             Ok((
                 Arc::new(
                     otlphttp::OtlpHttpExporter::new(c)?
-                        .with_credentials(client_credentials(configs, &c.auth)?),
+                        .with_credentials(client_credentials(configs, &c.auth)?)
+                        .with_context_headers(context_headers(configs, id, &c.auth)),
                 ),
                 c.sending_queue.clone(),
                 c.retry_on_failure.clone(),
@@ -676,9 +697,9 @@ fn batching_for(
                 _ => None,
             }
         });
-        match (chosen, found) {
+        match (&chosen, found) {
             (None, found) => chosen = found,
-            (Some(a), Some(b)) if a != b => {
+            (Some(a), Some(b)) if *a != b => {
                 tracing::warn!(exporter, %signal, "pipelines sending to this exporter use different batch settings; using the first pipeline's");
             }
             _ => {}

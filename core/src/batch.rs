@@ -18,12 +18,15 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 
+use std::sync::Arc;
+
+use crate::client::{Metadata, same_metadata};
 use crate::signal::Signal;
 use crate::skeleton::{self, WireError};
 
 /// How an exporter queue groups batches before sending (set by the `batch` processor of
 /// the pipelines that feed it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchSettings {
     /// Items that make a batch ready to send.
     pub send_batch_size: u64,
@@ -31,6 +34,11 @@ pub struct BatchSettings {
     pub send_batch_max_size: u64,
     /// Longest wait for a batch to fill; zero merges only what is already queued.
     pub timeout: std::time::Duration,
+    /// Client metadata keys (lower-cased): batches are formed per distinct combination of
+    /// their values, each carrying only these keys. Empty = one group.
+    pub metadata_keys: Vec<String>,
+    /// Most distinct combinations over the life of the queue; 0 = no limit.
+    pub metadata_cardinality_limit: u64,
 }
 
 /// The data of a batch, encoded or decoded.
@@ -53,6 +61,10 @@ pub struct Batch {
     /// the receiver knows it; kept by `append` only while every part came from that client.
     /// `k8sattributes` reads it for its `connection` pod association.
     client_addr: Option<std::net::IpAddr>,
+    /// Client request metadata (receivers with `include_metadata: true`), shared by the
+    /// batches of one request or one `metadata_keys` partition; None when not kept. Kept
+    /// by `append` only while every part has the same.
+    metadata: Option<Arc<Metadata>>,
 }
 
 impl Batch {
@@ -63,6 +75,7 @@ impl Batch {
             data: Data::Encoded(Vec::new()),
             items: 0,
             client_addr: None,
+            metadata: None,
         }
     }
 
@@ -80,6 +93,7 @@ impl Batch {
             data: encoded_data(bytes),
             items,
             client_addr: None,
+            metadata: None,
         }
     }
 
@@ -90,6 +104,7 @@ impl Batch {
             data: Data::Metrics(resource_metrics),
             items,
             client_addr: None,
+            metadata: None,
         }
     }
 
@@ -104,6 +119,7 @@ impl Batch {
             data: Data::Traces(resource_spans),
             items,
             client_addr: None,
+            metadata: None,
         }
     }
 
@@ -118,6 +134,7 @@ impl Batch {
             data: Data::Logs(resource_logs),
             items,
             client_addr: None,
+            metadata: None,
         }
     }
 
@@ -133,6 +150,16 @@ impl Batch {
     /// Records the client that sent this data (receivers that know their peer).
     pub fn set_client_addr(&mut self, addr: Option<std::net::IpAddr>) {
         self.client_addr = addr;
+    }
+
+    /// The client request metadata, when a receiver kept it (see the field).
+    pub fn metadata(&self) -> Option<&Arc<Metadata>> {
+        self.metadata.as_ref()
+    }
+
+    /// Attaches client request metadata (receivers with `include_metadata`, partitions).
+    pub fn set_metadata(&mut self, metadata: Option<Arc<Metadata>>) {
+        self.metadata = metadata;
     }
 
     /// Items: data points, spans or log records.
@@ -183,8 +210,14 @@ impl Batch {
         }
         if self.is_empty() && self.items == 0 {
             self.client_addr = other.client_addr;
-        } else if self.client_addr != other.client_addr {
-            self.client_addr = None;
+            self.metadata = other.metadata;
+        } else {
+            if self.client_addr != other.client_addr {
+                self.client_addr = None;
+            }
+            if !same_metadata(&self.metadata, &other.metadata) {
+                self.metadata = None;
+            }
         }
         self.items += other.items;
         match (&mut self.data, other.data) {
@@ -196,6 +229,7 @@ impl Batch {
                     data: other_data,
                     items: 0,
                     client_addr: None,
+                    metadata: None,
                 };
                 other_batch.decode()?;
                 match (&mut self.data, other_batch.data) {
@@ -352,6 +386,7 @@ impl Batch {
         }
         let signal = self.signal;
         let client_addr = self.client_addr;
+        let metadata = self.metadata.clone();
         let mut out: Vec<Batch> = Vec::new();
         let mut current = Batch::empty(signal);
         let push =
@@ -387,6 +422,7 @@ impl Batch {
                     data,
                     items: self.items,
                     client_addr: None,
+                    metadata: None,
                 };
                 for small in split_decoded(decoded, max_items)? {
                     push(small, &mut out, &mut current)?;
@@ -398,6 +434,7 @@ impl Batch {
         }
         for piece in &mut out {
             piece.client_addr = client_addr;
+            piece.metadata = metadata.clone();
         }
         Ok(out)
     }
@@ -658,6 +695,38 @@ mod tests {
         assert!(pieces.iter().all(|p| p.client_addr() == Some(one)));
         merged.append(from(two)).unwrap();
         assert_eq!(merged.client_addr(), None, "two clients: no single address");
+    }
+
+    #[test]
+    fn metadata_survives_append_only_when_every_part_agrees_and_splits() {
+        let tenant = |name: &str| Some(Arc::new(Metadata::from_pairs([("X-Tenant", name)])));
+        let from = |metadata: Option<Arc<Metadata>>| {
+            let mut batch = encoded_metrics(1, 1, 2);
+            batch.set_metadata(metadata);
+            batch
+        };
+        let mut merged = Batch::empty(Signal::Metrics);
+        merged.append(from(tenant("a"))).unwrap();
+        // A different Arc with the same content agrees.
+        merged.append(from(tenant("a"))).unwrap();
+        assert_eq!(
+            merged.metadata().and_then(|m| m.first("x-tenant")),
+            Some("a")
+        );
+        let pieces = merged.clone().split(2).unwrap();
+        assert_eq!(pieces.len(), 2);
+        assert!(
+            pieces
+                .iter()
+                .all(|p| p.metadata().and_then(|m| m.first("X-TENANT")) == Some("a"))
+        );
+        let mut mixed = merged.clone();
+        mixed.append(from(tenant("b"))).unwrap();
+        assert!(mixed.metadata().is_none(), "two tenants: no metadata");
+        let mut partly = merged;
+        partly.append(from(None)).unwrap();
+        assert!(partly.metadata().is_none(), "a part without metadata: none");
+        assert_eq!(partly.items(), 6);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod batch;
 pub mod civil;
+pub mod client;
 pub mod compression;
 pub mod duration;
 pub mod grpc;

@@ -142,6 +142,9 @@ pub struct OtlpGrpcExporter {
     metadata: MetadataMap,
     /// `auth:` credentials, added to each request as they are at that moment.
     credentials: Option<(MetadataKey<tonic::metadata::Ascii>, ClientCredentials)>,
+    /// `headers_setter` headers, computed from each batch's client metadata; the
+    /// exporter's own `headers:` win on the same name.
+    context_headers: Option<oxcol_core::client::ContextHeaders>,
     compression: Option<CompressionEncoding>,
     timeout: Duration,
     max_response_bytes: usize,
@@ -161,6 +164,7 @@ impl OtlpGrpcExporter {
             channel,
             metadata,
             credentials: None,
+            context_headers: None,
             compression,
             timeout: config.timeout.get(),
             max_response_bytes: config.max_recv_msg_size_mib.unwrap_or(4) << 20,
@@ -227,6 +231,17 @@ impl OtlpGrpcExporter {
     }
 }
 
+impl OtlpGrpcExporter {
+    /// Adds a `headers_setter`'s headers, computed for each batch from its metadata.
+    pub fn with_context_headers(
+        mut self,
+        headers: Option<oxcol_core::client::ContextHeaders>,
+    ) -> OtlpGrpcExporter {
+        self.context_headers = headers;
+        self
+    }
+}
+
 /// The credentials as gRPC metadata, marked sensitive (never logged).
 fn credentials_metadata(
     value: &http::HeaderValue,
@@ -286,8 +301,24 @@ impl Exporter for OtlpGrpcExporter {
                 reason: format!("connection not ready: {e}"),
                 after: None,
             })?;
+            let from_context = self
+                .context_headers
+                .as_ref()
+                .map(|h| h.headers(batch.metadata().map(|m| m.as_ref())))
+                .unwrap_or_default();
             let mut request = tonic::Request::new(batch);
             *request.metadata_mut() = self.metadata.clone();
+            for (name, value) in from_context {
+                let (Ok(key), Ok(value)) = (
+                    MetadataKey::from_bytes(name.as_str().as_bytes()),
+                    credentials_metadata(&value),
+                ) else {
+                    continue;
+                };
+                if !request.metadata().contains_key(&key) {
+                    request.metadata_mut().insert(key, value);
+                }
+            }
             if let Some((key, credentials)) = &self.credentials {
                 // The value of the moment: a token file may have been rotated.
                 if let Ok(value) = credentials_metadata(&credentials.value()) {

@@ -169,6 +169,9 @@ pub struct OtlpHttpExporter {
     headers: HeaderMap,
     /// `auth:` credentials, added to each request as they are at that moment.
     credentials: Option<oxcol_core::auth::ClientCredentials>,
+    /// `headers_setter` headers, computed from each batch's client metadata; the
+    /// exporter's own `headers:` win on the same name.
+    context_headers: Option<oxcol_core::client::ContextHeaders>,
     encoding: WireEncoding,
     compression: Encoding,
     timeout: Duration,
@@ -227,6 +230,7 @@ impl OtlpHttpExporter {
             urls,
             headers,
             credentials: None,
+            context_headers: None,
             encoding: config.encoding,
             compression: parse_compression(&config.compression)?,
             timeout: config.timeout.get(),
@@ -238,6 +242,15 @@ impl OtlpHttpExporter {
         if let Some(credentials) = credentials {
             self.credentials = Some(credentials);
         }
+        self
+    }
+
+    /// Adds a `headers_setter`'s headers, computed for each batch from its metadata.
+    pub fn with_context_headers(
+        mut self,
+        headers: Option<oxcol_core::client::ContextHeaders>,
+    ) -> OtlpHttpExporter {
+        self.context_headers = headers;
         self
     }
 
@@ -294,6 +307,11 @@ impl Exporter for OtlpHttpExporter {
                 .find(|(s, _)| *s == signal)
                 .map(|(_, u)| u.clone())
                 .expect("a URL per signal is built in new()");
+            let from_context = self
+                .context_headers
+                .as_ref()
+                .map(|h| h.headers(batch.metadata().map(|m| m.as_ref())))
+                .unwrap_or_default();
             let raw = self.body(batch)?;
             let body = if self.compression == Encoding::Identity {
                 raw
@@ -311,6 +329,11 @@ impl Exporter for OtlpHttpExporter {
                 .headers_mut()
                 .expect("builder has no error before body()");
             headers.extend(self.headers.clone());
+            for (name, value) in from_context {
+                if !headers.contains_key(&name) {
+                    headers.insert(name, value);
+                }
+            }
             if let Some(credentials) = &self.credentials {
                 // The value of the moment: a token file may have been rotated.
                 headers.insert(credentials.header.clone(), credentials.value());

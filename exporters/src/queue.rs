@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::disk_queue::{self, DiskQueue};
+use oxcol_core::client::Metadata;
 use oxcol_core::telemetry::{ExporterCounters, Registry};
 use oxcol_core::{Batch, BatchSettings, ExportError, Exporter, GoDuration, Refusal, Signal};
 use rand::Rng;
@@ -70,8 +71,8 @@ pub struct QueueBatchConfig {
     pub min_size: u64,
     /// Largest batch sent; bigger ones are split. Default 0 (no limit).
     pub max_size: u64,
-    /// Batching per client metadata: not done (oxcol carries no client metadata), so
-    /// only an empty list is accepted.
+    /// Batching per client metadata: `metadata_keys` forms batches per distinct
+    /// combination of these keys' values, as the `batch` processor's `metadata_keys`.
     pub partition: Option<QueueBatchPartition>,
 }
 
@@ -110,12 +111,14 @@ impl QueueBatchConfig {
                 self.max_size, self.min_size
             ));
         }
-        if self
-            .partition
-            .as_ref()
-            .is_some_and(|p| !p.metadata_keys.is_empty())
-        {
-            errors.push("sending_queue.batch.partition.metadata_keys is not supported: oxcol carries no client metadata through pipelines".to_string());
+        let mut seen = std::collections::BTreeSet::new();
+        for key in self.partition.iter().flat_map(|p| &p.metadata_keys) {
+            if !seen.insert(key.to_ascii_lowercase()) {
+                errors.push(format!(
+                    "sending_queue.batch.partition.metadata_keys: duplicate entry {:?} (keys are case-insensitive)",
+                    key.to_ascii_lowercase()
+                ));
+            }
         }
         errors
     }
@@ -126,6 +129,13 @@ impl QueueBatchConfig {
             send_batch_size: self.min_size,
             send_batch_max_size: self.max_size,
             timeout: self.flush_timeout.get(),
+            metadata_keys: self
+                .partition
+                .iter()
+                .flat_map(|p| &p.metadata_keys)
+                .map(|k| k.to_ascii_lowercase())
+                .collect(),
+            metadata_cardinality_limit: 0,
         }
     }
 }
@@ -272,6 +282,67 @@ pub struct QueuedExporter {
     counters: ExporterCounters,
     /// The disk queue, with `sending_queue.storage` (then `sender` is None).
     disk: Option<Arc<DiskQueue>>,
+    /// `metadata_keys` batching: the partition each submitted batch joins.
+    partitions: Option<Partitions>,
+}
+
+/// The `metadata_keys` partitions of a queue, as the Collector's batch processor forms
+/// them: one per distinct combination of the keys' values, kept for the life of the
+/// queue, at most `limit` of them (0 = no limit). Each partition's batches share one
+/// metadata holding only those keys, so they merge with each other and no other.
+struct Partitions {
+    keys: Vec<String>,
+    limit: u64,
+    known: std::sync::Mutex<std::collections::HashMap<Vec<Vec<String>>, Arc<Metadata>>>,
+}
+
+impl Partitions {
+    fn new(batching: Option<&BatchSettings>) -> Option<Partitions> {
+        let settings = batching.filter(|b| !b.metadata_keys.is_empty())?;
+        Some(Partitions {
+            keys: settings
+                .metadata_keys
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect(),
+            limit: settings.metadata_cardinality_limit,
+            known: Default::default(),
+        })
+    }
+
+    /// Gives `batch` the metadata of its partition (creating the partition if there is
+    /// room). The error is the Collector's; it never shows a value.
+    fn assign(&self, batch: &mut Batch) -> Result<(), String> {
+        let values = match batch.metadata() {
+            Some(metadata) => metadata.partition_key(&self.keys),
+            None => vec![Vec::new(); self.keys.len()],
+        };
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = self.limit;
+        let count = known.len() as u64;
+        let metadata = match known.entry(values) {
+            std::collections::hash_map::Entry::Occupied(found) => Arc::clone(found.get()),
+            std::collections::hash_map::Entry::Vacant(_) if limit > 0 && count >= limit => {
+                return Err(format!(
+                    "too many batcher metadata-value combinations (metadata_cardinality_limit {limit} reached for metadata_keys {:?})",
+                    self.keys
+                ));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let metadata = Arc::new(Metadata::from_partition(&self.keys, slot.key()));
+                Arc::clone(slot.insert(metadata))
+            }
+        };
+        batch.set_metadata(Some(metadata));
+        Ok(())
+    }
+}
+
+/// The memory queue as the consumers see it: the channel, and the batches a gathering
+/// consumer took out but left for another partition (taken first, in order).
+struct Inbox {
+    rx: mpsc::UnboundedReceiver<(Batch, u64)>,
+    stash: std::collections::VecDeque<(Batch, u64)>,
 }
 
 /// The occupancy of a memory queue in its sizer's units: reserved when a batch is
@@ -349,6 +420,7 @@ impl QueuedExporter {
         });
         let mut consumers = JoinSet::new();
         let level = Arc::new(QueueLevel::new(queue.sizer, queue.queue_size));
+        let partitions = Partitions::new(batching.as_ref());
         if !queue.enabled {
             return QueuedExporter {
                 id: id.to_string(),
@@ -360,22 +432,28 @@ impl QueuedExporter {
                 give_up,
                 counters,
                 disk: None,
+                partitions,
             };
         }
         counters.queue_capacity.set(queue.queue_size as i64);
         let (tx, rx) = mpsc::unbounded_channel::<(Batch, u64)>();
-        let rx = Arc::new(Mutex::new(rx));
+        let inbox = Arc::new(Mutex::new(Inbox {
+            rx,
+            stash: Default::default(),
+        }));
         for _ in 0..queue.num_consumers {
-            let rx = Arc::clone(&rx);
+            let inbox = Arc::clone(&inbox);
             let sender = Arc::clone(&sender);
             let level = Arc::clone(&level);
+            let batching = batching.clone();
             consumers.spawn(async move {
                 loop {
-                    let next = take_batch(&rx, &level, batching, &sender.counters).await;
+                    let next =
+                        take_batch(&inbox, &level, batching.as_ref(), &sender.counters).await;
                     let Some((batch, in_flight)) = next else {
                         break;
                     };
-                    for piece in split_for_send(batch, batching, &sender.id) {
+                    for piece in split_for_send(batch, batching.as_ref(), &sender.id) {
                         // The outcome is already counted and logged by send_with_retry.
                         let _ = sender.send_with_retry(piece).await;
                     }
@@ -394,6 +472,7 @@ impl QueuedExporter {
             give_up,
             counters,
             disk: None,
+            partitions,
         }
     }
 
@@ -413,6 +492,12 @@ impl QueuedExporter {
         registry: &Registry,
         storage: &crate::disk_queue::Config,
     ) -> Result<QueuedExporter, String> {
+        if batching
+            .as_ref()
+            .is_some_and(|b| !b.metadata_keys.is_empty())
+        {
+            return Err("metadata_keys batching (batch processor metadata_keys or sending_queue.batch.partition) needs the memory queue: a disk queue (sending_queue.storage) does not keep client metadata".to_string());
+        }
         let options = disk_queue::Options::for_exporter(storage, id, signal);
         if !storage.create_directory {
             let base = storage.directory.clone().unwrap_or_default();
@@ -456,14 +541,20 @@ impl QueuedExporter {
         for _ in 0..queue.num_consumers {
             let (disk, sender, gather) =
                 (Arc::clone(&disk), Arc::clone(&sender), Arc::clone(&gather));
+            let batching = batching.clone();
             consumers.spawn(async move {
                 loop {
-                    let taken =
-                        take_from_disk(&disk, &gather, batching, &sender.counters, &sender.give_up)
-                            .await;
+                    let taken = take_from_disk(
+                        &disk,
+                        &gather,
+                        batching.as_ref(),
+                        &sender.counters,
+                        &sender.give_up,
+                    )
+                    .await;
                     let Some((batch, tickets)) = taken else { break };
                     let mut kept = false;
-                    for piece in split_for_send(batch, batching, &sender.id) {
+                    for piece in split_for_send(batch, batching.as_ref(), &sender.id) {
                         // Outcomes are counted and logged by send_with_retry. An error
                         // after give_up means shutdown: the record stays on disk.
                         if sender.send_with_retry(piece).await.is_err()
@@ -491,6 +582,7 @@ impl QueuedExporter {
             give_up,
             counters,
             disk: Some(disk),
+            partitions: None,
         })
     }
 
@@ -504,7 +596,15 @@ impl QueuedExporter {
 
     /// Places the batch in the queue, or refuses it when the queue is full. With the queue
     /// disabled, sends it now (with retries) and returns the outcome.
-    pub async fn submit(&self, batch: Batch) -> Result<(), Refusal> {
+    pub async fn submit(&self, mut batch: Batch) -> Result<(), Refusal> {
+        if let Some(partitions) = &self.partitions {
+            partitions.assign(&mut batch).map_err(|reason| {
+                tracing::debug!(exporter = %self.id, %reason, "refusing data of a new metadata combination");
+                Refusal::Invalid {
+                    reason: format!("exporter {}: {reason}", self.id),
+                }
+            })?;
+        }
         if let Some(inline) = &self.inline {
             return inline.send_with_retry(batch).await;
         }
@@ -621,7 +721,7 @@ fn create_directory(dir: &str, mode: &str) -> Result<(), String> {
 async fn take_from_disk(
     disk: &DiskQueue,
     gather: &Mutex<()>,
-    batching: Option<BatchSettings>,
+    batching: Option<&BatchSettings>,
     counters: &ExporterCounters,
     stop: &CancellationToken,
 ) -> Option<(Batch, Vec<u64>)> {
@@ -653,12 +753,15 @@ async fn take_from_disk(
 
 /// Takes the next batch to send from the queue. With batching, keeps taking queued
 /// batches (waiting up to `timeout` for more) until `send_batch_size` items are gathered.
-/// One consumer gathers at a time; the others are sending meanwhile. Returns the batch and
-/// the part of the queue's level it still holds (released by the caller once sent).
+/// With `metadata_keys`, only batches of the first one's partition are merged; the others
+/// are stashed in order and taken first by the next gathering (so a stashed batch may wait
+/// up to two timeouts). One consumer gathers at a time; the others are sending meanwhile.
+/// Returns the batch and the part of the queue's level it still holds (released by the
+/// caller once sent).
 async fn take_batch(
-    rx: &Mutex<mpsc::UnboundedReceiver<(Batch, u64)>>,
+    inbox: &Mutex<Inbox>,
     level: &QueueLevel,
-    batching: Option<BatchSettings>,
+    batching: Option<&BatchSettings>,
     counters: &ExporterCounters,
 ) -> Option<(Batch, u64)> {
     let mut in_flight = 0;
@@ -670,24 +773,46 @@ async fn take_batch(
             counters.queue_size.add(-(size as i64));
         }
     };
-    let mut rx = rx.lock().await;
-    let (mut batch, size) = rx.recv().await?;
+    let mut inbox = inbox.lock().await;
+    let Inbox { rx, stash } = &mut *inbox;
+    let (mut batch, size) = match stash.pop_front() {
+        Some(first) => first,
+        None => rx.recv().await?,
+    };
     taken(size);
     let Some(settings) = batching else {
         return Some((batch, in_flight));
     };
+    let partitioned = !settings.metadata_keys.is_empty();
+    // Partitions share one metadata Arc each (Partitions::assign).
+    let same_partition = |a: &Batch, b: &Batch| {
+        !partitioned
+            || match (a.metadata(), b.metadata()) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    };
     let deadline = tokio::time::Instant::now() + settings.timeout;
     while batch.items() < settings.send_batch_size {
-        let (more, size) = match rx.try_recv() {
-            Ok(more) => more,
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(more)) => more,
-                    Ok(None) | Err(_) => break,
+        let stashed = stash.iter().position(|(b, _)| same_partition(&batch, b));
+        let (more, size) = match stashed.and_then(|at| stash.remove(at)) {
+            Some(more) => more,
+            None => match rx.try_recv() {
+                Ok(more) => more,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(more)) => more,
+                        Ok(None) | Err(_) => break,
+                    }
                 }
-            }
+            },
         };
+        if !same_partition(&batch, &more) {
+            stash.push_back((more, size));
+            continue;
+        }
         taken(size);
         if let Err(error) = batch.append(more) {
             // Only batches of this queue's signal are ever queued.
@@ -698,7 +823,7 @@ async fn take_batch(
 }
 
 /// Cuts a gathered batch to `send_batch_max_size`.
-fn split_for_send(batch: Batch, batching: Option<BatchSettings>, id: &str) -> Vec<Batch> {
+fn split_for_send(batch: Batch, batching: Option<&BatchSettings>, id: &str) -> Vec<Batch> {
     let max = batching.map(|b| b.send_batch_max_size).unwrap_or(0);
     if max == 0 || batch.items() <= max {
         return vec![batch];
@@ -1201,6 +1326,7 @@ mod tests {
             send_batch_size: 9,
             send_batch_max_size: 10,
             timeout: Duration::from_millis(100),
+            ..BatchSettings::default()
         };
         let queue = QueueConfig {
             num_consumers: 1,
@@ -1239,6 +1365,7 @@ mod tests {
             send_batch_size: 1000,
             send_batch_max_size: 0,
             timeout: Duration::from_millis(50),
+            ..BatchSettings::default()
         };
         let queued = QueuedExporter::start(
             "otlp",
@@ -1259,6 +1386,156 @@ mod tests {
         queued
             .shutdown(Instant::now() + Duration::from_secs(5))
             .await;
+    }
+
+    /// One sent batch: its `x-tenant` values, its metadata keys and its items.
+    type TenantBatch = (Vec<String>, Vec<String>, u64);
+
+    /// Records every batch it is given.
+    #[derive(Default)]
+    struct ByTenant {
+        sent: std::sync::Mutex<Vec<TenantBatch>>,
+    }
+
+    impl Exporter for ByTenant {
+        fn export(&self, batch: Batch) -> BoxFuture<'_, Result<ExportOutcome, ExportError>> {
+            let (tenant, keys) = match batch.metadata() {
+                Some(m) => (
+                    m.get("x-tenant").to_vec(),
+                    m.keys().map(str::to_string).collect(),
+                ),
+                None => (Vec::new(), Vec::new()),
+            };
+            self.sent
+                .lock()
+                .unwrap()
+                .push((tenant, keys, batch.items()));
+            Box::pin(async { Ok(ExportOutcome::default()) })
+        }
+    }
+
+    fn from_tenant(tenant: Option<&str>) -> Batch {
+        let mut batch = batch();
+        let mut pairs = vec![("authorization", "Bearer secret")];
+        pairs.extend(tenant.map(|t| ("X-Tenant", t)));
+        batch.set_metadata(Some(Arc::new(Metadata::from_pairs(pairs))));
+        batch
+    }
+
+    #[tokio::test]
+    async fn metadata_keys_batch_per_tenant_and_keep_only_those_keys() {
+        let registry = Registry::new();
+        let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
+        let recorder = Arc::new(ByTenant::default());
+        let batching = BatchSettings {
+            send_batch_size: 1000,
+            timeout: Duration::from_millis(100),
+            metadata_keys: vec!["X-Tenant".into()],
+            metadata_cardinality_limit: 3,
+            ..BatchSettings::default()
+        };
+        let queue = QueueConfig {
+            num_consumers: 1,
+            ..QueueConfig::default()
+        };
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            recorder.clone(),
+            &queue,
+            &fast_retry(),
+            Some(batching),
+            counters.clone(),
+        );
+        // Interleaved: a, b, none, a, b, none, ...
+        for _ in 0..4 {
+            for tenant in [Some("a"), Some("b"), None] {
+                queued.submit(from_tenant(tenant)).await.unwrap();
+            }
+        }
+        // A fourth combination is over the limit of 3 (none counts as one).
+        let refused = queued.submit(from_tenant(Some("c"))).await.unwrap_err();
+        assert!(
+            matches!(&refused, Refusal::Invalid { reason } if reason.contains("too many batcher metadata-value combinations")),
+            "{refused:?}"
+        );
+        assert!(!refused.reason().contains("Bearer"), "{refused:?}");
+        // Known combinations are still taken.
+        queued.submit(from_tenant(Some("a"))).await.unwrap();
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        let sent = recorder.sent.lock().unwrap().clone();
+        let total = |tenant: &[&str]| -> u64 {
+            sent.iter()
+                .filter(|(t, _, _)| t.iter().map(String::as_str).eq(tenant.iter().copied()))
+                .map(|(_, _, items)| items)
+                .sum()
+        };
+        assert_eq!(
+            (total(&["a"]), total(&["b"]), total(&[])),
+            (15, 12, 12),
+            "{sent:?}"
+        );
+        for (tenant, keys, _) in &sent {
+            let expected: &[&str] = if tenant.is_empty() {
+                &[]
+            } else {
+                &["x-tenant"]
+            };
+            assert!(
+                keys.iter().map(String::as_str).eq(expected.iter().copied()),
+                "{sent:?}"
+            );
+        }
+        // Queued together, each tenant's data is one batch (the late `a` may be a second).
+        assert!(sent.len() <= 4, "{sent:?}");
+        assert_eq!(counters.sent.get(), 39);
+        assert_eq!(counters.queue_size.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_metadata_keys_merged_tenants_carry_no_metadata() {
+        let registry = Registry::new();
+        let counters = ExporterCounters::new(&registry, "otlp", Signal::Metrics);
+        let recorder = Arc::new(ByTenant::default());
+        let batching = BatchSettings {
+            send_batch_size: 6,
+            timeout: Duration::from_millis(100),
+            ..BatchSettings::default()
+        };
+        let queue = QueueConfig {
+            num_consumers: 1,
+            ..QueueConfig::default()
+        };
+        let queued = QueuedExporter::start(
+            "otlp",
+            Signal::Metrics,
+            recorder.clone(),
+            &queue,
+            &fast_retry(),
+            Some(batching),
+            counters,
+        );
+        for tenant in ["a", "b", "a", "a"] {
+            queued.submit(from_tenant(Some(tenant))).await.unwrap();
+        }
+        queued
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        let sent = recorder.sent.lock().unwrap().clone();
+        assert_eq!(
+            sent,
+            vec![
+                (vec![], vec![], 6),
+                (
+                    vec!["a".to_string()],
+                    vec!["authorization".to_string(), "x-tenant".to_string()],
+                    6
+                )
+            ],
+            "a then b merged: no metadata; a then a: a's, whole"
+        );
     }
 
     #[test]
@@ -1292,7 +1569,8 @@ mod tests {
             Some(BatchSettings {
                 send_batch_size: 8192,
                 send_batch_max_size: 0,
-                timeout: Duration::from_millis(200)
+                timeout: Duration::from_millis(200),
+                ..BatchSettings::default()
             })
         );
         let set = parse(
@@ -1304,7 +1582,8 @@ mod tests {
             Some(BatchSettings {
                 send_batch_size: 1000,
                 send_batch_max_size: 5000,
-                timeout: Duration::from_secs(1)
+                timeout: Duration::from_secs(1),
+                ..BatchSettings::default()
             })
         );
         let bad = parse(
@@ -1312,6 +1591,20 @@ mod tests {
         );
         let errors = bad.validate();
         assert_eq!(errors.len(), 3, "{errors:?}");
+        let partitioned =
+            parse(serde_json::json!({"batch": {"partition": {"metadata_keys": ["X-Tenant"]}}}));
+        assert!(
+            partitioned.validate().is_empty(),
+            "{:?}",
+            partitioned.validate()
+        );
+        assert_eq!(
+            partitioned.batching().map(|b| b.metadata_keys),
+            Some(vec!["x-tenant".to_string()])
+        );
+        let twice =
+            parse(serde_json::json!({"batch": {"partition": {"metadata_keys": ["a", "A"]}}}));
+        assert!(twice.validate()[0].contains("duplicate entry"));
         let too_big = parse(
             serde_json::json!({"sizer": "items", "queue_size": 100, "batch": {"min_size": 200}}),
         );

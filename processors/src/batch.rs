@@ -25,13 +25,14 @@ pub struct Config {
     pub send_batch_max_size: u64,
     /// Longest time data waits for a batch to fill. Default 200ms; 0 = send at once.
     pub timeout: GoDuration,
-    /// Collector key: batch separately per value of these client metadata keys. Accepted:
-    /// oxcol's receivers attach no client metadata to data (`include_metadata` is not
-    /// carried through pipelines), so every batch has none of these keys and all data
-    /// forms one group, which is what the Collector does with data that lacks them.
+    /// Collector key: batch separately per distinct combination of the values of these
+    /// client metadata keys (case-insensitive; the metadata a receiver with
+    /// `include_metadata: true` keeps). Each sent batch carries only these keys, which
+    /// `headers_setter`'s `from_context` reads. Default: none (one group).
     pub metadata_keys: Vec<String>,
-    /// Collector key: most metadata groups at once (0 = no limit). With one group in oxcol
-    /// it is never reached. Default 1000.
+    /// Collector key: most distinct combinations over the life of the exporter queue
+    /// (0 = no limit); data of a new combination beyond it is refused, not retryable, with
+    /// the Collector's "too many batcher metadata-value combinations". Default 1000.
     pub metadata_cardinality_limit: u64,
 }
 
@@ -76,6 +77,12 @@ impl Config {
             send_batch_size: self.send_batch_size.max(1),
             send_batch_max_size: self.send_batch_max_size,
             timeout: self.timeout.get(),
+            metadata_keys: self
+                .metadata_keys
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect(),
+            metadata_cardinality_limit: self.metadata_cardinality_limit,
         }
     }
 }
@@ -101,7 +108,7 @@ mod tests {
                 .contains("send_batch_max_size")
         );
         let keyed = Config {
-            metadata_keys: vec!["tenant".into()],
+            metadata_keys: vec!["Tenant".into()],
             metadata_cardinality_limit: 10,
             ..Config::default()
         };
@@ -110,11 +117,10 @@ mod tests {
             "metadata_keys are accepted: {:?}",
             keyed.validate()
         );
-        assert_eq!(
-            keyed.settings(),
-            Config::default().settings(),
-            "one group: the grouping is the same as without them"
-        );
+        let settings = keyed.settings();
+        assert_eq!(settings.metadata_keys, vec!["tenant".to_string()]);
+        assert_eq!(settings.metadata_cardinality_limit, 10);
+        assert!(Config::default().settings().metadata_keys.is_empty());
         let twice = Config {
             metadata_keys: vec!["Tenant".into(), "tenant".into()],
             ..Config::default()

@@ -2,19 +2,22 @@
 //! every request, named as their client authenticator (`auth: {authenticator:
 //! headers_setter}`), with the Collector's keys (`headerssetterextension`).
 //!
-//! What oxcol can and cannot do: the Collector takes `from_context` values from the
-//! metadata of the request that brought the data in (a receiver with `include_metadata:
-//! true`) and `from_attribute` values from the authenticated client. oxcol's receivers do
-//! not carry request metadata or auth data through pipelines (a batch is only its OTLP
-//! data), so for every batch such a lookup finds nothing, and the header gets its
-//! `default_value` or is left out: exactly what the Collector sends for data that came
-//! without that metadata. `value` headers are sent as configured.
+//! `from_context: KEY` takes the first value of KEY (case-insensitive) in the client
+//! metadata of the batch being sent: the headers of the request that brought the data in,
+//! kept by a receiver with `include_metadata: true` and, behind a `batch` processor,
+//! reduced to its `metadata_keys` (a batch merged from requests that disagree carries
+//! none, so use `metadata_keys` with the key). When the batch has no value, the header
+//! gets `default_value`, or is not set. (The Collector refuses to send when the key has
+//! several values; oxcol takes the first.) `from_attribute` (an auth attribute of the
+//! client) is not carried by oxcol: it always gets its `default_value`. `value` headers
+//! are sent as configured.
 //!
 //! Order, as in the Collector's HTTP client: the extension's headers first, then the
 //! exporter's own `headers:` (which win on the same name).
 //!
 //! Must never: log a header value (tokens travel this way).
 
+use oxcol_core::client::{ContextHeaders, Metadata};
 use serde::Deserialize;
 
 pub const TYPE: &str = "headers_setter";
@@ -41,7 +44,7 @@ pub struct Header {
     pub action: Action,
     /// A fixed value. Redacted by `print-config` (everything under `headers` is).
     pub value: Option<String>,
-    /// A request metadata key (never found in oxcol: see the module doc).
+    /// A client metadata key: the batch's first value of it (see the module doc).
     pub from_context: Option<String>,
     /// An auth attribute of the client (never found in oxcol: see the module doc).
     pub from_attribute: Option<String>,
@@ -109,10 +112,16 @@ impl Config {
         errors
     }
 
-    /// The headers a request gets, applying each entry's action in order to what the
-    /// earlier entries set. `from_context`/`from_attribute` find nothing in oxcol, so they
-    /// contribute their `default_value`, if any.
+    /// The headers a request gets without client metadata (see [`Config::headers_for`]).
     pub fn headers(&self) -> Vec<(String, String)> {
+        self.headers_for(None)
+    }
+
+    /// The headers a request for a batch with `metadata` gets, applying each entry's
+    /// action in order to what the earlier entries set. `from_context` takes the first
+    /// value of its key in `metadata`, else `default_value`; `from_attribute` always takes
+    /// its `default_value`; without a value the entry sets nothing.
+    pub fn headers_for(&self, metadata: Option<&Metadata>) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for header in &self.headers {
             let Some(key) = header.key.as_deref() else {
@@ -121,9 +130,14 @@ impl Config {
             let position = out
                 .iter()
                 .position(|(existing, _)| existing.eq_ignore_ascii_case(key));
-            let value = match (&header.value, &header.default_value) {
-                (Some(value), _) => Some(value.clone()),
-                (None, default) => default.clone(),
+            let from_context = header
+                .from_context
+                .as_deref()
+                .and_then(|key| metadata?.first(key));
+            let value = match (&header.value, from_context, &header.default_value) {
+                (Some(value), _, _) => Some(value.clone()),
+                (None, Some(found), _) => Some(found.to_string()),
+                (None, None, default) => default.clone(),
             };
             match (header.action, position, value) {
                 (Action::Delete, Some(at), _) => {
@@ -140,12 +154,31 @@ impl Config {
         out
     }
 
-    /// Keys whose value oxcol can never look up (logged once at start, without values).
+    /// `from_attribute` keys, whose value oxcol can never look up (logged once at start).
     pub fn lookups(&self) -> Vec<String> {
         self.headers
             .iter()
-            .filter_map(|h| h.from_context.clone().or_else(|| h.from_attribute.clone()))
+            .filter_map(|h| h.from_attribute.clone())
             .collect()
+    }
+
+    /// The headers as an exporter computes them for each batch it sends, with values
+    /// marked sensitive; an exporter's own `headers:` win over them on the same name.
+    /// A value that cannot be a header (only possible from metadata) is left out.
+    pub fn context_headers(&self) -> ContextHeaders {
+        let config = self.clone();
+        ContextHeaders::new(move |metadata| {
+            config
+                .headers_for(metadata)
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+                    let mut value = http::HeaderValue::from_str(&value).ok()?;
+                    value.set_sensitive(true);
+                    Some((name, value))
+                })
+                .collect()
+        })
     }
 
     /// An exporter's `headers:` with this extension's headers under them: the exporter's
@@ -195,10 +228,38 @@ mod tests {
                 ("Authorization".to_string(), "Bearer t0ken".to_string())
             ]
         );
+        assert!(config.lookups().is_empty());
+    }
+
+    #[test]
+    fn from_context_takes_the_first_value_of_the_batch_metadata() {
+        let config = config(serde_json::json!({"headers": [
+            {"key": "X-Scope-OrgID", "from_context": "X-Tenant", "default_value": "anonymous"},
+            {"key": "X-Region", "from_context": "region"},
+            {"key": "X-Attr", "from_attribute": "sub", "default_value": "nobody"},
+            {"key": "X-Kept", "action": "update", "from_context": "x-tenant"}
+        ]}));
+        let metadata = Metadata::from_pairs([("x-tenant", "team-a"), ("X-TENANT", "team-b")]);
         assert_eq!(
-            config.lookups(),
-            vec!["tenant".to_string(), "missing".to_string()]
+            config.headers_for(Some(&metadata)),
+            vec![
+                ("X-Scope-OrgID".to_string(), "team-a".to_string()),
+                ("X-Attr".to_string(), "nobody".to_string())
+            ],
+            "first value; no region and no default: not set; update of an absent header: not set"
         );
+        assert_eq!(
+            config.headers_for(Some(&Metadata::default())),
+            vec![
+                ("X-Scope-OrgID".to_string(), "anonymous".to_string()),
+                ("X-Attr".to_string(), "nobody".to_string())
+            ]
+        );
+        assert_eq!(config.headers_for(None), config.headers());
+        let sent = config.context_headers().headers(Some(&metadata));
+        assert_eq!(sent[0].0.as_str(), "x-scope-orgid");
+        assert_eq!(sent[0].1, "team-a");
+        assert!(sent.iter().all(|(_, v)| v.is_sensitive()));
     }
 
     #[test]

@@ -445,6 +445,34 @@ mod queued_exporter {
     }
 
     #[tokio::test]
+    async fn metadata_keys_batching_is_refused_on_a_disk_queue() {
+        // The disk keeps only the encoded data: per-tenant batches would lose their tenant.
+        let tmp = TempDir::new("metadata-keys");
+        let registry = Registry::new();
+        let batching = BatchSettings {
+            send_batch_size: 10,
+            metadata_keys: vec!["x-tenant".into()],
+            ..BatchSettings::default()
+        };
+        let refused = QueuedExporter::start_durable(
+            "otlp",
+            Signal::Metrics,
+            Arc::new(Backend::default()),
+            &QueueConfig {
+                storage: Some("file_storage".into()),
+                ..QueueConfig::default()
+            },
+            &RetryConfig::default(),
+            Some(batching),
+            ExporterCounters::new(&registry, "otlp", Signal::Metrics),
+            &registry,
+            &storage(&tmp.0),
+        );
+        let error = refused.err().expect("refused");
+        assert!(error.contains("does not keep client metadata"), "{error}");
+    }
+
+    #[tokio::test]
     async fn unsent_data_survives_a_shutdown_and_is_sent_after_restart() {
         let tmp = TempDir::new("exporter");
         let registry = Registry::new();
@@ -470,6 +498,7 @@ mod queued_exporter {
             send_batch_size: 12,
             send_batch_max_size: 0,
             timeout: Duration::from_millis(20),
+            ..BatchSettings::default()
         };
         let queued = start(Arc::clone(&live), &tmp.0, &registry, Some(batching));
         let deadline = Instant::now() + Duration::from_secs(5);

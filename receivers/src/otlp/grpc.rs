@@ -22,6 +22,8 @@ use crate::server::{accept, bind, grpc_refusal_status, grpc_server, grpc_unary};
 struct Export {
     shared: Arc<Shared>,
     signal: Signal,
+    /// `include_metadata`: keep the request's gRPC metadata with its batch.
+    include_metadata: bool,
 }
 
 impl tower::Service<tonic::Request<Bytes>> for Export {
@@ -41,6 +43,12 @@ impl tower::Service<tonic::Request<Bytes>> for Export {
             .extensions()
             .get::<oxcol_core::listen::ConnectionInfo>()
             .map(|info| info.remote.ip());
+        // The Collector's client.Info.Metadata: every metadata entry of the request.
+        let metadata = self.include_metadata.then(|| {
+            Arc::new(oxcol_core::client::Metadata::from_headers(
+                &request.metadata().clone().into_headers(),
+            ))
+        });
         Box::pin(async move {
             let body = request.into_inner();
             let mut batch = match Batch::from_encoded(signal, body) {
@@ -55,6 +63,7 @@ impl tower::Service<tonic::Request<Bytes>> for Export {
                 }
             };
             batch.set_client_addr(client_addr);
+            batch.set_metadata(metadata);
             // An empty Export*ServiceResponse encodes to zero bytes: full success.
             shared
                 .consume(batch)
@@ -80,6 +89,7 @@ macro_rules! otlp_service {
         struct $name {
             shared: Arc<Shared>,
             max_bytes: usize,
+            include_metadata: bool,
         }
 
         impl NamedService for $name {
@@ -101,8 +111,10 @@ macro_rules! otlp_service {
 
             fn call(&mut self, request: http::Request<B>) -> Self::Future {
                 let shared = Arc::clone(&self.shared);
-                let max_bytes = self.max_bytes;
-                Box::pin(async move { Ok(handle(shared, $signal, max_bytes, request).await) })
+                let (max_bytes, include_metadata) = (self.max_bytes, self.include_metadata);
+                Box::pin(async move {
+                    Ok(handle(shared, $signal, max_bytes, include_metadata, request).await)
+                })
             }
         }
     };
@@ -128,6 +140,7 @@ async fn handle<B>(
     shared: Arc<Shared>,
     signal: Signal,
     max_bytes: usize,
+    include_metadata: bool,
     request: http::Request<B>,
 ) -> http::Response<tonic::body::Body>
 where
@@ -162,6 +175,7 @@ where
         Export {
             shared: Arc::clone(&shared),
             signal,
+            include_metadata,
         },
         max_bytes,
         request,
@@ -190,12 +204,18 @@ pub(crate) async fn serve(
         .add_service(MetricsService {
             shared: Arc::clone(&shared),
             max_bytes,
+            include_metadata: config.include_metadata,
         })
         .add_service(TraceService {
             shared: Arc::clone(&shared),
             max_bytes,
+            include_metadata: config.include_metadata,
         })
-        .add_service(LogsService { shared, max_bytes });
+        .add_service(LogsService {
+            shared,
+            max_bytes,
+            include_metadata: config.include_metadata,
+        });
     // Bounded connections, TLS handshakes off the accept path, a deadline for the HTTP/2
     // preface: slow or idle clients cannot starve the others (core/src/listen.rs).
     let (mut incoming, secure) = accept(

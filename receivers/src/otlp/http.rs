@@ -45,6 +45,8 @@ struct Endpoint {
     signal: Signal,
     limits: BodyLimits,
     response_headers: HeaderMap,
+    /// `include_metadata`: keep the request's headers with its batch.
+    include_metadata: bool,
 }
 
 /// An error answer: status code, `google.rpc.Status` body in the request's format.
@@ -90,6 +92,7 @@ fn refusal_response(endpoint: &Endpoint, format: Format, refusal: &Refusal) -> R
 async fn export(
     State(endpoint): State<Arc<Endpoint>>,
     connection: Option<Extension<ConnectionInfo>>,
+    uri: http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -171,6 +174,9 @@ async fn export(
     };
     // The peer address, for k8sattributes' `connection` pod association (as over gRPC).
     batch.set_client_addr(connection.map(|Extension(info)| info.remote.ip()));
+    if endpoint.include_metadata {
+        batch.set_metadata(Some(Arc::new(request_metadata(&uri, &headers))));
+    }
     match shared.consume(batch).await {
         Ok(()) => {
             // Full success: an empty Export*ServiceResponse.
@@ -189,6 +195,21 @@ async fn export(
             response
         }
         Err(refusal) => refusal_response(&endpoint, format, &refusal),
+    }
+}
+
+/// The Collector's client.Info.Metadata of an HTTP request (confighttp): every header,
+/// plus `host` (HTTP/2 carries it as `:authority`, not a header).
+fn request_metadata(uri: &http::Uri, headers: &HeaderMap) -> oxcol_core::client::Metadata {
+    match uri.authority() {
+        Some(authority) if !headers.contains_key(http::header::HOST) => {
+            let mut headers = headers.clone();
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                headers.insert(http::header::HOST, host);
+            }
+            oxcol_core::client::Metadata::from_headers(&headers)
+        }
+        _ => oxcol_core::client::Metadata::from_headers(headers),
     }
 }
 
@@ -219,6 +240,7 @@ pub(crate) async fn serve(
             signal,
             limits: limits.clone(),
             response_headers: response_headers.clone(),
+            include_metadata: config.include_metadata,
         });
         router = router.route(path, post(export).with_state(endpoint));
     }
@@ -261,6 +283,11 @@ mod tests {
 
     /// One POST from a client bound to `source`; the status and the batch the pipeline got.
     async fn post_from(source: IpAddr) -> (StatusCode, Batch) {
+        post_with(source, false).await
+    }
+
+    /// As `post_from`, with `include_metadata` and an `X-Tenant: team-a` header.
+    async fn post_with(source: IpAddr, include_metadata: bool) -> (StatusCode, Batch) {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<oxcol_core::Envelope>(1);
         let mut consumers = Consumers::new();
         consumers.add(
@@ -276,6 +303,7 @@ mod tests {
                 grpc: None,
                 http: Some(HttpConfig {
                     endpoint: "127.0.0.1:0".into(),
+                    include_metadata,
                     ..HttpConfig::default()
                 }),
             },
@@ -314,6 +342,7 @@ mod tests {
         .encode_to_vec();
         let request = http::Request::post(format!("http://{address}/v1/logs"))
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .header("X-Tenant", "team-a")
             .body(Full::new(Bytes::from(body)))
             .expect("request");
         let pipeline = async {
@@ -340,6 +369,20 @@ mod tests {
             let (status, batch) = post_from(source).await;
             assert_eq!(status, StatusCode::OK);
             assert_eq!(batch.client_addr(), Some(source));
+            assert!(batch.metadata().is_none(), "include_metadata is off");
         }
+    }
+
+    #[tokio::test]
+    async fn include_metadata_keeps_the_request_headers_with_the_batch() {
+        let (status, batch) = post_with("127.0.0.1".parse().expect("an address"), true).await;
+        assert_eq!(status, StatusCode::OK);
+        let metadata = batch.metadata().expect("metadata kept");
+        assert_eq!(metadata.first("x-tenant"), Some("team-a"));
+        assert_eq!(
+            metadata.first("Content-Type"),
+            Some("application/x-protobuf")
+        );
+        assert!(metadata.first("host").is_some(), "host is part of it");
     }
 }
