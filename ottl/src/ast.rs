@@ -98,6 +98,11 @@ pub(crate) struct Parser {
     pub lenient_paths: bool,
     /// Nesting depth, bounded so hostile input cannot exhaust the stack.
     depth: usize,
+    /// Regexes compiled so far, by pattern. A parenthesised condition is first tried as
+    /// a comparison and, when that fails, parsed again as a boolean group, so a call
+    /// inside nested parentheses is bound once per level: without this, its regex was
+    /// compiled that often (a fuzzer's 600-byte condition took 0.3 s).
+    regexes: std::collections::HashMap<String, regex::Regex>,
 }
 
 fn err(offset: usize, message: impl Into<String>) -> ParseError {
@@ -143,6 +148,7 @@ impl Parser {
             hints: Hints::default(),
             lenient_paths: false,
             depth: 0,
+            regexes: Default::default(),
         })
     }
 
@@ -719,6 +725,7 @@ impl Parser {
                     expr,
                     arg_offset,
                     editor && i == 0,
+                    &mut self.regexes,
                 )?),
             }
         }
@@ -772,6 +779,7 @@ fn bind(
     expr: Expr,
     offset: usize,
     editor_target: bool,
+    regexes: &mut std::collections::HashMap<String, regex::Regex>,
 ) -> Result<Arg, ParseError> {
     let e = |m: String| err(offset, format!("{func} argument {param_name:?}: {m}"));
     match param {
@@ -801,9 +809,15 @@ fn bind(
             ))),
         },
         Param::Regex => match expr {
-            Expr::Lit(Value::Str(s)) => regex::Regex::new(&s)
-                .map(Arg::Regex)
-                .map_err(|re| e(format!("invalid regex {s:?}: {re}"))),
+            Expr::Lit(Value::Str(s)) => match regexes.get(&s) {
+                Some(compiled) => Ok(Arg::Regex(compiled.clone())),
+                None => {
+                    let compiled = regex::Regex::new(&s)
+                        .map_err(|re| e(format!("invalid regex {s:?}: {re}")))?;
+                    regexes.insert(s, compiled.clone());
+                    Ok(Arg::Regex(compiled))
+                }
+            },
             _ => Err(e("must be a string literal holding a regex".to_string())),
         },
         Param::Glob => match expr {
