@@ -117,7 +117,8 @@ pub fn same_metadata(a: &Option<Arc<Metadata>>, b: &Option<Arc<Metadata>>) -> bo
 pub struct ContextHeaders(Arc<HeadersFn>);
 
 /// What computes [`ContextHeaders`] from a batch's metadata.
-type HeadersFn = dyn Fn(Option<&Metadata>) -> Vec<(HeaderName, HeaderValue)> + Send + Sync;
+type HeadersFn =
+    dyn Fn(Option<&Metadata>) -> Result<Vec<(HeaderName, HeaderValue)>, String> + Send + Sync;
 
 impl std::fmt::Debug for ContextHeaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,13 +128,20 @@ impl std::fmt::Debug for ContextHeaders {
 
 impl ContextHeaders {
     pub fn new(
-        f: impl Fn(Option<&Metadata>) -> Vec<(HeaderName, HeaderValue)> + Send + Sync + 'static,
+        f: impl Fn(Option<&Metadata>) -> Result<Vec<(HeaderName, HeaderValue)>, String>
+        + Send
+        + Sync
+        + 'static,
     ) -> ContextHeaders {
         ContextHeaders(Arc::new(f))
     }
 
-    /// The headers for a batch with `metadata`.
-    pub fn headers(&self, metadata: Option<&Metadata>) -> Vec<(HeaderName, HeaderValue)> {
+    /// The headers for a batch with `metadata`, or why that batch cannot be sent (a key
+    /// with several values, as in the Collector: never a value in the message).
+    pub fn headers(
+        &self,
+        metadata: Option<&Metadata>,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
         (self.0)(metadata)
     }
 }

@@ -305,6 +305,8 @@ impl Exporter for OtlpGrpcExporter {
                 .context_headers
                 .as_ref()
                 .map(|h| h.headers(batch.metadata().map(|m| m.as_ref())))
+                .transpose()
+                .map_err(|reason| ExportError::Permanent { reason })?
                 .unwrap_or_default();
             let mut request = tonic::Request::new(batch);
             *request.metadata_mut() = self.metadata.clone();

@@ -311,6 +311,8 @@ impl Exporter for OtlpHttpExporter {
                 .context_headers
                 .as_ref()
                 .map(|h| h.headers(batch.metadata().map(|m| m.as_ref())))
+                .transpose()
+                .map_err(|reason| ExportError::Permanent { reason })?
                 .unwrap_or_default();
             let raw = self.body(batch)?;
             let body = if self.compression == Encoding::Identity {

@@ -2,13 +2,14 @@
 //! every request, named as their client authenticator (`auth: {authenticator:
 //! headers_setter}`), with the Collector's keys (`headerssetterextension`).
 //!
-//! `from_context: KEY` takes the first value of KEY (case-insensitive) in the client
+//! `from_context: KEY` takes the value of KEY (case-insensitive) in the client
 //! metadata of the batch being sent: the headers of the request that brought the data in,
 //! kept by a receiver with `include_metadata: true` and, behind a `batch` processor,
 //! reduced to its `metadata_keys` (a batch merged from requests that disagree carries
 //! none, so use `metadata_keys` with the key). When the batch has no value, the header
-//! gets `default_value`, or is not set. (The Collector refuses to send when the key has
-//! several values; oxcol takes the first.) `from_attribute` (an auth attribute of the
+//! gets `default_value`, or is not set. When the key has several values, the batch is
+//! not sent (a permanent error naming the count, never the values), as in the Collector.
+//! `from_attribute` (an auth attribute of the
 //! client) is not carried by oxcol: it always gets its `default_value`. `value` headers
 //! are sent as configured.
 //!
@@ -114,14 +115,20 @@ impl Config {
 
     /// The headers a request gets without client metadata (see [`Config::headers_for`]).
     pub fn headers(&self) -> Vec<(String, String)> {
-        self.headers_for(None)
+        // Without metadata no lookup can find several values.
+        self.headers_for(None).unwrap_or_default()
     }
 
     /// The headers a request for a batch with `metadata` gets, applying each entry's
-    /// action in order to what the earlier entries set. `from_context` takes the first
-    /// value of its key in `metadata`, else `default_value`; `from_attribute` always takes
-    /// its `default_value`; without a value the entry sets nothing.
-    pub fn headers_for(&self, metadata: Option<&Metadata>) -> Vec<(String, String)> {
+    /// action in order to what the earlier entries set. `from_context` takes the value
+    /// of its key in `metadata`, else `default_value`; a key with several values is an
+    /// error, as in the Collector ("N source keys found in the context, can't determine
+    /// which one to use"): that batch is not sent. `from_attribute` always takes its
+    /// `default_value`; without a value the entry sets nothing.
+    pub fn headers_for(
+        &self,
+        metadata: Option<&Metadata>,
+    ) -> Result<Vec<(String, String)>, String> {
         let mut out: Vec<(String, String)> = Vec::new();
         for header in &self.headers {
             let Some(key) = header.key.as_deref() else {
@@ -130,10 +137,17 @@ impl Config {
             let position = out
                 .iter()
                 .position(|(existing, _)| existing.eq_ignore_ascii_case(key));
-            let from_context = header
-                .from_context
-                .as_deref()
-                .and_then(|key| metadata?.first(key));
+            let found = match (header.from_context.as_deref(), metadata) {
+                (Some(key), Some(metadata)) => metadata.get(key),
+                _ => &[],
+            };
+            if found.len() > 1 {
+                return Err(format!(
+                    "headers_setter: {} source keys found in the context, can't determine which one to use",
+                    found.len()
+                ));
+            }
+            let from_context = found.first().map(String::as_str);
             let value = match (&header.value, from_context, &header.default_value) {
                 (Some(value), _, _) => Some(value.clone()),
                 (None, Some(found), _) => Some(found.to_string()),
@@ -151,7 +165,7 @@ impl Config {
                 _ => {}
             }
         }
-        out
+        Ok(out)
     }
 
     /// `from_attribute` keys, whose value oxcol can never look up (logged once at start).
@@ -168,8 +182,8 @@ impl Config {
     pub fn context_headers(&self) -> ContextHeaders {
         let config = self.clone();
         ContextHeaders::new(move |metadata| {
-            config
-                .headers_for(metadata)
+            Ok(config
+                .headers_for(metadata)?
                 .into_iter()
                 .filter_map(|(name, value)| {
                     let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
@@ -177,7 +191,7 @@ impl Config {
                     value.set_sensitive(true);
                     Some((name, value))
                 })
-                .collect()
+                .collect())
         })
     }
 
@@ -232,31 +246,37 @@ mod tests {
     }
 
     #[test]
-    fn from_context_takes_the_first_value_of_the_batch_metadata() {
+    fn from_context_takes_the_value_of_the_batch_metadata() {
         let config = config(serde_json::json!({"headers": [
             {"key": "X-Scope-OrgID", "from_context": "X-Tenant", "default_value": "anonymous"},
             {"key": "X-Region", "from_context": "region"},
             {"key": "X-Attr", "from_attribute": "sub", "default_value": "nobody"},
             {"key": "X-Kept", "action": "update", "from_context": "x-tenant"}
         ]}));
-        let metadata = Metadata::from_pairs([("x-tenant", "team-a"), ("X-TENANT", "team-b")]);
+        let metadata = Metadata::from_pairs([("X-TENANT", "team-a")]);
         assert_eq!(
             config.headers_for(Some(&metadata)),
-            vec![
+            Ok(vec![
                 ("X-Scope-OrgID".to_string(), "team-a".to_string()),
                 ("X-Attr".to_string(), "nobody".to_string())
-            ],
-            "first value; no region and no default: not set; update of an absent header: not set"
+            ]),
+            "the value (key case-insensitive); no region and no default: not set; update of an absent header: not set"
         );
         assert_eq!(
             config.headers_for(Some(&Metadata::default())),
-            vec![
+            Ok(vec![
                 ("X-Scope-OrgID".to_string(), "anonymous".to_string()),
                 ("X-Attr".to_string(), "nobody".to_string())
-            ]
+            ])
         );
-        assert_eq!(config.headers_for(None), config.headers());
-        let sent = config.context_headers().headers(Some(&metadata));
+        assert_eq!(config.headers_for(None), Ok(config.headers()));
+        let several = Metadata::from_pairs([("x-tenant", "team-a"), ("X-TENANT", "team-b")]);
+        let refused = config.headers_for(Some(&several)).unwrap_err();
+        assert!(
+            refused.contains("2 source keys found in the context") && !refused.contains("team-"),
+            "several values: the batch is refused, as in the Collector, without the values: {refused}"
+        );
+        let sent = config.context_headers().headers(Some(&metadata)).unwrap();
         assert_eq!(sent[0].0.as_str(), "x-scope-orgid");
         assert_eq!(sent[0].1, "team-a");
         assert!(sent.iter().all(|(_, v)| v.is_sensitive()));
