@@ -101,8 +101,11 @@ pub(crate) struct Parser {
     /// Regexes compiled so far, by pattern. A parenthesised condition is first tried as
     /// a comparison and, when that fails, parsed again as a boolean group, so a call
     /// inside nested parentheses is bound once per level: without this, its regex was
-    /// compiled that often (a fuzzer's 600-byte condition took 0.3 s).
-    regexes: std::collections::HashMap<String, regex::Regex>,
+    /// compiled that often (a fuzzer's 600-byte condition took 0.3 s). A pattern that
+    /// does not compile is kept with its error: a failure can take the regex crate 40 ms
+    /// (a huge repetition count hitting its size limit), and 37 levels of parentheses
+    /// around it took a fuzzer's 105-byte condition over 10 s.
+    regexes: std::collections::HashMap<String, Result<regex::Regex, String>>,
 }
 
 fn err(offset: usize, message: impl Into<String>) -> ParseError {
@@ -779,7 +782,7 @@ fn bind(
     expr: Expr,
     offset: usize,
     editor_target: bool,
-    regexes: &mut std::collections::HashMap<String, regex::Regex>,
+    regexes: &mut std::collections::HashMap<String, Result<regex::Regex, String>>,
 ) -> Result<Arg, ParseError> {
     let e = |m: String| err(offset, format!("{func} argument {param_name:?}: {m}"));
     match param {
@@ -809,15 +812,14 @@ fn bind(
             ))),
         },
         Param::Regex => match expr {
-            Expr::Lit(Value::Str(s)) => match regexes.get(&s) {
-                Some(compiled) => Ok(Arg::Regex(compiled.clone())),
-                None => {
-                    let compiled = regex::Regex::new(&s)
-                        .map_err(|re| e(format!("invalid regex {s:?}: {re}")))?;
-                    regexes.insert(s, compiled.clone());
-                    Ok(Arg::Regex(compiled))
-                }
-            },
+            Expr::Lit(Value::Str(s)) => regexes
+                .entry(s)
+                .or_insert_with_key(|s| {
+                    regex::Regex::new(s).map_err(|re| format!("invalid regex {s:?}: {re}"))
+                })
+                .clone()
+                .map(Arg::Regex)
+                .map_err(e),
             _ => Err(e("must be a string literal holding a regex".to_string())),
         },
         Param::Glob => match expr {
