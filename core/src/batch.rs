@@ -338,11 +338,9 @@ impl Batch {
                     buf.put_slice(segment);
                 }
             }
-            Data::Metrics(v) => {
-                for r in v {
-                    prost::encoding::message::encode(1, r, buf);
-                }
-            }
+            // Measured once and then written (crate::otlp_encode), not re-measured at
+            // every level as prost does; one copy of the bytes is cheaper than that.
+            Data::Metrics(v) => buf.put_slice(&crate::otlp_encode::metrics_request(v)),
             Data::Traces(v) => {
                 for r in v {
                     prost::encoding::message::encode(1, r, buf);
@@ -367,10 +365,10 @@ impl Batch {
     /// The encoded export request as one contiguous buffer (no copy when the batch is a
     /// single encoded segment).
     pub fn to_bytes(&self) -> Bytes {
-        if let Data::Encoded(segments) = &self.data {
-            if segments.len() == 1 {
-                return segments[0].clone();
-            }
+        match &self.data {
+            Data::Encoded(segments) if segments.len() == 1 => return segments[0].clone(),
+            Data::Metrics(v) => return crate::otlp_encode::metrics_request(v),
+            _ => {}
         }
         let mut buf = BytesMut::with_capacity(self.encoded_len());
         self.encode_into(&mut buf);

@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod kafka;
 pub mod kube;
 pub mod listen;
+pub mod otlp_encode;
 pub mod pipeline;
 pub mod process;
 pub mod proxy;

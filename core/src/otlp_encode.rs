@@ -1,0 +1,601 @@
+//! OTLP metrics encoded in two passes: the length of every nested message is measured
+//! once, bottom up, and then the bytes are written.
+//!
+//! prost writes a nested message's length prefix by calling `encoded_len()` on it, and
+//! that walks the whole subtree; so a key-value at depth 7 (request, resource metrics,
+//! scope metrics, metric, sum, data point, key-value) is measured once per level above
+//! it, and measuring was most of the encode of a decoded metrics batch (the gateway
+//! benchmark's one encode, docs/benchmarks.md). Here the first pass records each nested
+//! message's length in pre-order, and the second pass reads them back in the same order.
+//!
+//! The output is byte for byte prost's (fields in tag order, proto3 defaults left out,
+//! oneof fields always written): `encodes_like_prost` pins that on random trees. Rare
+//! leaf messages (histogram, exponential histogram and summary points, exemplars,
+//! scopes, entity refs) are measured and written by prost itself: they are shallow.
+
+use bytes::{BufMut, Bytes};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+/// The encoded `ExportMetricsServiceRequest` holding `resource_metrics`.
+pub fn metrics_request(resource_metrics: &[ResourceMetrics]) -> Bytes {
+    let mut lens = Vec::new();
+    let total: usize = resource_metrics
+        .iter()
+        .map(|rm| nested(1, measure(&mut lens, |l| resource_metrics_len(l, rm))))
+        .sum();
+    let mut w = Writer {
+        buf: Vec::with_capacity(total),
+        lens: &lens,
+        next: 0,
+    };
+    for rm in resource_metrics {
+        w.message(1, |w| put_resource_metrics(w, rm));
+    }
+    debug_assert_eq!(w.buf.len(), total);
+    Bytes::from(w.buf)
+}
+
+// --- pass 1: lengths -------------------------------------------------------------------
+
+/// Records the body length of one nested message in pre-order (its slot first, then its
+/// children's) and returns it.
+fn measure(lens: &mut Vec<usize>, body: impl FnOnce(&mut Vec<usize>) -> usize) -> usize {
+    let slot = lens.len();
+    lens.push(0);
+    let len = body(lens);
+    lens[slot] = len;
+    len
+}
+
+fn key_len(tag: u32) -> usize {
+    encoded_len_varint(u64::from(tag << 3))
+}
+
+/// A length-delimited field: key, length, body.
+fn nested(tag: u32, body: usize) -> usize {
+    key_len(tag) + encoded_len_varint(body as u64) + body
+}
+
+fn string_len(tag: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        nested(tag, s.len())
+    }
+}
+
+fn varint_field_len(tag: u32, value: u64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(value)
+    }
+}
+
+/// A message prost measures and writes itself (shallow leaves).
+fn prost_len(lens: &mut Vec<usize>, tag: u32, message: &impl Message) -> usize {
+    nested(tag, measure(lens, |_| message.encoded_len()))
+}
+
+fn resource_metrics_len(l: &mut Vec<usize>, rm: &ResourceMetrics) -> usize {
+    let mut n = 0;
+    if let Some(resource) = &rm.resource {
+        n += nested(1, measure(l, |l| resource_len(l, resource)));
+    }
+    for sm in &rm.scope_metrics {
+        n += nested(2, measure(l, |l| scope_metrics_len(l, sm)));
+    }
+    n + string_len(3, &rm.schema_url)
+}
+
+fn resource_len(l: &mut Vec<usize>, resource: &Resource) -> usize {
+    let mut n = key_values_len(l, 1, &resource.attributes);
+    n += varint_field_len(2, u64::from(resource.dropped_attributes_count));
+    for entity in &resource.entity_refs {
+        n += prost_len(l, 3, entity);
+    }
+    n
+}
+
+fn scope_metrics_len(l: &mut Vec<usize>, sm: &ScopeMetrics) -> usize {
+    let mut n = 0;
+    if let Some(scope) = &sm.scope {
+        n += prost_len(l, 1, scope);
+    }
+    for m in &sm.metrics {
+        n += nested(2, measure(l, |l| metric_len(l, m)));
+    }
+    n + string_len(3, &sm.schema_url)
+}
+
+fn metric_len(l: &mut Vec<usize>, m: &Metric) -> usize {
+    let mut n = string_len(1, &m.name) + string_len(2, &m.description) + string_len(3, &m.unit);
+    n += match &m.data {
+        None => 0,
+        Some(metric::Data::Gauge(g)) => nested(5, measure(l, |l| points_len(l, &g.data_points))),
+        Some(metric::Data::Sum(s)) => nested(
+            7,
+            measure(l, |l| {
+                points_len(l, &s.data_points)
+                    + varint_field_len(2, s.aggregation_temporality as u64)
+                    + bool_len(3, s.is_monotonic)
+            }),
+        ),
+        Some(metric::Data::Histogram(h)) => prost_len(l, 9, h),
+        Some(metric::Data::ExponentialHistogram(h)) => prost_len(l, 10, h),
+        Some(metric::Data::Summary(s)) => prost_len(l, 11, s),
+    };
+    n + key_values_len(l, 12, &m.metadata)
+}
+
+fn bool_len(tag: u32, value: bool) -> usize {
+    if value { key_len(tag) + 1 } else { 0 }
+}
+
+fn points_len(l: &mut Vec<usize>, points: &[NumberDataPoint]) -> usize {
+    points
+        .iter()
+        .map(|p| nested(1, measure(l, |l| point_len(l, p))))
+        .sum()
+}
+
+fn point_len(l: &mut Vec<usize>, p: &NumberDataPoint) -> usize {
+    let mut n = 0;
+    if p.start_time_unix_nano != 0 {
+        n += key_len(2) + 8;
+    }
+    if p.time_unix_nano != 0 {
+        n += key_len(3) + 8;
+    }
+    if p.value.is_some() {
+        n += 1 + 8; // tag 4 (double) or 6 (sfixed64): one-byte key, 8 bytes
+    }
+    for e in &p.exemplars {
+        n += prost_len(l, 5, e);
+    }
+    n + key_values_len(l, 7, &p.attributes) + varint_field_len(8, u64::from(p.flags))
+}
+
+fn key_values_len(l: &mut Vec<usize>, tag: u32, kvs: &[KeyValue]) -> usize {
+    kvs.iter()
+        .map(|kv| nested(tag, measure(l, |l| key_value_len(l, kv))))
+        .sum()
+}
+
+fn key_value_len(l: &mut Vec<usize>, kv: &KeyValue) -> usize {
+    let mut n = string_len(1, &kv.key);
+    if let Some(value) = &kv.value {
+        n += nested(2, measure(l, |l| any_value_len(l, value)));
+    }
+    // int32: a negative value is written as 10 bytes, like prost.
+    n + varint_field_len(3, kv.key_strindex as i64 as u64)
+}
+
+fn any_value_len(l: &mut Vec<usize>, value: &AnyValue) -> usize {
+    use any_value::Value;
+    match &value.value {
+        None => 0,
+        Some(Value::StringValue(s)) => nested(1, s.len()),
+        Some(Value::BoolValue(_)) => 2,
+        Some(Value::IntValue(i)) => 1 + encoded_len_varint(*i as u64),
+        Some(Value::DoubleValue(_)) => 9,
+        Some(Value::ArrayValue(a)) => nested(
+            5,
+            measure(l, |l| {
+                a.values
+                    .iter()
+                    .map(|v| nested(1, measure(l, |l| any_value_len(l, v))))
+                    .sum()
+            }),
+        ),
+        Some(Value::KvlistValue(kvs)) => {
+            nested(6, measure(l, |l| key_values_len(l, 1, &kvs.values)))
+        }
+        Some(Value::BytesValue(b)) => nested(7, b.len()),
+        Some(Value::StringValueStrindex(i)) => 1 + encoded_len_varint(*i as i64 as u64),
+    }
+}
+
+// --- pass 2: bytes ---------------------------------------------------------------------
+
+struct Writer<'a> {
+    buf: Vec<u8>,
+    lens: &'a [usize],
+    next: usize,
+}
+
+impl Writer<'_> {
+    fn key(&mut self, tag: u32, wire_type: u32) {
+        encode_varint(u64::from(tag << 3 | wire_type), &mut self.buf);
+    }
+
+    /// A nested message whose length pass 1 recorded at this point of the pre-order.
+    fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
+        let len = self.lens[self.next];
+        self.next += 1;
+        self.key(tag, 2);
+        encode_varint(len as u64, &mut self.buf);
+        body(self);
+    }
+
+    fn prost(&mut self, tag: u32, message: &impl Message) {
+        self.message(tag, |w| message.encode_raw(&mut w.buf));
+    }
+
+    fn bytes(&mut self, tag: u32, bytes: &[u8]) {
+        self.key(tag, 2);
+        encode_varint(bytes.len() as u64, &mut self.buf);
+        self.buf.put_slice(bytes);
+    }
+
+    fn string(&mut self, tag: u32, s: &str) {
+        if !s.is_empty() {
+            self.bytes(tag, s.as_bytes());
+        }
+    }
+
+    fn varint(&mut self, tag: u32, value: u64) {
+        if value != 0 {
+            self.key(tag, 0);
+            encode_varint(value, &mut self.buf);
+        }
+    }
+
+    fn fixed64(&mut self, tag: u32, value: u64) {
+        self.key(tag, 1);
+        self.buf.put_u64_le(value);
+    }
+}
+
+fn put_resource_metrics(w: &mut Writer, rm: &ResourceMetrics) {
+    if let Some(resource) = &rm.resource {
+        w.message(1, |w| put_resource(w, resource));
+    }
+    for sm in &rm.scope_metrics {
+        w.message(2, |w| put_scope_metrics(w, sm));
+    }
+    w.string(3, &rm.schema_url);
+}
+
+fn put_resource(w: &mut Writer, resource: &Resource) {
+    put_key_values(w, 1, &resource.attributes);
+    w.varint(2, u64::from(resource.dropped_attributes_count));
+    for entity in &resource.entity_refs {
+        w.prost(3, entity);
+    }
+}
+
+fn put_scope_metrics(w: &mut Writer, sm: &ScopeMetrics) {
+    if let Some(scope) = &sm.scope {
+        w.prost(1, scope);
+    }
+    for m in &sm.metrics {
+        w.message(2, |w| put_metric(w, m));
+    }
+    w.string(3, &sm.schema_url);
+}
+
+fn put_metric(w: &mut Writer, m: &Metric) {
+    w.string(1, &m.name);
+    w.string(2, &m.description);
+    w.string(3, &m.unit);
+    match &m.data {
+        None => {}
+        Some(metric::Data::Gauge(g)) => w.message(5, |w| put_points(w, &g.data_points)),
+        Some(metric::Data::Sum(s)) => w.message(7, |w| {
+            put_points(w, &s.data_points);
+            w.varint(2, s.aggregation_temporality as u64);
+            w.varint(3, u64::from(s.is_monotonic));
+        }),
+        Some(metric::Data::Histogram(h)) => w.prost(9, h),
+        Some(metric::Data::ExponentialHistogram(h)) => w.prost(10, h),
+        Some(metric::Data::Summary(s)) => w.prost(11, s),
+    }
+    put_key_values(w, 12, &m.metadata);
+}
+
+fn put_points(w: &mut Writer, points: &[NumberDataPoint]) {
+    for p in points {
+        w.message(1, |w| put_point(w, p));
+    }
+}
+
+fn put_point(w: &mut Writer, p: &NumberDataPoint) {
+    if p.start_time_unix_nano != 0 {
+        w.fixed64(2, p.start_time_unix_nano);
+    }
+    if p.time_unix_nano != 0 {
+        w.fixed64(3, p.time_unix_nano);
+    }
+    match p.value {
+        None => {}
+        Some(number_data_point::Value::AsDouble(d)) => w.fixed64(4, d.to_bits()),
+        Some(number_data_point::Value::AsInt(i)) => w.fixed64(6, i as u64),
+    }
+    for e in &p.exemplars {
+        w.prost(5, e);
+    }
+    put_key_values(w, 7, &p.attributes);
+    w.varint(8, u64::from(p.flags));
+}
+
+fn put_key_values(w: &mut Writer, tag: u32, kvs: &[KeyValue]) {
+    for kv in kvs {
+        w.message(tag, |w| {
+            w.string(1, &kv.key);
+            if let Some(value) = &kv.value {
+                w.message(2, |w| put_any_value(w, value));
+            }
+            w.varint(3, kv.key_strindex as i64 as u64);
+        });
+    }
+}
+
+fn put_any_value(w: &mut Writer, value: &AnyValue) {
+    use any_value::Value;
+    match &value.value {
+        None => {}
+        // Oneof fields are written even when they hold the default value.
+        Some(Value::StringValue(s)) => w.bytes(1, s.as_bytes()),
+        Some(Value::BoolValue(b)) => {
+            w.key(2, 0);
+            w.buf.put_u8(u8::from(*b));
+        }
+        Some(Value::IntValue(i)) => {
+            w.key(3, 0);
+            encode_varint(*i as u64, &mut w.buf);
+        }
+        Some(Value::DoubleValue(d)) => w.fixed64(4, d.to_bits()),
+        Some(Value::ArrayValue(a)) => w.message(5, |w| {
+            for v in &a.values {
+                w.message(1, |w| put_any_value(w, v));
+            }
+        }),
+        Some(Value::KvlistValue(kvs)) => w.message(6, |w| put_key_values(w, 1, &kvs.values)),
+        Some(Value::BytesValue(b)) => w.bytes(7, b),
+        Some(Value::StringValueStrindex(i)) => {
+            w.key(8, 0);
+            encode_varint(*i as i64 as u64, &mut w.buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        ArrayValue, EntityRef, InstrumentationScope, KeyValueList,
+    };
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+        HistogramDataPoint, Sum, Summary, SummaryDataPoint, exemplar,
+        exponential_histogram_data_point, summary_data_point,
+    };
+
+    /// A small deterministic generator (xorshift): the same trees on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn chance(&mut self, one_in: u64) -> bool {
+            self.below(one_in) == 0
+        }
+        /// Often the default value (0), sometimes a small one, sometimes a huge one.
+        fn number(&mut self) -> u64 {
+            match self.below(4) {
+                0 => 0,
+                1 => self.below(200),
+                _ => self.next(),
+            }
+        }
+        fn string(&mut self) -> String {
+            let len = [0, 1, 5, 20, 130][self.below(5) as usize];
+            (0..len)
+                .map(|i| char::from(b'a' + ((i + self.below(26)) % 26) as u8))
+                .collect()
+        }
+        fn float(&mut self) -> f64 {
+            match self.below(6) {
+                0 => 0.0,
+                1 => -0.0,
+                2 => f64::NAN,
+                _ => self.next() as f64 / 7.0 - 1e15,
+            }
+        }
+    }
+
+    fn any_value(r: &mut Rng, depth: u32) -> AnyValue {
+        use any_value::Value;
+        let value = match r.below(if depth > 2 { 6 } else { 9 }) {
+            0 => None,
+            1 => Some(Value::StringValue(r.string())),
+            2 => Some(Value::BoolValue(r.chance(2))),
+            3 => Some(Value::IntValue(r.number() as i64)),
+            4 => Some(Value::DoubleValue(r.float())),
+            5 => Some(Value::StringValueStrindex(r.number() as i32)),
+            6 => Some(Value::BytesValue(r.string().into_bytes())),
+            7 => Some(Value::ArrayValue(ArrayValue {
+                values: (0..r.below(4)).map(|_| any_value(r, depth + 1)).collect(),
+            })),
+            _ => Some(Value::KvlistValue(KeyValueList {
+                values: key_values(r, depth + 1),
+            })),
+        };
+        AnyValue { value }
+    }
+
+    fn key_values(r: &mut Rng, depth: u32) -> Vec<KeyValue> {
+        (0..r.below(5))
+            .map(|_| KeyValue {
+                key: r.string(),
+                value: (!r.chance(5)).then(|| any_value(r, depth)),
+                key_strindex: if r.chance(4) { r.number() as i32 } else { 0 },
+            })
+            .collect()
+    }
+
+    fn exemplars(r: &mut Rng) -> Vec<Exemplar> {
+        (0..r.below(3))
+            .map(|_| Exemplar {
+                filtered_attributes: key_values(r, 2),
+                time_unix_nano: r.number(),
+                span_id: r.string().into_bytes(),
+                trace_id: r.string().into_bytes(),
+                value: r
+                    .chance(3)
+                    .then(|| exemplar::Value::AsInt(r.number() as i64))
+                    .or(Some(exemplar::Value::AsDouble(r.float()))),
+            })
+            .collect()
+    }
+
+    fn number_points(r: &mut Rng) -> Vec<NumberDataPoint> {
+        (0..r.below(5))
+            .map(|_| NumberDataPoint {
+                attributes: key_values(r, 0),
+                start_time_unix_nano: r.number(),
+                time_unix_nano: r.number(),
+                exemplars: exemplars(r),
+                flags: r.number() as u32,
+                value: match r.below(3) {
+                    0 => None,
+                    1 => Some(number_data_point::Value::AsDouble(r.float())),
+                    _ => Some(number_data_point::Value::AsInt(r.number() as i64)),
+                },
+            })
+            .collect()
+    }
+
+    fn data(r: &mut Rng) -> Option<metric::Data> {
+        let temporality = r.below(3) as i32;
+        Some(match r.below(6) {
+            0 => return None,
+            1 => metric::Data::Gauge(Gauge {
+                data_points: number_points(r),
+            }),
+            2 => metric::Data::Sum(Sum {
+                data_points: number_points(r),
+                aggregation_temporality: temporality,
+                is_monotonic: r.chance(2),
+            }),
+            3 => metric::Data::Histogram(Histogram {
+                data_points: (0..r.below(3))
+                    .map(|_| HistogramDataPoint {
+                        attributes: key_values(r, 0),
+                        count: r.number(),
+                        sum: r.chance(2).then(|| r.float()),
+                        bucket_counts: (0..r.below(4)).map(|_| r.number()).collect(),
+                        explicit_bounds: (0..r.below(4)).map(|_| r.float()).collect(),
+                        exemplars: exemplars(r),
+                        min: r.chance(2).then(|| r.float()),
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: temporality,
+            }),
+            4 => metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: (0..r.below(3))
+                    .map(|_| ExponentialHistogramDataPoint {
+                        attributes: key_values(r, 0),
+                        scale: r.number() as i32,
+                        zero_count: r.number(),
+                        positive: Some(exponential_histogram_data_point::Buckets {
+                            offset: r.number() as i32,
+                            bucket_counts: (0..r.below(4)).map(|_| r.number()).collect(),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: temporality,
+            }),
+            _ => metric::Data::Summary(Summary {
+                data_points: (0..r.below(3))
+                    .map(|_| SummaryDataPoint {
+                        attributes: key_values(r, 0),
+                        count: r.number(),
+                        sum: r.float(),
+                        quantile_values: vec![summary_data_point::ValueAtQuantile {
+                            quantile: r.float(),
+                            value: r.float(),
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+        })
+    }
+
+    fn tree(r: &mut Rng) -> Vec<ResourceMetrics> {
+        (0..r.below(4))
+            .map(|_| ResourceMetrics {
+                resource: (!r.chance(4)).then(|| Resource {
+                    attributes: key_values(r, 0),
+                    dropped_attributes_count: r.number() as u32,
+                    entity_refs: (0..r.below(2))
+                        .map(|_| EntityRef {
+                            schema_url: r.string(),
+                            r#type: r.string(),
+                            id_keys: vec![r.string()],
+                            description_keys: Vec::new(),
+                        })
+                        .collect(),
+                }),
+                scope_metrics: (0..r.below(3))
+                    .map(|_| ScopeMetrics {
+                        scope: (!r.chance(3)).then(|| InstrumentationScope {
+                            name: r.string(),
+                            version: r.string(),
+                            attributes: key_values(r, 1),
+                            dropped_attributes_count: r.number() as u32,
+                        }),
+                        metrics: (0..r.below(4))
+                            .map(|_| Metric {
+                                name: r.string(),
+                                description: r.string(),
+                                unit: r.string(),
+                                metadata: key_values(r, 1),
+                                data: data(r),
+                            })
+                            .collect(),
+                        schema_url: r.string(),
+                    })
+                    .collect(),
+                schema_url: r.string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encodes_like_prost() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut nonempty = 0;
+        for _ in 0..3000 {
+            let resource_metrics = tree(&mut r);
+            let request = ExportMetricsServiceRequest { resource_metrics };
+            let ours = metrics_request(&request.resource_metrics);
+            assert_eq!(ours, request.encode_to_vec(), "{request:?}");
+            nonempty += usize::from(!ours.is_empty());
+        }
+        assert!(nonempty > 2000, "the generator made mostly empty trees");
+    }
+
+    #[test]
+    fn an_empty_request_is_empty() {
+        assert!(metrics_request(&[]).is_empty());
+    }
+}
