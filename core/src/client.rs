@@ -144,6 +144,19 @@ impl ContextHeaders {
     ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
         (self.0)(metadata)
     }
+
+    /// The headers for `batch` from an exporter's optional `headers_setter`: none without
+    /// one, and a permanent export error when the batch's metadata cannot give them.
+    pub fn for_batch(
+        this: Option<&ContextHeaders>,
+        batch: &crate::Batch,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, crate::pipeline::ExportError> {
+        let Some(this) = this else {
+            return Ok(Vec::new());
+        };
+        this.headers(batch.metadata().map(|m| m.as_ref()))
+            .map_err(|reason| crate::pipeline::ExportError::Permanent { reason })
+    }
 }
 
 #[cfg(test)]

@@ -301,13 +301,10 @@ impl Exporter for OtlpGrpcExporter {
                 reason: format!("connection not ready: {e}"),
                 after: None,
             })?;
-            let from_context = self
-                .context_headers
-                .as_ref()
-                .map(|h| h.headers(batch.metadata().map(|m| m.as_ref())))
-                .transpose()
-                .map_err(|reason| ExportError::Permanent { reason })?
-                .unwrap_or_default();
+            let from_context = oxcol_core::client::ContextHeaders::for_batch(
+                self.context_headers.as_ref(),
+                &batch,
+            )?;
             let mut request = tonic::Request::new(batch);
             *request.metadata_mut() = self.metadata.clone();
             for (name, value) in from_context {

@@ -307,13 +307,10 @@ impl Exporter for OtlpHttpExporter {
                 .find(|(s, _)| *s == signal)
                 .map(|(_, u)| u.clone())
                 .expect("a URL per signal is built in new()");
-            let from_context = self
-                .context_headers
-                .as_ref()
-                .map(|h| h.headers(batch.metadata().map(|m| m.as_ref())))
-                .transpose()
-                .map_err(|reason| ExportError::Permanent { reason })?
-                .unwrap_or_default();
+            let from_context = oxcol_core::client::ContextHeaders::for_batch(
+                self.context_headers.as_ref(),
+                &batch,
+            )?;
             let raw = self.body(batch)?;
             let body = if self.compression == Encoding::Identity {
                 raw
