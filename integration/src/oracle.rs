@@ -45,8 +45,9 @@ pub const ORACLE_ENV: &str = "OXCOL_ORACLE_OTELCOL";
 /// to the repository root). A case without `"oracle"` uses the main build.
 pub const ORACLES: &[(&str, &str, &str)] = &[
     ("main", ORACLE_ENV, "integration/oracle/otelcol-oracle.yaml"),
-    // Collector v0.148.0 with the routing connector, which the proxy refuses at the main
-    // build's release (docs/oracle.md).
+    // Collector v0.148.0 with the routing connector and the resourcedetection processor,
+    // which the proxy refuses (or cannot build) at the main build's release
+    // (docs/oracle.md).
     (
         "routing",
         "OXCOL_ORACLE_OTELCOL_ROUTING",
@@ -145,6 +146,11 @@ pub struct CaseSettings {
     /// Which Collector build is the oracle (a name of [`ORACLES`]; absent: `main`).
     #[serde(default)]
     pub oracle: Option<String>,
+    /// Environment variables set on both systems (e.g. `OTEL_RESOURCE_ATTRIBUTES` for the
+    /// resourcedetection `env` detector). `OTEL_RESOURCE_ATTRIBUTES` is removed from both
+    /// when the case does not set it, so the test's own environment cannot leak into one.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// One kind of input, parsed.
@@ -394,16 +400,22 @@ pub async fn run_case(binary: &Path, case: &Case, work_dir: &Path) -> Result<Run
     std::fs::write(&base, base_config(receiver_port, sink.grpc_addr))
         .map_err(|error| format!("cannot write {}: {error}", base.display()))?;
     let log_path = work_dir.join("log.txt");
-    let mut child = spawn_logged(
-        Command::new(binary)
-            .arg("--config")
-            .arg(&base)
-            .arg("--config")
-            .arg(case.config_path()),
-        &log_path,
-    );
+    let mut command = Command::new(binary);
+    command
+        .arg("--config")
+        .arg(&base)
+        .arg("--config")
+        .arg(case.config_path());
+    if !case.settings.env.contains_key("OTEL_RESOURCE_ATTRIBUTES") {
+        command.env_remove("OTEL_RESOURCE_ATTRIBUTES");
+    }
+    command.envs(&case.settings.env);
+    let mut child = spawn_logged(&mut command, &log_path);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     wait_listening(&mut child, receiver_port)
+        .await
+        .map_err(|problem| format!("{problem}\nlog:\n{}", log()))?;
+    wait_collector_ready(&mut child, &log_path)
         .await
         .map_err(|problem| format!("{problem}\nlog:\n{}", log()))?;
 
@@ -440,6 +452,33 @@ async fn wait_listening(child: &mut ChildGuard, port: u16) -> Result<(), String>
         if Instant::now() >= deadline {
             return Err(format!(
                 "it did not listen on 127.0.0.1:{port} within {READY_TIMEOUT:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The Collector's log line once every component has started.
+const COLLECTOR_READY: &str = "Everything is ready";
+
+/// Waits (bounded by [`READY_TIMEOUT`]) until the Collector says every component has
+/// started. Its OTLP receiver may listen before a later pipeline's processors have
+/// finished `Start` (resourcedetection detects there), and a processor not yet started
+/// lets data through untouched; oxcol builds every processor before its receivers listen,
+/// so for it (a log without the Collector's `Starting otelcol` line) this returns at once.
+async fn wait_collector_ready(child: &mut ChildGuard, log_path: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if !log.contains("Starting otelcol") || log.contains(COLLECTOR_READY) {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.child_mut().try_wait() {
+            return Err(format!("it exited during start-up with {status}"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "it listened but did not log {COLLECTOR_READY:?} within {READY_TIMEOUT:?}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

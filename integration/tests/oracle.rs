@@ -13,9 +13,9 @@
 //! or the test fails saying how to build it.
 //!
 //! Environment: `OXCOL_ORACLE_OTELCOL` (the oracle binary; scripts/test sets it),
-//! `OXCOL_ORACLE_OTELCOL_ROUTING` (the routing connector's oracle, likewise),
-//! `OXCOL_ORACLE_CASE=<substring>` (run only matching cases), `OXCOL_ORACLE_SHOW=1` (print
-//! each case's canonical Collector output). Needs `cargo build -p oxcol` first.
+//! `OXCOL_ORACLE_OTELCOL_ROUTING` (the oracle of the routing connector and of
+//! resourcedetection, likewise), `OXCOL_ORACLE_CASE=<substring>` (run only matching cases),
+//! `OXCOL_ORACLE_SHOW=1` (print each case's canonical Collector output). Needs `cargo build -p oxcol` first.
 
 mod common;
 

@@ -123,7 +123,11 @@ pub struct Endpoints {
     pub k8s_token_file: String,
     pub k8s_ca_file: String,
     pub machine_id_files: Vec<String>,
-    pub os_release_file: String,
+    /// Where `os.description` reads the OS release, first that exists (the OpenTelemetry
+    /// Go SDK: `/etc/os-release`, then `/usr/lib/os-release`).
+    pub os_release_files: Vec<String>,
+    /// The `/etc` directory gopsutil reads `os.version` from (`$HOST_ETC` or `/etc`).
+    pub etc_dir: String,
     /// `/proc/cpuinfo`, read by the system detector for `host.cpu.*`.
     pub cpuinfo_file: String,
     /// Environment variables seen by detectors; None: the process environment.
@@ -162,7 +166,14 @@ impl Endpoints {
                 "/etc/machine-id".to_string(),
                 "/var/lib/dbus/machine-id".to_string(),
             ],
-            os_release_file: "/etc/os-release".to_string(),
+            os_release_files: vec![
+                "/etc/os-release".to_string(),
+                "/usr/lib/os-release".to_string(),
+            ],
+            etc_dir: std::env::var("HOST_ETC")
+                .ok()
+                .filter(|dir| !dir.is_empty())
+                .unwrap_or_else(|| "/etc".to_string()),
             cpuinfo_file: "/proc/cpuinfo".to_string(),
             env: None,
         }
@@ -203,9 +214,32 @@ impl<'a> Builder<'a> {
 
     /// Sets `name` when enabled and `value` is not empty.
     fn set(&mut self, name: &str, value: &str) {
-        if self.enabled(name) && !value.is_empty() {
+        if !value.is_empty() {
+            self.set_even_empty(name, value);
+        }
+    }
+
+    /// Sets `name` when enabled, even to an empty string, as the Collector's generated
+    /// `ResourceBuilder.Set*` do where the detector does not check the value.
+    fn set_even_empty(&mut self, name: &str, value: &str) {
+        if self.enabled(name) {
             self.out.push(string_attribute(name, value));
         }
+    }
+}
+
+/// The schema URL the Collector's detectors (contrib v0.148.0, semantic conventions
+/// v1.39.0) return with what they detect; the `env` detector returns none.
+pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.39.0";
+
+/// The schema URL a detector that succeeded with `found` reports: none for `env`, none for
+/// `ecs` and `aks` off their platform (they succeed with nothing there, as the Collector's
+/// do, which then return no schema URL either), else [`SCHEMA_URL`].
+pub fn schema_url(detector: &str, found: &[KeyValue]) -> &'static str {
+    match detector {
+        "env" => "",
+        "ecs" | "aks" if found.is_empty() => "",
+        _ => SCHEMA_URL,
     }
 }
 
@@ -262,36 +296,74 @@ async fn run_one(name: &str, config: &Config, endpoints: &Endpoints, timeout: Du
 
 // ---- env ----
 
-/// `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs separated by commas; values are
-/// URL-query-unescaped (`%2C` is a comma, `+` a space), keys and values trimmed.
+/// `OTEL_RESOURCE_ATTRIBUTES` (or, when that is empty or unset, the deprecated
+/// `OTEL_RESOURCE`, as the Collector falls back to it): `key=value` pairs separated by
+/// commas; values are URL-query-unescaped (`%2C` is a comma, `+` a space).
 fn env_detector(endpoints: &Endpoints) -> Found {
-    let Some(text) = endpoints.getenv("OTEL_RESOURCE_ATTRIBUTES") else {
-        return Ok(Vec::new());
-    };
-    parse_resource_attributes(&text)
+    let text = ["OTEL_RESOURCE_ATTRIBUTES", "OTEL_RESOURCE"]
+        .iter()
+        .filter_map(|name| endpoints.getenv(name))
+        .map(|text| text.trim().to_string())
+        .find(|text| !text.is_empty());
+    match text {
+        Some(text) => parse_resource_attributes(&text),
+        None => Ok(Vec::new()),
+    }
 }
 
+/// The Collector's `labelRegex`: a key of 1-256 ASCII characters (shortest first), `=`,
+/// a value of 0-256 ASCII characters (shortest first), then a comma or the end; blanks
+/// around key and value dropped. `\s` is Go's ASCII whitespace.
+fn label_regex() -> &'static regex::Regex {
+    static LABEL: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    LABEL.get_or_init(|| {
+        regex::Regex::new(
+            r"[\t\n\x0C\r ]*([\x00-\x7F]{1,256}?)[\t\n\x0C\r ]*=[\t\n\x0C\r ]*([\x00-\x7F]{0,256}?)[\t\n\x0C\r ]*(?:,|$)",
+        )
+        .expect("the label regex is valid")
+    })
+}
+
+/// Parses `text` as the Collector's env detector does: successive matches of
+/// [`label_regex`] must cover the whole text (anything between or after them is an
+/// error), so a key may hold a comma (`a=1,b,c=2` gives `b,c`) and a trailing comma is
+/// allowed. A later duplicate key replaces the earlier value.
 pub(crate) fn parse_resource_attributes(text: &str) -> Found {
     let mut out: Vec<KeyValue> = Vec::new();
     let text = text.trim();
     if text.is_empty() {
         return Ok(out);
     }
-    for pair in text.split(',') {
-        let Some((key, value)) = pair.split_once('=') else {
+    let mut end = 0;
+    for captures in label_regex().captures_iter(text) {
+        let whole = captures.get(0).expect("group 0 always matches");
+        if whole.start() != end {
             return Err(format!(
-                "invalid OTEL_RESOURCE_ATTRIBUTES: {pair:?} is not key=value"
+                "invalid OTEL_RESOURCE_ATTRIBUTES, invalid text: {:?}",
+                &text[end..whole.start()]
             ));
-        };
-        let value = query_unescape(value.trim()).ok_or_else(|| {
+        }
+        end = whole.end();
+        let key = captures.get(1).map_or("", |m| m.as_str());
+        let raw = captures.get(2).map_or("", |m| m.as_str());
+        let value = query_unescape(raw).ok_or_else(|| {
             format!(
-                "invalid OTEL_RESOURCE_ATTRIBUTES: the value of {:?} is not valid percent-encoding",
-                key.trim()
+                "invalid OTEL_RESOURCE_ATTRIBUTES: the value of {key:?} is not valid percent-encoding"
             )
         })?;
-        let key = key.trim();
-        out.retain(|kv| kv.key != key);
-        out.push(string_attribute(key, &value));
+        match out.iter_mut().find(|kv| kv.key == key) {
+            Some(existing) => *existing = string_attribute(key, &value),
+            None => out.push(string_attribute(key, &value)),
+        }
+    }
+    if end == 0 {
+        return Err(format!("invalid OTEL_RESOURCE_ATTRIBUTES: {text:?}"));
+    }
+    if end != text.len() {
+        return Err(format!(
+            "invalid OTEL_RESOURCE_ATTRIBUTES, invalid text: {:?}",
+            &text[end..]
+        ));
     }
     Ok(out)
 }
@@ -324,6 +396,11 @@ fn query_unescape(text: &str) -> Option<String> {
 
 // ---- system ----
 
+/// The Collector's system detector: OS type, OS version, architecture, interfaces (when
+/// `host.ip` or `host.mac` is on), OS description and CPU (when a `host.cpu.*` is on) are
+/// read first and failing to read one fails the detector; then the first hostname source
+/// that works names the host. Values are set even when empty (`os.version` on an OS
+/// gopsutil does not know), as the Collector's resource builder does.
 fn system_detector(config: &super::SystemConfig, endpoints: &Endpoints) -> Found {
     let mut b = Builder::new(&config.resource_attributes, SYSTEM_ATTRIBUTES);
     let default_sources = ["dns".to_string(), "os".to_string()];
@@ -332,13 +409,21 @@ fn system_detector(config: &super::SystemConfig, endpoints: &Endpoints) -> Found
     } else {
         &config.hostname_sources
     };
-    // As the Collector: what the interfaces and the CPU say is read before the host name,
-    // only when an attribute needs it, and failing to read it fails the detector.
+    let os_version = platform_version(&endpoints.etc_dir);
     let interfaces = if b.enabled("host.ip") || b.enabled("host.mac") {
         super::host::interfaces()?
     } else {
         Vec::new()
     };
+    let os_release = endpoints
+        .os_release_files
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default();
+    let description = os_description(&os_release, uname().as_ref());
+    if description.is_empty() {
+        return Err("failed getting OS description: empty \"os.description\"".to_string());
+    }
     let cpu = if CPU_ATTRIBUTES.iter().any(|name| b.enabled(name)) {
         let text = std::fs::read_to_string(&endpoints.cpuinfo_file)
             .map_err(|e| format!("cannot read {}: {e}", endpoints.cpuinfo_file))?;
@@ -369,8 +454,9 @@ fn system_detector(config: &super::SystemConfig, endpoints: &Endpoints) -> Found
             failures.join("; ")
         ));
     };
-    b.set("host.name", &hostname);
-    b.set("os.type", os_type());
+    b.set_even_empty("host.name", &hostname);
+    b.set_even_empty("os.type", os_type());
+    b.set_even_empty("os.version", &os_version);
     if b.enabled("host.id") {
         match endpoints.machine_id_files.iter().find_map(|p| {
             std::fs::read_to_string(p)
@@ -384,41 +470,154 @@ fn system_detector(config: &super::SystemConfig, endpoints: &Endpoints) -> Found
             }
         }
     }
-    b.set("host.arch", host_arch());
-    let os_release = std::fs::read_to_string(&endpoints.os_release_file).unwrap_or_default();
-    if b.enabled("os.description") {
-        b.set(
-            "os.description",
-            &os_description(&os_release, uname().as_ref()),
-        );
-    }
-    b.set(
-        "os.version",
-        &os_release_field(&os_release, "VERSION_ID").unwrap_or_default(),
-    );
+    b.set_even_empty("host.arch", host_arch());
     for (name, values) in [
         ("host.ip", super::host::host_ips(&interfaces)),
         ("host.mac", super::host::host_macs(&interfaces)),
     ] {
-        if b.enabled(name) && !values.is_empty() {
+        if b.enabled(name) {
             b.out.push(array_attribute(name, &values));
         }
     }
+    b.set_even_empty("os.description", &description);
     if let Some(cpu) = cpu {
         set_cpu_attributes(&mut b, &cpu);
     }
     Ok(b.out)
 }
 
+/// gopsutil's `PlatformInformation` version (the Collector's `os.version`), read from
+/// `etc` as gopsutil reads `/etc` on Linux: the first release file that exists and is not
+/// empty decides (Oracle, Slackware, Debian and its derivatives through `lsb-release`,
+/// Red Hat-like, Gentoo, SUSE, Arch, Alpine), then `os-release`'s `VERSION_ID`, then
+/// `lsb-release`. Empty when nothing says.
+pub(crate) fn platform_version(etc: &str) -> String {
+    let read = |name: &str| -> Option<String> {
+        std::fs::read_to_string(format!("{etc}/{name}"))
+            .ok()
+            .filter(|text| !text.is_empty())
+    };
+    // gopsutil's ReadLines: lines without their ending; joined without separator.
+    let joined = |text: &str| text.lines().collect::<String>().to_lowercase();
+    let first_line = |text: &str| text.lines().next().unwrap_or("").to_string();
+    let (lsb_id, lsb_release) = lsb_release(etc);
+    if let Some(text) = read("oracle-release").or_else(|| read("enterprise-release")) {
+        return redhatish_version(&joined(&text));
+    }
+    if let Some(text) = read("slackware-version") {
+        return joined(&text).replacen("slackware ", "", 1);
+    }
+    if let Some(text) = read("debian_version") {
+        return match lsb_id.as_str() {
+            "Ubuntu" | "LinuxMint" | "Kylin" | "\"Cumulus Linux\"" | "uos" | "Deepin" => {
+                lsb_release
+            }
+            _ => first_line(&text),
+        };
+    }
+    for name in [
+        "neokylin-release",
+        "redhat-release",
+        "system-release",
+        "gentoo-release",
+    ] {
+        if let Some(text) = read(name) {
+            return redhatish_version(&joined(&text));
+        }
+    }
+    if let Some(text) = read("SuSE-release") {
+        return suse_version(&text);
+    }
+    if read("arch-release").is_some() {
+        return lsb_release;
+    }
+    if let Some(text) = read("alpine-release") {
+        return first_line(&text);
+    }
+    if let Some(text) = read("os-release") {
+        return text
+            .lines()
+            .rev()
+            .find_map(|line| {
+                let mut fields = line.split('=');
+                let (key, value) = (fields.next()?, fields.next()?);
+                (key == "VERSION_ID").then(|| trim_quotes(value).to_string())
+            })
+            .unwrap_or_default();
+    }
+    lsb_release
+}
+
+/// `DISTRIB_ID` and `DISTRIB_RELEASE` of `lsb-release`, quotes removed (gopsutil; it runs
+/// `/usr/bin/lsb_release` when the file is missing, which oxcol does not).
+fn lsb_release(etc: &str) -> (String, String) {
+    let text = std::fs::read_to_string(format!("{etc}/lsb-release")).unwrap_or_default();
+    let (mut id, mut release) = (String::new(), String::new());
+    for line in text.lines() {
+        let mut fields = line.split('=');
+        let (Some(key), Some(value)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        match key {
+            "DISTRIB_ID" => id = value.replace('"', ""),
+            "DISTRIB_RELEASE" => release = value.replace('"', ""),
+            _ => {}
+        }
+    }
+    (id, release)
+}
+
+/// gopsutil's `getRedhatishVersion` on the lower-cased, joined file.
+fn redhatish_version(text: &str) -> String {
+    if text.contains("rawhide") {
+        return "rawhide".to_string();
+    }
+    static RELEASE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RELEASE
+        .get_or_init(|| regex::Regex::new(r"release (\w[\d.]*)").expect("valid regex"))
+        .captures(text)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// gopsutil's `getSuseVersion`: `VERSION = x` then `.PATCHLEVEL`.
+fn suse_version(text: &str) -> String {
+    static VERSION: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static PATCH: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let version_re =
+        VERSION.get_or_init(|| regex::Regex::new(r"VERSION = ([\d.]+)").expect("valid regex"));
+    let patch_re =
+        PATCH.get_or_init(|| regex::Regex::new(r"PATCHLEVEL = (\d+)").expect("valid regex"));
+    let mut version = String::new();
+    for line in text.lines() {
+        if let Some(c) = version_re.captures(line) {
+            version = c[1].to_string();
+        } else if let Some(c) = patch_re.captures(line) {
+            version = format!("{version}.{}", &c[1]);
+        }
+    }
+    version
+}
+
+/// gopsutil's `trimQuotes`: one pair of surrounding double quotes.
+fn trim_quotes(text: &str) -> &str {
+    if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
+        &text[1..text.len() - 1]
+    } else {
+        text
+    }
+}
+
 /// The Collector's formats: family, model id and vendor as the file writes them (strings),
 /// stepping as a decimal string, the L2 cache size as the number of KiB the file gives (an
 /// int, although the convention says bytes: the Collector passes gopsutil's number on).
 fn set_cpu_attributes(b: &mut Builder<'_>, cpu: &super::host::CpuInfo) {
-    b.set("host.cpu.vendor.id", &cpu.vendor_id);
-    b.set("host.cpu.family", &cpu.family);
+    b.set_even_empty("host.cpu.vendor.id", &cpu.vendor_id);
+    b.set_even_empty("host.cpu.family", &cpu.family);
     b.set("host.cpu.model.id", &cpu.model);
-    b.set("host.cpu.model.name", &cpu.model_name);
-    b.set("host.cpu.stepping", &cpu.stepping.to_string());
+    b.set_even_empty("host.cpu.model.name", &cpu.model_name);
+    b.set_even_empty("host.cpu.stepping", &cpu.stepping.to_string());
     if b.enabled("host.cpu.cache.l2.size") {
         b.out.push(KeyValue {
             key: "host.cpu.cache.l2.size".to_string(),
@@ -452,30 +651,92 @@ fn host_arch() -> &'static str {
     }
 }
 
-pub(crate) fn os_release_field(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let (k, v) = line.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').trim_matches('\'').to_string())
-    })
+/// `os.description` as the OpenTelemetry Go SDK builds it on Linux (what the Collector
+/// uses): `<release> (<sysname> <nodename> <release> <version> <machine>)`, where
+/// `<release>` is `NAME VERSION` (or `NAME VERSION_ID`) of the os-release file, else its
+/// `PRETTY_NAME`; just the uname part when the file says nothing.
+pub(crate) fn os_description(os_release: &str, uname: Option<&Uname>) -> String {
+    let values = parse_os_release(os_release);
+    let get = |key: &str| values.get(key).map(String::as_str).unwrap_or("");
+    let version = match get("VERSION") {
+        "" => get("VERSION_ID"),
+        version => version,
+    };
+    let release = if !get("NAME").is_empty() && !version.is_empty() {
+        format!("{} {version}", get("NAME"))
+    } else {
+        get("PRETTY_NAME").to_string()
+    };
+    let kernel = uname.map(|u| {
+        format!(
+            "{} {} {} {} {}",
+            u.sysname, u.nodename, u.release, u.version, u.machine
+        )
+    });
+    match (release.is_empty(), kernel) {
+        (false, Some(k)) => format!("{release} ({k})"),
+        (_, Some(k)) => k,
+        // No uname: the Go SDK fails; oxcol keeps what the release file says.
+        (_, None) => release,
+    }
 }
 
-/// `PRETTY_NAME (sysname release version)` as the OpenTelemetry Go SDK describes Linux.
-pub(crate) fn os_description(os_release: &str, uname: Option<&Uname>) -> String {
-    let pretty = os_release_field(os_release, "PRETTY_NAME")
-        .or_else(|| os_release_field(os_release, "NAME"));
-    let kernel = uname.map(|u| format!("{} {} {}", u.sysname, u.release, u.version));
-    match (pretty, kernel) {
-        (Some(p), Some(k)) => format!("{p} ({k})"),
-        (Some(p), None) => p,
-        (None, Some(k)) => k,
-        (None, None) => String::new(),
+/// The Go SDK's os-release parser: `KEY=value` lines (blank and `#` lines skipped), keys
+/// and values trimmed, one pair of matching quotes removed, then `\$ \" \' \\ \``
+/// unescaped; a later key replaces an earlier one.
+fn parse_os_release(text: &str) -> HashMap<String, String> {
+    let mut values = HashMap::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if key.is_empty() {
+            continue;
+        }
+        let value = value.trim();
+        let bytes = value.as_bytes();
+        let unquoted = if bytes.len() >= 2
+            && (bytes[0] == b'"' || bytes[0] == b'\'')
+            && bytes[0] == bytes[bytes.len() - 1]
+        {
+            &value[1..value.len() - 1]
+        } else {
+            value
+        };
+        values.insert(key.trim().to_string(), unescape_os_release(unquoted));
     }
+    values
+}
+
+/// Go's `strings.NewReplacer` of the SDK: each `\x` pair for x in `$ " ' \ `` becomes x,
+/// left to right, without rescanning.
+fn unescape_os_release(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\'
+            && let Some(&next) = chars.peek()
+            && matches!(next, '$' | '"' | '\'' | '\\' | '`')
+        {
+            out.push(next);
+            chars.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub(crate) struct Uname {
     sysname: String,
+    nodename: String,
     release: String,
     version: String,
+    machine: String,
 }
 
 fn uname() -> Option<Uname> {
@@ -494,8 +755,10 @@ fn uname() -> Option<Uname> {
     };
     Some(Uname {
         sysname: field(&buf.sysname),
+        nodename: field(&buf.nodename),
         release: field(&buf.release),
         version: field(&buf.version),
+        machine: field(&buf.machine),
     })
 }
 

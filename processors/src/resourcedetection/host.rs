@@ -274,11 +274,12 @@ pub(crate) fn host_ips(interfaces: &[Interface]) -> Vec<String> {
 }
 
 /// `host.mac`: the hardware address of every interface that is up and not a loopback
-/// interface, in IEEE RA form (`AC-DE-48-23-45-67`); interfaces without one are left out.
+/// interface, in IEEE RA form (`AC-DE-48-23-45-67`); an interface without one (a tunnel)
+/// gives `""`, as the Collector formats Go's empty `net.HardwareAddr`.
 pub(crate) fn host_macs(interfaces: &[Interface]) -> Vec<String> {
     interfaces
         .iter()
-        .filter(|i| i.up && !i.loopback && !i.mac.is_empty())
+        .filter(|i| i.up && !i.loopback)
         .map(|i| {
             i.mac
                 .iter()
@@ -489,7 +490,7 @@ mod tests {
             host_ips(&interfaces),
             vec!["172.17.0.2", "fe80::42:acff:fe11:2", "2001:db8::1"]
         );
-        assert_eq!(host_macs(&interfaces), vec!["02-42-AC-11-00-02"]);
+        assert_eq!(host_macs(&interfaces), vec!["02-42-AC-11-00-02", ""]);
     }
 
     #[test]

@@ -251,6 +251,9 @@ pub struct Detected {
     pub attributes: Vec<KeyValue>,
     /// Whether any detector failed (the Collector's detection error).
     pub failed: bool,
+    /// The schema URL of the detectors that succeeded, merged as the Collector's
+    /// `MergeSchemaURL` (the first non-empty one); empty when none gave one.
+    pub schema_url: String,
 }
 
 /// The detection result of one processor id, shared by every pipeline that names it, and
@@ -432,6 +435,11 @@ pub fn merge_resource(to: &mut Resource, from: &[KeyValue], override_: bool) {
     }
 }
 
+/// The Collector's `MergeSchemaURL`: `current` unless it is empty, then `new`.
+pub fn merge_schema_url(current: &str, new: &str) -> String {
+    if current.is_empty() { new } else { current }.to_string()
+}
+
 /// Runs every configured detector concurrently, each bounded by `config.timeout`, and
 /// merges their results in `detectors` order (earlier wins). Never takes much longer than
 /// the timeout: a detector stuck in a blocking call is abandoned.
@@ -473,8 +481,8 @@ pub fn detect(
     if let Err(e) = spawned {
         tracing::warn!(processor = %id, error = %e, "resource detection could not start; no attributes detected");
         return Detected {
-            attributes: Vec::new(),
             failed: true,
+            ..Detected::default()
         };
     }
     let results = match receiver.recv_timeout(timeout + Duration::from_millis(500)) {
@@ -482,23 +490,26 @@ pub fn detect(
         Ok(Err(e)) => {
             tracing::warn!(processor = %id, error = %e, "resource detection failed; no attributes detected");
             return Detected {
-                attributes: Vec::new(),
                 failed: true,
+                ..Detected::default()
             };
         }
         Err(_) => {
             tracing::warn!(processor = %id, timeout = ?timeout, "resource detection did not finish within timeout; no attributes detected");
             return Detected {
-                attributes: Vec::new(),
                 failed: true,
+                ..Detected::default()
             };
         }
     };
     let mut merged = Resource::default();
     let mut failed = false;
+    let mut schema_url = String::new();
     for (name, result) in results {
         let outcome = match result {
             Ok(attributes) => {
+                schema_url =
+                    merge_schema_url(&schema_url, detectors::schema_url(&name, &attributes));
                 merge_resource(&mut merged, &attributes, false);
                 "success"
             }
@@ -522,42 +533,48 @@ pub fn detect(
     Detected {
         attributes: merged.attributes,
         failed,
+        schema_url,
     }
 }
 
 impl Processor for ResourceDetectionProcessor {
     fn process(&mut self, mut batch: Batch) -> Result<Batch, Refusal> {
         let detected = self.shared.current();
-        if detected.attributes.is_empty() {
+        if detected.attributes.is_empty() && detected.schema_url.is_empty() {
             return Ok(batch);
         }
         let (id, override_) = (&self.id, self.config.override_);
         let invalid = |e: oxcol_core::batch::BatchError| Refusal::Invalid {
             reason: format!("processor {id}: cannot decode the batch: {e}"),
         };
-        let merge = |resource: &mut Option<Resource>| {
-            merge_resource(
-                resource.get_or_insert_with(Resource::default),
-                &detected.attributes,
-                override_,
-            )
+        // As the Collector: the schema URL of the resource (not of its scopes) takes the
+        // detected one when it has none; attributes merge only when there are some.
+        let merge = |resource: &mut Option<Resource>, schema_url: &mut String| {
+            *schema_url = merge_schema_url(schema_url, &detected.schema_url);
+            if !detected.attributes.is_empty() {
+                merge_resource(
+                    resource.get_or_insert_with(Resource::default),
+                    &detected.attributes,
+                    override_,
+                )
+            }
         };
         match batch.signal() {
             Signal::Metrics => batch
                 .metrics_mut()
                 .map_err(invalid)?
                 .iter_mut()
-                .for_each(|r| merge(&mut r.resource)),
+                .for_each(|r| merge(&mut r.resource, &mut r.schema_url)),
             Signal::Traces => batch
                 .traces_mut()
                 .map_err(invalid)?
                 .iter_mut()
-                .for_each(|r| merge(&mut r.resource)),
+                .for_each(|r| merge(&mut r.resource, &mut r.schema_url)),
             Signal::Logs => batch
                 .logs_mut()
                 .map_err(invalid)?
                 .iter_mut()
-                .for_each(|r| merge(&mut r.resource)),
+                .for_each(|r| merge(&mut r.resource, &mut r.schema_url)),
         }
         Ok(batch)
     }

@@ -103,7 +103,8 @@ fn test_endpoints() -> Endpoints {
         k8s_token_file: "/nonexistent/token".into(),
         k8s_ca_file: "/nonexistent/ca.crt".into(),
         machine_id_files: vec!["/nonexistent/machine-id".into()],
-        os_release_file: "/nonexistent/os-release".into(),
+        os_release_files: vec!["/nonexistent/os-release".into()],
+        etc_dir: "/nonexistent/etc".into(),
         cpuinfo_file: "/nonexistent/cpuinfo".into(),
         env: Some(HashMap::new()),
     }
@@ -205,7 +206,12 @@ fn system_detector_reads_fixture_files_and_honours_toggles() {
         "/nonexistent/first".into(),
         dir.join("machine-id").display().to_string(),
     ];
-    endpoints.os_release_file = dir.join("os-release").display().to_string();
+    endpoints.os_release_files = vec![
+        "/nonexistent/os-release".into(),
+        dir.join("os-release").display().to_string(),
+    ];
+    // os.version comes from gopsutil's reading of /etc: here os-release's VERSION_ID.
+    endpoints.etc_dir = dir.display().to_string();
     let mut cfg = config(&["system"]);
     cfg.system.hostname_sources = vec!["os".into()];
     let map = as_map(&run_one(&cfg, &endpoints).expect("system detects"));
@@ -228,7 +234,7 @@ fn system_detector_reads_fixture_files_and_honours_toggles() {
         ["amd64", "arm64"].contains(&map["host.arch"].as_str()) || !map["host.arch"].is_empty()
     );
     assert!(
-        map["os.description"].starts_with("Ubuntu 22.04.4 LTS (Linux "),
+        map["os.description"].starts_with("Ubuntu 22.04 (Linux "),
         "{}",
         map["os.description"]
     );
@@ -322,7 +328,11 @@ const CPU_NAMES: &[&str] = &[
 
 #[test]
 fn os_description_without_uname_or_release() {
-    assert_eq!(os_description("NAME=Alpine\n", None), "Alpine");
+    assert_eq!(
+        os_description("NAME=Alpine\nVERSION_ID=3.20\n", None),
+        "Alpine 3.20"
+    );
+    assert_eq!(os_description("NAME=Alpine\n", None), "");
     assert_eq!(os_description("", None), "");
 }
 
@@ -557,6 +567,7 @@ fn merge_follows_override_for_every_signal() {
     let detected = Detected {
         attributes: vec![attr("host.name", "detected"), attr("cloud.region", "eu")],
         failed: false,
+        schema_url: String::new(),
     };
     let resource = || {
         Some(Resource {
@@ -833,4 +844,153 @@ fn aks_detector_in_a_pod_on_azure_and_nothing_elsewhere() {
         as_map(&run_one(&cfg, &endpoints).expect("detects"))["k8s.cluster.name"],
         "my-cluster"
     );
+}
+
+#[test]
+fn env_parsing_follows_the_collectors_label_regex() {
+    // A trailing comma is fine; a key may hold a comma; a value may hold '=' and '?'.
+    let map = as_map(&parse_resource_attributes("a=1,").expect("trailing comma"));
+    assert_eq!(map, HashMap::from([("a".to_string(), "1".to_string())]));
+    let map = as_map(&parse_resource_attributes("a=1,b,c=2").expect("comma in key"));
+    assert_eq!(map["b,c"], "2");
+    let map = as_map(&parse_resource_attributes("url=https://x/p?q=1,e=").expect("valid"));
+    assert_eq!(map["url"], "https://x/p?q=1");
+    assert_eq!(map["e"], "");
+    // A later duplicate replaces the value and keeps one entry.
+    let attrs = parse_resource_attributes("d=1,d=2").expect("valid");
+    assert_eq!(attrs.len(), 1);
+    assert_eq!(as_map(&attrs)["d"], "2");
+    // Text the regex cannot cover: non-ASCII, a key longer than 256 characters.
+    assert!(parse_resource_attributes("k=caf\u{e9}").is_err());
+    assert!(parse_resource_attributes(&format!("{}=v", "k".repeat(257))).is_err());
+    assert!(parse_resource_attributes(&format!("{}=v", "k".repeat(256))).is_ok());
+}
+
+#[test]
+fn env_detector_falls_back_to_otel_resource() {
+    let mut endpoints = test_endpoints();
+    endpoints.env = Some(HashMap::from([
+        ("OTEL_RESOURCE_ATTRIBUTES".to_string(), "  ".to_string()),
+        ("OTEL_RESOURCE".to_string(), "old=yes".to_string()),
+    ]));
+    assert_eq!(detect_with(&config(&["env"]), &endpoints)["old"], "yes");
+    endpoints.env = Some(HashMap::from([
+        (
+            "OTEL_RESOURCE_ATTRIBUTES".to_string(),
+            "new=yes".to_string(),
+        ),
+        ("OTEL_RESOURCE".to_string(), "old=yes".to_string()),
+    ]));
+    let map = detect_with(&config(&["env"]), &endpoints);
+    assert_eq!(map["new"], "yes");
+    assert!(!map.contains_key("old"));
+}
+
+#[test]
+fn platform_version_reads_etc_as_gopsutil() {
+    let dir = temp_dir("platform");
+    let etc = dir.display().to_string();
+    assert_eq!(detectors::platform_version(&etc), "");
+    std::fs::write(dir.join("os-release"), "ID=debian\nVERSION_ID=\"12\"\n").expect("write");
+    assert_eq!(detectors::platform_version(&etc), "12");
+    // debian_version wins over os-release, unless lsb-release says Ubuntu.
+    std::fs::write(dir.join("debian_version"), "12.11\n").expect("write");
+    assert_eq!(detectors::platform_version(&etc), "12.11");
+    std::fs::write(
+        dir.join("lsb-release"),
+        "DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=\"24.04\"\n",
+    )
+    .expect("write");
+    assert_eq!(detectors::platform_version(&etc), "24.04");
+    for name in ["debian_version", "lsb-release"] {
+        std::fs::remove_file(dir.join(name)).expect("remove");
+    }
+    std::fs::write(
+        dir.join("redhat-release"),
+        "Rocky Linux release 9.4 (Blue Onyx)\n",
+    )
+    .expect("write");
+    assert_eq!(detectors::platform_version(&etc), "9.4");
+    std::fs::remove_file(dir.join("redhat-release")).expect("remove");
+    std::fs::write(dir.join("alpine-release"), "3.20.1\n").expect("write");
+    assert_eq!(detectors::platform_version(&etc), "3.20.1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn os_description_uses_name_version_and_full_uname() {
+    let release = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
+                   VERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\n";
+    assert_eq!(
+        os_description(release, None),
+        "Debian GNU/Linux 12 (bookworm)"
+    );
+    assert_eq!(
+        os_description("PRETTY_NAME='Tiny \\$OS'\n# NAME=x\n", None),
+        "Tiny $OS"
+    );
+    let mut endpoints = test_endpoints();
+    let dir = temp_dir("description");
+    std::fs::write(dir.join("os-release"), release).expect("write");
+    endpoints.os_release_files = vec![dir.join("os-release").display().to_string()];
+    let mut cfg = config(&["system"]);
+    cfg.system.hostname_sources = vec!["os".into()];
+    cfg.system
+        .resource_attributes
+        .insert("os.description".into(), AttributeToggle { enabled: true });
+    let map = as_map(&run_one(&cfg, &endpoints).expect("system detects"));
+    // `<release> (<sysname> <nodename> <release> <version> <machine>)`: the host name is
+    // the uname node name, and the machine ends it.
+    let description = &map["os.description"];
+    assert!(
+        description.starts_with(&format!(
+            "Debian GNU/Linux 12 (bookworm) (Linux {} ",
+            map["host.name"]
+        )),
+        "{description}"
+    );
+    assert!(description.ends_with(')'), "{description}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn system_detector_sets_empty_os_version_and_a_schema_url() {
+    let mut cfg = config(&["env", "system"]);
+    cfg.system.hostname_sources = vec!["os".into()];
+    cfg.system
+        .resource_attributes
+        .insert("os.version".into(), AttributeToggle { enabled: true });
+    let detected = detect("rd", &cfg, &test_endpoints(), None);
+    let map = as_map(&detected.attributes);
+    // No release file under the fixture /etc: the Collector still sets os.version to "".
+    assert_eq!(map["os.version"], "");
+    assert_eq!(detected.schema_url, detectors::SCHEMA_URL);
+    // env alone gives no schema URL.
+    let detected = detect("rd", &config(&["env"]), &test_endpoints(), None);
+    assert_eq!(detected.schema_url, "");
+}
+
+#[test]
+fn schema_url_is_set_only_where_the_resource_has_none() {
+    let detected = Detected {
+        attributes: Vec::new(),
+        failed: false,
+        schema_url: "https://opentelemetry.io/schemas/1.39.0".into(),
+    };
+    let mut processor =
+        ResourceDetectionProcessor::with_detected("rd", &Config::default(), detected);
+    let batch = Batch::from_traces(vec![
+        ResourceSpans::default(),
+        ResourceSpans {
+            schema_url: "https://example.com/mine".into(),
+            ..Default::default()
+        },
+    ]);
+    let mut out = processor.process(batch).expect("processes");
+    let spans = out.traces_mut().expect("traces");
+    assert_eq!(
+        spans[0].schema_url,
+        "https://opentelemetry.io/schemas/1.39.0"
+    );
+    assert_eq!(spans[1].schema_url, "https://example.com/mine");
 }
