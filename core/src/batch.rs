@@ -341,16 +341,8 @@ impl Batch {
             // Measured once and then written (crate::otlp_encode), not re-measured at
             // every level as prost does; one copy of the bytes is cheaper than that.
             Data::Metrics(v) => buf.put_slice(&crate::otlp_encode::metrics_request(v)),
-            Data::Traces(v) => {
-                for r in v {
-                    prost::encoding::message::encode(1, r, buf);
-                }
-            }
-            Data::Logs(v) => {
-                for r in v {
-                    prost::encoding::message::encode(1, r, buf);
-                }
-            }
+            Data::Traces(v) => buf.put_slice(&crate::otlp_encode::traces_request(v)),
+            Data::Logs(v) => buf.put_slice(&crate::otlp_encode::logs_request(v)),
         }
     }
 
@@ -368,7 +360,9 @@ impl Batch {
         match &self.data {
             Data::Encoded(segments) if segments.len() == 1 => return segments[0].clone(),
             Data::Metrics(v) => return crate::otlp_encode::metrics_request(v),
-            _ => {}
+            Data::Traces(v) => return crate::otlp_encode::traces_request(v),
+            Data::Logs(v) => return crate::otlp_encode::logs_request(v),
+            Data::Encoded(_) => {}
         }
         let mut buf = BytesMut::with_capacity(self.encoded_len());
         self.encode_into(&mut buf);

@@ -1,5 +1,5 @@
-//! OTLP metrics encoded in two passes: the length of every nested message is measured
-//! once, bottom up, and then the bytes are written.
+//! OTLP export requests (metrics, traces, logs) encoded in two passes: the length of
+//! every nested message is measured once, bottom up, and then the bytes are written.
 //!
 //! prost writes a nested message's length prefix by calling `encoded_len()` on it, and
 //! that walks the whole subtree; so a key-value at depth 7 (request, resource metrics,
@@ -11,31 +11,53 @@
 //! The output is byte for byte prost's (fields in tag order, proto3 defaults left out,
 //! oneof fields always written): `encodes_like_prost` pins that on random trees. Rare
 //! leaf messages (histogram, exponential histogram and summary points, exemplars,
-//! scopes, entity refs) are measured and written by prost itself: they are shallow.
+//! scopes, entity refs, span statuses) are measured and written by prost itself: they
+//! are shallow.
 
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
 use prost::Message;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 /// The encoded `ExportMetricsServiceRequest` holding `resource_metrics`.
 pub fn metrics_request(resource_metrics: &[ResourceMetrics]) -> Bytes {
+    request(resource_metrics, resource_metrics_len, put_resource_metrics)
+}
+
+/// The encoded `ExportTraceServiceRequest` holding `resource_spans`.
+pub fn traces_request(resource_spans: &[ResourceSpans]) -> Bytes {
+    request(resource_spans, resource_spans_len, put_resource_spans)
+}
+
+/// The encoded `ExportLogsServiceRequest` holding `resource_logs`.
+pub fn logs_request(resource_logs: &[ResourceLogs]) -> Bytes {
+    request(resource_logs, resource_logs_len, put_resource_logs)
+}
+
+/// A request of one repeated field (tag 1) of resource-level messages.
+fn request<T>(
+    items: &[T],
+    len: fn(&mut Vec<usize>, &T) -> usize,
+    put: fn(&mut Writer, &T),
+) -> Bytes {
     let mut lens = Vec::new();
-    let total: usize = resource_metrics
+    let total: usize = items
         .iter()
-        .map(|rm| nested(1, measure(&mut lens, |l| resource_metrics_len(l, rm))))
+        .map(|item| nested(1, measure(&mut lens, |l| len(l, item))))
         .sum();
     let mut w = Writer {
         buf: Vec::with_capacity(total),
         lens: &lens,
         next: 0,
     };
-    for rm in resource_metrics {
-        w.message(1, |w| put_resource_metrics(w, rm));
+    for item in items {
+        w.message(1, |w| put(w, item));
     }
     debug_assert_eq!(w.buf.len(), total);
     Bytes::from(w.buf)
@@ -103,6 +125,119 @@ fn resource_len(l: &mut Vec<usize>, resource: &Resource) -> usize {
     n
 }
 
+fn fixed_len(tag: u32, value: u64, width: usize) -> usize {
+    if value == 0 { 0 } else { key_len(tag) + width }
+}
+
+fn bytes_len(tag: u32, b: &[u8]) -> usize {
+    if b.is_empty() {
+        0
+    } else {
+        nested(tag, b.len())
+    }
+}
+
+fn resource_spans_len(l: &mut Vec<usize>, rs: &ResourceSpans) -> usize {
+    let mut n = 0;
+    if let Some(resource) = &rs.resource {
+        n += nested(1, measure(l, |l| resource_len(l, resource)));
+    }
+    for ss in &rs.scope_spans {
+        n += nested(2, measure(l, |l| scope_spans_len(l, ss)));
+    }
+    n + string_len(3, &rs.schema_url)
+}
+
+fn scope_spans_len(l: &mut Vec<usize>, ss: &ScopeSpans) -> usize {
+    let mut n = 0;
+    if let Some(scope) = &ss.scope {
+        n += prost_len(l, 1, scope);
+    }
+    for span in &ss.spans {
+        n += nested(2, measure(l, |l| span_len(l, span)));
+    }
+    n + string_len(3, &ss.schema_url)
+}
+
+fn span_len(l: &mut Vec<usize>, s: &Span) -> usize {
+    let mut n = bytes_len(1, &s.trace_id)
+        + bytes_len(2, &s.span_id)
+        + string_len(3, &s.trace_state)
+        + bytes_len(4, &s.parent_span_id)
+        + string_len(5, &s.name)
+        + varint_field_len(6, s.kind as i64 as u64)
+        + fixed_len(7, s.start_time_unix_nano, 8)
+        + fixed_len(8, s.end_time_unix_nano, 8)
+        + key_values_len(l, 9, &s.attributes)
+        + varint_field_len(10, u64::from(s.dropped_attributes_count));
+    for e in &s.events {
+        n += nested(11, measure(l, |l| event_len(l, e)));
+    }
+    n += varint_field_len(12, u64::from(s.dropped_events_count));
+    for link in &s.links {
+        n += nested(13, measure(l, |l| link_len(l, link)));
+    }
+    n += varint_field_len(14, u64::from(s.dropped_links_count));
+    if let Some(status) = &s.status {
+        n += prost_len(l, 15, status);
+    }
+    n + fixed_len(16, u64::from(s.flags), 4)
+}
+
+fn event_len(l: &mut Vec<usize>, e: &span::Event) -> usize {
+    fixed_len(1, e.time_unix_nano, 8)
+        + string_len(2, &e.name)
+        + key_values_len(l, 3, &e.attributes)
+        + varint_field_len(4, u64::from(e.dropped_attributes_count))
+}
+
+fn link_len(l: &mut Vec<usize>, link: &span::Link) -> usize {
+    bytes_len(1, &link.trace_id)
+        + bytes_len(2, &link.span_id)
+        + string_len(3, &link.trace_state)
+        + key_values_len(l, 4, &link.attributes)
+        + varint_field_len(5, u64::from(link.dropped_attributes_count))
+        + fixed_len(6, u64::from(link.flags), 4)
+}
+
+fn resource_logs_len(l: &mut Vec<usize>, rl: &ResourceLogs) -> usize {
+    let mut n = 0;
+    if let Some(resource) = &rl.resource {
+        n += nested(1, measure(l, |l| resource_len(l, resource)));
+    }
+    for sl in &rl.scope_logs {
+        n += nested(2, measure(l, |l| scope_logs_len(l, sl)));
+    }
+    n + string_len(3, &rl.schema_url)
+}
+
+fn scope_logs_len(l: &mut Vec<usize>, sl: &ScopeLogs) -> usize {
+    let mut n = 0;
+    if let Some(scope) = &sl.scope {
+        n += prost_len(l, 1, scope);
+    }
+    for record in &sl.log_records {
+        n += nested(2, measure(l, |l| log_record_len(l, record)));
+    }
+    n + string_len(3, &sl.schema_url)
+}
+
+fn log_record_len(l: &mut Vec<usize>, r: &LogRecord) -> usize {
+    let mut n = fixed_len(1, r.time_unix_nano, 8)
+        + varint_field_len(2, r.severity_number as i64 as u64)
+        + string_len(3, &r.severity_text);
+    if let Some(body) = &r.body {
+        n += nested(5, measure(l, |l| any_value_len(l, body)));
+    }
+    n + key_values_len(l, 6, &r.attributes)
+        + varint_field_len(7, u64::from(r.dropped_attributes_count))
+        + fixed_len(8, u64::from(r.flags), 4)
+        + bytes_len(9, &r.trace_id)
+        + bytes_len(10, &r.span_id)
+        + fixed_len(11, r.observed_time_unix_nano, 8)
+        + string_len(12, &r.event_name)
+}
+
 fn scope_metrics_len(l: &mut Vec<usize>, sm: &ScopeMetrics) -> usize {
     let mut n = 0;
     if let Some(scope) = &sm.scope {
@@ -146,13 +281,7 @@ fn points_len(l: &mut Vec<usize>, points: &[NumberDataPoint]) -> usize {
 }
 
 fn point_len(l: &mut Vec<usize>, p: &NumberDataPoint) -> usize {
-    let mut n = 0;
-    if p.start_time_unix_nano != 0 {
-        n += key_len(2) + 8;
-    }
-    if p.time_unix_nano != 0 {
-        n += key_len(3) + 8;
-    }
+    let mut n = fixed_len(2, p.start_time_unix_nano, 8) + fixed_len(3, p.time_unix_nano, 8);
     if p.value.is_some() {
         n += 1 + 8; // tag 4 (double) or 6 (sfixed64): one-byte key, 8 bytes
     }
@@ -251,6 +380,117 @@ impl Writer<'_> {
         self.key(tag, 1);
         self.buf.put_u64_le(value);
     }
+
+    /// A fixed64 field, left out when 0 (proto3).
+    fn opt_fixed64(&mut self, tag: u32, value: u64) {
+        if value != 0 {
+            self.fixed64(tag, value);
+        }
+    }
+
+    /// A fixed32 field, left out when 0 (proto3).
+    fn opt_fixed32(&mut self, tag: u32, value: u32) {
+        if value != 0 {
+            self.key(tag, 5);
+            self.buf.put_u32_le(value);
+        }
+    }
+
+    /// A bytes field, left out when empty (proto3).
+    fn opt_bytes(&mut self, tag: u32, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.bytes(tag, bytes);
+        }
+    }
+}
+
+fn put_resource_spans(w: &mut Writer, rs: &ResourceSpans) {
+    if let Some(resource) = &rs.resource {
+        w.message(1, |w| put_resource(w, resource));
+    }
+    for ss in &rs.scope_spans {
+        w.message(2, |w| {
+            if let Some(scope) = &ss.scope {
+                w.prost(1, scope);
+            }
+            for span in &ss.spans {
+                w.message(2, |w| put_span(w, span));
+            }
+            w.string(3, &ss.schema_url);
+        });
+    }
+    w.string(3, &rs.schema_url);
+}
+
+fn put_span(w: &mut Writer, s: &Span) {
+    w.opt_bytes(1, &s.trace_id);
+    w.opt_bytes(2, &s.span_id);
+    w.string(3, &s.trace_state);
+    w.opt_bytes(4, &s.parent_span_id);
+    w.string(5, &s.name);
+    w.varint(6, s.kind as i64 as u64);
+    w.opt_fixed64(7, s.start_time_unix_nano);
+    w.opt_fixed64(8, s.end_time_unix_nano);
+    put_key_values(w, 9, &s.attributes);
+    w.varint(10, u64::from(s.dropped_attributes_count));
+    for e in &s.events {
+        w.message(11, |w| {
+            w.opt_fixed64(1, e.time_unix_nano);
+            w.string(2, &e.name);
+            put_key_values(w, 3, &e.attributes);
+            w.varint(4, u64::from(e.dropped_attributes_count));
+        });
+    }
+    w.varint(12, u64::from(s.dropped_events_count));
+    for link in &s.links {
+        w.message(13, |w| {
+            w.opt_bytes(1, &link.trace_id);
+            w.opt_bytes(2, &link.span_id);
+            w.string(3, &link.trace_state);
+            put_key_values(w, 4, &link.attributes);
+            w.varint(5, u64::from(link.dropped_attributes_count));
+            w.opt_fixed32(6, link.flags);
+        });
+    }
+    w.varint(14, u64::from(s.dropped_links_count));
+    if let Some(status) = &s.status {
+        w.prost(15, status);
+    }
+    w.opt_fixed32(16, s.flags);
+}
+
+fn put_resource_logs(w: &mut Writer, rl: &ResourceLogs) {
+    if let Some(resource) = &rl.resource {
+        w.message(1, |w| put_resource(w, resource));
+    }
+    for sl in &rl.scope_logs {
+        w.message(2, |w| {
+            if let Some(scope) = &sl.scope {
+                w.prost(1, scope);
+            }
+            for record in &sl.log_records {
+                w.message(2, |w| put_log_record(w, record));
+            }
+            w.string(3, &sl.schema_url);
+        });
+    }
+    w.string(3, &rl.schema_url);
+}
+
+fn put_log_record(w: &mut Writer, r: &LogRecord) {
+    w.opt_fixed64(1, r.time_unix_nano);
+    w.varint(2, r.severity_number as i64 as u64);
+    w.string(3, &r.severity_text);
+    if let Some(body) = &r.body {
+        w.message(5, |w| put_any_value(w, body));
+    }
+    put_key_values(w, 6, &r.attributes);
+    w.varint(7, u64::from(r.dropped_attributes_count));
+    w.opt_fixed32(8, r.flags);
+    w.opt_bytes(9, &r.trace_id);
+    w.opt_bytes(10, &r.span_id);
+    w.opt_fixed64(11, r.observed_time_unix_nano);
+    w.string(12, &r.event_name);
 }
 
 fn put_resource_metrics(w: &mut Writer, rm: &ResourceMetrics) {
@@ -307,12 +547,8 @@ fn put_points(w: &mut Writer, points: &[NumberDataPoint]) {
 }
 
 fn put_point(w: &mut Writer, p: &NumberDataPoint) {
-    if p.start_time_unix_nano != 0 {
-        w.fixed64(2, p.start_time_unix_nano);
-    }
-    if p.time_unix_nano != 0 {
-        w.fixed64(3, p.time_unix_nano);
-    }
+    w.opt_fixed64(2, p.start_time_unix_nano);
+    w.opt_fixed64(3, p.time_unix_nano);
     match p.value {
         None => {}
         Some(number_data_point::Value::AsDouble(d)) => w.fixed64(4, d.to_bits()),
@@ -578,6 +814,132 @@ mod tests {
                 schema_url: r.string(),
             })
             .collect()
+    }
+
+    fn resource(r: &mut Rng) -> Option<Resource> {
+        (!r.chance(4)).then(|| Resource {
+            attributes: key_values(r, 0),
+            dropped_attributes_count: r.number() as u32,
+            entity_refs: Vec::new(),
+        })
+    }
+
+    fn scope(r: &mut Rng) -> Option<InstrumentationScope> {
+        (!r.chance(3)).then(|| InstrumentationScope {
+            name: r.string(),
+            version: r.string(),
+            attributes: key_values(r, 1),
+            dropped_attributes_count: r.number() as u32,
+        })
+    }
+
+    fn spans(r: &mut Rng) -> Vec<ResourceSpans> {
+        (0..r.below(4))
+            .map(|_| ResourceSpans {
+                resource: resource(r),
+                scope_spans: (0..r.below(3))
+                    .map(|_| ScopeSpans {
+                        scope: scope(r),
+                        spans: (0..r.below(4))
+                            .map(|_| Span {
+                                trace_id: r.string().into_bytes(),
+                                span_id: r.string().into_bytes(),
+                                trace_state: r.string(),
+                                parent_span_id: r.string().into_bytes(),
+                                flags: r.number() as u32,
+                                name: r.string(),
+                                kind: r.number() as i32,
+                                start_time_unix_nano: r.number(),
+                                end_time_unix_nano: r.number(),
+                                attributes: key_values(r, 0),
+                                dropped_attributes_count: r.number() as u32,
+                                events: (0..r.below(3))
+                                    .map(|_| span::Event {
+                                        time_unix_nano: r.number(),
+                                        name: r.string(),
+                                        attributes: key_values(r, 1),
+                                        dropped_attributes_count: r.number() as u32,
+                                    })
+                                    .collect(),
+                                dropped_events_count: r.number() as u32,
+                                links: (0..r.below(3))
+                                    .map(|_| span::Link {
+                                        trace_id: r.string().into_bytes(),
+                                        span_id: r.string().into_bytes(),
+                                        trace_state: r.string(),
+                                        attributes: key_values(r, 1),
+                                        dropped_attributes_count: r.number() as u32,
+                                        flags: r.number() as u32,
+                                    })
+                                    .collect(),
+                                dropped_links_count: r.number() as u32,
+                                status: (!r.chance(2)).then(|| {
+                                    opentelemetry_proto::tonic::trace::v1::Status {
+                                        message: r.string(),
+                                        code: r.number() as i32,
+                                    }
+                                }),
+                            })
+                            .collect(),
+                        schema_url: r.string(),
+                    })
+                    .collect(),
+                schema_url: r.string(),
+            })
+            .collect()
+    }
+
+    fn logs(r: &mut Rng) -> Vec<ResourceLogs> {
+        (0..r.below(4))
+            .map(|_| ResourceLogs {
+                resource: resource(r),
+                scope_logs: (0..r.below(3))
+                    .map(|_| ScopeLogs {
+                        scope: scope(r),
+                        log_records: (0..r.below(4))
+                            .map(|_| LogRecord {
+                                time_unix_nano: r.number(),
+                                observed_time_unix_nano: r.number(),
+                                severity_number: r.number() as i32,
+                                severity_text: r.string(),
+                                body: (!r.chance(3)).then(|| any_value(r, 0)),
+                                attributes: key_values(r, 0),
+                                dropped_attributes_count: r.number() as u32,
+                                flags: r.number() as u32,
+                                trace_id: r.string().into_bytes(),
+                                span_id: r.string().into_bytes(),
+                                event_name: r.string(),
+                            })
+                            .collect(),
+                        schema_url: r.string(),
+                    })
+                    .collect(),
+                schema_url: r.string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn traces_and_logs_encode_like_prost() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        let mut nonempty = 0;
+        for _ in 0..2000 {
+            let request = ExportTraceServiceRequest {
+                resource_spans: spans(&mut r),
+            };
+            let ours = traces_request(&request.resource_spans);
+            assert_eq!(ours, request.encode_to_vec(), "{request:?}");
+            nonempty += usize::from(!ours.is_empty());
+            let request = ExportLogsServiceRequest {
+                resource_logs: logs(&mut r),
+            };
+            let ours = logs_request(&request.resource_logs);
+            assert_eq!(ours, request.encode_to_vec(), "{request:?}");
+            nonempty += usize::from(!ours.is_empty());
+        }
+        assert!(nonempty > 2500, "the generator made mostly empty trees");
     }
 
     #[test]
