@@ -185,19 +185,46 @@ const MAX_RESPONSE_BYTES: usize = 4 << 20;
 pub fn http_client(
     config: &Config,
 ) -> Result<Client<oxcol_core::tls::HttpsConnector, Full<Bytes>>, String> {
+    pooled_client(&ClientSettings {
+        tls: &config.tls,
+        timeout: config.timeout.get(),
+        proxy_url: &config.proxy_url,
+        idle_conn_timeout: config.idle_conn_timeout,
+        max_idle_conns_per_host: config.max_idle_conns_per_host.or(config.max_idle_conns),
+        disable_keep_alives: config.disable_keep_alives,
+    })
+}
+
+/// The confighttp client settings of an HTTP exporter that shape its connection pool.
+pub struct ClientSettings<'a> {
+    pub tls: &'a oxcol_core::tls::TlsClientConfig,
+    /// The exporter's timeout; connecting gets at most 10 s of it.
+    pub timeout: Duration,
+    pub proxy_url: &'a str,
+    pub idle_conn_timeout: Option<oxcol_core::GoDuration>,
+    /// `max_idle_conns_per_host`, or else `max_idle_conns`.
+    pub max_idle_conns_per_host: Option<usize>,
+    pub disable_keep_alives: bool,
+}
+
+/// An HTTP/1.1 and HTTP/2 client with TLS, an optional proxy and the pool settings, run
+/// on oxcol's runtime (otlphttp, zipkin).
+pub fn pooled_client(
+    settings: &ClientSettings,
+) -> Result<Client<oxcol_core::tls::HttpsConnector, Full<Bytes>>, String> {
     let connector = oxcol_core::tls::https_connector_with_proxy(
-        Some(&config.tls),
-        config.timeout.get().min(Duration::from_secs(10)),
-        oxcol_core::proxy::ProxyUrl::from_setting(&config.proxy_url)?,
+        Some(settings.tls),
+        settings.timeout.min(Duration::from_secs(10)),
+        oxcol_core::proxy::ProxyUrl::from_setting(settings.proxy_url)?,
     )?;
     let mut builder = Client::builder(TokioExecutor::new());
-    if let Some(idle) = config.idle_conn_timeout {
+    if let Some(idle) = settings.idle_conn_timeout {
         builder.pool_idle_timeout(idle.get());
     }
-    if let Some(max) = config.max_idle_conns_per_host.or(config.max_idle_conns) {
+    if let Some(max) = settings.max_idle_conns_per_host {
         builder.pool_max_idle_per_host(max);
     }
-    if config.disable_keep_alives {
+    if settings.disable_keep_alives {
         builder.pool_max_idle_per_host(0);
     }
     Ok(builder.build(connector))
@@ -426,7 +453,7 @@ impl Exporter for OtlpHttpExporter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -564,7 +591,9 @@ mod tests {
 
     /// A CONNECT proxy that counts tunnels and records each CONNECT head; `refuse`
     /// answers 403 instead of tunnelling.
-    async fn connect_proxy(
+    /// A CONNECT proxy on a free port that counts tunnels and keeps each request head;
+    /// with `refuse` it answers 403. Also used by the zipkin exporter's tests.
+    pub(crate) async fn connect_proxy(
         tunnels: Arc<AtomicUsize>,
         heads: Arc<Mutex<Vec<String>>>,
         refuse: bool,

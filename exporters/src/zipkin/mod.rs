@@ -20,7 +20,6 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use oxcol_core::compression::{Encoding, compress};
 use oxcol_core::{Batch, Data, ExportError, ExportOutcome, Exporter, GoDuration};
 use serde::Deserialize;
@@ -69,6 +68,9 @@ pub struct Config {
     pub max_idle_conns_per_host: Option<usize>,
     pub idle_conn_timeout: Option<GoDuration>,
     pub disable_keep_alives: bool,
+    /// `http://[user:password@]host:port` of an HTTP proxy (every connection is an HTTP
+    /// CONNECT tunnel through it), as in otlphttp. Default "": connect directly.
+    pub proxy_url: String,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             format: Format::Json,
             default_service_name: "<missing service name>".to_string(),
             compression: String::new(),
+            proxy_url: String::new(),
             tls: TlsClientConfig::default(),
             auth: None,
             headers: BTreeMap::new(),
@@ -122,6 +125,9 @@ impl Config {
             errors.push("timeout must be greater than 0".to_string());
         }
         errors.extend(validate_headers(&self.headers));
+        if let Err(e) = oxcol_core::proxy::ProxyUrl::from_setting(&self.proxy_url) {
+            errors.push(e);
+        }
         errors.extend(self.sending_queue.validate());
         errors.extend(self.retry_on_failure.validate());
         errors
@@ -143,20 +149,14 @@ const MAX_RESPONSE_BYTES: usize = 64 << 10;
 
 impl ZipkinExporter {
     pub fn new(config: &Config) -> Result<ZipkinExporter, String> {
-        let connector = oxcol_core::tls::https_connector(
-            Some(&config.tls),
-            config.timeout.get().min(Duration::from_secs(10)),
-        )?;
-        let mut builder = Client::builder(TokioExecutor::new());
-        if let Some(idle) = config.idle_conn_timeout {
-            builder.pool_idle_timeout(idle.get());
-        }
-        if let Some(max) = config.max_idle_conns_per_host.or(config.max_idle_conns) {
-            builder.pool_max_idle_per_host(max);
-        }
-        if config.disable_keep_alives {
-            builder.pool_max_idle_per_host(0);
-        }
+        let client = crate::otlphttp::pooled_client(&crate::otlphttp::ClientSettings {
+            tls: &config.tls,
+            timeout: config.timeout.get(),
+            proxy_url: &config.proxy_url,
+            idle_conn_timeout: config.idle_conn_timeout,
+            max_idle_conns_per_host: config.max_idle_conns_per_host.or(config.max_idle_conns),
+            disable_keep_alives: config.disable_keep_alives,
+        })?;
         let uri = config
             .endpoint
             .parse::<http::Uri>()
@@ -170,7 +170,7 @@ impl ZipkinExporter {
             headers.insert(name, value);
         }
         Ok(ZipkinExporter {
-            client: builder.build(connector),
+            client,
             uri,
             headers,
             credentials: None,

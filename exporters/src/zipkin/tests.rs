@@ -407,6 +407,43 @@ fn retries_408_429_5xx_and_drops_other_refusals() {
 }
 
 #[tokio::test]
+async fn proxy_url_tunnels_through_the_proxy() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let app = axum::Router::new().route(
+        "/api/v2/spans",
+        axum::routing::post(|| async { http::StatusCode::ACCEPTED }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let tunnels = std::sync::Arc::new(AtomicUsize::new(0));
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let proxy_port =
+        crate::otlphttp::tests::connect_proxy(tunnels.clone(), heads.clone(), false).await;
+    let config = Config {
+        endpoint: format!("http://{address}/api/v2/spans"),
+        proxy_url: format!("http://127.0.0.1:{proxy_port}"),
+        ..Config::default()
+    };
+    assert!(config.validate().is_empty(), "{:?}", config.validate());
+    let exporter = ZipkinExporter::new(&config).unwrap();
+    let batch = || Batch::from_traces(traces(vec![], "", vec![client_span()]));
+    assert_eq!(exporter.export(batch()).await, Ok(ExportOutcome::default()));
+    assert_eq!(tunnels.load(Ordering::SeqCst), 1);
+    let head = heads.lock().unwrap()[0].clone();
+    assert!(
+        head.starts_with(&format!("CONNECT {address} HTTP/1.1\r\n")),
+        "{head:?}"
+    );
+    let bad = Config {
+        proxy_url: "socks5://127.0.0.1:1080".into(),
+        ..config
+    };
+    assert_eq!(bad.validate().len(), 1, "{:?}", bad.validate());
+    server.abort();
+}
+
+#[tokio::test]
 async fn posts_json_to_the_endpoint() {
     use axum::routing::post;
     let (sender, mut received) = tokio::sync::mpsc::channel::<(String, Bytes)>(1);
