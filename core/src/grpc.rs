@@ -15,8 +15,16 @@ pub trait WireMessage: Send + 'static {
 
 impl WireMessage for Batch {
     fn write_to(&self, buf: &mut EncodeBuf<'_>) {
-        buf.reserve(self.encoded_len());
-        self.encode_into(buf);
+        match self.data() {
+            // Encoded segments: their length is known, copy them in one by one.
+            crate::batch::Data::Encoded(_) => {
+                buf.reserve(self.encoded_len());
+                self.encode_into(buf);
+            }
+            // Decoded data: encoded once (crate::otlp_encode) and copied; asking for
+            // encoded_len() first would have prost measure the whole tree again.
+            _ => buf.put_slice(&self.to_bytes()),
+        }
     }
 }
 

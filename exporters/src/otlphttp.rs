@@ -190,7 +190,8 @@ pub fn http_client(
         timeout: config.timeout.get(),
         proxy_url: &config.proxy_url,
         idle_conn_timeout: config.idle_conn_timeout,
-        max_idle_conns_per_host: config.max_idle_conns_per_host.or(config.max_idle_conns),
+        max_idle_conns: config.max_idle_conns,
+        max_idle_conns_per_host: config.max_idle_conns_per_host,
         disable_keep_alives: config.disable_keep_alives,
     })
 }
@@ -202,7 +203,8 @@ pub struct ClientSettings<'a> {
     pub timeout: Duration,
     pub proxy_url: &'a str,
     pub idle_conn_timeout: Option<oxcol_core::GoDuration>,
-    /// `max_idle_conns_per_host`, or else `max_idle_conns`.
+    pub max_idle_conns: Option<usize>,
+    /// Wins over `max_idle_conns` (the pool is per host).
     pub max_idle_conns_per_host: Option<usize>,
     pub disable_keep_alives: bool,
 }
@@ -221,7 +223,7 @@ pub fn pooled_client(
     if let Some(idle) = settings.idle_conn_timeout {
         builder.pool_idle_timeout(idle.get());
     }
-    if let Some(max) = settings.max_idle_conns_per_host {
+    if let Some(max) = settings.max_idle_conns_per_host.or(settings.max_idle_conns) {
         builder.pool_max_idle_per_host(max);
     }
     if settings.disable_keep_alives {
@@ -284,11 +286,9 @@ impl OtlpHttpExporter {
     fn body(&self, mut batch: Batch) -> Result<Vec<u8>, ExportError> {
         let permanent = |reason: String| ExportError::Permanent { reason };
         match self.encoding {
-            WireEncoding::Proto => {
-                let mut buf = Vec::with_capacity(batch.encoded_len());
-                batch.encode_into(&mut buf);
-                Ok(buf)
-            }
+            // One encode for decoded data (no prost encoded_len() before it); a single
+            // encoded segment is copied as before.
+            WireEncoding::Proto => Ok(Vec::from(batch.to_bytes())),
             WireEncoding::Json => crate::otlp_json::encode(&mut batch)
                 .map(Vec::from)
                 .map_err(permanent),

@@ -154,7 +154,8 @@ impl ZipkinExporter {
             timeout: config.timeout.get(),
             proxy_url: &config.proxy_url,
             idle_conn_timeout: config.idle_conn_timeout,
-            max_idle_conns_per_host: config.max_idle_conns_per_host.or(config.max_idle_conns),
+            max_idle_conns: config.max_idle_conns,
+            max_idle_conns_per_host: config.max_idle_conns_per_host,
             disable_keep_alives: config.disable_keep_alives,
         })?;
         let uri = config
