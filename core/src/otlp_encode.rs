@@ -15,7 +15,7 @@
 //! are shallow.
 
 use bytes::{BufMut, Bytes};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
@@ -105,15 +105,96 @@ fn prost_len(lens: &mut Vec<usize>, tag: u32, message: &impl Message) -> usize {
     nested(tag, measure(lens, |_| message.encoded_len()))
 }
 
-fn resource_metrics_len(l: &mut Vec<usize>, rm: &ResourceMetrics) -> usize {
+/// A resource-level message (`ResourceMetrics`, `ResourceSpans`, `ResourceLogs`):
+/// resource (1), its scope-level messages (2), schema URL (3).
+fn resource_level_len<S>(
+    l: &mut Vec<usize>,
+    resource: Option<&Resource>,
+    scopes: &[S],
+    scope_len: fn(&mut Vec<usize>, &S) -> usize,
+    schema_url: &str,
+) -> usize {
     let mut n = 0;
-    if let Some(resource) = &rm.resource {
+    if let Some(resource) = resource {
         n += nested(1, measure(l, |l| resource_len(l, resource)));
     }
-    for sm in &rm.scope_metrics {
-        n += nested(2, measure(l, |l| scope_metrics_len(l, sm)));
+    for scope in scopes {
+        n += nested(2, measure(l, |l| scope_len(l, scope)));
     }
-    n + string_len(3, &rm.schema_url)
+    n + string_len(3, schema_url)
+}
+
+/// A scope-level message (`ScopeMetrics`, `ScopeSpans`, `ScopeLogs`): scope (1), its
+/// items (2), schema URL (3).
+fn scope_level_len<I>(
+    l: &mut Vec<usize>,
+    scope: Option<&InstrumentationScope>,
+    items: &[I],
+    item_len: fn(&mut Vec<usize>, &I) -> usize,
+    schema_url: &str,
+) -> usize {
+    let mut n = 0;
+    if let Some(scope) = scope {
+        n += prost_len(l, 1, scope);
+    }
+    for item in items {
+        n += nested(2, measure(l, |l| item_len(l, item)));
+    }
+    n + string_len(3, schema_url)
+}
+
+fn resource_metrics_len(l: &mut Vec<usize>, rm: &ResourceMetrics) -> usize {
+    resource_level_len(
+        l,
+        rm.resource.as_ref(),
+        &rm.scope_metrics,
+        scope_metrics_len,
+        &rm.schema_url,
+    )
+}
+
+fn scope_metrics_len(l: &mut Vec<usize>, sm: &ScopeMetrics) -> usize {
+    scope_level_len(
+        l,
+        sm.scope.as_ref(),
+        &sm.metrics,
+        metric_len,
+        &sm.schema_url,
+    )
+}
+
+fn resource_spans_len(l: &mut Vec<usize>, rs: &ResourceSpans) -> usize {
+    resource_level_len(
+        l,
+        rs.resource.as_ref(),
+        &rs.scope_spans,
+        scope_spans_len,
+        &rs.schema_url,
+    )
+}
+
+fn scope_spans_len(l: &mut Vec<usize>, ss: &ScopeSpans) -> usize {
+    scope_level_len(l, ss.scope.as_ref(), &ss.spans, span_len, &ss.schema_url)
+}
+
+fn resource_logs_len(l: &mut Vec<usize>, rl: &ResourceLogs) -> usize {
+    resource_level_len(
+        l,
+        rl.resource.as_ref(),
+        &rl.scope_logs,
+        scope_logs_len,
+        &rl.schema_url,
+    )
+}
+
+fn scope_logs_len(l: &mut Vec<usize>, sl: &ScopeLogs) -> usize {
+    scope_level_len(
+        l,
+        sl.scope.as_ref(),
+        &sl.log_records,
+        log_record_len,
+        &sl.schema_url,
+    )
 }
 
 fn resource_len(l: &mut Vec<usize>, resource: &Resource) -> usize {
@@ -135,28 +216,6 @@ fn bytes_len(tag: u32, b: &[u8]) -> usize {
     } else {
         nested(tag, b.len())
     }
-}
-
-fn resource_spans_len(l: &mut Vec<usize>, rs: &ResourceSpans) -> usize {
-    let mut n = 0;
-    if let Some(resource) = &rs.resource {
-        n += nested(1, measure(l, |l| resource_len(l, resource)));
-    }
-    for ss in &rs.scope_spans {
-        n += nested(2, measure(l, |l| scope_spans_len(l, ss)));
-    }
-    n + string_len(3, &rs.schema_url)
-}
-
-fn scope_spans_len(l: &mut Vec<usize>, ss: &ScopeSpans) -> usize {
-    let mut n = 0;
-    if let Some(scope) = &ss.scope {
-        n += prost_len(l, 1, scope);
-    }
-    for span in &ss.spans {
-        n += nested(2, measure(l, |l| span_len(l, span)));
-    }
-    n + string_len(3, &ss.schema_url)
 }
 
 fn span_len(l: &mut Vec<usize>, s: &Span) -> usize {
@@ -200,28 +259,6 @@ fn link_len(l: &mut Vec<usize>, link: &span::Link) -> usize {
         + fixed_len(6, u64::from(link.flags), 4)
 }
 
-fn resource_logs_len(l: &mut Vec<usize>, rl: &ResourceLogs) -> usize {
-    let mut n = 0;
-    if let Some(resource) = &rl.resource {
-        n += nested(1, measure(l, |l| resource_len(l, resource)));
-    }
-    for sl in &rl.scope_logs {
-        n += nested(2, measure(l, |l| scope_logs_len(l, sl)));
-    }
-    n + string_len(3, &rl.schema_url)
-}
-
-fn scope_logs_len(l: &mut Vec<usize>, sl: &ScopeLogs) -> usize {
-    let mut n = 0;
-    if let Some(scope) = &sl.scope {
-        n += prost_len(l, 1, scope);
-    }
-    for record in &sl.log_records {
-        n += nested(2, measure(l, |l| log_record_len(l, record)));
-    }
-    n + string_len(3, &sl.schema_url)
-}
-
 fn log_record_len(l: &mut Vec<usize>, r: &LogRecord) -> usize {
     let mut n = fixed_len(1, r.time_unix_nano, 8)
         + varint_field_len(2, r.severity_number as i64 as u64)
@@ -236,17 +273,6 @@ fn log_record_len(l: &mut Vec<usize>, r: &LogRecord) -> usize {
         + bytes_len(10, &r.span_id)
         + fixed_len(11, r.observed_time_unix_nano, 8)
         + string_len(12, &r.event_name)
-}
-
-fn scope_metrics_len(l: &mut Vec<usize>, sm: &ScopeMetrics) -> usize {
-    let mut n = 0;
-    if let Some(scope) = &sm.scope {
-        n += prost_len(l, 1, scope);
-    }
-    for m in &sm.metrics {
-        n += nested(2, measure(l, |l| metric_len(l, m)));
-    }
-    n + string_len(3, &sm.schema_url)
 }
 
 fn metric_len(l: &mut Vec<usize>, m: &Metric) -> usize {
@@ -404,22 +430,92 @@ impl Writer<'_> {
     }
 }
 
-fn put_resource_spans(w: &mut Writer, rs: &ResourceSpans) {
-    if let Some(resource) = &rs.resource {
+/// Writes what [`resource_level_len`] measured.
+fn put_resource_level<S>(
+    w: &mut Writer,
+    resource: Option<&Resource>,
+    scopes: &[S],
+    put_scope: fn(&mut Writer, &S),
+    schema_url: &str,
+) {
+    if let Some(resource) = resource {
         w.message(1, |w| put_resource(w, resource));
     }
-    for ss in &rs.scope_spans {
-        w.message(2, |w| {
-            if let Some(scope) = &ss.scope {
-                w.prost(1, scope);
-            }
-            for span in &ss.spans {
-                w.message(2, |w| put_span(w, span));
-            }
-            w.string(3, &ss.schema_url);
-        });
+    for scope in scopes {
+        w.message(2, |w| put_scope(w, scope));
     }
-    w.string(3, &rs.schema_url);
+    w.string(3, schema_url);
+}
+
+/// Writes what [`scope_level_len`] measured.
+fn put_scope_level<I>(
+    w: &mut Writer,
+    scope: Option<&InstrumentationScope>,
+    items: &[I],
+    put_item: fn(&mut Writer, &I),
+    schema_url: &str,
+) {
+    if let Some(scope) = scope {
+        w.prost(1, scope);
+    }
+    for item in items {
+        w.message(2, |w| put_item(w, item));
+    }
+    w.string(3, schema_url);
+}
+
+fn put_resource_metrics(w: &mut Writer, rm: &ResourceMetrics) {
+    put_resource_level(
+        w,
+        rm.resource.as_ref(),
+        &rm.scope_metrics,
+        put_scope_metrics,
+        &rm.schema_url,
+    );
+}
+
+fn put_scope_metrics(w: &mut Writer, sm: &ScopeMetrics) {
+    put_scope_level(
+        w,
+        sm.scope.as_ref(),
+        &sm.metrics,
+        put_metric,
+        &sm.schema_url,
+    );
+}
+
+fn put_resource_spans(w: &mut Writer, rs: &ResourceSpans) {
+    put_resource_level(
+        w,
+        rs.resource.as_ref(),
+        &rs.scope_spans,
+        put_scope_spans,
+        &rs.schema_url,
+    );
+}
+
+fn put_scope_spans(w: &mut Writer, ss: &ScopeSpans) {
+    put_scope_level(w, ss.scope.as_ref(), &ss.spans, put_span, &ss.schema_url);
+}
+
+fn put_resource_logs(w: &mut Writer, rl: &ResourceLogs) {
+    put_resource_level(
+        w,
+        rl.resource.as_ref(),
+        &rl.scope_logs,
+        put_scope_logs,
+        &rl.schema_url,
+    );
+}
+
+fn put_scope_logs(w: &mut Writer, sl: &ScopeLogs) {
+    put_scope_level(
+        w,
+        sl.scope.as_ref(),
+        &sl.log_records,
+        put_log_record,
+        &sl.schema_url,
+    );
 }
 
 fn put_span(w: &mut Writer, s: &Span) {
@@ -459,24 +555,6 @@ fn put_span(w: &mut Writer, s: &Span) {
     w.opt_fixed32(16, s.flags);
 }
 
-fn put_resource_logs(w: &mut Writer, rl: &ResourceLogs) {
-    if let Some(resource) = &rl.resource {
-        w.message(1, |w| put_resource(w, resource));
-    }
-    for sl in &rl.scope_logs {
-        w.message(2, |w| {
-            if let Some(scope) = &sl.scope {
-                w.prost(1, scope);
-            }
-            for record in &sl.log_records {
-                w.message(2, |w| put_log_record(w, record));
-            }
-            w.string(3, &sl.schema_url);
-        });
-    }
-    w.string(3, &rl.schema_url);
-}
-
 fn put_log_record(w: &mut Writer, r: &LogRecord) {
     w.opt_fixed64(1, r.time_unix_nano);
     w.varint(2, r.severity_number as i64 as u64);
@@ -493,32 +571,12 @@ fn put_log_record(w: &mut Writer, r: &LogRecord) {
     w.string(12, &r.event_name);
 }
 
-fn put_resource_metrics(w: &mut Writer, rm: &ResourceMetrics) {
-    if let Some(resource) = &rm.resource {
-        w.message(1, |w| put_resource(w, resource));
-    }
-    for sm in &rm.scope_metrics {
-        w.message(2, |w| put_scope_metrics(w, sm));
-    }
-    w.string(3, &rm.schema_url);
-}
-
 fn put_resource(w: &mut Writer, resource: &Resource) {
     put_key_values(w, 1, &resource.attributes);
     w.varint(2, u64::from(resource.dropped_attributes_count));
     for entity in &resource.entity_refs {
         w.prost(3, entity);
     }
-}
-
-fn put_scope_metrics(w: &mut Writer, sm: &ScopeMetrics) {
-    if let Some(scope) = &sm.scope {
-        w.prost(1, scope);
-    }
-    for m in &sm.metrics {
-        w.message(2, |w| put_metric(w, m));
-    }
-    w.string(3, &sm.schema_url);
 }
 
 fn put_metric(w: &mut Writer, m: &Metric) {
